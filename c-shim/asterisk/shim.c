@@ -1,0 +1,436 @@
+/*
+ * res_callconsent: the C side. Asterisk's own macros (AST_MODULE_INFO, locking, ao2 refs,
+ * ast_log) live here; policy lives in Rust. Every function here is short and C-shaped.
+ */
+#include "asterisk.h"
+
+#include <string.h>
+
+#include "asterisk/module.h"
+#include "asterisk/channel.h"
+#include "asterisk/pbx.h"
+#include "asterisk/app.h"
+#include "asterisk/file.h"
+#include "asterisk/logger.h"
+#include "asterisk/config.h"
+#include "asterisk/paths.h"
+#include "asterisk/framehook.h"
+#include "asterisk/frame.h"
+#include "asterisk/audiohook.h"
+#include "asterisk/mixmonitor.h"
+#include "asterisk/bridge.h"
+#include "asterisk/bridge_channel.h"
+#include "asterisk/indications.h"
+#include "asterisk/manager.h"
+#include "asterisk/cli.h"
+#include "asterisk/utils.h"
+#include "asterisk/core_local.h"
+
+#include "shim.h"
+
+#define CC_SRC "res_callconsent"
+
+static struct ast_channel *chan_of(cc_chan *c) { return (struct ast_channel *) c; }
+
+/* ---------------- logging and paths ---------------- */
+
+void cc_log(int level, const char *file, int line, const char *func, const char *msg)
+{
+	ast_log(level, file, line, func, "%s\n", msg);
+}
+
+const char *cc_ast_config_dir(void) { return ast_config_AST_CONFIG_DIR; }
+const char *cc_ast_spool_dir(void) { return ast_config_AST_SPOOL_DIR; }
+const char *cc_ast_log_dir(void) { return ast_config_AST_LOG_DIR; }
+const char *cc_ast_data_dir(void) { return ast_config_AST_DATA_DIR; }
+
+/* ---------------- configuration ---------------- */
+
+int cc_config_read(const char *filename, void *ctx, cc_config_cb cb)
+{
+	struct ast_flags flags = { CONFIG_FLAG_NOCACHE };
+	struct ast_config *cfg = ast_config_load2(filename, "res_callconsent", flags);
+	const char *cat = NULL;
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", ast_config_AST_CONFIG_DIR, filename);
+	if (!cfg) {
+		return CC_CONFIG_MISSING;
+	}
+	if (cfg == CONFIG_STATUS_FILEINVALID) {
+		return CC_CONFIG_INVALID;
+	}
+	while ((cat = ast_category_browse(cfg, cat))) {
+		struct ast_variable *v;
+		cb(ctx, cat, NULL, NULL, path, 0);
+		for (v = ast_variable_browse(cfg, cat); v; v = v->next) {
+			/* v->file is set only for #included files. */
+			cb(ctx, cat, v->name, v->value, !ast_strlen_zero(v->file) ? v->file : path, v->lineno);
+		}
+	}
+	ast_config_destroy(cfg);
+	return CC_CONFIG_OK;
+}
+
+/* ---------------- channels ---------------- */
+
+const char *cc_chan_name(cc_chan *c) { return ast_channel_name(chan_of(c)); }
+const char *cc_chan_uniqueid(cc_chan *c) { return ast_channel_uniqueid(chan_of(c)); }
+const char *cc_chan_linkedid(cc_chan *c) { return ast_channel_linkedid(chan_of(c)); }
+const char *cc_chan_language(cc_chan *c) { return ast_channel_language(chan_of(c)); }
+
+size_t cc_chan_getvar(cc_chan *c, const char *name, char *out, size_t outlen)
+{
+	const char *v;
+	if (!outlen) {
+		return 0;
+	}
+	out[0] = '\0';
+	ast_channel_lock(chan_of(c));
+	v = pbx_builtin_getvar_helper(chan_of(c), name);
+	if (v) {
+		ast_copy_string(out, v, outlen);
+	}
+	ast_channel_unlock(chan_of(c));
+	return strlen(out);
+}
+
+int cc_chan_setvar(cc_chan *c, const char *name, const char *value)
+{
+	return pbx_builtin_setvar_helper(chan_of(c), name, value);
+}
+
+void cc_chan_ref(cc_chan *c) { ast_channel_ref(chan_of(c)); }
+void cc_chan_unref(cc_chan *c) { ast_channel_unref(chan_of(c)); }
+
+cc_chan *cc_chan_get_by_name(const char *name)
+{
+	return (cc_chan *) ast_channel_get_by_name(name);
+}
+
+int cc_chan_answered(cc_chan *c) { return ast_channel_state(chan_of(c)) == AST_STATE_UP; }
+
+int cc_sound_exists(const char *file, const char *language)
+{
+	return ast_fileexists(file, NULL, language) > 0;
+}
+
+int cc_stream_and_wait(cc_chan *c, const char *file, const char *digits)
+{
+	int res;
+	if (!cc_sound_exists(file, ast_channel_language(chan_of(c)))) {
+		return CC_STREAM_MISSING;
+	}
+	res = ast_stream_and_wait(chan_of(c), file, digits);
+	if (res < 0) {
+		return CC_STREAM_HANGUP;
+	}
+	return res;
+}
+
+/* ---------------- MixMonitor ---------------- */
+
+int cc_mixmonitor_start(cc_chan *c, const char *file, const char *options)
+{
+	return ast_start_mixmonitor(chan_of(c), file, options);
+}
+
+int cc_mixmonitor_stop(cc_chan *c, const char *mixmon_id)
+{
+	return ast_stop_mixmonitor(chan_of(c), (mixmon_id && *mixmon_id) ? mixmon_id : NULL);
+}
+
+int cc_mixmonitor_mute(cc_chan *c, int mute)
+{
+	return ast_audiohook_set_mute_all(chan_of(c), "MixMonitor",
+		AST_AUDIOHOOK_MUTE_READ | AST_AUDIOHOOK_MUTE_WRITE, mute ? 0 : 1);
+}
+
+/* ---------------- framehook ---------------- */
+
+struct cc_hook {
+	void *call;                   /* the Rust call, handed back on every event */
+	struct ast_bridge *bridge;    /* the bridge seen on the last frame (identity only) */
+	int want_ticks;               /* whether voice frames go to Rust as clock ticks */
+};
+
+static void apply_answer(struct cc_hook *h, int answer)
+{
+	h->want_ticks = (answer & CC_WANT_TICKS) != 0;
+}
+
+static struct ast_frame *hook_event(struct ast_channel *chan, struct ast_frame *f,
+	enum ast_framehook_event event, void *data)
+{
+	struct cc_hook *h = data;
+	int kind, dir, answer;
+
+	if (!f || (event != AST_FRAMEHOOK_EVENT_READ && event != AST_FRAMEHOOK_EVENT_WRITE)) {
+		return f;
+	}
+	switch (f->frametype) {
+	case AST_FRAME_DTMF_BEGIN: kind = CC_FRAME_DTMF_BEGIN; break;
+	case AST_FRAME_DTMF_END: kind = CC_FRAME_DTMF_END; break;
+	case AST_FRAME_VOICE: kind = CC_FRAME_VOICE; break;
+	default: return f;
+	}
+	if (kind == CC_FRAME_VOICE) {
+		/* The channel is locked here: reading its bridge pointer is cheap and safe. */
+		struct ast_bridge *b = ast_channel_internal_bridge(chan);
+		if (b != h->bridge) {
+			h->bridge = b;
+			apply_answer(h, cc_rs_bridged(h->call, (cc_chan *) chan, b != NULL));
+		}
+		if (!h->want_ticks) {
+			return f;
+		}
+	}
+	if (f->src && !strcmp(f->src, CC_SRC)) {
+		return f;
+	}
+	dir = event == AST_FRAMEHOOK_EVENT_READ ? CC_DIR_READ : CC_DIR_WRITE;
+	answer = cc_rs_frame(h->call, (cc_chan *) chan, dir, kind, f->subclass.integer);
+	apply_answer(h, answer);
+	if (!(answer & CC_DROP)) {
+		return f;
+	}
+	if (event == AST_FRAMEHOOK_EVENT_READ) {
+		/* __ast_read hands us ownership of the frame. */
+		ast_frfree(f);
+		return &ast_null_frame;
+	}
+	/* ast_write's caller owns the frame and frees it: returning NULL drops it without a free. */
+	return NULL;
+}
+
+static int hook_consume(void *data, enum ast_frame_type type)
+{
+	return type == AST_FRAME_DTMF_BEGIN || type == AST_FRAME_DTMF_END || type == AST_FRAME_VOICE;
+}
+
+static void hook_destroy(void *data)
+{
+	struct cc_hook *h = data;
+	cc_rs_hook_destroy(h->call);
+	ast_free(h);
+	ast_module_unref(AST_MODULE_SELF);
+}
+
+int cc_hook_attach(cc_chan *c, void *call)
+{
+	struct cc_hook *h = ast_calloc(1, sizeof(*h));
+	struct ast_framehook_interface iface = {
+		.version = AST_FRAMEHOOK_INTERFACE_VERSION,
+		.event_cb = hook_event,
+		.destroy_cb = hook_destroy,
+		.consume_cb = hook_consume,
+	};
+	int id;
+
+	if (!h) {
+		return -1;
+	}
+	h->call = call;
+	iface.data = h;
+	/* Calls in progress keep the module loaded: its code runs on their frames. */
+	ast_module_ref(AST_MODULE_SELF);
+	ast_channel_lock(chan_of(c));
+	id = ast_framehook_attach(chan_of(c), &iface);
+	ast_channel_unlock(chan_of(c));
+	if (id < 0) {
+		ast_free(h);
+		ast_module_unref(AST_MODULE_SELF);
+	}
+	return id;
+}
+
+int cc_hook_detach(cc_chan *c, int id)
+{
+	int res;
+	ast_channel_lock(chan_of(c));
+	res = ast_framehook_detach(chan_of(c), id);
+	ast_channel_unlock(chan_of(c));
+	return res;
+}
+
+cc_chan *cc_chan_bridge_peer(cc_chan *c)
+{
+	return (cc_chan *) ast_channel_bridge_peer(chan_of(c));
+}
+
+cc_chan *cc_chan_local_peer(cc_chan *c)
+{
+	return (cc_chan *) ast_local_get_peer(chan_of(c));
+}
+
+/* ---------------- prompts and tones while bridged ---------------- */
+
+int cc_play_to_self(cc_chan *c, const char *file)
+{
+	struct ast_bridge_channel *bc;
+	int res;
+
+	ast_channel_lock(chan_of(c));
+	bc = ast_channel_get_bridge_channel(chan_of(c));
+	ast_channel_unlock(chan_of(c));
+	if (!bc) {
+		return -1;
+	}
+	res = ast_bridge_channel_queue_playfile(bc, NULL, file, NULL);
+	ao2_ref(bc, -1);
+	return res;
+}
+
+/* Sum of the durations of a tone list such as "950/200,0/100,950/200". */
+static int tones_ms(const char *spec)
+{
+	int total = 0;
+	const char *p = spec;
+	while (p && *p) {
+		const char *slash = strchr(p, '/');
+		const char *comma = strchr(p, ',');
+		if (slash && (!comma || slash < comma)) {
+			total += atoi(slash + 1);
+		}
+		p = comma ? comma + 1 : NULL;
+	}
+	return total;
+}
+
+static void play_tones(struct ast_bridge_channel *bc, const char *spec)
+{
+	int ms = tones_ms(spec);
+	if (ms <= 0 || ms > 5000) {
+		return;
+	}
+	if (!ast_playtones_start(bc->chan, 0, spec, 0)) {
+		ast_safe_sleep(bc->chan, ms);
+		ast_playtones_stop(bc->chan);
+	}
+}
+
+int cc_tones_to_peer(cc_chan *c, const char *tones)
+{
+	struct ast_channel *peer = ast_channel_bridge_peer(chan_of(c));
+	struct ast_bridge_channel *bc;
+	int res;
+
+	if (!peer) {
+		return -1;
+	}
+	ast_channel_lock(peer);
+	bc = ast_channel_get_bridge_channel(peer);
+	ast_channel_unlock(peer);
+	ast_channel_unref(peer);
+	if (!bc) {
+		return -1;
+	}
+	res = ast_bridge_channel_queue_playfile(bc, play_tones, tones, NULL);
+	ao2_ref(bc, -1);
+	return res;
+}
+
+int cc_send_digits_external(cc_chan *c, const char *digits)
+{
+	for (; digits && *digits; digits++) {
+		if (ast_senddigit_external(chan_of(c), *digits, 100)) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---------------- AMI ---------------- */
+
+void cc_manager_event(const char *channel, const char *body)
+{
+	manager_event(EVENT_FLAG_CALL, "CallConsent", "Channel: %s\r\n%s", channel, body);
+}
+
+static int ami_control(struct mansession *s, const struct message *m, const char *action)
+{
+	const char *channel = astman_get_header(m, "Channel");
+	char out[2048];
+
+	if (ast_strlen_zero(channel)) {
+		astman_send_error(s, m, "Channel is required (the caller's or the agent's channel)");
+		return 0;
+	}
+	out[0] = '\0';
+	if (cc_rs_control(channel, action, "ami", out, sizeof(out))) {
+		astman_send_error(s, m, out);
+		return 0;
+	}
+	{
+		const char *id = astman_get_header(m, "ActionID");
+		astman_append(s, "Response: Success\r\n");
+		if (!ast_strlen_zero(id)) {
+			astman_append(s, "ActionID: %s\r\n", id);
+		}
+		astman_append(s, "%s\r\n", out);
+	}
+	return 0;
+}
+
+static int ami_pause(struct mansession *s, const struct message *m) { return ami_control(s, m, "pause"); }
+static int ami_resume(struct mansession *s, const struct message *m) { return ami_control(s, m, "resume"); }
+static int ami_delete(struct mansession *s, const struct message *m) { return ami_control(s, m, "delete"); }
+static int ami_status(struct mansession *s, const struct message *m) { return ami_control(s, m, "status"); }
+
+/* ---------------- applications and module ---------------- */
+
+static const char app_consent[] = "CallConsent";
+static const char app_control[] = "CallConsentControl";
+
+static int exec_consent(struct ast_channel *chan, const char *data)
+{
+	return cc_rs_exec((cc_chan *) chan, data ? data : "");
+}
+
+static int exec_control(struct ast_channel *chan, const char *data)
+{
+	return cc_rs_control_exec((cc_chan *) chan, data ? data : "");
+}
+
+static int unload_module(void)
+{
+	ast_manager_unregister("CallConsentPause");
+	ast_manager_unregister("CallConsentResume");
+	ast_manager_unregister("CallConsentDelete");
+	ast_manager_unregister("CallConsentStatus");
+	ast_unregister_application(app_control);
+	ast_unregister_application(app_consent);
+	cc_rs_unload();
+	return 0;
+}
+
+static int load_module(void)
+{
+	if (cc_rs_load()) {
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	if (ast_register_application_xml(app_consent, exec_consent)
+		|| ast_register_application_xml(app_control, exec_control)
+		|| ast_manager_register_xml("CallConsentPause", EVENT_FLAG_CALL, ami_pause)
+		|| ast_manager_register_xml("CallConsentResume", EVENT_FLAG_CALL, ami_resume)
+		|| ast_manager_register_xml("CallConsentDelete", EVENT_FLAG_CALL, ami_delete)
+		|| ast_manager_register_xml("CallConsentStatus", EVENT_FLAG_CALL | EVENT_FLAG_REPORTING, ami_status)) {
+		unload_module();
+		return AST_MODULE_LOAD_DECLINE;
+	}
+	return AST_MODULE_LOAD_SUCCESS;
+}
+
+static int reload_module(void)
+{
+	return cc_rs_reload() ? AST_MODULE_LOAD_DECLINE : AST_MODULE_LOAD_SUCCESS;
+}
+
+AST_MODULE_INFO(ASTERISK_GPL_KEY, AST_MODFLAG_LOAD_ORDER, "Call recording consent: notice, opt-out, agent pause",
+	.support_level = AST_MODULE_SUPPORT_EXTENDED,
+	.load = load_module,
+	.unload = unload_module,
+	.reload = reload_module,
+	.load_pri = AST_MODPRI_DEFAULT,
+	.requires = "app_mixmonitor",
+);

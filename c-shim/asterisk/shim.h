@@ -1,0 +1,101 @@
+/*
+ * The narrow, C-shaped boundary between res_callconsent's Rust code and Asterisk.
+ * bindgen reads this header only. `cc_*` are shim functions Rust calls; `cc_rs_*` are Rust
+ * functions the shim calls (each enters through the Rust panic guard).
+ */
+#ifndef CALLCONSENT_SHIM_H
+#define CALLCONSENT_SHIM_H
+
+#include <stddef.h>
+
+/* Opaque handle for `struct ast_channel`. */
+typedef struct cc_chan cc_chan;
+
+/* Log levels, as Asterisk's __LOG_* values. */
+enum cc_log_level { CC_LOG_DEBUG = 0, CC_LOG_NOTICE = 2, CC_LOG_WARNING = 3, CC_LOG_ERROR = 4 };
+
+/* Frame directions and kinds passed to cc_rs_frame. */
+enum cc_dir { CC_DIR_READ = 0, CC_DIR_WRITE = 1 };
+enum cc_frame_kind { CC_FRAME_DTMF_BEGIN = 1, CC_FRAME_DTMF_END = 2, CC_FRAME_VOICE = 3 };
+/* Bits of what cc_rs_frame and cc_rs_bridged answer. */
+enum cc_answer { CC_PASS = 0, CC_DROP = 1, CC_WANT_TICKS = 2 };
+
+/* Results of cc_stream_and_wait other than a digit (a digit is returned as its character). */
+enum cc_stream_result { CC_STREAM_DONE = 0, CC_STREAM_HANGUP = -1, CC_STREAM_MISSING = -2 };
+
+/* ---- Rust side, called by the shim ---- */
+int cc_rs_load(void);
+int cc_rs_reload(void);
+void cc_rs_unload(void);
+int cc_rs_exec(cc_chan *chan, const char *data);
+int cc_rs_control_exec(cc_chan *chan, const char *data);
+int cc_rs_frame(void *call, cc_chan *chan, int dir, int kind, int digit);
+/* The channel entered (bridged = 1) or left a bridge, seen on its next voice frame. */
+int cc_rs_bridged(void *call, cc_chan *chan, int bridged);
+void cc_rs_hook_destroy(void *call);
+/* AMI / CLI: action is "pause", "resume", "delete" or "status"; the answer goes into out. */
+int cc_rs_control(const char *channel, const char *action, const char *source, char *out, size_t outlen);
+
+/* ---- Logging (the text is an argument, never a format string) ---- */
+void cc_log(int level, const char *file, int line, const char *func, const char *msg);
+
+/* ---- Paths from asterisk.conf ---- */
+const char *cc_ast_config_dir(void);
+const char *cc_ast_spool_dir(void);
+const char *cc_ast_log_dir(void);
+const char *cc_ast_data_dir(void);
+
+/* ---- Configuration (Asterisk's config API) ----
+ * Calls back for every category (name == NULL) and every variable, in file order.
+ * Returns 0, CC_CONFIG_MISSING or CC_CONFIG_INVALID. */
+enum cc_config_status { CC_CONFIG_OK = 0, CC_CONFIG_MISSING = -1, CC_CONFIG_INVALID = -2 };
+typedef void (*cc_config_cb)(void *ctx, const char *category, const char *name, const char *value,
+	const char *file, int line);
+int cc_config_read(const char *filename, void *ctx, cc_config_cb cb);
+
+/* ---- Channels ---- */
+const char *cc_chan_name(cc_chan *chan);
+const char *cc_chan_uniqueid(cc_chan *chan);
+const char *cc_chan_linkedid(cc_chan *chan);
+const char *cc_chan_language(cc_chan *chan);
+/* Copies a channel variable into out (empty when unset); returns its length. */
+size_t cc_chan_getvar(cc_chan *chan, const char *name, char *out, size_t outlen);
+int cc_chan_setvar(cc_chan *chan, const char *name, const char *value);
+void cc_chan_ref(cc_chan *chan);
+void cc_chan_unref(cc_chan *chan);
+/* Finds a channel by name or uniqueid; the result carries a reference (cc_chan_unref). */
+cc_chan *cc_chan_get_by_name(const char *name);
+int cc_chan_answered(cc_chan *chan);
+
+/* Whether a sound exists (ast_fileexists) for that language. */
+int cc_sound_exists(const char *file, const char *language);
+/* Plays a sound; stops on any of `digits` and returns it. See enum cc_stream_result. */
+int cc_stream_and_wait(cc_chan *chan, const char *file, const char *digits);
+
+/* ---- MixMonitor ---- */
+int cc_mixmonitor_start(cc_chan *chan, const char *file, const char *options);
+int cc_mixmonitor_stop(cc_chan *chan, const char *mixmon_id);
+/* Mutes (mute = 1) or unmutes every MixMonitor audiohook of the channel, both directions. */
+int cc_mixmonitor_mute(cc_chan *chan, int mute);
+
+/* ---- Framehook ---- */
+/* Attaches the watcher; returns its id (>= 0) or -1. `call` is handed back to cc_rs_frame. */
+int cc_hook_attach(cc_chan *chan, void *call);
+int cc_hook_detach(cc_chan *chan, int id);
+/* The two-party bridge peer, and the other half of a Local channel; both carry a reference. */
+cc_chan *cc_chan_bridge_peer(cc_chan *chan);
+cc_chan *cc_chan_local_peer(cc_chan *chan);
+
+/* ---- Playing to the parties while bridged (queued: never blocks) ----
+ * cc_play_to_self: a sound to this channel's own party.
+ * cc_tones_to_peer: a tone (Asterisk tone syntax, e.g. "950/200") to the bridged peer of chan.
+ * Both return -1 when the channel is not in a bridge. */
+int cc_play_to_self(cc_chan *chan, const char *file);
+int cc_tones_to_peer(cc_chan *chan, const char *tones);
+/* Sends DTMF digits to a channel from a worker thread (not the channel's own thread). */
+int cc_send_digits_external(cc_chan *chan, const char *digits);
+
+/* ---- AMI ---- */
+void cc_manager_event(const char *channel, const char *body);
+
+#endif

@@ -1,0 +1,189 @@
+//! The audit log: one JSON object per line, written by its own thread (never the media path).
+//!
+//! Every line has `ts` (UTC, RFC 3339, milliseconds), `call` (the linkedid), `channel`, `event`
+//! and the facts of that event, then `prev`: the SHA-256 of the line before it (empty for the
+//! first line of a file), so an edited, removed or inserted line breaks the chain.
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn line_hash(line: &str) -> String {
+    Sha256::digest(line.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds one audit record, stamped now.
+pub fn record(call: &str, channel: &str, event: &str, facts: Map<String, Value>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("ts".into(), Value::String(now_rfc3339()));
+    m.insert("call".into(), Value::String(call.to_string()));
+    m.insert("channel".into(), Value::String(channel.to_string()));
+    m.insert("event".into(), Value::String(event.to_string()));
+    m.extend(facts);
+    m
+}
+
+enum Msg {
+    Line(Map<String, Value>),
+    Flush(Sender<()>),
+}
+
+/// The handle the rest of the module holds. Cloning is cheap; dropping the last [`AuditLog`]
+/// stops the thread after it has written everything queued.
+pub struct AuditLog {
+    tx: Option<Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+#[derive(Clone)]
+pub struct AuditSender(Sender<Msg>);
+
+impl AuditSender {
+    pub fn send(&self, rec: Map<String, Value>) {
+        // The writer only stops at unload, after every sender is gone.
+        let _ = self.0.send(Msg::Line(rec));
+    }
+}
+
+impl AuditLog {
+    pub fn open(path: &Path) -> std::io::Result<AuditLog> {
+        if let Some(dir) = path.parent() {
+            fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+        }
+        let prev = last_line(path)?.map(|l| line_hash(&l)).unwrap_or_default();
+        let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+        let (tx, rx) = unbounded();
+        let p = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("cc-audit".into())
+            .spawn(move || writer(file, prev, rx, p))?;
+        Ok(AuditLog { tx: Some(tx), thread: Some(thread), path: path.to_path_buf() })
+    }
+
+    pub fn sender(&self) -> AuditSender {
+        AuditSender(self.tx.clone().expect("sender exists until drop"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until every line sent before this call is on disk.
+    pub fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            if tx.send(Msg::Flush(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn last_line(path: &Path) -> std::io::Result<Option<String>> {
+    match File::open(path) {
+        Ok(f) => Ok(BufReader::new(f).lines().map_while(Result::ok).filter(|l| !l.is_empty()).last()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn writer(mut file: File, mut prev: String, rx: Receiver<Msg>, path: PathBuf) {
+    let mut waiting = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut buf = String::new();
+        let mut next = Some(first);
+        while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
+            match msg {
+                Msg::Line(mut rec) => {
+                    rec.insert("prev".into(), Value::String(prev.clone()));
+                    let line = Value::Object(rec).to_string();
+                    prev = line_hash(&line);
+                    buf.push_str(&line);
+                    buf.push('\n');
+                }
+                Msg::Flush(done) => waiting.push(done),
+            }
+        }
+        if !buf.is_empty() {
+            if let Err(e) = file.write_all(buf.as_bytes()).and_then(|_| file.sync_data()) {
+                log::error!("callconsent: cannot write the audit log {}: {e}", path.display());
+            }
+        }
+        for w in waiting.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// Checks the hash chain of an audit file: returns the 1-based number of the first line whose
+/// `prev` does not match the line before it.
+pub fn verify(text: &str) -> Result<usize, usize> {
+    let mut prev = String::new();
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line).map_err(|_| i + 1)?;
+        if v.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
+            return Err(i + 1);
+        }
+        prev = line_hash(line);
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_chain_and_an_edit_is_found() {
+        let dir = std::env::temp_dir().join(format!("cc-audit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("audit.jsonl");
+        {
+            let log = AuditLog::open(&path).expect("open");
+            let s = log.sender();
+            for i in 0..5 {
+                let mut f = Map::new();
+                f.insert("n".into(), Value::from(i));
+                s.send(record("1.1", "Local/x", "selected", f));
+            }
+            log.flush();
+        }
+        {
+            // Reopening continues the chain.
+            let log = AuditLog::open(&path).expect("reopen");
+            log.sender().send(record("1.2", "Local/y", "call_ended", Map::new()));
+        }
+        let text = fs::read_to_string(&path).expect("read");
+        assert_eq!(verify(&text), Ok(6));
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let keys: Vec<_> = first.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(&keys[..4], &["ts", "call", "channel", "event"]);
+        let edited = text.replacen("\"n\":2", "\"n\":3", 1);
+        assert_eq!(verify(&edited), Err(4));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

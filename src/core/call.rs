@@ -1,0 +1,549 @@
+//! One call as a value. The host feeds it [`Event`]s and executes the [`Action`]s it returns.
+//!
+//! The caller's direction carries the opt-out key (R3); the agent's direction carries the pause,
+//! resume and delete codes (R9). A key counts only in its own direction: a caller pressing the
+//! agent's codes changes nothing, and the agent cannot opt the caller out.
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::config::Profile;
+use super::draw::{self, Draw};
+
+/// Which party a DTMF frame comes from, seen from the caller's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Read direction: the caller's own keypad.
+    Caller,
+    /// Write direction: towards the caller, i.e. from the bridged agent.
+    Agent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Press {
+    Begin,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+    Delete,
+}
+
+impl Command {
+    pub fn parse(s: &str) -> Option<Command> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pause" => Some(Command::Pause),
+            "resume" => Some(Command::Resume),
+            "delete" => Some(Command::Delete),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptOutcome {
+    Completed,
+    Key(char),
+    Missing,
+    Hangup,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Start,
+    PromptDone(PromptOutcome),
+    RecorderStarted { file: String },
+    RecorderFailed { reason: String },
+    Dtmf { dir: Dir, press: Press, digit: char, now_ms: u64 },
+    Tick { now_ms: u64 },
+    Control { cmd: Command, source: &'static str, now_ms: u64 },
+    /// The caller's channel joined a bridge (an agent answered, or a transfer completed).
+    Bridged,
+    Hangup,
+}
+
+/// `CALLCONSENT_STATUS` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Recording,
+    NotSelected,
+    OptedOut,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Recording => "RECORDING",
+            Status::NotSelected => "NOT_SELECTED",
+            Status::OptedOut => "OPTED_OUT",
+            Status::Error => "ERROR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Play a sound to the caller on the application's thread; stop on any of `keys` and feed
+    /// back `PromptDone` (only when `keys` is not empty).
+    Play { file: String, keys: String },
+    StartRecorder,
+    Mute,
+    Unmute,
+    /// Stop the recorder and delete every file of the call (then audit `recording_deleted`).
+    StopAndDelete { by: &'static str },
+    /// After hangup: delete the files of a refused recording again, in case a late writer
+    /// reopened one.
+    DeleteAgain,
+    PlayToCaller(String),
+    ToneToAgent(String),
+    /// Digits held back as a possible code that turned out not to be one: pass them on, in order.
+    SendToCaller(String),
+    SetStatus(Status),
+    Audit { event: &'static str, facts: Map<String, Value> },
+    /// An AMI `CallConsent` event: the state changed.
+    Notify,
+}
+
+/// What the media path does with the frame that caused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Created,
+    Notice,
+    FullNotice,
+    Starting,
+    Recording,
+    NotRecording,
+    OptedOut,
+    Deleted,
+    Ended,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Created => "created",
+            Phase::Notice => "notice",
+            Phase::FullNotice => "full_notice",
+            Phase::Starting => "starting",
+            Phase::Recording => "recording",
+            Phase::NotRecording => "not_recording",
+            Phase::OptedOut => "opted_out",
+            Phase::Deleted => "deleted",
+            Phase::Ended => "ended",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    profile: Arc<Profile>,
+    draw: Draw,
+    phase: Phase,
+    file: Option<String>,
+    paused_at_ms: Option<u64>,
+    warned: bool,
+    /// Agent digits held back while they may still become a code.
+    held: String,
+    held_since_ms: u64,
+    /// Digits whose BEGIN was dropped: their END is dropped too.
+    swallowing: Vec<(Dir, char)>,
+    pauses: u32,
+}
+
+/// How long before an automatic resume the agent hears the warning tone.
+pub const AUTO_RESUME_WARNING_MS: u64 = 5000;
+
+fn facts(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+impl Call {
+    pub fn new(profile: Arc<Profile>, call_id: &str) -> Call {
+        let draw = draw::draw(call_id, profile.record_share);
+        Call {
+            profile,
+            draw,
+            phase: Phase::Created,
+            file: None,
+            paused_at_ms: None,
+            warned: false,
+            held: String::new(),
+            held_since_ms: 0,
+            swallowing: Vec::new(),
+            pauses: 0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+    pub fn paused(&self) -> bool {
+        self.paused_at_ms.is_some()
+    }
+    pub fn file(&self) -> Option<&str> {
+        self.file.as_deref()
+    }
+    /// Whether the host must feed `Tick`s (a pause may auto-resume, or digits are held).
+    pub fn wants_ticks(&self) -> bool {
+        (self.paused() && self.profile.pause_max_seconds > 0) || !self.held.is_empty()
+    }
+    /// Whether the host must watch the call's frames at all.
+    pub fn watching(&self) -> bool {
+        matches!(self.phase, Phase::Starting | Phase::Recording | Phase::OptedOut | Phase::Deleted)
+    }
+    pub fn state_name(&self) -> &'static str {
+        if self.phase == Phase::Recording && self.paused() {
+            "paused"
+        } else {
+            self.phase.as_str()
+        }
+    }
+
+    /// Feeds one event; returns what to do with the frame (for DTMF) and the actions to run.
+    pub fn on(&mut self, ev: Event) -> (Verdict, Vec<Action>) {
+        let mut out = Vec::new();
+        let verdict = match ev {
+            Event::Start => {
+                self.start(&mut out);
+                Verdict::Pass
+            }
+            Event::PromptDone(o) => {
+                self.prompt_done(o, &mut out);
+                Verdict::Pass
+            }
+            Event::RecorderStarted { file } => {
+                if matches!(self.phase, Phase::OptedOut | Phase::Deleted) {
+                    // Refused while the recorder was starting: it must not survive.
+                    self.file = Some(file);
+                    out.push(Action::StopAndDelete { by: if self.phase == Phase::OptedOut { "caller" } else { "agent" } });
+                } else if self.phase == Phase::Starting {
+                    self.phase = Phase::Recording;
+                    out.push(self.audit("recording_started", json!({ "file": file })));
+                    self.file = Some(file);
+                    out.push(Action::SetStatus(Status::Recording));
+                    out.push(Action::Notify);
+                }
+                Verdict::Pass
+            }
+            Event::RecorderFailed { reason } => {
+                if self.phase == Phase::Starting {
+                    self.phase = Phase::NotRecording;
+                    out.push(self.audit("recording_failed", json!({ "reason": reason })));
+                    out.push(Action::SetStatus(Status::Error));
+                }
+                Verdict::Pass
+            }
+            Event::Dtmf { dir, press, digit, now_ms } => {
+                self.expire_held(now_ms, &mut out);
+                let v = match dir {
+                    Dir::Caller => self.caller_key(press, digit, &mut out),
+                    Dir::Agent => self.agent_key(press, digit, now_ms, &mut out),
+                };
+                v
+            }
+            Event::Tick { now_ms } => {
+                self.expire_held(now_ms, &mut out);
+                self.auto_resume(now_ms, &mut out);
+                Verdict::Pass
+            }
+            Event::Control { cmd, source, now_ms } => {
+                self.command(cmd, source, now_ms, &mut out);
+                Verdict::Pass
+            }
+            Event::Bridged => {
+                // R8: whoever takes the call hears that it is recorded, and whether it is paused.
+                if self.phase == Phase::Recording {
+                    if let Some(t) = &self.profile.start_tone {
+                        out.push(Action::ToneToAgent(t.clone()));
+                    }
+                    if self.paused() {
+                        if let Some(t) = &self.profile.pause_tone {
+                            out.push(Action::ToneToAgent(t.clone()));
+                        }
+                    }
+                }
+                Verdict::Pass
+            }
+            Event::Hangup => {
+                self.hangup(&mut out);
+                Verdict::Pass
+            }
+        };
+        (verdict, out)
+    }
+
+    fn audit(&self, event: &'static str, v: Value) -> Action {
+        let mut m = Map::new();
+        m.insert("profile".into(), Value::String(self.profile.name.clone()));
+        m.extend(facts(v));
+        Action::Audit { event, facts: m }
+    }
+
+    fn start(&mut self, out: &mut Vec<Action>) {
+        if self.phase != Phase::Created {
+            return;
+        }
+        let p = &self.profile;
+        let mut f = json!({
+            "share": p.record_share,
+            "bucket": self.draw.bucket,
+            "rule": draw::RULE,
+        });
+        if self.draw.selected {
+            if let Some(lb) = &p.legal_basis {
+                f["legal_basis"] = Value::String(lb.clone());
+            }
+            out.push(self.audit("selected", f));
+        } else {
+            f["reason"] = Value::String(format!("bucket {} is not below {} (share {} %)", self.draw.bucket, u32::from(p.record_share) * 100, p.record_share));
+            out.push(self.audit("not_selected", f));
+        }
+        self.phase = Phase::Notice;
+        out.push(Action::Play { file: p.notice.clone(), keys: format!("{}{}", p.optout_key, p.info_key) });
+    }
+
+    fn prompt_done(&mut self, o: PromptOutcome, out: &mut Vec<Action>) {
+        let (event, prompt) = match self.phase {
+            Phase::Notice => ("notice_played", self.profile.notice.clone()),
+            Phase::FullNotice => ("info_played", self.profile.full_notice.clone()),
+            _ => return,
+        };
+        let outcome = match &o {
+            PromptOutcome::Completed => "completed",
+            PromptOutcome::Key(_) => "interrupted",
+            PromptOutcome::Missing => "missing",
+            PromptOutcome::Hangup => "hangup",
+        };
+        let mut f = json!({ "prompt": prompt, "outcome": outcome });
+        if let PromptOutcome::Key(k) = o {
+            f["key"] = Value::String(k.to_string());
+        }
+        out.push(self.audit(event, f));
+        match o {
+            PromptOutcome::Key(k) if k == self.profile.optout_key => {
+                self.phase = Phase::OptedOut;
+                out.push(self.audit("opt_out", json!({ "during": "notice", "key": k.to_string() })));
+                out.push(Action::Play { file: self.profile.optout_confirm.clone(), keys: String::new() });
+                out.push(Action::SetStatus(Status::OptedOut));
+                out.push(Action::Notify);
+            }
+            PromptOutcome::Key(k) if k == self.profile.info_key && self.phase == Phase::Notice => {
+                self.phase = Phase::FullNotice;
+                out.push(Action::Play { file: self.profile.full_notice.clone(), keys: self.profile.optout_key.to_string() });
+            }
+            PromptOutcome::Completed | PromptOutcome::Key(_) => {
+                if self.draw.selected {
+                    self.phase = Phase::Starting;
+                    out.push(Action::StartRecorder);
+                } else {
+                    self.phase = Phase::NotRecording;
+                    out.push(Action::SetStatus(Status::NotSelected));
+                }
+            }
+            PromptOutcome::Missing => {
+                // R1: a caller who was not told is never recorded.
+                self.phase = Phase::NotRecording;
+                out.push(self.audit("not_recorded", json!({ "reason": "the notice could not be played" })));
+                out.push(Action::SetStatus(Status::Error));
+            }
+            PromptOutcome::Hangup => self.hangup(out),
+        }
+    }
+
+    fn caller_key(&mut self, press: Press, digit: char, out: &mut Vec<Action>) -> Verdict {
+        if digit != self.profile.optout_key {
+            return Verdict::Pass;
+        }
+        match self.phase {
+            Phase::Recording | Phase::Starting => {
+                self.stop_and_delete("caller", out);
+                out.insert(1, self.audit("opt_out", json!({ "during": "call", "key": digit.to_string() })));
+                out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
+                if let Some(t) = &self.profile.optout_tone {
+                    out.push(Action::ToneToAgent(t.clone()));
+                }
+                out.push(Action::SetStatus(Status::OptedOut));
+                if press == Press::Begin {
+                    self.swallowing.push((Dir::Caller, digit));
+                }
+                Verdict::Drop
+            }
+            // The key stays reserved for the rest of a watched call: the agent never hears it.
+            Phase::OptedOut | Phase::Deleted => {
+                self.swallow(Dir::Caller, press, digit);
+                Verdict::Drop
+            }
+            _ => Verdict::Pass,
+        }
+    }
+
+    fn swallow(&mut self, dir: Dir, press: Press, digit: char) {
+        if press == Press::Begin {
+            self.swallowing.push((dir, digit));
+        } else if let Some(i) = self.swallowing.iter().position(|s| *s == (dir, digit)) {
+            self.swallowing.remove(i);
+        }
+    }
+
+    fn codes(&self) -> [(&str, Command); 3] {
+        let p = &self.profile;
+        [(&p.pause_code, Command::Pause), (&p.resume_code, Command::Resume), (&p.delete_code, Command::Delete)]
+    }
+
+    fn agent_key(&mut self, press: Press, digit: char, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
+        if press == Press::End {
+            if let Some(i) = self.swallowing.iter().position(|s| *s == (Dir::Agent, digit)) {
+                self.swallowing.remove(i);
+                return Verdict::Drop;
+            }
+        }
+        if !matches!(self.phase, Phase::Recording) {
+            return Verdict::Pass;
+        }
+        // A key press is acted on at its first frame: BEGIN, or END when no BEGIN came.
+        let mut candidate = self.held.clone();
+        candidate.push(digit);
+        if !self.codes().iter().any(|(c, _)| c.starts_with(&candidate)) {
+            if self.held.is_empty() {
+                return Verdict::Pass;
+            }
+            // Not a code after all: the held digits and this one go on, in order.
+            let mut release = std::mem::take(&mut self.held);
+            release.push(digit);
+            if press == Press::Begin {
+                self.swallowing.push((Dir::Agent, digit));
+            }
+            out.push(Action::SendToCaller(release));
+            return Verdict::Drop;
+        }
+        if press == Press::Begin {
+            self.swallowing.push((Dir::Agent, digit));
+        }
+        if let Some(cmd) = self.codes().iter().find(|(c, _)| *c == candidate).map(|(_, cmd)| *cmd) {
+            self.held.clear();
+            self.command(cmd, "keypad", now_ms, out);
+        } else {
+            if self.held.is_empty() {
+                self.held_since_ms = now_ms;
+            }
+            self.held = candidate;
+        }
+        Verdict::Drop
+    }
+
+    fn expire_held(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.held.is_empty() && now_ms.saturating_sub(self.held_since_ms) >= self.profile.code_timeout_ms {
+            out.push(Action::SendToCaller(std::mem::take(&mut self.held)));
+        }
+    }
+
+    fn command(&mut self, cmd: Command, source: &'static str, now_ms: u64, out: &mut Vec<Action>) {
+        if self.phase != Phase::Recording {
+            return;
+        }
+        match cmd {
+            Command::Pause if !self.paused() => {
+                self.paused_at_ms = Some(now_ms);
+                self.warned = false;
+                self.pauses += 1;
+                out.push(Action::Mute);
+                out.push(self.audit("paused", json!({ "by": "agent", "source": source })));
+                if let Some(t) = &self.profile.pause_tone {
+                    out.push(Action::ToneToAgent(t.clone()));
+                }
+                out.push(Action::Notify);
+            }
+            Command::Resume if self.paused() => self.resume("agent", source, out),
+            Command::Delete => {
+                self.stop_and_delete("agent", out);
+                out.insert(1, self.audit("delete_requested", json!({ "by": "agent", "source": source })));
+                if let Some(t) = &self.profile.delete_tone {
+                    out.push(Action::ToneToAgent(t.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn resume(&mut self, by: &str, source: &str, out: &mut Vec<Action>) {
+        self.paused_at_ms = None;
+        out.push(Action::Unmute);
+        out.push(self.audit("resumed", json!({ "by": by, "source": source })));
+        if let Some(t) = &self.profile.resume_tone {
+            out.push(Action::ToneToAgent(t.clone()));
+        }
+        out.push(Action::Notify);
+    }
+
+    fn auto_resume(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        let (Some(since), max) = (self.paused_at_ms, self.profile.pause_max_seconds * 1000) else { return };
+        if max == 0 || self.phase != Phase::Recording {
+            return;
+        }
+        let paused_for = now_ms.saturating_sub(since);
+        if paused_for >= max {
+            self.resume("auto", "pause_max_seconds", out);
+        } else if !self.warned && paused_for + AUTO_RESUME_WARNING_MS >= max {
+            self.warned = true;
+            out.push(self.audit("pause_warning", json!({ "resumes_in_ms": max - paused_for })));
+            if let Some(t) = &self.profile.warn_tone {
+                out.push(Action::ToneToAgent(t.clone()));
+            }
+        }
+    }
+
+    /// Mute first (this frame), then stop and delete off the media path.
+    fn stop_and_delete(&mut self, by: &'static str, out: &mut Vec<Action>) {
+        self.phase = if by == "caller" { Phase::OptedOut } else { Phase::Deleted };
+        self.paused_at_ms = None;
+        self.held.clear();
+        out.push(Action::Mute);
+        out.push(Action::StopAndDelete { by });
+        out.push(Action::Notify);
+    }
+
+    fn hangup(&mut self, out: &mut Vec<Action>) {
+        let status = match self.phase {
+            Phase::Ended => return,
+            Phase::Recording => {
+                let file = self.file.clone().unwrap_or_default();
+                out.push(self.audit("recording_kept", json!({ "file": file, "pauses": self.pauses })));
+                "recorded"
+            }
+            Phase::OptedOut => {
+                out.push(Action::DeleteAgain);
+                "opted_out"
+            }
+            Phase::Deleted => {
+                out.push(Action::DeleteAgain);
+                "deleted"
+            }
+            Phase::Starting => "recorder_not_started",
+            Phase::NotRecording => "not_recorded",
+            Phase::Created | Phase::Notice | Phase::FullNotice => "hangup_during_notice",
+        };
+        self.phase = Phase::Ended;
+        self.paused_at_ms = None;
+        out.push(self.audit("call_ended", json!({ "outcome": status })));
+        out.push(Action::Notify);
+    }
+}
+
+#[cfg(test)]
+mod tests;

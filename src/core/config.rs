@@ -1,0 +1,306 @@
+//! `callconsent.conf`: the rules every key obeys, checked before anything is used.
+//!
+//! The host reads the file with its own config parser and hands over [`Entry`] values in file
+//! order; this module turns them into a [`Config`] or one [`ConfigError`] naming file, line,
+//! section, key and the rule broken.
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One line of the file as the host's parser saw it. `name == None` marks a section header.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub category: String,
+    pub name: Option<String>,
+    pub value: String,
+    pub file: String,
+    pub line: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: u32,
+    pub section: String,
+    pub key: String,
+    pub rule: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: [{}] {}: {}", self.file, self.line, self.section, self.key, self.rule)
+        } else {
+            write!(f, "{}: [{}] {}: {}", self.file, self.section, self.key, self.rule)
+        }
+    }
+}
+
+/// Where things go when `[general]` does not say (from the host's own directories).
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub spool_dir: PathBuf,
+    pub audit_log: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct General {
+    pub spool_dir: PathBuf,
+    pub audit_log: PathBuf,
+}
+
+/// A profile: what one kind of call hears, and how its recording is controlled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub notice: String,
+    pub full_notice: String,
+    pub optout_key: char,
+    pub info_key: char,
+    pub optout_confirm: String,
+    pub record_share: u8,
+    pub legal_basis: Option<String>,
+    pub record_legs: bool,
+    pub pause_code: String,
+    pub resume_code: String,
+    pub delete_code: String,
+    pub code_timeout_ms: u64,
+    pub pause_max_seconds: u64,
+    pub start_tone: Option<String>,
+    pub optout_tone: Option<String>,
+    pub pause_tone: Option<String>,
+    pub resume_tone: Option<String>,
+    pub delete_tone: Option<String>,
+    pub warn_tone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub general: General,
+    pub profiles: BTreeMap<String, Arc<Profile>>,
+}
+
+/// The share of calls above which a profile must name the law that requires recording (R4:
+/// 20-30 % is the call-centre norm, 50 % was judged excessive).
+pub const SHARE_WITHOUT_LEGAL_BASIS_MAX: u8 = 30;
+
+const GENERAL_KEYS: &[&str] = &["spool_dir", "audit_log"];
+const PROFILE_KEYS: &[&str] = &[
+    "notice", "full_notice", "optout_key", "info_key", "optout_confirm", "record_share",
+    "legal_basis", "record_legs", "pause_code", "resume_code", "delete_code", "code_timeout_ms",
+    "pause_max_seconds", "start_tone", "optout_tone", "pause_tone", "resume_tone", "delete_tone",
+    "warn_tone",
+];
+
+pub fn is_dtmf(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
+}
+
+/// Parses and checks the whole file. `sound_exists` asks the host whether a prompt exists.
+pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
+    let mut sections: Vec<(String, String, BTreeMap<String, (String, u32)>)> = Vec::new();
+    let mut seen_sections = HashSet::new();
+    for e in entries {
+        let err = |key: &str, rule: String| ConfigError {
+            file: e.file.clone(),
+            line: e.line,
+            section: e.category.clone(),
+            key: key.to_string(),
+            rule,
+        };
+        match &e.name {
+            None => {
+                if !seen_sections.insert(e.category.clone()) {
+                    return Err(err("(section)", "a section may appear only once".into()));
+                }
+                sections.push((e.category.clone(), e.file.clone(), BTreeMap::new()));
+            }
+            Some(name) => {
+                let Some(section) = sections.last_mut() else {
+                    return Err(err(name, "a key must be inside a section".into()));
+                };
+                let allowed = if e.category == "general" { GENERAL_KEYS } else { PROFILE_KEYS };
+                if !allowed.contains(&name.as_str()) {
+                    return Err(err(name, format!("unknown key (known keys here: {})", allowed.join(", "))));
+                }
+                if section.2.contains_key(name) {
+                    return Err(err(name, "the key is given twice in this section".into()));
+                }
+                section.2.insert(name.clone(), (e.value.trim().to_string(), e.line));
+            }
+        }
+    }
+
+    let mut general = General { spool_dir: defaults.spool_dir.clone(), audit_log: defaults.audit_log.clone() };
+    let mut profiles = BTreeMap::new();
+    for (name, file, keys) in &sections {
+        let mut r = Reader { file, section: name, keys };
+        if name == "general" {
+            if let Some(p) = r.opt("spool_dir") {
+                general.spool_dir = r.abs_path("spool_dir", p)?;
+            }
+            if let Some(p) = r.opt("audit_log") {
+                general.audit_log = r.abs_path("audit_log", p)?;
+            }
+            continue;
+        }
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(r.err("(section)", "a profile name uses only letters, digits, '_' and '-'".into()));
+        }
+        let profile = r.profile(name, sound_exists)?;
+        profiles.insert(name.clone(), Arc::new(profile));
+    }
+    Ok(Config { general, profiles })
+}
+
+struct Reader<'a> {
+    file: &'a str,
+    section: &'a str,
+    keys: &'a BTreeMap<String, (String, u32)>,
+}
+
+impl Reader<'_> {
+    fn line(&self, key: &str) -> u32 {
+        self.keys.get(key).map(|(_, l)| *l).unwrap_or(0)
+    }
+    fn err(&self, key: &str, rule: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line(key),
+            section: self.section.to_string(),
+            key: key.to_string(),
+            rule,
+        }
+    }
+    fn opt(&self, key: &str) -> Option<&str> {
+        self.keys.get(key).map(|(v, _)| v.as_str())
+    }
+    fn req(&self, key: &str) -> Result<&str, ConfigError> {
+        match self.opt(key) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(self.err(key, "is required in every profile".into())),
+        }
+    }
+    fn abs_path(&self, key: &str, v: &str) -> Result<PathBuf, ConfigError> {
+        if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
+            return Err(self.err(key, format!("must be an absolute path without '..', got \"{v}\"")));
+        }
+        Ok(PathBuf::from(v))
+    }
+    fn digit(&self, key: &str, default: char) -> Result<char, ConfigError> {
+        let Some(v) = self.opt(key) else { return Ok(default) };
+        let mut it = v.chars();
+        match (it.next(), it.next()) {
+            (Some(c), None) if is_dtmf(c) => Ok(c),
+            _ => Err(self.err(key, format!("must be one DTMF key (0-9, *, #, A-D), got \"{v}\""))),
+        }
+    }
+    fn code(&self, key: &str, default: &str) -> Result<String, ConfigError> {
+        let v = self.opt(key).unwrap_or(default);
+        if v.chars().count() < 2 || v.chars().count() > 8 || !v.chars().all(is_dtmf) {
+            return Err(self.err(key, format!("must be 2 to 8 DTMF keys (0-9, *, #, A-D), got \"{v}\"")));
+        }
+        Ok(v.to_string())
+    }
+    fn number(&self, key: &str, default: u64, min: u64, max: u64, why: &str) -> Result<u64, ConfigError> {
+        let Some(v) = self.opt(key) else { return Ok(default) };
+        match v.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(key, format!("must be a whole number from {min} to {max}{why}, got \"{v}\""))),
+        }
+    }
+    fn sound(&self, key: &str, sound_exists: &dyn Fn(&str) -> bool) -> Result<String, ConfigError> {
+        let v = self.req(key)?;
+        if v.contains("..") || v.starts_with('/') && v.contains("//") {
+            return Err(self.err(key, format!("must be a sound name, got \"{v}\"")));
+        }
+        if !sound_exists(v) {
+            return Err(self.err(key, format!("sound \"{v}\" not found in Asterisk's sounds directory")));
+        }
+        Ok(v.to_string())
+    }
+    fn tone(&self, key: &str, default: &str) -> Result<Option<String>, ConfigError> {
+        let v = self.opt(key).unwrap_or(default);
+        if v.is_empty() || v == "off" || v == "no" {
+            return Ok(None);
+        }
+        let ok = v.split(',').all(|part| {
+            let mut it = part.split('/');
+            match (it.next().map(|f| f.split('+').all(|x| x.parse::<u32>().map_or(false, |n| n <= 4000))), it.next().and_then(|m| m.parse::<u32>().ok()), it.next()) {
+                (Some(true), Some(ms), None) => (1..=2000).contains(&ms),
+                _ => false,
+            }
+        });
+        if !ok {
+            return Err(self.err(key, format!("must be tones as FREQ/MS[,FREQ/MS...] (FREQ up to 4000 Hz, MS 1-2000) or off, got \"{v}\"")));
+        }
+        Ok(Some(v.to_string()))
+    }
+    fn yes_no(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.opt(key) {
+            None => Ok(default),
+            Some("yes" | "true" | "1" | "on") => Ok(true),
+            Some("no" | "false" | "0" | "off") => Ok(false),
+            Some(v) => Err(self.err(key, format!("must be yes or no, got \"{v}\""))),
+        }
+    }
+
+    fn profile(&mut self, name: &str, sound_exists: &dyn Fn(&str) -> bool) -> Result<Profile, ConfigError> {
+        let optout_key = self.digit("optout_key", '9')?;
+        let info_key = self.digit("info_key", '0')?;
+        if optout_key == info_key {
+            return Err(self.err("info_key", format!("must differ from optout_key ({optout_key})")));
+        }
+        let share_text = self.req("record_share")?;
+        let record_share = match share_text.trim_end_matches('%').parse::<u8>() {
+            Ok(n) if n <= 100 => n,
+            _ => {
+                return Err(self.err("record_share", format!("must be a whole percentage from 0 to 100 (R4), got \"{share_text}\"")))
+            }
+        };
+        let legal_basis = self.opt("legal_basis").filter(|v| !v.is_empty()).map(str::to_string);
+        if record_share > SHARE_WITHOUT_LEGAL_BASIS_MAX && legal_basis.is_none() {
+            return Err(self.err(
+                "record_share",
+                format!("{record_share} % is more than {SHARE_WITHOUT_LEGAL_BASIS_MAX} %: set legal_basis to the law that requires it (R4: no systematic recording)"),
+            ));
+        }
+        let pause_code = self.code("pause_code", "*1")?;
+        let resume_code = self.code("resume_code", "*2")?;
+        let delete_code = self.code("delete_code", "*3")?;
+        let codes = [("pause_code", &pause_code), ("resume_code", &resume_code), ("delete_code", &delete_code)];
+        for (i, (ka, a)) in codes.iter().enumerate() {
+            for (kb, b) in codes.iter().skip(i + 1) {
+                if a.starts_with(b.as_str()) || b.starts_with(a.as_str()) {
+                    return Err(self.err(kb, format!("\"{b}\" clashes with {ka} \"{a}\": no code may begin another")));
+                }
+            }
+        }
+        Ok(Profile {
+            name: name.to_string(),
+            notice: self.sound("notice", sound_exists)?,
+            full_notice: self.sound("full_notice", sound_exists)?,
+            optout_confirm: self.sound("optout_confirm", sound_exists)?,
+            optout_key,
+            info_key,
+            record_share,
+            legal_basis,
+            record_legs: self.yes_no("record_legs", false)?,
+            pause_code,
+            resume_code,
+            delete_code,
+            code_timeout_ms: self.number("code_timeout_ms", 2000, 200, 10000, "")?,
+            pause_max_seconds: self.number("pause_max_seconds", 0, 0, 3600, " (0 turns auto-resume off)")?,
+            start_tone: self.tone("start_tone", "440/150")?,
+            optout_tone: self.tone("optout_tone", "950/120,0/80,950/120")?,
+            pause_tone: self.tone("pause_tone", "620/150")?,
+            resume_tone: self.tone("resume_tone", "820/150")?,
+            delete_tone: self.tone("delete_tone", "950/300")?,
+            warn_tone: self.tone("warn_tone", "1400/100,0/100,1400/100")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,509 @@
+//! End-to-end harness: a real Asterisk 22 from the project's sandbox (scripts/sandbox.sh), run
+//! chrooted with the freshly built module, one instance per test, killed on drop. A missing
+//! sandbox or module is a failure, never a skip.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver};
+use serde_json::Value;
+
+pub const MODULES: &[&str] = &[
+    "app_mixmonitor.so", "app_dial.so", "app_playback.so", "app_senddtmf.so", "app_echo.so",
+    "app_verbose.so", "app_system.so", "app_read.so", "app_queue.so", "app_stack.so",
+    "pbx_config.so", "func_channel.so", "func_strings.so", "func_logic.so", "format_wav.so",
+    "format_pcm.so", "format_sln.so", "codec_ulaw.so", "codec_alaw.so", "res_rtp_asterisk.so",
+    "bridge_simple.so", "bridge_native_rtp.so", "bridge_builtin_features.so", "bridge_softmix.so",
+    "res_pjsip.so", "res_pjsip_session.so", "res_pjsip_pubsub.so", "chan_pjsip.so",
+    "res_pjsip_sdp_rtp.so", "res_pjsip_endpoint_identifier_ip.so", "res_pjsip_endpoint_identifier_user.so",
+    "res_pjproject.so", "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
+    "res_pjsip_caller_id.so", "res_pjsip_dtmf_info.so", "res_pjsip_logger.so", "res_timing_timerfd.so",
+    "res_musiconhold.so", "res_features.so", "func_callerid.so", "res_pjsip_refer.so", "res_clioriginate.so",
+];
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sandbox_root() -> PathBuf {
+    let sandbox = std::env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".sandbox"));
+    let root = sandbox.join("sid");
+    assert!(
+        root.join("usr/sbin/asterisk").is_file(),
+        "no sandbox Asterisk at {} (run scripts/sandbox.sh; end-to-end tests never skip)",
+        root.display()
+    );
+    root
+}
+
+pub fn module_path() -> PathBuf {
+    let p = project_dir().join("target/release/libcallconsent.so");
+    assert!(p.is_file(), "{} is missing: run `cargo build --release` first (scripts/test.sh does)", p.display());
+    p
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free UDP port")
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A running Asterisk. `dir` is the instance's directory on the host; `cdir` the same seen from
+/// inside the chroot.
+pub struct Pbx {
+    pub root: PathBuf,
+    pub dir: PathBuf,
+    pub cdir: String,
+    pub ami_port: u16,
+    pub sip_port: u16,
+    child: Option<Child>,
+    pub name: String,
+}
+
+pub struct PbxBuilder {
+    name: String,
+    files: Vec<(String, String)>,
+    module: bool,
+    sip: bool,
+}
+
+impl PbxBuilder {
+    /// A file under the instance's etc/ ("{D}" in the text is replaced by the instance directory,
+    /// as seen from inside the chroot).
+    pub fn file(mut self, name: &str, text: &str) -> Self {
+        self.files.push((name.into(), text.into()));
+        self
+    }
+    pub fn without_module(mut self) -> Self {
+        self.module = false;
+        self
+    }
+    pub fn sip(mut self) -> Self {
+        self.sip = true;
+        self
+    }
+
+    pub fn start(self) -> Pbx {
+        let root = sandbox_root();
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let cdir = format!("/var/tmp/cc-e2e/{}-{}-{n}", self.name, std::process::id());
+        let dir = root.join(cdir.trim_start_matches('/'));
+        let _ = fs::remove_dir_all(&dir);
+        for sub in ["etc", "modules", "spool", "run", "log", "db", "sounds"] {
+            fs::create_dir_all(dir.join(sub)).expect("create the instance directory");
+        }
+        let ami_port = free_tcp_port();
+        let sip_port = free_udp_port();
+        let rtp_base = 20000 + (std::process::id() % 200) * 100 + (n % 20) * 20;
+        let w = |name: &str, text: &str| {
+            fs::write(dir.join("etc").join(name), text.replace("{D}", &cdir)).expect("write a config file");
+        };
+        w(
+            "asterisk.conf",
+            "[directories]\nastetcdir => {D}/etc\nastmoddir => {D}/modules\nastvarlibdir => {D}/db\nastdbdir => {D}/db\n\
+             astkeydir => {D}/db\nastdatadir => /usr/share/asterisk\nastagidir => /usr/share/asterisk/agi-bin\n\
+             astspooldir => {D}/spool\nastrundir => {D}/run\nastlogdir => {D}/log\nastsbindir => /usr/sbin\n\
+             [options]\nverbose = 3\ndebug = 0\ncache_media_frames = yes\n",
+        );
+        let mut modules = String::from("[modules]\nautoload = no\n");
+        for m in MODULES {
+            let src = Path::new("/usr/lib/x86_64-linux-gnu/asterisk/modules").join(m);
+            if root.join(src.strip_prefix("/").unwrap_or(&src)).exists() {
+                std::os::unix::fs::symlink(&src, dir.join("modules").join(m)).expect("link a stock module");
+                modules.push_str(&format!("load => {m}\n"));
+            }
+        }
+        if self.module {
+            // A copy, then a rename: never overwrite a loaded .so in place.
+            let tmp = dir.join("modules/.res_callconsent.so.tmp");
+            fs::copy(module_path(), &tmp).expect("copy the module");
+            fs::rename(&tmp, dir.join("modules/res_callconsent.so")).expect("install the module");
+            modules.push_str("load => res_callconsent.so\n");
+        }
+        w("modules.conf", &modules);
+        w("logger.conf", "[general]\n[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n");
+        w(
+            "manager.conf",
+            &format!("[general]\nenabled = yes\nport = {ami_port}\nbindaddr = 127.0.0.1\n\n[test]\nsecret = test\nread = all\nwrite = all\n"),
+        );
+        w("rtp.conf", &format!("[general]\nrtpstart = {rtp_base}\nrtpend = {}\n", rtp_base + 19));
+        w("musiconhold.conf", "[general]\n");
+        w("queues.conf", "[general]\n");
+        if self.sip {
+            w(
+                "pjsip.conf",
+                &format!(
+                    "[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{sip_port}\n\n\
+                     [sipp]\ntype = endpoint\ncontext = test\ndisallow = all\nallow = alaw,ulaw\ndtmf_mode = rfc4733\n\
+                     direct_media = no\nrtp_symmetric = yes\n\n[sipp]\ntype = identify\nendpoint = sipp\nmatch = 127.0.0.1\n"
+                ),
+            );
+        } else {
+            w("pjsip.conf", "");
+        }
+        for (name, text) in &self.files {
+            w(name, text);
+        }
+        let log = fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
+        let child = Command::new("chroot")
+            .arg(&root)
+            .args(["/usr/sbin/asterisk", "-f", "-C"])
+            .arg(format!("{cdir}/etc/asterisk.conf"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup the log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the sandbox's asterisk");
+        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, child: Some(child), name: self.name };
+        pbx.wait_booted();
+        pbx
+    }
+}
+
+impl Pbx {
+    pub fn builder(name: &str) -> PbxBuilder {
+        PbxBuilder { name: name.into(), files: vec![], module: true, sip: false }
+    }
+
+    fn wait_booted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("asterisk exited at start ({st}):\n{}", self.logs());
+                }
+            }
+            if let Some(out) = self.try_rx("core waitfullybooted") {
+                if out.contains("fully booted") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "asterisk did not boot within 30 s:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn try_rx(&self, cmd: &str) -> Option<String> {
+        let out = Command::new("chroot")
+            .arg(&self.root)
+            .args(["/usr/sbin/asterisk", "-C"])
+            .arg(format!("{}/etc/asterisk.conf", self.cdir))
+            .args(["-rx", cmd])
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs a CLI command.
+    pub fn rx(&self, cmd: &str) -> String {
+        self.try_rx(cmd).unwrap_or_else(|| panic!("CLI command {cmd:?} failed:\n{}", self.logs()))
+    }
+
+    /// Host path of something inside the instance directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn messages(&self) -> String {
+        fs::read_to_string(self.path("log/messages.log")).unwrap_or_default()
+    }
+
+    pub fn logs(&self) -> String {
+        let m = self.messages();
+        let tail: Vec<&str> = m.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
+        format!(
+            "--- messages.log (last 80 lines) ---\n{}\n--- stdout ---\n{}",
+            tail.join("\n"),
+            fs::read_to_string(self.path("stdout.log")).unwrap_or_default()
+        )
+    }
+
+    /// The process is still there and answers the CLI.
+    pub fn assert_alive(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            assert!(matches!(c.try_wait(), Ok(None)), "asterisk died:\n{}", self.logs());
+        }
+        assert!(self.rx("core show uptime").contains("System uptime"), "asterisk does not answer:\n{}", self.logs());
+    }
+
+    pub fn originate(&self, channel: &str, target: &str) {
+        let out = self.rx(&format!("channel originate {channel} extension {target}"));
+        assert!(!out.contains("No such command"), "originate: {out}");
+    }
+
+    pub fn active_calls(&self) -> usize {
+        let out = self.rx("core show channels count");
+        out.lines()
+            .find(|l| l.contains("active channel"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until no channel is left (the scripted calls ended).
+    pub fn wait_idle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        std::thread::sleep(Duration::from_millis(300));
+        while self.active_calls() > 0 {
+            assert!(Instant::now() < deadline, "calls still up after {timeout:?}:\n{}\n{}", self.rx("core show channels"), self.logs());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.path("log/callconsent/audit.jsonl")
+    }
+
+    pub fn audit(&self) -> Vec<Value> {
+        fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.audit().iter().filter_map(|v| v["event"].as_str().map(str::to_string)).collect()
+    }
+
+    /// Waits until the audit log holds `n` lines with this event.
+    pub fn wait_event(&self, event: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got: Vec<Value> = self.audit().into_iter().filter(|v| v["event"] == event).collect();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "no {n} \"{event}\" audit lines after {timeout:?}; log:\n{}\n{}", self.audit().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"), self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Files in the instance's recording spool.
+    pub fn spool_files(&self) -> Vec<PathBuf> {
+        let mut out = vec![];
+        let mut stack = vec![self.path("spool")];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Host path for a path seen inside the chroot.
+    pub fn host_path(&self, chroot_path: &str) -> PathBuf {
+        self.root.join(chroot_path.trim_start_matches('/'))
+    }
+
+    pub fn ami(&self) -> Ami {
+        Ami::connect(self.ami_port)
+    }
+
+    /// Runs sipp inside the sandbox against this Asterisk.
+    pub fn sipp(&self, scenario: &str, extra: &[&str]) -> std::process::Output {
+        let sc = self.path("sounds/scenario.xml");
+        fs::write(&sc, scenario.replace("{D}", &self.cdir)).expect("write the scenario");
+        let port = free_udp_port().to_string();
+        let media = (30000 + (std::process::id() % 500) * 8).to_string();
+        let mut cmd = Command::new("chroot");
+        cmd.arg(&self.root).args([
+            "/usr/bin/sipp", &format!("127.0.0.1:{}", self.sip_port), "-sf", &format!("{}/sounds/scenario.xml", self.cdir),
+            "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", &port, "-mp", &media, "-s", "in", "-timeout", "40s",
+            "-timeout_error", "-nostdin", "-trace_err", "-error_file", &format!("{}/log/sipp-errors.log", self.cdir),
+        ]);
+        cmd.args(extra).stdin(Stdio::null());
+        cmd.output().expect("run sipp")
+    }
+}
+
+impl Drop for Pbx {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("=== Asterisk instance {} ({}) ===\n{}", self.name, self.dir.display(), self.logs());
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A tone file (sox) shared by all tests, created once; returns its name for Playback and for
+/// callconsent.conf as seen from inside the chroot (absolute, without extension).
+pub fn sound(name: &str, freq: u32, secs: f32) -> String {
+    let cdir = "/var/tmp/cc-sounds";
+    let dir = sandbox_root().join(cdir.trim_start_matches('/'));
+    fs::create_dir_all(&dir).expect("create the sounds directory");
+    let file = dir.join(format!("{name}.wav"));
+    if !file.exists() {
+        let tmp = dir.join(format!(".{name}.{}.wav", std::process::id()));
+        let t = tmp.display().to_string();
+        let (secs, freq) = (secs.to_string(), freq.to_string());
+        if freq == "0" {
+            sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", &t, "trim", "0", &secs]);
+        } else {
+            sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", &t, "synth", &secs, "sine", &freq, "vol", "0.5"]);
+        }
+        fs::rename(&tmp, &file).expect("publish the sound");
+    }
+    format!("{cdir}/{name}")
+}
+
+pub fn sox(args: &[&str]) -> String {
+    let out = Command::new("sox").args(args).output().expect("run sox (scripts/sandbox.sh installs it)");
+    assert!(out.status.success(), "sox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// RMS amplitude of a span of a sound file (sox stat), 0.0 to 1.0.
+pub fn rms(file: &Path, start: f32, len: f32) -> f32 {
+    let f = file.display().to_string();
+    let out = sox(&[&f, "-n", "trim", &start.to_string(), &len.to_string(), "stat"]);
+    out.lines()
+        .find(|l| l.starts_with("RMS     amplitude"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RMS in sox output for {f}: {out}"))
+}
+
+pub fn duration(file: &Path) -> f32 {
+    let out = Command::new("soxi").arg("-D").arg(file).output().expect("run soxi");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0)
+}
+
+/// 16-bit mono samples of a WAV file (MixMonitor's format), for exact span checks.
+pub fn wav_samples(file: &Path) -> Vec<i16> {
+    let bytes = fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let mut i = 12;
+    while i + 8 <= bytes.len() {
+        let id = &bytes[i..i + 4];
+        let len = u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
+        if id == b"data" {
+            let end = (i + 8 + len).min(bytes.len());
+            return bytes[i + 8..end].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+        }
+        i += 8 + len + (len & 1);
+    }
+    panic!("{}: no data chunk", file.display());
+}
+
+/// A minimal AMI client: actions and the events that come with them.
+pub struct Ami {
+    stream: TcpStream,
+    rx: Receiver<HashMap<String, String>>,
+    pub seen: Vec<HashMap<String, String>>,
+    next_id: u32,
+}
+
+impl Ami {
+    pub fn connect(port: u16) -> Ami {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to AMI");
+        let reader = BufReader::new(stream.try_clone().expect("clone the AMI socket"));
+        let (tx, rx) = unbounded();
+        std::thread::spawn(move || {
+            let mut msg = HashMap::new();
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let line = line.trim_end().to_string();
+                if line.is_empty() {
+                    if !msg.is_empty() && tx.send(std::mem::take(&mut msg)).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                if let Some((k, v)) = line.split_once(": ") {
+                    msg.insert(k.to_string(), v.to_string());
+                } else if let Some(k) = line.strip_suffix(':') {
+                    msg.insert(k.to_string(), String::new());
+                }
+            }
+        });
+        let mut ami = Ami { stream, rx, seen: vec![], next_id: 1 };
+        let r = ami.action("Login", &[("Username", "test"), ("Secret", "test")]);
+        assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "AMI login: {r:?}");
+        ami
+    }
+
+    pub fn action(&mut self, action: &str, fields: &[(&str, &str)]) -> HashMap<String, String> {
+        let id = format!("t{}", self.next_id);
+        self.next_id += 1;
+        let mut text = format!("Action: {action}\r\nActionID: {id}\r\n");
+        for (k, v) in fields {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        self.stream.write_all(text.as_bytes()).expect("send an AMI action");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("AMI answer within 10 s");
+            if m.get("ActionID") == Some(&id) && m.contains_key("Response") {
+                return m;
+            }
+            self.seen.push(m);
+        }
+    }
+
+    /// Drains what has arrived and returns every event seen so far.
+    pub fn events(&mut self) -> &[HashMap<String, String>] {
+        while let Ok(m) = self.rx.try_recv() {
+            self.seen.push(m);
+        }
+        &self.seen
+    }
+
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&HashMap<String, String>) -> bool) -> HashMap<String, String> {
+        if let Some(m) = self.events().iter().find(|m| pred(m)) {
+            return m.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the awaited AMI event");
+            self.seen.push(m.clone());
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+}
+
+/// A profile section for tests: a 1 s notice, a 2 s full notice and a 0.6 s confirmation, as
+/// tones of their own pitch, so a recording shows what was played.
+pub fn profile(name: &str, share: u8, extra: &str) -> String {
+    format!(
+        "[{name}]\nnotice = {}\nfull_notice = {}\noptout_confirm = {}\noptout_key = 9\ninfo_key = 0\n\
+         record_share = {share}\n{}{extra}\n",
+        sound("notice", 500, 1.0),
+        sound("full-notice", 600, 2.0),
+        sound("confirm", 700, 0.6),
+        if share > 30 { "legal_basis = test: recording every call of this test profile\n" } else { "" }
+    )
+}
+
+/// callconsent.conf with these profiles; recordings go to spool/callconsent, the audit log to
+/// log/callconsent/audit.jsonl of the instance.
+pub fn consent_conf(profiles: &str) -> String {
+    format!("[general]\nspool_dir = {{D}}/spool/callconsent\naudit_log = {{D}}/log/callconsent/audit.jsonl\n\n{profiles}")
+}
