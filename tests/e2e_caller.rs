@@ -27,7 +27,7 @@ fn start(name: &str, devices: &str) -> Pbx {
 }
 
 fn status_of(pbx: &Pbx) -> Vec<String> {
-    pbx.messages().lines().filter_map(|l| l.split("CCSTATUS=").nth(1)).map(|s| s.trim_end_matches(['"', ')']).to_string()).collect()
+    pbx.messages().lines().filter_map(|l| l.split("CCSTATUS=").nth(1)).map(|s| s.split('"').next().unwrap_or("").to_string()).collect()
 }
 
 #[test]
