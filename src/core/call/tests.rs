@@ -1,1 +1,309 @@
+use std::sync::Arc;
 
+use proptest::prelude::*;
+
+use super::*;
+use crate::core::config::Profile;
+
+const KEYS: &str = "0123456789*#ABCD";
+
+fn profile(share: u8, pause_max: u64) -> Arc<Profile> {
+    Arc::new(Profile {
+        name: "sales".into(),
+        notice: "notice".into(),
+        full_notice: "full".into(),
+        optout_key: '9',
+        info_key: '0',
+        optout_confirm: "confirm".into(),
+        record_share: share,
+        legal_basis: None,
+        record_legs: false,
+        pause_code: "*1".into(),
+        resume_code: "*2".into(),
+        delete_code: "*3".into(),
+        code_timeout_ms: 2000,
+        pause_max_seconds: pause_max,
+        start_tone: Some("440/150".into()),
+        optout_tone: Some("950/120".into()),
+        pause_tone: Some("620/150".into()),
+        resume_tone: Some("820/150".into()),
+        delete_tone: Some("950/300".into()),
+        warn_tone: Some("1400/100".into()),
+    })
+}
+
+fn events(actions: &[Action]) -> Vec<&'static str> {
+    actions.iter().filter_map(|a| if let Action::Audit { event, .. } = a { Some(*event) } else { None }).collect()
+}
+
+/// A call driven to one of the states a key can meet.
+fn in_state(state: &str) -> Call {
+    let mut c = Call::new(profile(if state == "not_recording" { 0 } else { 100 }, 0), "1763800000.7");
+    if state == "created" {
+        return c;
+    }
+    c.on(Event::Start);
+    match state {
+        "notice" => return c,
+        "full_notice" => {
+            c.on(Event::PromptDone(PromptOutcome::Key('0')));
+            return c;
+        }
+        _ => {}
+    }
+    c.on(Event::PromptDone(PromptOutcome::Completed));
+    match state {
+        "starting" | "not_recording" => return c,
+        _ => {}
+    }
+    c.on(Event::RecorderStarted { file: "/spool/cc-1.wav".into() });
+    match state {
+        "recording" => {}
+        "paused" => {
+            c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 0 });
+        }
+        "opted_out" => {
+            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
+            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: '9', now_ms: 0 });
+        }
+        "deleted" => {
+            c.on(Event::Control { cmd: Command::Delete, source: "ami", now_ms: 0 });
+        }
+        "ended" => {
+            c.on(Event::Hangup);
+        }
+        other => panic!("unknown state {other}"),
+    }
+    c
+}
+
+const STATES: &[&str] =
+    &["created", "notice", "full_notice", "starting", "not_recording", "recording", "paused", "opted_out", "deleted", "ended"];
+
+#[test]
+fn every_caller_key_in_every_state() {
+    for state in STATES {
+        for key in KEYS.chars() {
+            let mut c = in_state(state);
+            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: key, now_ms: 10 });
+            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: key, now_ms: 60 });
+            let recording = matches!(*state, "recording" | "paused" | "starting");
+            let reserved = matches!(*state, "opted_out" | "deleted");
+            match (key, recording, reserved) {
+                ('9', true, _) => {
+                    assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}");
+                    assert_eq!(a1[0], Action::Mute, "{state}: mute comes first, in this frame");
+                    assert!(a1.contains(&Action::StopAndDelete { by: "caller" }), "{state}");
+                    assert!(events(&a1).contains(&"opt_out"));
+                    assert!(a1.contains(&Action::PlayToCaller("confirm".into())));
+                    assert!(a2.is_empty(), "{state}: the END only completes the dropped key");
+                    assert_eq!(c.phase(), Phase::OptedOut);
+                }
+                ('9', false, true) => {
+                    assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}: the key stays reserved");
+                    assert!(a1.is_empty() && a2.is_empty(), "{state}");
+                }
+                _ => {
+                    assert_eq!((v1, v2), (Verdict::Pass, Verdict::Pass), "{state} key {key}");
+                    assert!(a1.is_empty() && a2.is_empty(), "{state} key {key}: {a1:?} {a2:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_agent_key_in_every_state() {
+    for state in STATES {
+        for key in KEYS.chars() {
+            let mut c = in_state(state);
+            let before = c.phase();
+            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: key, now_ms: 10 });
+            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::End, digit: key, now_ms: 60 });
+            let watching_codes = matches!(*state, "recording" | "paused");
+            if watching_codes && key == '*' {
+                assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}: a code's first key is held back");
+                assert!(c.wants_ticks());
+            } else {
+                assert_eq!((v1, v2), (Verdict::Pass, Verdict::Pass), "{state} key {key}");
+            }
+            assert!(a1.is_empty() && a2.is_empty(), "{state} key {key}: {a1:?} {a2:?}");
+            assert_eq!(c.phase(), before, "the agent can never opt the caller out");
+        }
+    }
+}
+
+fn press(c: &mut Call, dir: Dir, keys: &str, t0: u64) -> Vec<(Verdict, Vec<Action>)> {
+    let mut out = vec![];
+    for (i, k) in keys.chars().enumerate() {
+        let t = t0 + i as u64 * 200;
+        out.push(c.on(Event::Dtmf { dir, press: Press::Begin, digit: k, now_ms: t }));
+        out.push(c.on(Event::Dtmf { dir, press: Press::End, digit: k, now_ms: t + 100 }));
+    }
+    out
+}
+
+#[test]
+fn agent_codes_pause_resume_and_delete() {
+    let mut c = in_state("recording");
+    let r = press(&mut c, Dir::Agent, "*1", 0);
+    assert!(r.iter().all(|(v, _)| *v == Verdict::Drop), "the caller never hears a code");
+    // The code acts at the first frame of its last key.
+    assert_eq!(r[2].1[0], Action::Mute);
+    assert!(events(&r[2].1).contains(&"paused"));
+    assert!(c.paused());
+    let r = press(&mut c, Dir::Agent, "*2", 1000);
+    assert_eq!(r[2].1[0], Action::Unmute);
+    assert!(events(&r[2].1).contains(&"resumed"));
+    assert!(!c.paused());
+    let r = press(&mut c, Dir::Agent, "*3", 2000);
+    assert!(r[2].1.contains(&Action::StopAndDelete { by: "agent" }));
+    assert_eq!(c.phase(), Phase::Deleted);
+    let (_, a) = c.on(Event::Hangup);
+    assert!(a.contains(&Action::DeleteAgain));
+    assert!(!events(&a).contains(&"recording_kept"));
+}
+
+#[test]
+fn a_non_code_is_passed_on_in_order() {
+    let mut c = in_state("recording");
+    let r = press(&mut c, Dir::Agent, "*5", 0);
+    assert!(r.iter().all(|(v, _)| *v == Verdict::Drop));
+    assert_eq!(r[2].1, vec![Action::SendToCaller("*5".into())]);
+    let r = press(&mut c, Dir::Agent, "7", 1000);
+    assert!(r.iter().all(|(v, a)| *v == Verdict::Pass && a.is_empty()));
+    // A lone '*' is released when the code times out.
+    press(&mut c, Dir::Agent, "*", 2000);
+    let (_, a) = c.on(Event::Tick { now_ms: 2000 + 2000 });
+    assert_eq!(a, vec![Action::SendToCaller("*".into())]);
+    assert!(!c.wants_ticks());
+}
+
+#[test]
+fn a_caller_pressing_the_agent_codes_changes_nothing() {
+    let mut c = in_state("recording");
+    for code in ["*1", "*2", "*3"] {
+        let r = press(&mut c, Dir::Caller, code, 0);
+        assert!(r.iter().all(|(v, a)| *v == Verdict::Pass && a.is_empty()), "{code}");
+    }
+    assert!(!c.paused());
+    assert_eq!(c.phase(), Phase::Recording);
+}
+
+#[test]
+fn a_forgotten_pause_resumes_after_a_warning() {
+    let mut c = Call::new(profile(100, 20), "1");
+    c.on(Event::Start);
+    c.on(Event::PromptDone(PromptOutcome::Completed));
+    c.on(Event::RecorderStarted { file: "f".into() });
+    c.on(Event::Control { cmd: Command::Pause, source: "keypad", now_ms: 1000 });
+    assert!(c.wants_ticks());
+    assert!(c.on(Event::Tick { now_ms: 15_000 }).1.is_empty());
+    let (_, a) = c.on(Event::Tick { now_ms: 16_000 });
+    assert!(events(&a).contains(&"pause_warning"));
+    assert!(a.contains(&Action::ToneToAgent("1400/100".into())));
+    assert!(c.on(Event::Tick { now_ms: 18_000 }).1.is_empty(), "one warning only");
+    let (_, a) = c.on(Event::Tick { now_ms: 21_000 });
+    assert_eq!(a[0], Action::Unmute);
+    let resumed = a.iter().find_map(|x| if let Action::Audit { event: "resumed", facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    assert_eq!(resumed["by"], "auto");
+    assert!(!c.paused() && !c.wants_ticks());
+}
+
+#[test]
+fn notice_paths() {
+    // Opt-out during the notice: nothing is ever recorded.
+    let mut c = Call::new(profile(100, 0), "1");
+    c.on(Event::Start);
+    let (_, a) = c.on(Event::PromptDone(PromptOutcome::Key('9')));
+    assert_eq!(events(&a), vec!["notice_played", "opt_out"]);
+    assert!(a.contains(&Action::SetStatus(Status::OptedOut)));
+    assert!(!a.contains(&Action::StartRecorder));
+    // The info key plays the full notice, then the call goes on to recording.
+    let mut c = Call::new(profile(100, 0), "1");
+    c.on(Event::Start);
+    let (_, a) = c.on(Event::PromptDone(PromptOutcome::Key('0')));
+    assert!(a.contains(&Action::Play { file: "full".into(), keys: "9".into() }));
+    let (_, a) = c.on(Event::PromptDone(PromptOutcome::Completed));
+    assert_eq!(events(&a), vec!["info_played"]);
+    assert!(a.contains(&Action::StartRecorder));
+    // A notice that cannot be played means no recording (R1).
+    let mut c = Call::new(profile(100, 0), "1");
+    c.on(Event::Start);
+    let (_, a) = c.on(Event::PromptDone(PromptOutcome::Missing));
+    assert!(a.contains(&Action::SetStatus(Status::Error)));
+    assert!(!a.contains(&Action::StartRecorder));
+    // Not selected: the notice still plays, nothing records.
+    let mut c = Call::new(profile(0, 0), "1");
+    let (_, a) = c.on(Event::Start);
+    assert_eq!(events(&a), vec!["not_selected"]);
+    let (_, a) = c.on(Event::PromptDone(PromptOutcome::Completed));
+    assert!(a.contains(&Action::SetStatus(Status::NotSelected)));
+}
+
+#[test]
+fn a_refusal_while_the_recorder_starts_still_stops_it() {
+    let mut c = in_state("starting");
+    c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
+    let (_, a) = c.on(Event::RecorderStarted { file: "f".into() });
+    assert_eq!(a, vec![Action::StopAndDelete { by: "caller" }]);
+}
+
+#[test]
+fn the_agent_hears_the_start_tone_when_bridged() {
+    let mut c = in_state("recording");
+    let (_, a) = c.on(Event::Bridged);
+    assert_eq!(a, vec![Action::ToneToAgent("440/150".into())]);
+    c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 0 });
+    let (_, a) = c.on(Event::Bridged);
+    assert_eq!(a, vec![Action::ToneToAgent("440/150".into()), Action::ToneToAgent("620/150".into())]);
+}
+
+fn any_event() -> impl Strategy<Value = Event> {
+    let key = proptest::sample::select(KEYS.chars().collect::<Vec<_>>());
+    prop_oneof![
+        Just(Event::Start),
+        Just(Event::PromptDone(PromptOutcome::Completed)),
+        key.clone().prop_map(|k| Event::PromptDone(PromptOutcome::Key(k))),
+        Just(Event::RecorderStarted { file: "f".into() }),
+        Just(Event::Bridged),
+        (key, any::<bool>(), any::<bool>(), 0u64..100_000).prop_map(|(k, caller, begin, t)| Event::Dtmf {
+            dir: if caller { Dir::Caller } else { Dir::Agent },
+            press: if begin { Press::Begin } else { Press::End },
+            digit: k,
+            now_ms: t
+        }),
+        (0u64..100_000).prop_map(|t| Event::Tick { now_ms: t }),
+        (0..3usize, 0u64..100_000).prop_map(|(i, t)| Event::Control {
+            cmd: [Command::Pause, Command::Resume, Command::Delete][i],
+            source: "ami",
+            now_ms: t
+        }),
+    ]
+}
+
+proptest! {
+    /// After a refusal (or a delete), nothing ever records again: no start, no unmute, and the
+    /// recording is never reported as kept.
+    #[test]
+    fn nothing_records_after_an_opt_out(evs in proptest::collection::vec(any_event(), 1..60), pause_max in 0u64..30) {
+        let mut c = Call::new(profile(100, pause_max), "1763800000.9");
+        let mut refused = false;
+        for ev in evs.into_iter().chain([Event::Hangup]) {
+            let (_, actions) = c.on(ev);
+            for a in &actions {
+                if refused {
+                    prop_assert!(!matches!(a, Action::StartRecorder | Action::Unmute), "{a:?} after a refusal");
+                    let kept = matches!(a, Action::Audit { event: "recording_kept", .. });
+                    prop_assert!(!kept, "kept after a refusal");
+                }
+                if matches!(a, Action::StopAndDelete { .. }) {
+                    refused = true;
+                }
+            }
+            if refused {
+                prop_assert!(matches!(c.phase(), Phase::OptedOut | Phase::Deleted | Phase::Ended));
+            }
+        }
+    }
+}
