@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The demo: provisions the sandbox Asterisk, builds and loads res_callconsent with the example
+# configuration from dialplan/, places two scripted calls (one kept, one where the caller presses
+# 9 mid-call), then prints the audit lines and the files left.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+export CALLCONSENT_SANDBOX=${CALLCONSENT_SANDBOX:-$here/.sandbox}
+root=$CALLCONSENT_SANDBOX/sid
+scripts/sandbox.sh
+scripts/prompts.sh
+cargo build --release
+d=/var/tmp/cc-demo
+rm -rf "$root$d"; mkdir -p "$root$d"/{etc,modules,spool,run,log,db}
+mods="app_mixmonitor app_dial app_playback app_senddtmf app_verbose pbx_config format_wav format_pcm codec_ulaw bridge_simple res_clioriginate"
+printf '[modules]\nautoload = no\n' >"$root$d/etc/modules.conf"
+for m in $mods; do
+  ln -s "/usr/lib/x86_64-linux-gnu/asterisk/modules/$m.so" "$root$d/modules/$m.so"
+  echo "load => $m.so" >>"$root$d/etc/modules.conf"
+done
+cp target/release/libcallconsent.so "$root$d/modules/.res_callconsent.so.tmp"
+mv "$root$d/modules/.res_callconsent.so.tmp" "$root$d/modules/res_callconsent.so"
+echo "load => res_callconsent.so" >>"$root$d/etc/modules.conf"
+cat >"$root$d/etc/asterisk.conf" <<CONF
+[directories]
+astetcdir => $d/etc
+astmoddir => $d/modules
+astvarlibdir => $d/db
+astdbdir => $d/db
+astdatadir => /usr/share/asterisk
+astspooldir => $d/spool
+astrundir => $d/run
+astlogdir => $d/log
+[options]
+verbose = 3
+CONF
+printf '[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n' >"$root$d/etc/logger.conf"
+# The example configuration, with every call of the demo profile selected.
+sed -e 's/^\[inbound\]/[demo]/' -e 's/^record_share = 20/record_share = 100/' \
+    -e 's/^;legal_basis = .*/legal_basis = demo: every call is recorded to show both outcomes/' \
+    dialplan/callconsent.conf.sample >"$root$d/etc/callconsent.conf"
+cat >"$root$d/etc/extensions.conf" <<'CONF'
+[demo]
+exten => caller,1,Answer()
+ same => n,CallConsent(demo)
+ same => n,Dial(Local/agent@demo)
+exten => agent,1,Answer()
+ same => n,Playback(callconsent/full-notice)
+ same => n,Wait(20)
+; The caller who keeps the recording: listens to the notice, talks, hangs up.
+exten => keeps,1,Wait(7)
+ same => n,Playback(callconsent/optout-confirm)
+ same => n,Wait(2)
+ same => n,Hangup()
+; The caller who refuses mid-call: talks, presses 9, talks on, hangs up.
+exten => refuses,1,Wait(8)
+ same => n,SendDTMF(9)
+ same => n,Wait(3)
+ same => n,Hangup()
+CONF
+ast() { chroot "$root" /usr/sbin/asterisk -C "$d/etc/asterisk.conf" "$@"; }
+chroot "$root" /usr/sbin/asterisk -f -C "$d/etc/asterisk.conf" >"$root$d/stdout.log" 2>&1 &
+pid=$!
+trap 'kill -9 $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do ast -rx "core waitfullybooted" >/dev/null 2>&1 && break; sleep 0.2; done
+ast -rx "module show like callconsent"
+echo "demo: call 1, the caller keeps the recording"
+ast -rx "channel originate Local/caller@demo extension keeps@demo"
+echo "demo: call 2, the caller presses 9 mid-call"
+ast -rx "channel originate Local/caller@demo extension refuses@demo"
+sleep 2
+while [ "$(ast -rx 'core show channels count' | awk '/active channel/{print $1}')" != "0" ]; do sleep 0.5; done
+sleep 6   # the late cleanups after a refused call
+echo; echo "== audit log ($d/log/callconsent/audit.jsonl) =="
+cat "$root$d/log/callconsent/audit.jsonl"
+echo; echo "== files left in the spool =="
+find "$root$d/spool" -type f -printf '%p  %s bytes\n'
+ast -rx "core stop now" >/dev/null 2>&1 || true
+wait $pid 2>/dev/null || true
+trap - EXIT
