@@ -359,7 +359,7 @@ pub fn sound(name: &str, freq: u32, secs: f32) -> String {
     fs::create_dir_all(&dir).expect("create the sounds directory");
     let file = dir.join(format!("{name}.wav"));
     if !file.exists() {
-        let tmp = dir.join(format!(".{name}.{}.wav", std::process::id()));
+        let tmp = dir.join(format!(".{name}.{}.{}.wav", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
         let t = tmp.display().to_string();
         let (secs, freq) = (secs.to_string(), freq.to_string());
         if freq == "0" {

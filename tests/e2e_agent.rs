@@ -1,0 +1,174 @@
+//! Agent controls on a real Asterisk (R8, R9, R10): feature codes from the agent's side, AMI
+//! actions, auto-resume; the caller never hears a code and cannot use one.
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+fn dialplan(agent_script: &str, devices: &str) -> String {
+    format!(
+        "[test]\nexten => in,1,Answer()\n same => n,CallConsent(agents)\n same => n,Dial(Local/agent@test)\n same => n,Hangup()\n\
+         exten => agent,1,Answer()\n{agent_script}\n{devices}\n"
+    )
+}
+
+fn start(name: &str, extra: &str, agent_script: &str, devices: &str) -> Pbx {
+    let conf = consent_conf(&profile("agents", 100, &format!("start_tone = off\npause_tone = off\nresume_tone = off\n{extra}")));
+    Pbx::builder(name).file("callconsent.conf", &conf).file("extensions.conf", &dialplan(agent_script, devices)).start()
+}
+
+fn digits_received(ami: &mut Ami, channel_prefix: &str) -> String {
+    ami.events()
+        .iter()
+        .filter(|m| m.get("Event").map(String::as_str) == Some("DTMFEnd"))
+        .filter(|m| m.get("Direction").map(String::as_str) == Some("Received"))
+        .filter(|m| m.get("Channel").is_some_and(|c| c.starts_with(channel_prefix)))
+        .filter_map(|m| m.get("Digit").cloned())
+        .collect()
+}
+
+/// 20 ms windows of a recording: true where the window is exactly silent.
+fn silent_windows(samples: &[i16]) -> Vec<bool> {
+    samples.chunks(160).map(|w| w.iter().all(|s| *s == 0)).collect()
+}
+
+fn longest_run(v: &[bool], value: bool) -> (usize, usize) {
+    let (mut best, mut best_start, mut run, mut start) = (0, 0, 0, 0);
+    for (i, x) in v.iter().enumerate() {
+        if *x == value {
+            if run == 0 {
+                start = i;
+            }
+            run += 1;
+            if run > best {
+                best = run;
+                best_start = start;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    (best_start, best)
+}
+
+#[test]
+fn paused_span_is_silent_and_the_caller_never_hears_the_codes() {
+    let tone = sound("agent-880-2s", 880, 2.0);
+    let agent = format!(
+        " same => n,Playback({tone})\n same => n,SendDTMF(5)\n same => n,SendDTMF(*1)\n same => n,Playback({tone})\n \
+         same => n,SendDTMF(*2)\n same => n,Playback({tone})\n same => n,Hangup()\n"
+    );
+    let mut pbx = start("pause", "", &agent, "exten => dev,1,Wait(30)\n");
+    let mut ami = pbx.ami();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(30));
+    let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    assert_eq!(kept[0]["pauses"], 1);
+    let paused = pbx.wait_event("paused", 1, Duration::from_secs(1));
+    assert_eq!((paused[0]["by"].as_str(), paused[0]["source"].as_str()), (Some("agent"), Some("keypad")));
+    pbx.wait_event("resumed", 1, Duration::from_secs(1));
+    let file = pbx.host_path(kept[0]["file"].as_str().unwrap());
+    let windows = silent_windows(&wav_samples(&file));
+    let (start, len) = longest_run(&windows, true);
+    assert!(len >= 90, "no silent paused span of at least 1.8 s: longest {len} windows at {start}");
+    let before = &windows[..start];
+    let after = &windows[start + len..];
+    assert!(before.iter().filter(|s| !**s).count() >= 75, "too little audio before the pause");
+    assert!(after.iter().filter(|s| !**s).count() >= 75, "too little audio after the resume");
+    // The caller's phone got the 5, never the keys of a code.
+    let heard = digits_received(&mut ami, "Local/in@test-");
+    assert!(heard.contains('5'), "the 5 should pass: {heard:?}");
+    assert!(!heard.contains('*') && !heard.contains('1') && !heard.contains('2'), "the caller heard a code: {heard:?}");
+    pbx.assert_alive();
+}
+
+#[test]
+fn delete_code_leaves_no_file() {
+    let tone = sound("agent-880-2s", 880, 2.0);
+    let agent = format!(" same => n,Playback({tone})\n same => n,SendDTMF(*3)\n same => n,Playback({tone})\n same => n,Hangup()\n");
+    let mut pbx = start("delete", "record_legs = yes", &agent, "exten => dev,1,Wait(30)\n");
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(30));
+    let del = pbx.wait_event("recording_deleted", 1, Duration::from_secs(5));
+    assert_eq!(del[0]["by"], "agent");
+    assert_eq!(del[0]["files"].as_array().map(Vec::len), Some(3), "mixed and both legs: {del:?}");
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
+    assert!(!pbx.events().iter().any(|e| e == "recording_kept"));
+    pbx.assert_alive();
+}
+
+#[test]
+fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
+    let tone = sound("agent-880-9s", 880, 9.0);
+    let agent = format!(" same => n,Wait(1)\n same => n,SendDTMF(*1)\n same => n,Playback({tone})\n same => n,Hangup()\n");
+    let mut pbx = start("auto-resume", "pause_max_seconds = 6", &agent, "exten => dev,1,Wait(30)\n");
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(30));
+    let warn = pbx.wait_event("pause_warning", 1, Duration::from_secs(2));
+    assert!(warn[0]["resumes_in_ms"].as_u64().is_some_and(|ms| ms <= 5000));
+    let resumed = pbx.wait_event("resumed", 1, Duration::from_secs(2));
+    assert_eq!(resumed[0]["by"], "auto");
+    let events = pbx.events();
+    let order: Vec<&str> = events.iter().map(String::as_str).filter(|e| matches!(*e, "paused" | "pause_warning" | "resumed")).collect();
+    assert_eq!(order, vec!["paused", "pause_warning", "resumed"]);
+    pbx.assert_alive();
+}
+
+#[test]
+fn the_caller_pressing_agent_codes_changes_nothing() {
+    let tone = sound("agent-880-3s", 880, 3.0);
+    let agent = format!(" same => n,Playback({tone})\n same => n,Wait(2)\n same => n,Hangup()\n");
+    let mut pbx = start("caller-codes", "", &agent, "exten => dev,1,Wait(2)\n same => n,SendDTMF(*1*3)\n same => n,Wait(30)\n");
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(30));
+    pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    let events = pbx.events();
+    assert!(!events.iter().any(|e| e == "paused" || e == "recording_deleted"), "{events:?}");
+    pbx.assert_alive();
+}
+
+fn channel_named(pbx: &Pbx, prefix: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = pbx.rx("core show channels concise");
+        if let Some(c) = out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with(prefix)) {
+            return c.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no channel {prefix}*: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ami_actions_control_a_live_call_from_either_channel() {
+    let tone = sound("agent-880-9s", 880, 9.0);
+    let agent = format!(" same => n,Playback({tone})\n same => n,Hangup()\n");
+    let mut pbx = start("ami", "", &agent, "exten => dev,1,Wait(30)\n");
+    let mut ami = pbx.ami();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    let agent_chan = channel_named(&pbx, "Local/agent@test-");
+    let agent_chan = if agent_chan.ends_with(";1") { agent_chan.replace(";1", ";2") } else { agent_chan };
+    std::thread::sleep(Duration::from_secs(1));
+    // The agent's desktop names the agent's own channel.
+    let r = ami.action("CallConsentPause", &[("Channel", &agent_chan)]);
+    assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "{r:?}");
+    assert_eq!(r.get("State").map(String::as_str), Some("paused"), "{r:?}");
+    let caller_chan = channel_named(&pbx, "Local/in@test-").replace(";1", ";2");
+    let s = ami.action("CallConsentStatus", &[("Channel", &caller_chan)]);
+    assert_eq!(s.get("Paused").map(String::as_str), Some("yes"), "{s:?}");
+    let r = ami.action("CallConsentResume", &[("Channel", &caller_chan)]);
+    assert_eq!(r.get("State").map(String::as_str), Some("recording"), "{r:?}");
+    let r = ami.action("CallConsentPause", &[("Channel", "Local/nobody@test-0000;2")]);
+    assert_eq!(r.get("Response").map(String::as_str), Some("Error"), "{r:?}");
+    let ev = ami.wait_for(Duration::from_secs(2), |m| m.get("Event").map(String::as_str) == Some("CallConsent") && m.get("State").map(String::as_str) == Some("paused"));
+    assert_eq!(ev.get("Profile").map(String::as_str), Some("agents"));
+    pbx.wait_idle(Duration::from_secs(30));
+    let paused = pbx.wait_event("paused", 1, Duration::from_secs(2));
+    assert_eq!(paused[0]["source"], "ami");
+    let resumed = pbx.wait_event("resumed", 1, Duration::from_secs(2));
+    assert_eq!(resumed[0]["by"], "agent");
+    pbx.assert_alive();
+}
