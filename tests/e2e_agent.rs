@@ -28,30 +28,6 @@ fn digits_received(ami: &mut Ami, channel_prefix: &str) -> String {
         .collect()
 }
 
-/// 20 ms windows of a recording: true where the window is exactly silent.
-fn silent_windows(samples: &[i16]) -> Vec<bool> {
-    samples.chunks(160).map(|w| w.iter().all(|s| *s == 0)).collect()
-}
-
-fn longest_run(v: &[bool], value: bool) -> (usize, usize) {
-    let (mut best, mut best_start, mut run, mut start) = (0, 0, 0, 0);
-    for (i, x) in v.iter().enumerate() {
-        if *x == value {
-            if run == 0 {
-                start = i;
-            }
-            run += 1;
-            if run > best {
-                best = run;
-                best_start = start;
-            }
-        } else {
-            run = 0;
-        }
-    }
-    (best_start, best)
-}
-
 #[test]
 fn paused_span_is_silent_and_the_caller_never_hears_the_codes() {
     let tone = sound("agent-880-2s", 880, 2.0);

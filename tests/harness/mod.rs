@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
+
+pub mod pcap;
 use serde_json::Value;
 
 pub const MODULES: &[&str] = &[
@@ -67,6 +69,8 @@ pub struct Pbx {
     pub cdir: String,
     pub ami_port: u16,
     pub sip_port: u16,
+    /// Where the PJSIP endpoint `agent` (a sipp UAS) answers.
+    pub agent_port: u16,
     child: Option<Child>,
     pub name: String,
 }
@@ -105,6 +109,7 @@ impl PbxBuilder {
         }
         let ami_port = free_tcp_port();
         let sip_port = free_udp_port();
+        let agent_port = free_udp_port();
         let rtp_base = 20000 + (std::process::id() % 200) * 100 + (n % 20) * 20;
         let w = |name: &str, text: &str| {
             fs::write(dir.join("etc").join(name), text.replace("{D}", &cdir)).expect("write a config file");
@@ -146,7 +151,9 @@ impl PbxBuilder {
                 &format!(
                     "[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{sip_port}\n\n\
                      [sipp]\ntype = endpoint\ncontext = test\ndisallow = all\nallow = alaw,ulaw\ndtmf_mode = rfc4733\n\
-                     direct_media = no\nrtp_symmetric = yes\n\n[sipp]\ntype = identify\nendpoint = sipp\nmatch = 127.0.0.1\n"
+                     direct_media = no\nrtp_symmetric = yes\n\n[sipp]\ntype = identify\nendpoint = sipp\nmatch = 127.0.0.1\n\n\
+                     [agent]\ntype = endpoint\ncontext = test\ndisallow = all\nallow = alaw\ndtmf_mode = rfc4733\n\
+                     direct_media = no\nrtp_symmetric = yes\naors = agent\n\n[agent]\ntype = aor\ncontact = sip:agent@127.0.0.1:{agent_port}\n"
                 ),
             );
         } else {
@@ -165,7 +172,7 @@ impl PbxBuilder {
             .stderr(log)
             .spawn()
             .expect("start the sandbox's asterisk");
-        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, child: Some(child), name: self.name };
+        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, agent_port, child: Some(child), name: self.name };
         pbx.wait_booted();
         pbx
     }
@@ -336,6 +343,51 @@ impl Pbx {
     }
 }
 
+/// A sipp running in the background (an agent's phone); killed on drop.
+pub struct Sipp(Child);
+
+impl Sipp {
+    pub fn wait(mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.0.try_wait() {
+                Ok(Some(st)) => return st.success(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Pbx {
+    /// Starts the agent's phone: sipp as UAS on `agent_port`, playing this RTP capture.
+    pub fn agent_phone(&self, pcap: &[u8]) -> Sipp {
+        fs::write(self.path("sounds/agent.pcap"), pcap).expect("write the agent's capture");
+        let scenario = fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml")).expect("read the UAS scenario");
+        fs::write(self.path("sounds/agent-uas.xml"), scenario.replace("{D}", &self.cdir)).expect("write the UAS scenario");
+        let media = (32000 + (std::process::id() % 500) * 8 + 4).to_string();
+        let log = fs::File::create(self.path("log/sipp-agent.log")).expect("create the sipp log");
+        let child = Command::new("chroot")
+            .arg(&self.root)
+            .args(["/usr/bin/sipp", "-sf", &format!("{}/sounds/agent-uas.xml", self.cdir), "-m", "1", "-i", "127.0.0.1"])
+            .args(["-p", &self.agent_port.to_string(), "-mp", &media, "-timeout", "60s", "-nostdin"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start sipp");
+        std::thread::sleep(Duration::from_millis(300));
+        Sipp(child)
+    }
+}
+
 impl Drop for Pbx {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -408,6 +460,39 @@ pub fn wav_samples(file: &Path) -> Vec<i16> {
         i += 8 + len + (len & 1);
     }
     panic!("{}: no data chunk", file.display());
+}
+
+/// 20 ms windows of a recording: true where the window is exactly silent.
+pub fn silent_windows(samples: &[i16]) -> Vec<bool> {
+    samples.chunks(160).map(|w| w.iter().all(|s| *s == 0)).collect()
+}
+
+pub fn longest_run(v: &[bool], value: bool) -> (usize, usize) {
+    let (mut best, mut best_start, mut run, mut start) = (0, 0, 0, 0);
+    for (i, x) in v.iter().enumerate() {
+        if *x == value {
+            if run == 0 {
+                start = i;
+            }
+            run += 1;
+            if run > best {
+                best = run;
+                best_start = start;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    (best_start, best)
+}
+
+/// Checks a recording: audio, then a silent (paused) span of at least `min_silent_ms`, then audio.
+pub fn assert_paused_span(file: &Path, min_silent_ms: usize) {
+    let windows = silent_windows(&wav_samples(file));
+    let (start, len) = longest_run(&windows, true);
+    assert!(len * 20 >= min_silent_ms, "no silent paused span of {min_silent_ms} ms: longest {} ms at {} ms", len * 20, start * 20);
+    assert!(windows[..start].iter().filter(|s| !**s).count() >= 50, "too little audio before the pause");
+    assert!(windows[start + len..].iter().filter(|s| !**s).count() >= 50, "too little audio after the resume");
 }
 
 /// A minimal AMI client: actions and the events that come with them.
