@@ -148,3 +148,45 @@ fn ami_actions_control_a_live_call_from_either_channel() {
     assert_eq!(resumed[0]["by"], "agent");
     pbx.assert_alive();
 }
+
+/// R8: the agent hears when recording starts, pauses and resumes (and when the caller refuses);
+/// the tones reach the agent only, never the recording.
+#[test]
+fn the_agent_hears_the_start_pause_and_resume_tones_and_the_recording_does_not() {
+    let conf = consent_conf(&profile("agents", 100, "start_tone = 440/300\npause_tone = 620/300\nresume_tone = 820/300"));
+    let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(agents)\n same => n,Dial(Local/agent@test)\n\
+        exten => agent,1,Answer()\n same => n,MixMonitor({D}/heard-mix.wav,r({D}/heard.wav))\n same => n,Wait(1.5)\n \
+        same => n,SendDTMF(*1)\n same => n,Wait(1.5)\n same => n,SendDTMF(*2)\n same => n,Wait(1.5)\n same => n,Hangup()\n\
+        exten => dev,1,Wait(30)\n";
+    let mut pbx = Pbx::builder("tones").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(30));
+    let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    let heard = wav_samples(&pbx.path("heard.wav"));
+    for (what, f) in [("start", 440.0), ("pause", 620.0), ("resume", 820.0)] {
+        let ms = tone_ms(&heard, f);
+        assert!(ms >= 150, "the agent did not hear the {what} tone ({f} Hz): {ms} ms");
+    }
+    let recorded = wav_samples(&pbx.host_path(kept[0]["file"].as_str().unwrap()));
+    for f in [440.0, 620.0, 820.0] {
+        assert_eq!(tone_ms(&recorded, f), 0, "the {f} Hz tone reached the recording");
+    }
+    pbx.assert_alive();
+}
+
+#[test]
+fn the_agent_hears_when_the_caller_refuses() {
+    let conf = consent_conf(&profile("agents", 100, "start_tone = off\noptout_tone = 950/400"));
+    let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(agents)\n same => n,Dial(Local/agent@test)\n\
+        exten => agent,1,Answer()\n same => n,MixMonitor({D}/heard-mix.wav,r({D}/heard.wav))\n same => n,Wait(4)\n same => n,Hangup()\n\
+        exten => dev,1,Wait(2)\n same => n,SendDTMF(9)\n same => n,Wait(30)\n";
+    let mut pbx = Pbx::builder("optout-tone").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(30));
+    pbx.wait_event("opt_out", 1, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    let ms = tone_ms(&wav_samples(&pbx.path("heard.wav")), 950.0);
+    assert!(ms >= 250, "the agent did not hear the refusal tone: {ms} ms");
+    pbx.assert_alive();
+}

@@ -20,6 +20,7 @@
 #include "asterisk/mixmonitor.h"
 #include "asterisk/bridge.h"
 #include "asterisk/bridge_channel.h"
+#include "asterisk/bridge_features.h"
 #include "asterisk/indications.h"
 #include "asterisk/manager.h"
 #include "asterisk/cli.h"
@@ -150,7 +151,6 @@ int cc_mixmonitor_mute(cc_chan *c, int mute)
 
 struct cc_hook {
 	void *call;                   /* the Rust call, handed back on every event */
-	struct ast_bridge *bridge;    /* the bridge seen on the last frame (identity only) */
 	int want_ticks;               /* whether voice frames go to Rust as clock ticks */
 };
 
@@ -174,16 +174,8 @@ static struct ast_frame *hook_event(struct ast_channel *chan, struct ast_frame *
 	case AST_FRAME_VOICE: kind = CC_FRAME_VOICE; break;
 	default: return f;
 	}
-	if (kind == CC_FRAME_VOICE) {
-		/* The channel is locked here: reading its bridge pointer is cheap and safe. */
-		struct ast_bridge *b = ast_channel_internal_bridge(chan);
-		if (b != h->bridge) {
-			h->bridge = b;
-			apply_answer(h, cc_rs_bridged(h->call, (cc_chan *) chan, b != NULL));
-		}
-		if (!h->want_ticks) {
-			return f;
-		}
+	if (kind == CC_FRAME_VOICE && !h->want_ticks) {
+		return f;
 	}
 	if (f->src && !strcmp(f->src, CC_SRC)) {
 		return f;
@@ -250,6 +242,33 @@ int cc_hook_detach(cc_chan *c, int id)
 	ast_channel_lock(chan_of(c));
 	res = ast_framehook_detach(chan_of(c), id);
 	ast_channel_unlock(chan_of(c));
+	return res;
+}
+
+static int join_hook(struct ast_bridge_channel *bc, void *pvt)
+{
+	cc_rs_joined((const char *) pvt, (cc_chan *) bc->chan);
+	return 0; /* keep the hook: a transfer joins another bridge */
+}
+
+int cc_watch_bridges(cc_chan *c, const char *uniqueid)
+{
+	struct ast_bridge_features *features = ast_bridge_features_new();
+	char *id = ast_strdup(uniqueid);
+	int res = -1;
+
+	if (features && id) {
+		if (!ast_bridge_join_hook(features, join_hook, id, ast_free_ptr, 0)) {
+			id = NULL; /* owned by the hook now */
+			ast_channel_lock(chan_of(c));
+			res = ast_channel_feature_hooks_append(chan_of(c), features);
+			ast_channel_unlock(chan_of(c));
+		}
+	}
+	ast_free(id);
+	if (features) {
+		ast_bridge_features_destroy(features);
+	}
 	return res;
 }
 

@@ -30,8 +30,8 @@ void cc_rs_unload(void);
 int cc_rs_exec(cc_chan *chan, const char *data);
 int cc_rs_control_exec(cc_chan *chan, const char *data);
 int cc_rs_frame(void *call, cc_chan *chan, int dir, int kind, int digit);
-/* The channel entered (bridged = 1) or left a bridge, seen on its next voice frame. */
-int cc_rs_bridged(void *call, cc_chan *chan, int bridged);
+/* The watched caller channel (by uniqueid) joined a bridge: an agent answered, or a transfer. */
+void cc_rs_joined(const char *uniqueid, cc_chan *chan);
 void cc_rs_hook_destroy(void *call);
 /* AMI / CLI: action is "pause", "resume", "delete" or "status"; the answer goes into out. */
 int cc_rs_control(const char *channel, const char *action, const char *source, char *out, size_t outlen);
@@ -82,6 +82,8 @@ int cc_mixmonitor_mute(cc_chan *chan, int mute);
 /* Attaches the watcher; returns its id (>= 0) or -1. `call` is handed back to cc_rs_frame. */
 int cc_hook_attach(cc_chan *chan, void *call);
 int cc_hook_detach(cc_chan *chan, int id);
+/* Calls cc_rs_joined each time the channel joins a bridge (a bridge join hook). */
+int cc_watch_bridges(cc_chan *chan, const char *uniqueid);
 /* The two-party bridge peer, and the other half of a Local channel; both carry a reference. */
 cc_chan *cc_chan_bridge_peer(cc_chan *chan);
 cc_chan *cc_chan_local_peer(cc_chan *chan);

@@ -93,6 +93,11 @@ impl<'a> Chan<'a> {
         // SAFETY: forwarded contract.
         unsafe { sys::cc_hook_attach(self.ptr(), data) }
     }
+    pub fn watch_bridges(self, uniqueid: &str) -> i32 {
+        let u = cstring(uniqueid);
+        // SAFETY: live channel; the shim copies the string.
+        unsafe { sys::cc_watch_bridges(self.ptr(), u.as_ptr()) }
+    }
     pub fn hook_detach(self, id: i32) {
         // SAFETY: live channel.
         unsafe { sys::cc_hook_detach(self.ptr(), id) };

@@ -285,6 +285,9 @@ fn start_recorder(m: &Arc<Module>, cfg: &Config, slot: &Arc<Slot>, chan: Chan<'_
         lock(&m.calls).remove(&slot.uniqueid);
         return Event::RecorderFailed { reason: "could not attach the key watcher".into() };
     }
+    if chan.watch_bridges(&slot.uniqueid) != 0 {
+        log::warn!("callconsent: {}: cannot watch bridge joins; the agent will not hear the start tone", slot.channel);
+    }
     if chan.mixmonitor_start(&file.display().to_string(), &options) != 0 {
         return Event::RecorderFailed { reason: "MixMonitor did not start (is app_mixmonitor loaded?)".into() };
     }
@@ -305,7 +308,7 @@ fn execute(m: &Module, slot: &Arc<Slot>, chan: Option<Chan<'_>>, action: Action)
         (Action::StopAndDelete { by }, Some(c)) => m.worker.send(Job::StopAndDelete { chan: c.to_owned(), slot: slot.clone(), by }),
         (Action::StopAndDelete { .. }, None) | (Action::DeleteAgain, _) => m.worker.send(Job::DeleteAgain { slot: slot.clone() }),
         (Action::PlayToCaller(file), Some(c)) => m.worker.send(Job::PlayToCaller { chan: c.to_owned(), file }),
-        (Action::ToneToAgent(tones), Some(c)) => m.worker.send(Job::Tone { chan: c.to_owned(), tones }),
+        (Action::ToneToAgent(tones), Some(c)) => m.worker.send(Job::Tone { chan: c.to_owned(), tones, tries: 0 }),
         (Action::SendToCaller(digits), Some(c)) => m.worker.send(Job::SendDigits { chan: c.to_owned(), digits }),
         (Action::SetStatus(s), Some(c)) => set_status(c, s.as_str()),
         (Action::Audit { event, facts }, _) => m.audit(slot, event, facts),
@@ -366,20 +369,16 @@ pub extern "C" fn cc_rs_frame(data: *mut c_void, chan: *mut sys::cc_chan, dir: c
 }
 
 #[no_mangle]
-pub extern "C" fn cc_rs_bridged(data: *mut c_void, chan: *mut sys::cc_chan, bridged: c_int) -> c_int {
-    guard::enter(0, "bridged", || {
-        // SAFETY: as in cc_rs_frame.
-        let slot = unsafe { &*(data as *const Arc<Slot>) };
-        // SAFETY: as in cc_rs_frame.
-        let (Some(m), Some(chan)) = (module(), unsafe { Chan::from_ptr(chan) }) else { return 0 };
-        if bridged == 0 {
-            return answer(crate::core::call::Verdict::Pass, lock(&slot.call).wants_ticks());
-        }
-        let (verdict, actions, ticks) = slot.feed(Event::Bridged);
+pub extern "C" fn cc_rs_joined(uniqueid: *const c_char, chan: *mut sys::cc_chan) {
+    guard::enter((), "bridge join", || {
+        // SAFETY: the shim passes the uniqueid it stored and the joining channel, live here.
+        let (uniqueid, chan) = (unsafe { ffi::text(uniqueid) }, unsafe { Chan::from_ptr(chan) });
+        let (Some(m), Some(chan)) = (module(), chan) else { return };
+        let Some(slot) = lock(&m.calls).get(&uniqueid).cloned() else { return };
+        let (_, actions, _) = slot.feed(Event::Bridged);
         for a in actions {
-            execute(&m, slot, Some(chan), a);
+            execute(&m, &slot, Some(chan), a);
         }
-        answer(verdict, ticks)
     })
 }
 

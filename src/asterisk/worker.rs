@@ -17,10 +17,12 @@ use crate::audit::{record, AuditSender};
 pub enum Job {
     StopAndDelete { chan: ChanRef, slot: Arc<Slot>, by: &'static str },
     PlayToCaller { chan: ChanRef, file: String },
-    Tone { chan: ChanRef, tones: String },
+    /// A tone to the caller's bridge peer; retried briefly while the peer is still joining.
+    Tone { chan: ChanRef, tones: String, tries: u32 },
     SendDigits { chan: ChanRef, digits: String },
     /// Deletes the files of a refused recording again at these delays after hangup.
     DeleteAgain { slot: Arc<Slot> },
+    LateDelete { slot: Arc<Slot> },
 }
 
 pub struct Worker {
@@ -55,68 +57,87 @@ impl Drop for Worker {
     }
 }
 
+/// Jobs waiting for their time (late deletions, tone retries), in due order.
+struct Due {
+    jobs: BTreeMap<(Instant, u64), Job>,
+    seq: u64,
+}
+
+impl Due {
+    fn at(&mut self, when: Instant, job: Job) {
+        self.seq += 1;
+        self.jobs.insert((when, self.seq), job);
+    }
+}
+
 fn run(rx: Receiver<Job>, audit: AuditSender) {
-    // Deletions due later, by due time.
-    let mut due: BTreeMap<(Instant, u64), Arc<Slot>> = BTreeMap::new();
-    let mut seq = 0u64;
+    let mut due = Due { jobs: BTreeMap::new(), seq: 0 };
     loop {
-        let next = due.keys().next().map(|(t, _)| *t);
+        let next = due.jobs.keys().next().map(|(t, _)| *t);
         let job = match next {
             Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match job {
-            Ok(job) => match job {
-                Job::StopAndDelete { chan, slot, by } => {
-                    let id = slot.mixmon_id();
-                    if chan.mixmonitor_stop(&id) != 0 {
-                        log::debug!("callconsent: MixMonitor on {} was already stopped", slot.channel);
-                    }
-                    let deleted = delete_files(&slot.files());
-                    let mut f = Map::new();
-                    f.insert("profile".into(), Value::String(slot.profile.clone()));
-                    f.insert("by".into(), Value::String(by.into()));
-                    f.insert("files".into(), json!(deleted));
-                    audit.send(record(&slot.linkedid, &slot.channel, "recording_deleted", f));
-                }
-                Job::PlayToCaller { chan, file } => {
-                    if chan.play_to_self(&file) != 0 {
-                        log::info!("callconsent: the caller is not in a bridge; \"{file}\" was not played");
-                    }
-                }
-                Job::Tone { chan, tones } => {
-                    let _ = chan.tones_to_peer(&tones);
-                }
-                Job::SendDigits { chan, digits } => {
-                    if chan.send_digits(&digits) != 0 {
-                        log::warn!("callconsent: could not pass digits on to the caller");
-                    }
-                }
-                Job::DeleteAgain { slot } => {
-                    let now = Instant::now();
-                    for d in DELETE_AGAIN_AFTER {
-                        seq += 1;
-                        due.insert((now + d, seq), slot.clone());
-                    }
-                }
-            },
+            Ok(job) => handle(job, &audit, &mut due),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                // Unloading: do what is still due now.
-                for slot in std::mem::take(&mut due).into_values() {
-                    late_delete(&slot, &audit);
+                // Unloading: the deletions still due are done now; tones are dropped.
+                for job in std::mem::take(&mut due.jobs).into_values() {
+                    if let Job::LateDelete { slot } = job {
+                        late_delete(&slot, &audit);
+                    }
                 }
                 return;
             }
         }
         let now = Instant::now();
-        while let Some(entry) = due.first_entry() {
+        while let Some(entry) = due.jobs.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            let slot = entry.remove();
-            late_delete(&slot, &audit);
+            let job = entry.remove();
+            handle(job, &audit, &mut due);
         }
+    }
+}
+
+fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
+    match job {
+        Job::StopAndDelete { chan, slot, by } => {
+            let id = slot.mixmon_id();
+            if chan.mixmonitor_stop(&id) != 0 {
+                log::debug!("callconsent: MixMonitor on {} was already stopped", slot.channel);
+            }
+            let deleted = delete_files(&slot.files());
+            let mut f = Map::new();
+            f.insert("profile".into(), Value::String(slot.profile.clone()));
+            f.insert("by".into(), Value::String(by.into()));
+            f.insert("files".into(), json!(deleted));
+            audit.send(record(&slot.linkedid, &slot.channel, "recording_deleted", f));
+        }
+        Job::PlayToCaller { chan, file } => {
+            if chan.play_to_self(&file) != 0 {
+                log::info!("callconsent: the caller is not in a bridge; \"{file}\" was not played");
+            }
+        }
+        Job::Tone { chan, tones, tries } => {
+            if chan.tones_to_peer(&tones) != 0 && tries < 20 {
+                due.at(Instant::now() + Duration::from_millis(50), Job::Tone { chan, tones, tries: tries + 1 });
+            }
+        }
+        Job::SendDigits { chan, digits } => {
+            if chan.send_digits(&digits) != 0 {
+                log::warn!("callconsent: could not pass digits on to the caller");
+            }
+        }
+        Job::DeleteAgain { slot } => {
+            let now = Instant::now();
+            for d in DELETE_AGAIN_AFTER {
+                due.at(now + d, Job::LateDelete { slot: slot.clone() });
+            }
+        }
+        Job::LateDelete { slot } => late_delete(&slot, audit),
     }
 }
 

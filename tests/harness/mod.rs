@@ -486,6 +486,32 @@ pub fn longest_run(v: &[bool], value: bool) -> (usize, usize) {
     (best_start, best)
 }
 
+/// Milliseconds of a tone in 8 kHz samples: 20 ms Goertzel windows with a 5 ms hop, counting the
+/// hops where `freq` holds most of the window's energy.
+pub fn tone_ms(samples: &[i16], freq: f32) -> u32 {
+    let (n, hop) = (160usize, 40usize);
+    // The generalized Goertzel: the exact frequency, not the nearest bin.
+    let coeff = 2.0 * (std::f32::consts::TAU * freq / 8000.0).cos();
+    let mut hits = 0;
+    let mut i = 0;
+    while i + n <= samples.len() {
+        let w = &samples[i..i + n];
+        let energy: f32 = w.iter().map(|x| (*x as f32) * (*x as f32)).sum();
+        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        for x in w {
+            let s0 = *x as f32 + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        if energy > n as f32 * 200.0 * 200.0 && 2.0 * power / (n as f32 * energy) > 0.6 {
+            hits += 1;
+        }
+        i += hop;
+    }
+    hits * 5
+}
+
 /// Checks a recording: audio, then a silent (paused) span of at least `min_silent_ms`, then audio.
 pub fn assert_paused_span(file: &Path, min_silent_ms: usize) {
     let windows = silent_windows(&wav_samples(file));
