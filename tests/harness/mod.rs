@@ -27,7 +27,7 @@ pub const MODULES: &[&str] = &[
     "res_pjsip_sdp_rtp.so", "res_pjsip_endpoint_identifier_ip.so", "res_pjsip_endpoint_identifier_user.so",
     "res_pjproject.so", "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
     "res_pjsip_caller_id.so", "res_pjsip_dtmf_info.so", "res_pjsip_logger.so", "res_timing_timerfd.so",
-    "res_musiconhold.so", "res_features.so", "func_callerid.so", "res_pjsip_refer.so", "res_clioriginate.so",
+    "res_musiconhold.so", "res_features.so", "func_callerid.so", "res_pjsip_refer.so", "res_clioriginate.so", "func_global.so",
 ];
 
 pub fn project_dir() -> PathBuf {
@@ -235,6 +235,19 @@ impl Pbx {
             tail.join("\n"),
             fs::read_to_string(self.path("stdout.log")).unwrap_or_default()
         )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// CPU time (user + system) Asterisk has used so far, in milliseconds.
+    pub fn cpu_ms(&self) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+        // Fields 14 and 15 (utime, stime), counted after the ")" that ends field 2.
+        (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10
     }
 
     /// The process is still there and answers the CLI.

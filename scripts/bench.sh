@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Benchmarks on the sandbox Asterisk: `scripts/bench.sh [leak|cost|all]` (default all).
+# Figures are ratios and side-by-side measurements from one run; the README holds the latest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CALLCONSENT_SANDBOX=${CALLCONSENT_SANDBOX:-$PWD/.sandbox}
+trap "pkill -9 -f '^/usr/sbin/asterisk -f -C /var/tmp/cc-e2e/' 2>/dev/null || true" EXIT
+scripts/sandbox.sh >/dev/null
+cargo build --release --all-targets
+cargo run --release --example bench -- "${1:-all}"
