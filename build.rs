@@ -33,6 +33,8 @@ fn main() {
             candidates.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
         )
     };
+    // Relative paths are relative to where the user ran cargo; the symlinks need absolute ones.
+    let include = fs::canonicalize(include).unwrap_or_else(|_| include.clone());
     println!("cargo:rerun-if-changed={}", include.join("asterisk.h").display());
 
     // A directory holding only the Asterisk headers.

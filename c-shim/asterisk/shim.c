@@ -396,6 +396,97 @@ static int ami_resume(struct mansession *s, const struct message *m) { return am
 static int ami_delete(struct mansession *s, const struct message *m) { return ami_control(s, m, "delete"); }
 static int ami_status(struct mansession *s, const struct message *m) { return ami_control(s, m, "status"); }
 
+/* ---------------- CLI ---------------- */
+
+static char *complete_calls(const char *word)
+{
+	char buf[8192];
+	char *line, *save = NULL;
+	size_t wl = strlen(word);
+
+	cc_rs_show("names", NULL, buf, sizeof(buf));
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strncasecmp(line, word, wl)) {
+			ast_cli_completion_add(ast_strdup(line));
+		}
+	}
+	return NULL;
+}
+
+static char *cli_show(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	char buf[16384];
+
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "callconsent show";
+		e->usage =
+			"Usage: callconsent show calls|profiles|call <channel>\n"
+			"       Live calls watched by CallConsent (state, recorded, paused, agent),\n"
+			"       the loaded profiles, or one call in detail.\n";
+		return NULL;
+	case CLI_GENERATE:
+		if (a->pos == 2) {
+			static const char * const choices[] = { "calls", "profiles", "call", NULL };
+			return ast_cli_complete(a->word, choices, a->n);
+		}
+		if (a->pos == 3 && !strcasecmp(a->argv[2], "call")) {
+			return complete_calls(a->word);
+		}
+		return NULL;
+	}
+	if (a->argc == 3 && (!strcasecmp(a->argv[2], "calls") || !strcasecmp(a->argv[2], "profiles"))) {
+		cc_rs_show(a->argv[2], NULL, buf, sizeof(buf));
+	} else if (a->argc == 4 && !strcasecmp(a->argv[2], "call")) {
+		cc_rs_show("call", a->argv[3], buf, sizeof(buf));
+	} else {
+		return CLI_SHOWUSAGE;
+	}
+	ast_cli(a->fd, "%s", buf);
+	return CLI_SUCCESS;
+}
+
+static char *cli_reload(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
+{
+	switch (cmd) {
+	case CLI_INIT:
+		e->command = "callconsent reload";
+		e->usage =
+			"Usage: callconsent reload\n"
+			"       Reads callconsent.conf again. Calls in progress keep their profile; a bad\n"
+			"       file is refused with its reason and the running configuration stays.\n";
+		return NULL;
+	case CLI_GENERATE:
+		return NULL;
+	}
+	if (a->argc != 2) {
+		return CLI_SHOWUSAGE;
+	}
+	ast_cli(a->fd, "%s\n", cc_rs_reload() ? "callconsent: reload refused, see the log for the reason" : "callconsent: configuration reloaded");
+	return CLI_SUCCESS;
+}
+
+static struct ast_cli_entry cli_entries[] = {
+	AST_CLI_DEFINE(cli_show, "Show calls and profiles of res_callconsent"),
+	AST_CLI_DEFINE(cli_reload, "Reload callconsent.conf"),
+};
+
+/* ---------------- dialplan function ---------------- */
+
+static int func_read(struct ast_channel *chan, const char *cmd, char *data, char *buf, size_t len)
+{
+	if (!chan) {
+		return -1;
+	}
+	buf[0] = '\0';
+	return cc_rs_function((cc_chan *) chan, data ? data : "", buf, len);
+}
+
+static struct ast_custom_function callconsent_function = {
+	.name = "CALLCONSENT",
+	.read = func_read,
+};
+
 /* ---------------- applications and module ---------------- */
 
 static const char app_consent[] = "CallConsent";
@@ -413,6 +504,8 @@ static int exec_control(struct ast_channel *chan, const char *data)
 
 static int unload_module(void)
 {
+	ast_cli_unregister_multiple(cli_entries, ARRAY_LEN(cli_entries));
+	ast_custom_function_unregister(&callconsent_function);
 	ast_manager_unregister("CallConsentPause");
 	ast_manager_unregister("CallConsentResume");
 	ast_manager_unregister("CallConsentDelete");
@@ -433,7 +526,9 @@ static int load_module(void)
 		|| ast_manager_register_xml("CallConsentPause", EVENT_FLAG_CALL, ami_pause)
 		|| ast_manager_register_xml("CallConsentResume", EVENT_FLAG_CALL, ami_resume)
 		|| ast_manager_register_xml("CallConsentDelete", EVENT_FLAG_CALL, ami_delete)
-		|| ast_manager_register_xml("CallConsentStatus", EVENT_FLAG_CALL | EVENT_FLAG_REPORTING, ami_status)) {
+		|| ast_manager_register_xml("CallConsentStatus", EVENT_FLAG_CALL | EVENT_FLAG_REPORTING, ami_status)
+		|| ast_custom_function_register(&callconsent_function)
+		|| ast_cli_register_multiple(cli_entries, ARRAY_LEN(cli_entries))) {
 		unload_module();
 		return AST_MODULE_LOAD_DECLINE;
 	}

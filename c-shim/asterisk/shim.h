@@ -36,6 +36,11 @@ void cc_rs_hook_destroy(void *call);
 /* AMI / CLI: action is "pause", "resume", "delete" or "status"; the answer goes into out. */
 int cc_rs_control(const char *channel, const char *action, const char *source, char *out, size_t outlen);
 
+/* CLI: what = "calls", "profiles", "call" (with arg = a channel) or "names" (one channel a line). */
+void cc_rs_show(const char *what, const char *arg, char *out, size_t outlen);
+/* CALLCONSENT(field) on a channel: 0 and the value in out, or -1. */
+int cc_rs_function(cc_chan *chan, const char *field, char *out, size_t outlen);
+
 /* ---- Logging (the text is an argument, never a format string) ---- */
 void cc_log(int level, const char *file, int line, const char *func, const char *msg);
 

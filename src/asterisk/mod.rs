@@ -498,3 +498,86 @@ pub extern "C" fn cc_rs_control_exec(chan: *mut sys::cc_chan, data: *const c_cha
         0
     })
 }
+
+fn show(what: &str, arg: &str) -> String {
+    let Some(m) = module() else { return "callconsent is not loaded\n".into() };
+    match what {
+        "names" => lock(&m.calls).values().map(|s| format!("{}\n", s.channel)).collect(),
+        "profiles" => {
+            let cfg = m.config();
+            let mut out = format!("{:<16} {:>6} {:>4} {:>4} {:<14} {:>9}  {}\n", "Profile", "Share", "Out", "Info", "Codes", "PauseMax", "Legal basis");
+            for p in cfg.profiles.values() {
+                out.push_str(&format!(
+                    "{:<16} {:>5}% {:>4} {:>4} {:<14} {:>8}s  {}\n",
+                    p.name,
+                    p.record_share,
+                    p.optout_key,
+                    p.info_key,
+                    format!("{} {} {}", p.pause_code, p.resume_code, p.delete_code),
+                    p.pause_max_seconds,
+                    p.legal_basis.as_deref().unwrap_or("-")
+                ));
+            }
+            out.push_str(&format!("{} profile(s); recordings in {}; audit log {}\n", cfg.profiles.len(), cfg.general.spool_dir.display(), cfg.general.audit_log.display()));
+            out
+        }
+        "calls" => {
+            let slots: Vec<Arc<Slot>> = lock(&m.calls).values().cloned().collect();
+            let mut out = format!("{:<40} {:<12} {:<14} {:<8} {:<6} {:>6}  {}\n", "Channel", "Profile", "State", "Recorded", "Paused", "Secs", "Agent");
+            for s in &slots {
+                let agent = ChanRef::by_name(&s.uniqueid).and_then(|c| c.bridge_peer()).map(|p| p.borrow().name()).unwrap_or_else(|| "-".into());
+                let call = lock(&s.call);
+                let recorded = matches!(call.phase(), crate::core::call::Phase::Recording);
+                out.push_str(&format!(
+                    "{:<40} {:<12} {:<14} {:<8} {:<6} {:>6}  {}\n",
+                    s.channel,
+                    s.profile,
+                    call.state_name(),
+                    if recorded { "yes" } else { "no" },
+                    if call.paused() { "yes" } else { "no" },
+                    s.started.elapsed().as_secs(),
+                    agent
+                ));
+            }
+            out.push_str(&format!("{} call(s) watched\n", slots.len()));
+            out
+        }
+        "call" => match find_call(&m, arg) {
+            Some((slot, _)) => format!("Channel: {}\r\n{}", slot.channel, status_lines(&slot)).replace("\r\n", "\n"),
+            None => format!("no call recorded by CallConsent on channel {arg}\n"),
+        },
+        _ => "usage: callconsent show calls|profiles|call <channel>\n".into(),
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn cc_rs_show(what: *const c_char, arg: *const c_char, out: *mut c_char, outlen: usize) {
+    guard::enter((), "CLI", || {
+        // SAFETY: the shim passes valid strings (arg may be NULL).
+        let (what, arg) = unsafe { (ffi::text(what), ffi::text(arg)) };
+        write_out(out, outlen, &show(&what, &arg));
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn cc_rs_function(chan: *mut sys::cc_chan, field: *const c_char, out: *mut c_char, outlen: usize) -> c_int {
+    guard::enter(-1, "CALLCONSENT()", || {
+        // SAFETY: a live channel and the function's argument, for this call.
+        let (Some(chan), field) = (unsafe { Chan::from_ptr(chan) }, unsafe { ffi::text(field) }) else { return -1 };
+        let Some(m) = module() else { return -1 };
+        let Some((slot, _)) = find_call(&m, &chan.uniqueid()) else { return 0 };
+        let call = lock(&slot.call);
+        let value = match field.trim().to_ascii_lowercase().as_str() {
+            "state" => call.state_name().to_string(),
+            "profile" => slot.profile.clone(),
+            "paused" => if call.paused() { "1" } else { "0" }.to_string(),
+            "file" => call.file().unwrap_or("").to_string(),
+            other => {
+                log::warn!("callconsent: CALLCONSENT({other}): unknown field (state, profile, paused, file)");
+                return -1;
+            }
+        };
+        write_out(out, outlen, &value);
+        0
+    })
+}

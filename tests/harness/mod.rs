@@ -80,6 +80,7 @@ pub struct PbxBuilder {
     files: Vec<(String, String)>,
     module: bool,
     sip: bool,
+    installed: bool,
 }
 
 impl PbxBuilder {
@@ -90,6 +91,13 @@ impl PbxBuilder {
         self
     }
     pub fn without_module(mut self) -> Self {
+        self.module = false;
+        self
+    }
+    /// Use what `scripts/install.sh` put into the sandbox's own Asterisk: its module directory,
+    /// its data directory (documentation, prompts) and its callconsent.conf.
+    pub fn installed(mut self) -> Self {
+        self.installed = true;
         self.module = false;
         self
     }
@@ -104,20 +112,33 @@ impl PbxBuilder {
         let cdir = format!("/var/tmp/cc-e2e/{}-{}-{n}", self.name, std::process::id());
         let dir = root.join(cdir.trim_start_matches('/'));
         let _ = fs::remove_dir_all(&dir);
-        for sub in ["etc", "modules", "spool", "run", "log", "db", "sounds"] {
+        for sub in ["etc", "modules", "spool", "run", "log", "db", "sounds", "data/documentation/thirdparty"] {
             fs::create_dir_all(dir.join(sub)).expect("create the instance directory");
         }
         let ami_port = free_tcp_port();
         let sip_port = free_udp_port();
         let agent_port = free_udp_port();
         let rtp_base = 20000 + (std::process::id() % 200) * 100 + (n % 20) * 20;
+        let data = if self.installed { "/usr/share/asterisk".to_string() } else { format!("{cdir}/data") };
         let w = |name: &str, text: &str| {
-            fs::write(dir.join("etc").join(name), text.replace("{D}", &cdir)).expect("write a config file");
+            fs::write(dir.join("etc").join(name), text.replace("{DATA}", &data).replace("{D}", &cdir)).expect("write a config file");
         };
+        // The data directory: the stock one, with this build's documentation beside the core's.
+        let stock = root.join("usr/share/asterisk");
+        for e in fs::read_dir(&stock).expect("read /usr/share/asterisk").flatten() {
+            let name = e.file_name();
+            if name != "documentation" {
+                std::os::unix::fs::symlink(Path::new("/usr/share/asterisk").join(&name), dir.join("data").join(&name)).expect("link the data dir");
+            }
+        }
+        for f in ["appdocsxml.dtd", "core-en_US.xml"] {
+            std::os::unix::fs::symlink(Path::new("/usr/share/asterisk/documentation").join(f), dir.join("data/documentation").join(f)).expect("link the core docs");
+        }
+        fs::copy(project_dir().join("doc/res_callconsent-en_US.xml"), dir.join("data/documentation/thirdparty/res_callconsent-en_US.xml")).expect("copy the docs");
         w(
             "asterisk.conf",
             "[directories]\nastetcdir => {D}/etc\nastmoddir => {D}/modules\nastvarlibdir => {D}/db\nastdbdir => {D}/db\n\
-             astkeydir => {D}/db\nastdatadir => /usr/share/asterisk\nastagidir => /usr/share/asterisk/agi-bin\n\
+             astkeydir => {D}/db\nastdatadir => {DATA}\nastagidir => /usr/share/asterisk/agi-bin\n\
              astspooldir => {D}/spool\nastrundir => {D}/run\nastlogdir => {D}/log\nastsbindir => /usr/sbin\n\
              [options]\nverbose = 3\ndebug = 0\ncache_media_frames = yes\n",
         );
@@ -128,6 +149,12 @@ impl PbxBuilder {
                 std::os::unix::fs::symlink(&src, dir.join("modules").join(m)).expect("link a stock module");
                 modules.push_str(&format!("load => {m}\n"));
             }
+        }
+        if self.installed {
+            std::os::unix::fs::symlink("/usr/lib/x86_64-linux-gnu/asterisk/modules/res_callconsent.so", dir.join("modules/res_callconsent.so")).expect("link the installed module");
+            modules.push_str("load => res_callconsent.so\n");
+            let conf = fs::read_to_string(root.join("etc/asterisk/callconsent.conf")).expect("the installed callconsent.conf");
+            fs::write(dir.join("etc/callconsent.conf"), conf).expect("copy the installed configuration");
         }
         if self.module {
             // A copy, then a rename: never overwrite a loaded .so in place.
@@ -180,7 +207,7 @@ impl PbxBuilder {
 
 impl Pbx {
     pub fn builder(name: &str) -> PbxBuilder {
-        PbxBuilder { name: name.into(), files: vec![], module: true, sip: false }
+        PbxBuilder { name: name.into(), files: vec![], module: true, sip: false, installed: false }
     }
 
     fn wait_booted(&mut self) {
@@ -216,6 +243,11 @@ impl Pbx {
     /// Runs a CLI command.
     pub fn rx(&self, cmd: &str) -> String {
         self.try_rx(cmd).unwrap_or_else(|| panic!("CLI command {cmd:?} failed:\n{}", self.logs()))
+    }
+
+    /// Rewrites a file of the instance's etc/ ("{D}" as for the builder).
+    pub fn write_conf(&self, name: &str, text: &str) {
+        fs::write(self.path("etc").join(name), text.replace("{D}", &self.cdir)).expect("write a config file");
     }
 
     /// Host path of something inside the instance directory.

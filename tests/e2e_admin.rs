@@ -1,0 +1,136 @@
+//! The admin's experience (issue 6): the install command, Asterisk's own help, the CLI, the
+//! CALLCONSENT() function, live reload mid-call, French prompts, the example dialplans.
+mod harness;
+
+use std::process::Command;
+use std::time::Duration;
+
+use harness::*;
+
+fn install(args: &[&str]) -> std::process::Output {
+    Command::new(project_dir().join("scripts/install.sh")).args(args).output().expect("run scripts/install.sh")
+}
+
+#[test]
+fn install_command_puts_module_docs_prompts_and_sample_into_asterisk() {
+    let root = sandbox_root();
+    let module = module_path();
+    // Refusals first: no Asterisk at all, then an Asterisk without headers.
+    let empty = std::env::temp_dir().join(format!("cc-noast-{}", std::process::id()));
+    std::fs::create_dir_all(empty.join("etc/asterisk")).unwrap();
+    let out = install(&["--root", empty.to_str().unwrap(), "--module", module.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("asterisk.conf is missing"), "{out:?}");
+    std::fs::write(empty.join("etc/asterisk/asterisk.conf"), "[directories]\n").unwrap();
+    let out = install(&["--root", empty.to_str().unwrap(), "--module", module.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("headers are missing"), "{out:?}");
+    let _ = std::fs::remove_dir_all(&empty);
+
+    let out = install(&["--root", root.to_str().unwrap(), "--module", module.to_str().unwrap()]);
+    assert!(out.status.success(), "install failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Through the tree's own view (its sounds/en is an absolute symlink).
+    let ls = |p: &str| Command::new("chroot").arg(&root).args(["test", "-f", p]).status().map(|s| s.success()).unwrap_or(false);
+    for f in [
+        "/usr/lib/x86_64-linux-gnu/asterisk/modules/res_callconsent.so",
+        "/etc/asterisk/callconsent.conf",
+        "/usr/share/asterisk/documentation/thirdparty/res_callconsent-en_US.xml",
+        "/usr/share/asterisk/sounds/en/callconsent/notice.wav",
+        "/usr/share/asterisk/sounds/fr/callconsent/notice.wav",
+        "/usr/share/asterisk/sounds/fr/callconsent/full-notice.wav",
+        "/usr/share/asterisk/sounds/fr/callconsent/optout-confirm.wav",
+    ] {
+        assert!(ls(f), "{f} was not installed");
+    }
+
+    // The installed Asterisk: documentation in its own help, and each language's notice.
+    let dialplan = "[test]\n\
+        exten => fr,1,Answer()\n same => n,Set(CHANNEL(language)=fr)\n same => n,CallConsent(inbound)\n same => n,Hangup()\n\
+        exten => en,1,Answer()\n same => n,Set(CHANNEL(language)=en)\n same => n,CallConsent(inbound)\n same => n,Hangup()\n\
+        exten => dev,1,Wait(40)\n";
+    let mut pbx = Pbx::builder("installed").installed().file("extensions.conf", dialplan).start();
+    let app = pbx.rx("core show application CallConsent");
+    assert!(app.contains("Tell the caller the call may be recorded"), "{app}");
+    assert!(app.contains("CALLCONSENT_STATUS"), "{app}");
+    assert!(pbx.rx("core show function CALLCONSENT").contains("consent state of the call"));
+    assert!(pbx.rx("manager show command CallConsentPause").contains("agent desktop's pause button"));
+    assert!(!pbx.messages().contains("Couldn't find application CallConsent"), "the docs warning is still there");
+    pbx.originate("Local/fr@test", "dev@test");
+    pbx.originate("Local/en@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(60));
+    let audit = pbx.audit();
+    let secs = |lang: &str| -> f64 {
+        let chan = format!("Local/{lang}@test");
+        let chan = chan.as_str();
+        let ts = |ev: &str| -> f64 {
+            let v = audit.iter().find(|v| v["event"].as_str().is_some_and(|e| e == ev || (ev == "drawn" && (e == "selected" || e == "not_selected"))) && v["channel"].as_str().is_some_and(|c| c.starts_with(chan))).unwrap_or_else(|| panic!("no {ev} for {chan}: {audit:?}"));
+            chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).unwrap().timestamp_millis() as f64 / 1000.0
+        };
+        ts("notice_played") - ts("drawn")
+    };
+    let wav_len = |lang: &str| -> f64 {
+        let out = Command::new("chroot").arg(&root).args(["soxi", "-D", &format!("/usr/share/asterisk/sounds/{lang}/callconsent/notice.wav")]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0)
+    };
+    let (fr, en) = (secs("fr"), secs("en"));
+    let (fr_len, en_len) = (wav_len("fr"), wav_len("en"));
+    assert!((fr_len - en_len).abs() > 0.5, "the two notices should differ in length: {fr_len} {en_len}");
+    assert!((fr - fr_len).abs() < 0.5, "the French channel heard {fr:.2} s, the French notice lasts {fr_len:.2} s");
+    assert!((en - en_len).abs() < 0.5, "the English channel heard {en:.2} s, the English notice lasts {en_len:.2} s");
+    pbx.assert_alive();
+    drop(pbx);
+
+    let out = install(&["--root", root.to_str().unwrap(), "--uninstall"]);
+    assert!(out.status.success());
+    assert!(!ls("/usr/lib/x86_64-linux-gnu/asterisk/modules/res_callconsent.so"));
+    assert!(ls("/etc/asterisk/callconsent.conf"), "the admin's configuration is kept");
+}
+
+#[test]
+fn cli_function_and_reload_mid_call() {
+    let conf = consent_conf(&profile("desk", 100, "start_tone = off"));
+    let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(desk)\n same => n,Dial(Local/agent@test)\n\
+        exten => agent,1,Answer()\n same => n,Wait(6)\n same => n,SendDTMF(*1)\n same => n,Wait(0.5)\n \
+        same => n,NoOp(AGENTSTATE=${CALLCONSENT(state)})\n same => n,Wait(2)\n same => n,Hangup()\n\
+        exten => dev,1,Wait(30)\n";
+    let mut pbx = Pbx::builder("admin").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let calls = pbx.rx("callconsent show calls");
+    assert!(calls.contains("Local/in@test-") && calls.contains("desk") && calls.contains("recording"), "{calls}");
+    assert!(calls.contains("Local/agent@test-"), "the agent column: {calls}");
+    assert!(pbx.rx("callconsent show profiles").contains("desk"), "profiles");
+    let chan = calls.lines().find(|l| l.starts_with("Local/in@test-")).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+    assert!(pbx.rx(&format!("callconsent show call {chan}")).contains("State: recording"));
+    let completion = pbx.rx("_command matchesarray \"callconsent show call \" \"\"");
+    assert!(completion.contains(&chan), "tab completion does not offer {chan}: {completion}");
+
+    // A new file mid-call: the call in progress keeps its profile (its *1 still pauses).
+    pbx.write_conf("callconsent.conf", &consent_conf(&format!("{}\n{}", profile("desk", 100, "pause_code = *7"), profile("other", 10, ""))));
+    assert!(pbx.rx("callconsent reload").contains("configuration reloaded"));
+    assert!(pbx.rx("callconsent show profiles").contains("other"));
+    // A bad file is refused, with its reason, and the running configuration stays.
+    pbx.write_conf("callconsent.conf", &consent_conf(&profile("desk", 100, "pause_code = 1")));
+    pbx.rx("module reload res_callconsent.so");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pbx.messages().contains("reload refused, the running configuration stays"), "{}", pbx.logs());
+    assert!(pbx.messages().contains("[desk] pause_code: must be 2 to 8 DTMF keys"));
+    assert!(pbx.rx("callconsent show profiles").contains("other"), "the good configuration must stay");
+    pbx.wait_idle(Duration::from_secs(30));
+    let paused = pbx.wait_event("paused", 1, Duration::from_secs(2));
+    assert_eq!(paused[0]["profile"], "desk");
+    assert!(pbx.messages().contains("AGENTSTATE=paused"), "CALLCONSENT(state) on the agent's channel");
+    pbx.assert_alive();
+}
+
+#[test]
+fn example_dialplans_load() {
+    let conf = consent_conf(&profile("inbound", 20, ""));
+    let ext = std::fs::read_to_string(project_dir().join("dialplan/extensions.conf.sample")).unwrap();
+    let features = std::fs::read_to_string(project_dir().join("dialplan/features.conf.sample")).unwrap();
+    let mut pbx = Pbx::builder("examples").file("callconsent.conf", &conf).file("extensions.conf", &ext).file("features.conf", &features).start();
+    let d = pbx.rx("dialplan show from-pstn");
+    assert!(d.contains("CallConsent(inbound)"), "{d}");
+    assert!(!pbx.messages().contains("ERROR[") || !pbx.messages().contains("extensions.conf"), "{}", pbx.logs());
+    pbx.assert_alive();
+}
