@@ -125,12 +125,17 @@ fn cli_function_and_reload_mid_call() {
 
 #[test]
 fn example_dialplans_load() {
-    let conf = consent_conf(&profile("inbound", 20, ""));
-    let ext = std::fs::read_to_string(project_dir().join("dialplan/extensions.conf.sample")).unwrap();
+    let conf = consent_conf(&format!("{}\n{}", profile("inbound", 20, ""), profile("outbound", 20, "private_prefix = 8")));
+    let ext = std::fs::read_to_string(project_dir().join("dialplan/extensions.conf.sample")).unwrap()
+        + "\n#include extensions_custom.conf\n";
+    let freepbx = std::fs::read_to_string(project_dir().join("dialplan/freepbx/extensions_custom.conf")).unwrap();
     let features = std::fs::read_to_string(project_dir().join("dialplan/features.conf.sample")).unwrap();
-    let mut pbx = Pbx::builder("examples").file("callconsent.conf", &conf).file("extensions.conf", &ext).file("features.conf", &features).start();
-    let d = pbx.rx("dialplan show from-pstn");
-    assert!(d.contains("CallConsent(inbound)"), "{d}");
+    let mut pbx = Pbx::builder("examples").file("callconsent.conf", &conf).file("extensions.conf", &ext).file("features.conf", &features).file("extensions_custom.conf", &freepbx).start();
+    for (context, app) in [("from-pstn", "CallConsent(inbound)"), ("from-pstn-direct", "b(callconsent-agent^s^1)"), ("from-agents", "CallConsent(outbound,${EXTEN})"), ("callconsent-in", "CallConsent(inbound)")] {
+        let d = pbx.rx(&format!("dialplan show {context}"));
+        assert!(d.contains(app), "{context}: {d}");
+    }
+    assert!(pbx.rx("features show").contains("callconsent_pause"));
     assert!(!pbx.messages().contains("ERROR[") || !pbx.messages().contains("extensions.conf"), "{}", pbx.logs());
     pbx.assert_alive();
 }
