@@ -4,6 +4,8 @@
 //! `audit` and `worker`-side file work run on threads of their own, fed over crossbeam channels.
 //! `asterisk` is the adapter (with `c-shim/asterisk/`) that executes those actions in Asterisk 22.
 pub mod audit;
+pub mod caps;
+pub mod retention;
 pub mod core;
 pub mod guard;
 

@@ -40,6 +40,12 @@ fn kept_recording_has_audio_and_full_audit_trail() {
     let file = kept[0]["file"].as_str().expect("recording_kept names its file").to_string();
     let host = pbx.host_path(&file);
     assert!(host.is_file(), "kept recording {file} is missing");
+    // Kept means moved out of staging into the dated tree, readable by the group only (R11).
+    assert!(file.contains("/spool/callconsent/kept/20"), "{file}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&host).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(std::fs::metadata(host.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o750);
+    assert!(pbx.spool_files().iter().all(|f| !f.display().to_string().contains("/staging/")), "staging not empty");
     assert!(rms(&host, 0.0, 10.0) > 0.05, "the recording holds no audio");
     let events = pbx.events();
     for e in ["selected", "notice_played", "recording_started", "recording_kept", "call_ended"] {

@@ -44,6 +44,7 @@ const char *cc_ast_config_dir(void) { return ast_config_AST_CONFIG_DIR; }
 const char *cc_ast_spool_dir(void) { return ast_config_AST_SPOOL_DIR; }
 const char *cc_ast_log_dir(void) { return ast_config_AST_LOG_DIR; }
 const char *cc_ast_data_dir(void) { return ast_config_AST_DATA_DIR; }
+const char *cc_ast_var_dir(void) { return ast_config_AST_VAR_DIR; }
 
 /* ---------------- configuration ---------------- */
 
@@ -107,6 +108,22 @@ void cc_chan_unref(cc_chan *c) { ast_channel_unref(chan_of(c)); }
 cc_chan *cc_chan_get_by_name(const char *name)
 {
 	return (cc_chan *) ast_channel_get_by_name(name);
+}
+
+size_t cc_chan_caller_number(cc_chan *c, char *out, size_t outlen)
+{
+	struct ast_party_caller *caller;
+	if (!outlen) {
+		return 0;
+	}
+	out[0] = '\0';
+	ast_channel_lock(chan_of(c));
+	caller = ast_channel_caller(chan_of(c));
+	if (caller->id.number.valid && caller->id.number.str) {
+		ast_copy_string(out, caller->id.number.str, outlen);
+	}
+	ast_channel_unlock(chan_of(c));
+	return strlen(out);
 }
 
 int cc_chan_answered(cc_chan *c) { return ast_channel_state(chan_of(c)) == AST_STATE_UP; }

@@ -49,6 +49,7 @@ const char *cc_ast_config_dir(void);
 const char *cc_ast_spool_dir(void);
 const char *cc_ast_log_dir(void);
 const char *cc_ast_data_dir(void);
+const char *cc_ast_var_dir(void);
 
 /* ---- Configuration (Asterisk's config API) ----
  * Calls back for every category (name == NULL) and every variable, in file order.
@@ -71,6 +72,8 @@ void cc_chan_unref(cc_chan *chan);
 /* Finds a channel by name or uniqueid; the result carries a reference (cc_chan_unref). */
 cc_chan *cc_chan_get_by_name(const char *name);
 int cc_chan_answered(cc_chan *chan);
+/* Copies the caller's number (CALLERID(num)) into out; returns its length. */
+size_t cc_chan_caller_number(cc_chan *chan, char *out, size_t outlen);
 
 /* Whether a sound exists (ast_fileexists) for that language. */
 int cc_sound_exists(const char *file, const char *language);

@@ -67,6 +67,13 @@ impl<'a> Chan<'a> {
         buf.truncate(len.min(buf.len()));
         String::from_utf8_lossy(&buf).into_owned()
     }
+    pub fn caller_number(self) -> String {
+        let mut buf = vec![0u8; 256];
+        // SAFETY: buf is writable for its length; the shim NUL-terminates within it.
+        let len = unsafe { sys::cc_chan_caller_number(self.ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        buf.truncate(len.min(buf.len()));
+        String::from_utf8_lossy(&buf).into_owned()
+    }
     pub fn setvar(self, name: &str, value: &str) {
         let (n, v) = (cstring(name), cstring(value));
         // SAFETY: live channel, valid C strings.

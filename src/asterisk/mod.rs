@@ -7,12 +7,16 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use crate::audit::{record, AuditLog, AuditSender};
+use crate::caps::Caps;
 use crate::core::call::{Action, Call, Command, Dir, Event, PromptOutcome, Press};
 use crate::core::config::{self, Config, Defaults};
 use crate::guard;
 
 pub mod ffi;
+mod sweeper;
 mod worker;
+
+use sweeper::Sweeper;
 
 use ffi::{sys, Chan, ChanRef};
 use worker::{Job, Worker};
@@ -45,6 +49,9 @@ impl Slot {
     pub fn mixmon_id(&self) -> String {
         lock(&self.mixmon_id).clone()
     }
+    pub fn agent(&self) -> Option<String> {
+        lock(&self.call).agent().map(str::to_string)
+    }
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -56,9 +63,12 @@ impl Slot {
 }
 
 struct Module {
-    // Field order is drop order: the worker (which holds an audit sender) goes first.
+    // Field order is drop order: the threads holding audit senders go first.
+    _sweeper: Sweeper,
     worker: Worker,
     audit_tx: AuditSender,
+    caps: Caps,
+    secret: Vec<u8>,
     audit: AuditLog,
     config: RwLock<Arc<Config>>,
     calls: Mutex<HashMap<String, Arc<Slot>>>,
@@ -108,9 +118,22 @@ fn load() -> Result<(), String> {
         .mode(0o750)
         .create(&cfg.general.spool_dir)
         .map_err(|e| format!("spool_dir {}: {e}", cfg.general.spool_dir.display()))?;
+    for sub in ["staging", "kept"] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(cfg.general.spool_dir.join(sub))
+            .map_err(|e| format!("spool_dir {}: {e}", cfg.general.spool_dir.display()))?;
+    }
+    let var = PathBuf::from(ffi::dir(sys::cc_ast_var_dir)).join("callconsent");
+    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&var).map_err(|e| format!("{}: {e}", var.display()))?;
+    let secret = load_secret(&var.join("secret"))?;
+    let caps = Caps::open(&var.join("caps.redb"))?;
     let audit = AuditLog::open(&cfg.general.audit_log).map_err(|e| format!("audit_log {}: {e}", cfg.general.audit_log.display()))?;
     let audit_tx = audit.sender();
+    discard_staging(&cfg, &audit_tx);
     let worker = Worker::start(audit_tx.clone()).map_err(|e| format!("worker thread: {e}"))?;
+    let sweeper = Sweeper::start(cfg.general.clone(), audit_tx.clone()).map_err(|e| format!("retention thread: {e}"))?;
     log::info!(
         "callconsent: loaded {} profile(s) ({}); recordings in {}, audit log {}",
         cfg.profiles.len(),
@@ -118,11 +141,42 @@ fn load() -> Result<(), String> {
         cfg.general.spool_dir.display(),
         cfg.general.audit_log.display()
     );
-    let m = Module { worker, audit_tx, audit, config: RwLock::new(Arc::new(cfg)), calls: Mutex::new(HashMap::new()) };
+    let m = Module { _sweeper: sweeper, worker, audit_tx, caps, secret, audit, config: RwLock::new(Arc::new(cfg)), calls: Mutex::new(HashMap::new()) };
     if let Ok(mut g) = MODULE.write() {
         *g = Some(Arc::new(m));
     }
     Ok(())
+}
+
+/// The installation's secret for the draw and the keyed hashes: created at first load (0600).
+fn load_secret(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(s) = std::fs::read(path) {
+        if s.len() >= 32 {
+            return Ok(s);
+        }
+    }
+    let mut key = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key)).map_err(|e| format!("/dev/urandom: {e}"))?;
+    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(&key).and_then(|_| f.sync_all()).map_err(|e| format!("{}: {e}", path.display()))?;
+    log::info!("callconsent: created the installation secret {}", path.display());
+    Ok(key)
+}
+
+/// After a crash or kill -9, recordings whose call never concluded are discarded (privacy by default).
+fn discard_staging(cfg: &Config, audit: &AuditSender) {
+    for e in std::fs::read_dir(cfg.general.spool_dir.join("staging")).into_iter().flatten().flatten() {
+        let p = e.path();
+        if std::fs::remove_file(&p).is_ok() {
+            let mut f = serde_json::Map::new();
+            f.insert("file".into(), p.display().to_string().into());
+            f.insert("reason".into(), "the call never concluded while the module ran (crash or restart): discarded, privacy by default".into());
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            audit.send(record(&stem, "", "recording_discarded", f));
+        }
+    }
 }
 
 #[no_mangle]
@@ -193,11 +247,14 @@ pub extern "C" fn cc_rs_exec(chan: *mut sys::cc_chan, data: *const c_char) -> c_
     guard::enter(0, "CallConsent", || {
         // SAFETY: Asterisk runs the application with a live channel and its argument string.
         let (Some(chan), data) = (unsafe { Chan::from_ptr(chan) }, unsafe { ffi::text(data) }) else { return 0 };
-        exec(chan, data.trim())
+        let mut args = data.splitn(2, ',');
+        let profile = args.next().unwrap_or("").trim().to_string();
+        let dialled = args.next().unwrap_or("").trim().to_string();
+        exec(chan, &profile, &dialled)
     })
 }
 
-fn exec(chan: Chan<'_>, profile_name: &str) -> c_int {
+fn exec(chan: Chan<'_>, profile_name: &str, dialled: &str) -> c_int {
     let Some(m) = module() else {
         set_status(chan, "ERROR");
         return 0;
@@ -219,7 +276,7 @@ fn exec(chan: Chan<'_>, profile_name: &str) -> c_int {
     }
     let linkedid = chan.linkedid();
     let slot = Arc::new(Slot {
-        call: Mutex::new(Call::new(profile.clone(), &linkedid)),
+        call: Mutex::new(Call::new(profile.clone(), &m.secret, &linkedid, &chan.caller_number(), dialled)),
         channel: chan.name(),
         uniqueid,
         linkedid,
@@ -248,11 +305,7 @@ fn exec(chan: Chan<'_>, profile_name: &str) -> c_int {
                 };
                 queue.extend(slot.feed(Event::PromptDone(outcome)).1);
             }
-            Action::StartRecorder => {
-                let ev = start_recorder(&m, &cfg, &slot, chan);
-                queue.extend(slot.feed(ev).1);
-            }
-            other => execute(&m, &slot, Some(chan), other),
+            other => run_actions(&m, &slot, Some(chan), vec![other]),
         }
     }
     if hung_up {
@@ -262,9 +315,9 @@ fn exec(chan: Chan<'_>, profile_name: &str) -> c_int {
     }
 }
 
-fn start_recorder(m: &Arc<Module>, cfg: &Config, slot: &Arc<Slot>, chan: Chan<'_>) -> Event {
+fn start_recorder(m: &Module, slot: &Arc<Slot>, chan: Chan<'_>) -> Event {
     let stem = safe_file_stem(&slot.uniqueid);
-    let dir = &cfg.general.spool_dir;
+    let dir = m.config().general.spool_dir.join("staging");
     let file = dir.join(format!("{stem}.wav"));
     let mut options = format!("i({MIXMON_ID_VAR})");
     let mut files = vec![file.clone()];
@@ -274,8 +327,16 @@ fn start_recorder(m: &Arc<Module>, cfg: &Config, slot: &Arc<Slot>, chan: Chan<'_
         files.extend([rx, tx]);
     }
     *lock(&slot.files) = files;
+    if chan.mixmonitor_start(&file.display().to_string(), &options) != 0 {
+        return Event::RecorderFailed { reason: "MixMonitor did not start (is app_mixmonitor loaded?)".into() };
+    }
+    *lock(&slot.mixmon_id) = chan.getvar(MIXMON_ID_VAR);
+    Event::RecorderStarted { file: file.display().to_string() }
+}
+
+/// Arms the call: watches its keys (framehook) and its bridge joins from now until hangup.
+fn watch(m: &Module, slot: &Arc<Slot>, chan: Chan<'_>) {
     lock(&m.calls).insert(slot.uniqueid.clone(), slot.clone());
-    // The watcher is attached before the recorder starts, so no key is ever missed.
     let data = Box::into_raw(Box::new(slot.clone()));
     // SAFETY: `data` is handed back to cc_rs_hook_destroy, which frees it exactly once.
     let id = unsafe { chan.hook_attach(data.cast()) };
@@ -283,16 +344,49 @@ fn start_recorder(m: &Arc<Module>, cfg: &Config, slot: &Arc<Slot>, chan: Chan<'_
         // SAFETY: the hook was not attached, so nobody else holds `data`.
         drop(unsafe { Box::from_raw(data) });
         lock(&m.calls).remove(&slot.uniqueid);
-        return Event::RecorderFailed { reason: "could not attach the key watcher".into() };
+        let acts = slot.feed(Event::RecorderFailed { reason: "could not attach the key watcher".into() }).1;
+        run_actions(m, slot, Some(chan), acts);
+        return;
     }
     if chan.watch_bridges(&slot.uniqueid) != 0 {
-        log::warn!("callconsent: {}: cannot watch bridge joins; the agent will not hear the start tone", slot.channel);
+        log::warn!("callconsent: {}: cannot watch bridge joins; the recording cannot start", slot.channel);
     }
-    if chan.mixmonitor_start(&file.display().to_string(), &options) != 0 {
-        return Event::RecorderFailed { reason: "MixMonitor did not start (is app_mixmonitor loaded?)".into() };
+}
+
+/// Runs the core's actions in order, feeding back what the host answers (recorder started, cap
+/// checked) and running the actions that answer gives.
+fn run_actions(m: &Module, slot: &Arc<Slot>, chan: Option<Chan<'_>>, actions: Vec<Action>) {
+    let mut queue: VecDeque<Action> = actions.into();
+    while let Some(a) = queue.pop_front() {
+        match (a, chan) {
+            (Action::StartRecorder, Some(c)) => queue.extend(slot.feed(start_recorder(m, slot, c)).1),
+            (Action::Watch, Some(c)) => watch(m, slot, c),
+            (Action::ReserveCap { agent, period_max }, _) => {
+                let period = lock(&slot.call).profile().cap_period.key(chrono::Utc::now());
+                let ev = match m.caps.reserve(&agent, &period, period_max) {
+                    Ok((count, allowed)) => Event::CapChecked { agent, period, count, allowed },
+                    Err(e) => {
+                        // An unreadable store must not lift a cap: the call is not recorded.
+                        log::error!("callconsent: cap store: {e}");
+                        Event::CapChecked { agent, period, count: period_max, allowed: false }
+                    }
+                };
+                queue.extend(slot.feed(ev).1);
+            }
+            (a, c) => execute(m, slot, c, a),
+        }
     }
-    *lock(&slot.mixmon_id) = chan.getvar(MIXMON_ID_VAR);
-    Event::RecorderStarted { file: file.display().to_string() }
+}
+
+/// The caller's channel joined a bridge: find the agent (the bridge peer, which may still be
+/// joining), then let the core decide. Runs on the worker thread.
+pub(crate) fn joined(slot: &Arc<Slot>, chan: &ChanRef, tries: u32) -> bool {
+    let Some(m) = module() else { return true };
+    let Some(peer) = chan.bridge_peer() else { return tries >= 20 && { log::warn!("callconsent: {}: joined a bridge without a peer", slot.channel); true } };
+    let agent = crate::core::policy::agent_id(&peer.borrow().name());
+    let acts = slot.feed(Event::Bridged { agent }).1;
+    run_actions(&m, slot, Some(chan.borrow()), acts);
+    true
 }
 
 /// Runs one action of the core. `chan` is the caller's channel when we are on a thread that may
@@ -311,6 +405,7 @@ fn execute(m: &Module, slot: &Arc<Slot>, chan: Option<Chan<'_>>, action: Action)
         (Action::ToneToAgent(tones), Some(c)) => m.worker.send(Job::Tone { chan: c.to_owned(), tones, tries: 0 }),
         (Action::SendToCaller(digits), Some(c)) => m.worker.send(Job::SendDigits { chan: c.to_owned(), digits }),
         (Action::SetStatus(s), Some(c)) => set_status(c, s.as_str()),
+        (Action::Keep { pauses }, _) => m.worker.send(Job::Keep { slot: slot.clone(), pauses, tries: 0 }),
         (Action::Audit { event, facts }, _) => m.audit(slot, event, facts),
         (Action::Notify, _) => notify(slot),
         (a, _) => log::debug!("callconsent: {a:?} has no effect here on {}", slot.channel),
@@ -361,9 +456,7 @@ pub extern "C" fn cc_rs_frame(data: *mut c_void, chan: *mut sys::cc_chan, dir: c
             Event::Dtmf { dir, press, digit: char::from(digit.clamp(0, 127) as u8), now_ms }
         };
         let (verdict, actions, ticks) = slot.feed(ev);
-        for a in actions {
-            execute(&m, slot, Some(chan), a);
-        }
+        run_actions(&m, slot, Some(chan), actions);
         answer(verdict, ticks)
     })
 }
@@ -375,10 +468,8 @@ pub extern "C" fn cc_rs_joined(uniqueid: *const c_char, chan: *mut sys::cc_chan)
         let (uniqueid, chan) = (unsafe { ffi::text(uniqueid) }, unsafe { Chan::from_ptr(chan) });
         let (Some(m), Some(chan)) = (module(), chan) else { return };
         let Some(slot) = lock(&m.calls).get(&uniqueid).cloned() else { return };
-        let (_, actions, _) = slot.feed(Event::Bridged);
-        for a in actions {
-            execute(&m, &slot, Some(chan), a);
-        }
+        // The peer may still be joining: the worker looks for it, off this thread.
+        m.worker.send(Job::Joined { chan: chan.to_owned(), slot, tries: 0 });
     })
 }
 
@@ -392,9 +483,7 @@ pub extern "C" fn cc_rs_hook_destroy(data: *mut c_void) {
         let slot = unsafe { Box::from_raw(data as *mut Arc<Slot>) };
         let Some(m) = module() else { return };
         let (_, actions, _) = slot.feed(Event::Hangup);
-        for a in actions {
-            execute(&m, &slot, None, a);
-        }
+        run_actions(&m, &slot, None, actions);
         lock(&m.calls).remove(&slot.uniqueid);
     })
 }
@@ -444,9 +533,7 @@ fn control(channel: &str, action: &str, source: &'static str) -> Result<String, 
     let now_ms = slot.now_ms();
     let (_, actions, _) = slot.feed(Event::Control { cmd, source, now_ms });
     let acted = !actions.is_empty();
-    for a in actions {
-        execute(&m, &slot, Some(caller.borrow()), a);
-    }
+    run_actions(&m, &slot, Some(caller.borrow()), actions);
     let state = lock(&slot.call).state_name();
     Ok(format!("Message: {}\r\n{}", if acted { format!("{action} done") } else { format!("nothing to {action}: the recording is {state}") }, status_lines(&slot)))
 }

@@ -23,6 +23,10 @@ pub enum Job {
     /// Deletes the files of a refused recording again at these delays after hangup.
     DeleteAgain { slot: Arc<Slot> },
     LateDelete { slot: Arc<Slot> },
+    /// The caller's channel joined a bridge; the agent-side checks run once its peer is there.
+    Joined { chan: ChanRef, slot: Arc<Slot>, tries: u32 },
+    /// Move a kept recording from staging to the kept tree once MixMonitor has closed it.
+    Keep { slot: Arc<Slot>, pauses: u32, tries: u32 },
 }
 
 pub struct Worker {
@@ -138,7 +142,60 @@ fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
             }
         }
         Job::LateDelete { slot } => late_delete(&slot, audit),
+        Job::Joined { chan, slot, tries } => {
+            if !super::joined(&slot, &chan, tries) {
+                due.at(Instant::now() + Duration::from_millis(50), Job::Joined { chan, slot, tries: tries + 1 });
+            }
+        }
+        Job::Keep { slot, pauses, tries } => {
+            let files = slot.files();
+            // MixMonitor's own thread closes the file after hangup.
+            if tries < 100 && files.iter().any(|f| open_here(f)) {
+                due.at(Instant::now() + Duration::from_millis(100), Job::Keep { slot, pauses, tries: tries + 1 });
+                return;
+            }
+            keep(&slot, &files, pauses, audit);
+        }
     }
+}
+
+/// Whether this process (Asterisk) still has the file open.
+fn open_here(file: &std::path::Path) -> bool {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
+}
+
+fn keep(slot: &Slot, files: &[PathBuf], pauses: u32, audit: &AuditSender) {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let Some(spool) = files.first().and_then(|f| f.parent()).and_then(|d| d.parent()) else { return };
+    let dir = spool.join("kept").join(chrono::Utc::now().format("%Y/%m/%d").to_string());
+    if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&dir) {
+        log::error!("callconsent: cannot create {}: {e}", dir.display());
+        return;
+    }
+    let mut kept = vec![];
+    for f in files {
+        let Some(name) = f.file_name() else { continue };
+        let to = dir.join(name);
+        match std::fs::rename(f, &to) {
+            Ok(()) => {
+                let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o640));
+                kept.push(to.display().to_string());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("callconsent: cannot keep {}: {e}", f.display()),
+        }
+    }
+    let mut f = Map::new();
+    f.insert("profile".into(), Value::String(slot.profile.clone()));
+    f.insert("file".into(), json!(kept.first()));
+    f.insert("files".into(), json!(kept));
+    f.insert("pauses".into(), json!(pauses));
+    f.insert("agent".into(), json!(slot.agent()));
+    audit.send(record(&slot.linkedid, &slot.channel, "recording_kept", f));
 }
 
 fn late_delete(slot: &Slot, audit: &AuditSender) {

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::Profile;
 use super::draw::{self, Draw};
+use super::policy;
 
 /// Which party a DTMF frame comes from, seen from the caller's channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +61,10 @@ pub enum Event {
     Dtmf { dir: Dir, press: Press, digit: char, now_ms: u64 },
     Tick { now_ms: u64 },
     Control { cmd: Command, source: &'static str, now_ms: u64 },
-    /// The caller's channel joined a bridge (an agent answered, or a transfer completed).
-    Bridged,
+    /// The caller's channel joined a bridge with this agent (an agent answered, or a transfer).
+    Bridged { agent: String },
+    /// The agent's cap for the period was checked (and a recording reserved when allowed).
+    CapChecked { agent: String, period: String, count: u64, allowed: bool },
     Hangup,
 }
 
@@ -90,7 +93,15 @@ pub enum Action {
     /// Play a sound to the caller on the application's thread; stop on any of `keys` and feed
     /// back `PromptDone` (only when `keys` is not empty).
     Play { file: String, keys: String },
+    /// Watch the channel from now on (keys, bridge joins): the call is armed.
+    Watch,
+    /// Reserve one recording in the agent's cap for the period (off the media path), then feed
+    /// `CapChecked`.
+    ReserveCap { agent: String, period_max: u64 },
     StartRecorder,
+    /// The call ended with consent intact: move the recording to the kept tree, then audit
+    /// `recording_kept`.
+    Keep { pauses: u32 },
     Mute,
     Unmute,
     /// Stop the recorder and delete every file of the call (then audit `recording_deleted`).
@@ -120,6 +131,10 @@ pub enum Phase {
     Created,
     Notice,
     FullNotice,
+    /// Selected, told, not refused: waiting for an agent (recording starts at the bridge).
+    Armed,
+    /// The agent's cap is being checked.
+    Checking,
     Starting,
     Recording,
     NotRecording,
@@ -134,6 +149,8 @@ impl Phase {
             Phase::Created => "created",
             Phase::Notice => "notice",
             Phase::FullNotice => "full_notice",
+            Phase::Armed => "armed",
+            Phase::Checking => "checking",
             Phase::Starting => "starting",
             Phase::Recording => "recording",
             Phase::NotRecording => "not_recording",
@@ -158,6 +175,9 @@ pub struct Call {
     /// Digits whose BEGIN was dropped: their END is dropped too.
     swallowing: Vec<(Dir, char)>,
     pauses: u32,
+    /// Why the call is exempt whatever the draw (R12), with a keyed hash instead of the number.
+    exempt: Option<(&'static str, String)>,
+    agent: Option<String>,
 }
 
 /// How long before an automatic resume the agent hears the warning tone.
@@ -171,8 +191,17 @@ fn facts(v: Value) -> Map<String, Value> {
 }
 
 impl Call {
-    pub fn new(profile: Arc<Profile>, call_id: &str) -> Call {
-        let draw = draw::draw(call_id, profile.record_share);
+    /// `secret` is the installation's key; `caller` the caller's number (CALLERID(num)) and
+    /// `dialled` the number an agent dialled, both only used for exemptions, never kept.
+    pub fn new(profile: Arc<Profile>, secret: &[u8], call_id: &str, caller: &str, dialled: &str) -> Call {
+        let draw = draw::draw(secret, call_id, profile.record_share);
+        let exempt = if profile.private_prefix.as_deref().is_some_and(|p| !dialled.is_empty() && dialled.starts_with(p)) {
+            Some(("private_prefix", policy::keyed_hash(secret, dialled)))
+        } else if policy::caller_exempt(&profile.never_record, caller) {
+            Some(("never_record_caller", policy::keyed_hash(secret, caller)))
+        } else {
+            None
+        };
         Call {
             profile,
             draw,
@@ -184,7 +213,13 @@ impl Call {
             held_since_ms: 0,
             swallowing: Vec::new(),
             pauses: 0,
+            exempt,
+            agent: None,
         }
+    }
+
+    pub fn agent(&self) -> Option<&str> {
+        self.agent.as_deref()
     }
 
     pub fn phase(&self) -> Phase {
@@ -205,7 +240,7 @@ impl Call {
     }
     /// Whether the host must watch the call's frames at all.
     pub fn watching(&self) -> bool {
-        matches!(self.phase, Phase::Starting | Phase::Recording | Phase::OptedOut | Phase::Deleted)
+        matches!(self.phase, Phase::Armed | Phase::Checking | Phase::Starting | Phase::Recording | Phase::OptedOut | Phase::Deleted)
     }
     pub fn state_name(&self) -> &'static str {
         if self.phase == Phase::Recording && self.paused() {
@@ -234,8 +269,12 @@ impl Call {
                     out.push(Action::StopAndDelete { by: if self.phase == Phase::OptedOut { "caller" } else { "agent" } });
                 } else if self.phase == Phase::Starting {
                     self.phase = Phase::Recording;
-                    out.push(self.audit("recording_started", json!({ "file": file })));
+                    out.push(self.audit("recording_started", json!({ "file": file, "agent": self.agent })));
                     self.file = Some(file);
+                    // R8: the agent hears that this call is recorded.
+                    if let Some(t) = &self.profile.start_tone {
+                        out.push(Action::ToneToAgent(t.clone()));
+                    }
                     out.push(Action::SetStatus(Status::Recording));
                     out.push(Action::Notify);
                 }
@@ -266,16 +305,24 @@ impl Call {
                 self.command(cmd, source, now_ms, &mut out);
                 Verdict::Pass
             }
-            Event::Bridged => {
-                // R8: whoever takes the call hears that it is recorded, and whether it is paused.
-                if self.phase == Phase::Recording {
-                    if let Some(t) = &self.profile.start_tone {
-                        out.push(Action::ToneToAgent(t.clone()));
-                    }
-                    if self.paused() {
-                        if let Some(t) = &self.profile.pause_tone {
-                            out.push(Action::ToneToAgent(t.clone()));
-                        }
+            Event::Bridged { agent } => {
+                self.bridged(agent, &mut out);
+                Verdict::Pass
+            }
+            Event::CapChecked { agent, period, count, allowed } => {
+                if self.phase == Phase::Checking {
+                    let max = self.profile.max_per_agent;
+                    let f = json!({ "agent": agent, "period": period, "count": count, "max": max });
+                    if allowed {
+                        out.push(self.audit("agent_cleared", f));
+                        self.phase = Phase::Starting;
+                        out.push(Action::StartRecorder);
+                    } else {
+                        let mut f = f;
+                        f["reason"] = Value::String(format!("cap reached: {count} of {max} recordings this {period}"));
+                        out.push(self.audit("agent_vetoed", f));
+                        self.phase = Phase::NotRecording;
+                        out.push(Action::Notify);
                     }
                 }
                 Verdict::Pass
@@ -297,6 +344,13 @@ impl Call {
 
     fn start(&mut self, out: &mut Vec<Action>) {
         if self.phase != Phase::Created {
+            return;
+        }
+        if let Some((reason, hash)) = &self.exempt {
+            // R12: never recorded whatever the draw; no notice about a recording that cannot happen.
+            self.phase = Phase::NotRecording;
+            out.push(self.audit("exempt", json!({ "reason": reason, "number_hash": hash })));
+            out.push(Action::SetStatus(Status::NotSelected));
             return;
         }
         let p = &self.profile;
@@ -349,8 +403,10 @@ impl Call {
             }
             PromptOutcome::Completed | PromptOutcome::Key(_) => {
                 if self.draw.selected {
-                    self.phase = Phase::Starting;
-                    out.push(Action::StartRecorder);
+                    // R13: the recorder starts when an agent is bridged, after the agent-side checks.
+                    self.phase = Phase::Armed;
+                    out.push(Action::Watch);
+                    out.push(Action::SetStatus(Status::Recording));
                 } else {
                     self.phase = Phase::NotRecording;
                     out.push(Action::SetStatus(Status::NotSelected));
@@ -371,6 +427,18 @@ impl Call {
             return Verdict::Pass;
         }
         match self.phase {
+            Phase::Armed | Phase::Checking => {
+                // Refused before anything was recorded.
+                self.phase = Phase::OptedOut;
+                out.push(self.audit("opt_out", json!({ "during": "call", "key": digit.to_string() })));
+                out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
+                out.push(Action::SetStatus(Status::OptedOut));
+                out.push(Action::Notify);
+                if press == Press::Begin {
+                    self.swallowing.push((Dir::Caller, digit));
+                }
+                Verdict::Drop
+            }
             Phase::Recording | Phase::Starting => {
                 self.stop_and_delete("caller", out);
                 out.insert(1, self.audit("opt_out", json!({ "during": "call", "key": digit.to_string() })));
@@ -518,14 +586,47 @@ impl Call {
         out.push(Action::Notify);
     }
 
+    fn bridged(&mut self, agent: String, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Armed => {
+                self.agent = Some(agent.clone());
+                if let Some(glob) = policy::agent_exempt(&self.profile.never_record, &agent) {
+                    out.push(self.audit("agent_vetoed", json!({ "agent": agent, "reason": format!("never_record agent:{glob}") })));
+                    self.phase = Phase::NotRecording;
+                    out.push(Action::Notify);
+                } else if self.profile.max_per_agent > 0 {
+                    self.phase = Phase::Checking;
+                    out.push(Action::ReserveCap { agent, period_max: self.profile.max_per_agent });
+                } else {
+                    out.push(self.audit("agent_cleared", json!({ "agent": agent })));
+                    self.phase = Phase::Starting;
+                    out.push(Action::StartRecorder);
+                }
+            }
+            // A transfer: whoever takes the call hears that it is recorded, and whether it is paused (R8).
+            Phase::Recording => {
+                self.agent = Some(agent);
+                if let Some(t) = &self.profile.start_tone {
+                    out.push(Action::ToneToAgent(t.clone()));
+                }
+                if self.paused() {
+                    if let Some(t) = &self.profile.pause_tone {
+                        out.push(Action::ToneToAgent(t.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn hangup(&mut self, out: &mut Vec<Action>) {
         let status = match self.phase {
             Phase::Ended => return,
             Phase::Recording => {
-                let file = self.file.clone().unwrap_or_default();
-                out.push(self.audit("recording_kept", json!({ "file": file, "pauses": self.pauses })));
+                out.push(Action::Keep { pauses: self.pauses });
                 "recorded"
             }
+            Phase::Armed | Phase::Checking => "no_agent",
             Phase::OptedOut => {
                 out.push(Action::DeleteAgain);
                 "opted_out"

@@ -8,6 +8,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::policy::{CapPeriod, Exemption};
+
 /// One line of the file as the host's parser saw it. `name == None` marks a section header.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -48,7 +50,13 @@ pub struct Defaults {
 pub struct General {
     pub spool_dir: PathBuf,
     pub audit_log: PathBuf,
+    /// R7: kept recordings are deleted after this many days (at most 183, the CNIL's 6 months).
+    pub retention_days: u64,
+    /// Rotated audit files are deleted after this many days.
+    pub audit_retention_days: u64,
 }
+
+pub const RETENTION_DAYS_MAX: u64 = 183;
 
 /// A profile: what one kind of call hears, and how its recording is controlled.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +81,13 @@ pub struct Profile {
     pub resume_tone: Option<String>,
     pub delete_tone: Option<String>,
     pub warn_tone: Option<String>,
+    /// R12: callers and agents never recorded, whatever the draw.
+    pub never_record: Vec<Exemption>,
+    /// A dialled number starting with this is a private call: never recorded.
+    pub private_prefix: Option<String>,
+    /// R6: recordings per agent and period (0: no cap).
+    pub max_per_agent: u64,
+    pub cap_period: CapPeriod,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,12 +100,12 @@ pub struct Config {
 /// 20-30 % is the call-centre norm, 50 % was judged excessive).
 pub const SHARE_WITHOUT_LEGAL_BASIS_MAX: u8 = 30;
 
-const GENERAL_KEYS: &[&str] = &["spool_dir", "audit_log"];
+const GENERAL_KEYS: &[&str] = &["spool_dir", "audit_log", "retention_days", "audit_retention_days"];
 const PROFILE_KEYS: &[&str] = &[
     "notice", "full_notice", "optout_key", "info_key", "optout_confirm", "record_share",
     "legal_basis", "record_legs", "pause_code", "resume_code", "delete_code", "code_timeout_ms",
     "pause_max_seconds", "start_tone", "optout_tone", "pause_tone", "resume_tone", "delete_tone",
-    "warn_tone",
+    "warn_tone", "never_record", "private_prefix", "max_per_agent", "cap_period",
 ];
 
 pub fn is_dtmf(c: char) -> bool {
@@ -124,15 +139,26 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
                 if !allowed.contains(&name.as_str()) {
                     return Err(err(name, format!("unknown key (known keys here: {})", allowed.join(", "))));
                 }
-                if section.2.contains_key(name) {
-                    return Err(err(name, "the key is given twice in this section".into()));
+                if let Some(prev) = section.2.get_mut(name) {
+                    // never_record may be repeated; every other key is given once.
+                    if name != "never_record" {
+                        return Err(err(name, "the key is given twice in this section".into()));
+                    }
+                    prev.0.push(',');
+                    prev.0.push_str(e.value.trim());
+                    continue;
                 }
                 section.2.insert(name.clone(), (e.value.trim().to_string(), e.line));
             }
         }
     }
 
-    let mut general = General { spool_dir: defaults.spool_dir.clone(), audit_log: defaults.audit_log.clone() };
+    let mut general = General {
+        spool_dir: defaults.spool_dir.clone(),
+        audit_log: defaults.audit_log.clone(),
+        retention_days: 90,
+        audit_retention_days: 365,
+    };
     let mut profiles = BTreeMap::new();
     for (name, file, keys) in &sections {
         let mut r = Reader { file, section: name, keys };
@@ -143,6 +169,9 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
             if let Some(p) = r.opt("audit_log") {
                 general.audit_log = r.abs_path("audit_log", p)?;
             }
+            general.retention_days =
+                r.number("retention_days", 90, 1, RETENTION_DAYS_MAX, " (R7: the CNIL allows at most 6 months for recordings)")?;
+            general.audit_retention_days = r.number("audit_retention_days", 365, 1, 3650, "")?;
             continue;
         }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -298,6 +327,24 @@ impl Reader<'_> {
             resume_tone: self.tone("resume_tone", "820/150")?,
             delete_tone: self.tone("delete_tone", "950/300")?,
             warn_tone: self.tone("warn_tone", "1400/100,0/100,1400/100")?,
+            never_record: self
+                .opt("never_record")
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(|e| Exemption::parse(e).map_err(|why| self.err("never_record", why)))
+                .collect::<Result<_, _>>()?,
+            private_prefix: match self.opt("private_prefix").filter(|p| !p.is_empty()) {
+                Some(p) if p.chars().all(is_dtmf) && p.len() <= 8 => Some(p.to_string()),
+                Some(p) => return Err(self.err("private_prefix", format!("must be 1 to 8 DTMF keys, got \"{p}\""))),
+                None => None,
+            },
+            max_per_agent: self.number("max_per_agent", 0, 0, 100_000, " (0: no cap)")?,
+            cap_period: match self.opt("cap_period") {
+                None => CapPeriod::Week,
+                Some(p) => CapPeriod::parse(p).ok_or_else(|| self.err("cap_period", format!("must be day, week or month, got \"{p}\"")))?,
+            },
         })
     }
 }

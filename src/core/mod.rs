@@ -3,3 +3,4 @@
 pub mod call;
 pub mod config;
 pub mod draw;
+pub mod policy;

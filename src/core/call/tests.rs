@@ -4,6 +4,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::core::config::Profile;
+use crate::core::policy::{CapPeriod, Exemption};
+
+const K: &[u8] = b"test-secret";
 
 const KEYS: &str = "0123456789*#ABCD";
 
@@ -29,7 +32,15 @@ fn profile(share: u8, pause_max: u64) -> Arc<Profile> {
         resume_tone: Some("820/150".into()),
         delete_tone: Some("950/300".into()),
         warn_tone: Some("1400/100".into()),
+        never_record: vec![Exemption::parse("caller:_0145XXXXXX").unwrap(), Exemption::parse("agent:Local/rep@*").unwrap()],
+        private_prefix: Some("8".into()),
+        max_per_agent: 0,
+        cap_period: CapPeriod::Week,
     })
+}
+
+fn new_call(p: Arc<Profile>) -> Call {
+    Call::new(p, K, "1763800000.7", "0299000000", "")
 }
 
 fn events(actions: &[Action]) -> Vec<&'static str> {
@@ -38,7 +49,7 @@ fn events(actions: &[Action]) -> Vec<&'static str> {
 
 /// A call driven to one of the states a key can meet.
 fn in_state(state: &str) -> Call {
-    let mut c = Call::new(profile(if state == "not_recording" { 0 } else { 100 }, 0), "1763800000.7");
+    let mut c = new_call(profile(if state == "not_recording" { 0 } else { 100 }, 0));
     if state == "created" {
         return c;
     }
@@ -53,8 +64,12 @@ fn in_state(state: &str) -> Call {
     }
     c.on(Event::PromptDone(PromptOutcome::Completed));
     match state {
-        "starting" | "not_recording" => return c,
+        "armed" | "not_recording" => return c,
         _ => {}
+    }
+    c.on(Event::Bridged { agent: "Local/agent@test".into() });
+    if state == "starting" {
+        return c;
     }
     c.on(Event::RecorderStarted { file: "/spool/cc-1.wav".into() });
     match state {
@@ -78,7 +93,7 @@ fn in_state(state: &str) -> Call {
 }
 
 const STATES: &[&str] =
-    &["created", "notice", "full_notice", "starting", "not_recording", "recording", "paused", "opted_out", "deleted", "ended"];
+    &["created", "notice", "full_notice", "armed", "starting", "not_recording", "recording", "paused", "opted_out", "deleted", "ended"];
 
 #[test]
 fn every_caller_key_in_every_state() {
@@ -89,6 +104,14 @@ fn every_caller_key_in_every_state() {
             let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: key, now_ms: 60 });
             let recording = matches!(*state, "recording" | "paused" | "starting");
             let reserved = matches!(*state, "opted_out" | "deleted");
+            if *state == "armed" && key == '9' {
+                // Refused while waiting for an agent: nothing was recorded, nothing to delete.
+                assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop));
+                assert!(events(&a1).contains(&"opt_out"));
+                assert!(!a1.iter().any(|a| matches!(a, Action::StopAndDelete { .. })));
+                assert_eq!(c.phase(), Phase::OptedOut);
+                continue;
+            }
             match (key, recording, reserved) {
                 ('9', true, _) => {
                     assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}");
@@ -192,9 +215,10 @@ fn a_caller_pressing_the_agent_codes_changes_nothing() {
 
 #[test]
 fn a_forgotten_pause_resumes_after_a_warning() {
-    let mut c = Call::new(profile(100, 20), "1");
+    let mut c = new_call(profile(100, 20));
     c.on(Event::Start);
     c.on(Event::PromptDone(PromptOutcome::Completed));
+    c.on(Event::Bridged { agent: "PJSIP/anna".into() });
     c.on(Event::RecorderStarted { file: "f".into() });
     c.on(Event::Control { cmd: Command::Pause, source: "keypad", now_ms: 1000 });
     assert!(c.wants_ticks());
@@ -213,28 +237,32 @@ fn a_forgotten_pause_resumes_after_a_warning() {
 #[test]
 fn notice_paths() {
     // Opt-out during the notice: nothing is ever recorded.
-    let mut c = Call::new(profile(100, 0), "1");
+    let mut c = new_call(profile(100, 0));
     c.on(Event::Start);
     let (_, a) = c.on(Event::PromptDone(PromptOutcome::Key('9')));
     assert_eq!(events(&a), vec!["notice_played", "opt_out"]);
     assert!(a.contains(&Action::SetStatus(Status::OptedOut)));
     assert!(!a.contains(&Action::StartRecorder));
     // The info key plays the full notice, then the call goes on to recording.
-    let mut c = Call::new(profile(100, 0), "1");
+    let mut c = new_call(profile(100, 0));
     c.on(Event::Start);
     let (_, a) = c.on(Event::PromptDone(PromptOutcome::Key('0')));
     assert!(a.contains(&Action::Play { file: "full".into(), keys: "9".into() }));
     let (_, a) = c.on(Event::PromptDone(PromptOutcome::Completed));
     assert_eq!(events(&a), vec!["info_played"]);
+    assert!(a.contains(&Action::Watch), "armed: the recorder starts at the bridge");
+    assert!(a.contains(&Action::SetStatus(Status::Recording)));
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+    assert_eq!(events(&a), vec!["agent_cleared"]);
     assert!(a.contains(&Action::StartRecorder));
     // A notice that cannot be played means no recording (R1).
-    let mut c = Call::new(profile(100, 0), "1");
+    let mut c = new_call(profile(100, 0));
     c.on(Event::Start);
     let (_, a) = c.on(Event::PromptDone(PromptOutcome::Missing));
     assert!(a.contains(&Action::SetStatus(Status::Error)));
     assert!(!a.contains(&Action::StartRecorder));
     // Not selected: the notice still plays, nothing records.
-    let mut c = Call::new(profile(0, 0), "1");
+    let mut c = new_call(profile(0, 0));
     let (_, a) = c.on(Event::Start);
     assert_eq!(events(&a), vec!["not_selected"]);
     let (_, a) = c.on(Event::PromptDone(PromptOutcome::Completed));
@@ -251,11 +279,14 @@ fn a_refusal_while_the_recorder_starts_still_stops_it() {
 
 #[test]
 fn the_agent_hears_the_start_tone_when_bridged() {
-    let mut c = in_state("recording");
-    let (_, a) = c.on(Event::Bridged);
+    let mut c = in_state("starting");
+    let (_, a) = c.on(Event::RecorderStarted { file: "f".into() });
+    assert!(a.contains(&Action::ToneToAgent("440/150".into())));
+    // A transfer: the new agent hears it too, and that the call is paused.
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
     assert_eq!(a, vec![Action::ToneToAgent("440/150".into())]);
     c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 0 });
-    let (_, a) = c.on(Event::Bridged);
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/cleo".into() });
     assert_eq!(a, vec![Action::ToneToAgent("440/150".into()), Action::ToneToAgent("620/150".into())]);
 }
 
@@ -266,7 +297,9 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(Event::PromptDone(PromptOutcome::Completed)),
         key.clone().prop_map(|k| Event::PromptDone(PromptOutcome::Key(k))),
         Just(Event::RecorderStarted { file: "f".into() }),
-        Just(Event::Bridged),
+        Just(Event::Bridged { agent: "PJSIP/anna".into() }),
+        Just(Event::Bridged { agent: "Local/rep@agents".into() }),
+        (any::<bool>(), 0u64..20).prop_map(|(allowed, count)| Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), count, allowed }),
         (key, any::<bool>(), any::<bool>(), 0u64..100_000).prop_map(|(k, caller, begin, t)| Event::Dtmf {
             dir: if caller { Dir::Caller } else { Dir::Agent },
             press: if begin { Press::Begin } else { Press::End },
@@ -287,7 +320,7 @@ proptest! {
     /// recording is never reported as kept.
     #[test]
     fn nothing_records_after_an_opt_out(evs in proptest::collection::vec(any_event(), 1..60), pause_max in 0u64..30) {
-        let mut c = Call::new(profile(100, pause_max), "1763800000.9");
+        let mut c = Call::new(profile(100, pause_max), K, "1763800000.9", "0299000000", "");
         let mut refused = false;
         for ev in evs.into_iter().chain([Event::Hangup]) {
             let (_, actions) = c.on(ev);
@@ -306,4 +339,57 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    /// R12: an exempt caller, a private call or a never-recorded agent is never recorded,
+    /// whatever the draw and whatever happens next.
+    #[test]
+    fn exempt_lines_are_never_recorded(evs in proptest::collection::vec(any_event(), 1..60), which in 0..3usize) {
+        let (caller, dialled) = match which { 0 => ("0145123456", ""), 1 => ("0299000000", "80612345678"), _ => ("0299000000", "") };
+        let mut c = Call::new(profile(100, 0), K, "1763800000.9", caller, dialled);
+        let rep_only = which == 2;
+        for ev in evs.into_iter().chain([Event::Hangup]) {
+            let ev = match ev {
+                Event::Bridged { .. } if rep_only => Event::Bridged { agent: "Local/rep@agents".into() },
+                Event::CapChecked { .. } if rep_only => continue,
+                e => e,
+            };
+            let (_, actions) = c.on(ev);
+            prop_assert!(!actions.contains(&Action::StartRecorder), "recorded an exempt call: {actions:?}");
+        }
+    }
+}
+
+#[test]
+fn exemptions_are_audited_without_the_number() {
+    let mut c = Call::new(profile(100, 0), K, "1", "0145123456", "");
+    let (_, a) = c.on(Event::Start);
+    let Action::Audit { event, facts } = &a[0] else { panic!("{a:?}") };
+    assert_eq!(*event, "exempt");
+    assert_eq!(facts["reason"], "never_record_caller");
+    assert!(!serde_json::to_string(facts).unwrap().contains("0145123456"));
+    assert!(a.contains(&Action::SetStatus(Status::NotSelected)));
+    let mut c = Call::new(profile(100, 0), K, "1", "", "80612345678");
+    assert_eq!(events(&c.on(Event::Start).1), vec!["exempt"]);
+}
+
+#[test]
+fn caps_and_never_recorded_agents_veto_at_the_bridge() {
+    let mut p = (*profile(100, 0)).clone();
+    p.max_per_agent = 2;
+    let mut c = new_call(Arc::new(p));
+    c.on(Event::Start);
+    c.on(Event::PromptDone(PromptOutcome::Completed));
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+    assert_eq!(a, vec![Action::ReserveCap { agent: "PJSIP/anna".into(), period_max: 2 }]);
+    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), count: 2, allowed: false });
+    assert_eq!(events(&a), vec!["agent_vetoed"]);
+    assert!(!a.contains(&Action::StartRecorder));
+    assert_eq!(c.phase(), Phase::NotRecording);
+
+    let mut c = in_state("armed");
+    let (_, a) = c.on(Event::Bridged { agent: "Local/rep@agents".into() });
+    assert_eq!(events(&a), vec!["agent_vetoed"]);
+    assert_eq!(c.phase(), Phase::NotRecording);
 }

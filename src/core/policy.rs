@@ -1,0 +1,241 @@
+//! Exemptions (R12), caps (R6) and keyed hashes: the rules that keep some calls and some
+//! employees out of recording, whatever the draw says.
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// One `never_record` entry: `caller:NUMBER-OR-PATTERN` or `agent:GLOB`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Exemption {
+    /// A caller number: a literal, or an Asterisk-style pattern starting with `_`
+    /// (X = 0-9, Z = 1-9, N = 2-9, [..] a set, `.` one or more of anything, `!` zero or more).
+    Caller(String),
+    /// An agent: a glob (`*`, `?`) on the agent's channel name without Asterisk's unique
+    /// suffix, e.g. `PJSIP/rep-*` or `Local/rep@agents`.
+    Agent(String),
+}
+
+impl Exemption {
+    pub fn parse(entry: &str) -> Result<Exemption, String> {
+        let entry = entry.trim();
+        if let Some(p) = entry.strip_prefix("caller:") {
+            let p = p.trim();
+            if p.is_empty() {
+                return Err("caller: needs a number or a pattern".into());
+            }
+            if let Some(pat) = p.strip_prefix('_') {
+                check_pattern(pat)?;
+            } else if !p.chars().all(|c| c.is_ascii_digit() || c == '+' || c == '*' || c == '#') {
+                return Err(format!("\"{p}\" is not a number (digits, +, *, #) nor a pattern starting with _"));
+            }
+            Ok(Exemption::Caller(p.to_string()))
+        } else if let Some(g) = entry.strip_prefix("agent:") {
+            let g = g.trim();
+            if g.is_empty() || !g.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(format!("\"{g}\" is not an agent glob (e.g. PJSIP/rep-*)"));
+            }
+            Ok(Exemption::Agent(g.to_string()))
+        } else {
+            Err(format!("\"{entry}\" must start with caller: or agent:"))
+        }
+    }
+}
+
+fn check_pattern(p: &str) -> Result<(), String> {
+    let mut in_set = false;
+    for c in p.chars() {
+        match (in_set, c) {
+            (false, '[') => in_set = true,
+            (true, ']') => in_set = false,
+            (true, c) if c.is_ascii_digit() || c == '-' => {}
+            (false, 'X' | 'Z' | 'N' | '.' | '!' | '+' | '*' | '#') => {}
+            (false, c) if c.is_ascii_digit() => {}
+            _ => return Err(format!("pattern _{p}: '{c}' is not allowed (digits, X, Z, N, [..], ., !)")),
+        }
+    }
+    if in_set {
+        return Err(format!("pattern _{p}: unclosed ["));
+    }
+    Ok(())
+}
+
+/// Asterisk-style extension pattern match (without the leading `_`).
+pub fn pattern_matches(pattern: &str, number: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('.') => !n.is_empty() && (1..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some('!') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some('[') => {
+                let Some(end) = p.iter().position(|c| *c == ']') else { return false };
+                let set = &p[1..end];
+                let Some(c) = n.first() else { return false };
+                let mut ok = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == '-' {
+                        ok |= (set[i]..=set[i + 2]).contains(c);
+                        i += 3;
+                    } else {
+                        ok |= set[i] == *c;
+                        i += 1;
+                    }
+                }
+                ok && go(&p[end + 1..], &n[1..])
+            }
+            Some(pc) => {
+                let Some(c) = n.first() else { return false };
+                let ok = match pc {
+                    'X' => c.is_ascii_digit(),
+                    'Z' => ('1'..='9').contains(c),
+                    'N' => ('2'..='9').contains(c),
+                    other => other == c,
+                };
+                ok && go(&p[1..], &n[1..])
+            }
+        }
+    }
+    go(&pattern.chars().collect::<Vec<_>>(), &number.chars().collect::<Vec<_>>())
+}
+
+pub fn glob_matches(glob: &str, text: &str) -> bool {
+    fn go(g: &[char], t: &[char]) -> bool {
+        match g.first() {
+            None => t.is_empty(),
+            Some('*') => (0..=t.len()).any(|i| go(&g[1..], &t[i..])),
+            Some('?') => !t.is_empty() && go(&g[1..], &t[1..]),
+            Some(c) => t.first() == Some(c) && go(&g[1..], &t[1..]),
+        }
+    }
+    go(&glob.chars().collect::<Vec<_>>(), &text.chars().collect::<Vec<_>>())
+}
+
+pub fn caller_exempt(list: &[Exemption], number: &str) -> bool {
+    !number.is_empty()
+        && list.iter().any(|e| match e {
+            Exemption::Caller(p) => match p.strip_prefix('_') {
+                Some(pat) => pattern_matches(pat, number),
+                None => p == number,
+            },
+            Exemption::Agent(_) => false,
+        })
+}
+
+pub fn agent_exempt(list: &[Exemption], agent: &str) -> Option<String> {
+    list.iter().find_map(|e| match e {
+        Exemption::Agent(g) if glob_matches(g, agent) => Some(g.clone()),
+        _ => None,
+    })
+}
+
+/// The agent's identity from a channel name: Asterisk's unique suffix (`-0000002a`, `;1`) removed.
+pub fn agent_id(channel: &str) -> String {
+    let base = channel.split(';').next().unwrap_or(channel);
+    match base.rsplit_once('-') {
+        Some((head, tail)) if tail.len() >= 8 && tail.chars().all(|c| c.is_ascii_hexdigit()) => head.to_string(),
+        _ => base.to_string(),
+    }
+}
+
+/// A keyed hash, so the audit log can say that the same number was exempt twice without ever
+/// holding the number.
+pub fn keyed_hash(secret: &[u8], what: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(what.as_bytes());
+    mac.finalize().into_bytes().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapPeriod {
+    Day,
+    Week,
+    Month,
+}
+
+impl CapPeriod {
+    pub fn parse(s: &str) -> Option<CapPeriod> {
+        match s {
+            "day" => Some(CapPeriod::Day),
+            "week" => Some(CapPeriod::Week),
+            "month" => Some(CapPeriod::Month),
+            _ => None,
+        }
+    }
+    /// The period a moment falls in, as a key: `2026-11-22`, `2026-W47`, `2026-11`.
+    pub fn key(self, at: chrono::DateTime<chrono::Utc>) -> String {
+        use chrono::Datelike;
+        match self {
+            CapPeriod::Day => at.format("%Y-%m-%d").to_string(),
+            CapPeriod::Week => {
+                let w = at.iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+            CapPeriod::Month => at.format("%Y-%m").to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn caller_patterns() {
+        assert!(pattern_matches("0145XXXXXX", "0145123456"));
+        assert!(!pattern_matches("0145XXXXXX", "01451234567"));
+        assert!(pattern_matches("33.", "33612345678"));
+        assert!(pattern_matches("[1-3]N!", "12"));
+        assert!(!pattern_matches("Z", "0"));
+        let list = vec![Exemption::parse("caller:_0145XXXXXX").unwrap(), Exemption::parse("caller:+33612345678").unwrap()];
+        assert!(caller_exempt(&list, "0145000000"));
+        assert!(caller_exempt(&list, "+33612345678"));
+        assert!(!caller_exempt(&list, "0246000000"));
+        assert!(!caller_exempt(&list, ""));
+    }
+
+    #[test]
+    fn agent_globs_and_ids() {
+        assert_eq!(agent_id("PJSIP/rep-0000002a"), "PJSIP/rep");
+        assert_eq!(agent_id("Local/rep@agents-00000003;1"), "Local/rep@agents");
+        let list = vec![Exemption::parse("agent:PJSIP/rep-*").unwrap(), Exemption::parse("agent:Local/rep@*").unwrap()];
+        assert!(agent_exempt(&list, "PJSIP/rep-anna").is_some());
+        assert!(agent_exempt(&list, "Local/rep@agents").is_some());
+        assert!(agent_exempt(&list, "PJSIP/agent100").is_none());
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        assert!(Exemption::parse("0145").unwrap_err().contains("caller: or agent:"));
+        assert!(Exemption::parse("caller:_01[45").unwrap_err().contains("unclosed"));
+        assert!(Exemption::parse("caller:_01Y").unwrap_err().contains("'Y' is not allowed"));
+        assert!(Exemption::parse("caller:abc").is_err());
+        assert!(Exemption::parse("agent:").is_err());
+    }
+
+    #[test]
+    fn keyed_hashes_hide_numbers() {
+        let h = keyed_hash(b"secret", "0145000000");
+        assert_eq!(h.len(), 16);
+        assert!(!h.contains("0145000000"));
+        assert_eq!(h, keyed_hash(b"secret", "0145000000"));
+        assert_ne!(h, keyed_hash(b"other", "0145000000"));
+    }
+
+    #[test]
+    fn period_keys() {
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(CapPeriod::Day.key(t), "2026-11-22");
+        assert_eq!(CapPeriod::Week.key(t), "2026-W47");
+        assert_eq!(CapPeriod::Month.key(t), "2026-11");
+    }
+
+    proptest! {
+        #[test]
+        fn a_listed_number_is_always_exempt(n in "[0-9]{4,12}") {
+            let list = vec![Exemption::parse(&format!("caller:{n}")).unwrap()];
+            prop_assert!(caller_exempt(&list, &n));
+            let pattern = format!("caller:_{}", "X".repeat(n.len()));
+            prop_assert!(caller_exempt(&[Exemption::parse(&pattern).unwrap()], &n));
+        }
+    }
+}
