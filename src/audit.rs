@@ -106,9 +106,59 @@ fn last_line(path: &Path) -> std::io::Result<Option<String>> {
     }
 }
 
+/// `<log>.head` holds the hash of the newest line, so an edit of the last line is found too.
+pub fn head_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".head");
+    PathBuf::from(p)
+}
+
+fn write_head(path: &Path, hash: &str) {
+    let head = head_path(path);
+    let tmp = head.with_extension("head.tmp");
+    if std::fs::write(&tmp, hash).and_then(|_| std::fs::rename(&tmp, &head)).is_err() {
+        log::error!("callconsent: cannot write {}", head.display());
+    }
+}
+
+/// The UTC day of a log's first line (or today for an empty log).
+fn day_of(path: &Path) -> String {
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    File::open(path)
+        .ok()
+        .and_then(|f| BufReader::new(f).lines().next())
+        .and_then(Result::ok)
+        .and_then(|l| serde_json::from_str::<Value>(&l).ok())
+        .and_then(|v| v["ts"].as_str().map(|t| t.chars().take(10).collect()))
+        .unwrap_or(today)
+}
+
+/// At the first write of a new UTC day, the log becomes `<stem>-<day>.jsonl` and a new one
+/// starts; its first line's `prev` is the hash of the rotated file's last line.
+fn rotate_if_new_day(file: &mut File, day: &mut String, path: &Path) {
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    if *day == today {
+        return;
+    }
+    let empty = file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+    if !empty {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("audit");
+        let rotated = path.with_file_name(format!("{stem}-{day}.jsonl"));
+        if std::fs::rename(path, &rotated).is_ok() {
+            match OpenOptions::new().create(true).append(true).mode(0o640).open(path) {
+                Ok(f) => *file = f,
+                Err(e) => log::error!("callconsent: cannot start a new audit log {}: {e}", path.display()),
+            }
+        }
+    }
+    *day = today;
+}
+
 fn writer(mut file: File, mut prev: String, rx: Receiver<Msg>, path: PathBuf) {
     let mut waiting = Vec::new();
+    let mut day = day_of(&path);
     while let Ok(first) = rx.recv() {
+        rotate_if_new_day(&mut file, &mut day, &path);
         let mut buf = String::new();
         let mut next = Some(first);
         while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
@@ -127,6 +177,7 @@ fn writer(mut file: File, mut prev: String, rx: Receiver<Msg>, path: PathBuf) {
             if let Err(e) = file.write_all(buf.as_bytes()).and_then(|_| file.sync_data()) {
                 log::error!("callconsent: cannot write the audit log {}: {e}", path.display());
             }
+            write_head(&path, &prev);
         }
         for w in waiting.drain(..) {
             let _ = w.send(());
@@ -149,6 +200,35 @@ pub fn verify(text: &str) -> Result<usize, usize> {
         }
         prev = line_hash(line);
         n += 1;
+    }
+    Ok(n)
+}
+
+/// Verifies files that follow each other (rotated files, then the current one): the chain runs
+/// across them. Returns the number of lines, or the file, line and reason of the first break.
+pub fn verify_files(files: &[&str]) -> Result<usize, (String, usize, String)> {
+    let mut prev = String::new();
+    let mut n = 0;
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| (f.to_string(), 0, format!("cannot read: {e}")))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line).map_err(|_| (f.to_string(), i + 1, "not a JSON line".to_string()))?;
+            if v.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
+                let why = if i == 0 { "does not follow the previous file" } else { "the line before it was edited, removed or inserted (prev does not match)" };
+                return Err((f.to_string(), i + 1, why.into()));
+            }
+            prev = line_hash(line);
+            n += 1;
+        }
+        if let Ok(head) = std::fs::read_to_string(head_path(Path::new(f))) {
+            if head.trim() != prev {
+                let last = text.lines().filter(|l| !l.is_empty()).count();
+                return Err((f.to_string(), last, "the last line was edited (it does not match the .head file)".into()));
+            }
+        }
     }
     Ok(n)
 }
@@ -184,6 +264,12 @@ mod tests {
         assert_eq!(&keys[..4], &["ts", "call", "channel", "event"]);
         let edited = text.replacen("\"n\":2", "\"n\":3", 1);
         assert_eq!(verify(&edited), Err(4));
+        // The .head file protects the last line too.
+        let p = path.display().to_string();
+        assert_eq!(verify_files(&[&p]), Ok(6));
+        let last_edited = text.replace("\"Local/y\"", "\"Local/z\"");
+        fs::write(&path, last_edited).unwrap();
+        assert_eq!(verify_files(&[&p]).unwrap_err().1, 6);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -35,9 +35,13 @@ fn bad_configurations_are_refused_and_asterisk_keeps_running() {
         (good.replace("record_share = 20", "record_share = 50"), "[sales] record_share: 50 % is more than 30 %: set legal_basis"),
         (good.replace(&sound("full-notice", 600, 2.0), "/var/tmp/cc-sounds/no-such-sound"), "[sales] full_notice: sound \"/var/tmp/cc-sounds/no-such-sound\" not found"),
         (good.replace("info_key = 0", "info_key = 9"), "[sales] info_key: must differ from optout_key"),
+        (good.replace("info_key = 0", "info_key = 0\nnever_record = agent:PJSIP/rep-*, caller:_01[45"), "[sales] never_record: pattern _01[45: unclosed ["),
     ];
     for (text, expected) in cases {
         let conf = consent_conf(&text);
+        if expected.contains("retention_days") {
+            continue;
+        }
         let key = expected.split("] ").nth(1).and_then(|k| k.split(':').next()).unwrap();
         let line = conf.lines().position(|l| l.starts_with(&format!("{key} ="))).map(|i| i + 1).unwrap();
         let mut pbx = Pbx::builder("bad").file("callconsent.conf", &conf).start();
@@ -48,4 +52,13 @@ fn bad_configurations_are_refused_and_asterisk_keeps_running() {
         pbx.originate("Local/s@nowhere", "s@nowhere");
         pbx.assert_alive();
     }
+}
+
+#[test]
+fn retention_over_six_months_is_refused() {
+    let conf = consent_conf(&profile("sales", 20, "")).replace("[general]\n", "[general]\nretention_days = 400\n");
+    let mut pbx = Pbx::builder("retention400").file("callconsent.conf", &conf).start();
+    assert!(!loaded(&pbx));
+    assert!(pbx.messages().contains("callconsent.conf:2: [general] retention_days: must be a whole number from 1 to 183 (R7"), "{}", pbx.logs());
+    pbx.assert_alive();
 }

@@ -349,5 +349,31 @@ impl Reader<'_> {
     }
 }
 
+/// Reads Asterisk config syntax outside Asterisk (for the DPO tool): `[section]`,
+/// `key = value` or `key => value`, `;` comments. Templates and #include are not followed.
+pub fn entries_from_text(text: &str, file: &str) -> Vec<Entry> {
+    let mut out = vec![];
+    let mut cat = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split(';').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(c) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            cat = c.trim().to_string();
+            out.push(Entry { category: cat.clone(), name: None, value: String::new(), file: file.into(), line: i as u32 + 1 });
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.push(Entry {
+                category: cat.clone(),
+                name: Some(k.trim().to_string()),
+                value: v.trim_start_matches('>').trim().to_string(),
+                file: file.into(),
+                line: i as u32 + 1,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

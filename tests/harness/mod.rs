@@ -189,18 +189,8 @@ impl PbxBuilder {
         for (name, text) in &self.files {
             w(name, text);
         }
-        let log = fs::File::create(dir.join("stdout.log")).expect("create stdout.log");
-        let child = Command::new("chroot")
-            .arg(&root)
-            .args(["/usr/sbin/asterisk", "-f", "-C"])
-            .arg(format!("{cdir}/etc/asterisk.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup the log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the sandbox's asterisk");
-        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, agent_port, child: Some(child), name: self.name };
-        pbx.wait_booted();
+        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, agent_port, child: None, name: self.name };
+        pbx.launch();
         pbx
     }
 }
@@ -208,6 +198,31 @@ impl PbxBuilder {
 impl Pbx {
     pub fn builder(name: &str) -> PbxBuilder {
         PbxBuilder { name: name.into(), files: vec![], module: true, sip: false, installed: false }
+    }
+
+    fn launch(&mut self) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.join("stdout.log")).expect("open stdout.log");
+        let child = Command::new("chroot")
+            .arg(&self.root)
+            .args(["/usr/sbin/asterisk", "-f", "-C"])
+            .arg(format!("{}/etc/asterisk.conf", self.cdir))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup the log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the sandbox's asterisk");
+        self.child = Some(child);
+        self.wait_booted();
+    }
+
+    /// kill -9, then start again on the same directories (var, spool, logs, configuration).
+    pub fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = fs::remove_file(self.path("run/asterisk.ctl"));
+        self.launch();
     }
 
     fn wait_booted(&mut self) {

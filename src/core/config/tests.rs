@@ -81,3 +81,29 @@ fn missing_sound_and_paths() {
     assert!(err(&GOOD.replace("[general]\n", "[general]\naudit_log = /var/log/../etc/x\n")).contains("audit_log: must be an absolute path without '..'"));
     assert!(err(&GOOD.replace("[sales]", "[sa les]")).contains("a profile name uses only"));
 }
+
+#[test]
+fn policy_keys() {
+    let c = parse_text(&format!("{GOOD}never_record = caller:_0145XXXXXX, agent:PJSIP/rep-*\nnever_record = caller:+33612345678\nmax_per_agent = 5\ncap_period = month\nprivate_prefix = 8\n")).unwrap();
+    let p = &c.profiles["sales"];
+    assert_eq!(p.never_record.len(), 3, "repeatable and comma-separated");
+    assert_eq!((p.max_per_agent, p.cap_period), (5, crate::core::policy::CapPeriod::Month));
+    assert_eq!(p.private_prefix.as_deref(), Some("8"));
+    assert!(err(&format!("{GOOD}cap_period = year\n")).contains("cap_period: must be day, week or month"));
+    assert!(err(&format!("{GOOD}never_record = 0145\n")).contains("never_record: \"0145\" must start with caller: or agent:"));
+}
+
+#[test]
+fn retention_rules() {
+    assert_eq!(parse_text(GOOD).unwrap().general.retention_days, 90);
+    assert_eq!(parse_text(GOOD).unwrap().general.audit_retention_days, 365);
+    assert!(err(&GOOD.replace("[general]\n", "[general]\nretention_days = 400\n")).contains("retention_days: must be a whole number from 1 to 183 (R7"));
+    assert_eq!(parse_text(&GOOD.replace("[general]\n", "[general]\nretention_days = 183\n")).unwrap().general.retention_days, 183);
+}
+
+#[test]
+fn the_dpo_tool_reads_the_same_file() {
+    let e = entries_from_text("[general]\nretention_days => 30 ; a month\n[sales]\nnotice = n\n", "x.conf");
+    assert_eq!(e.len(), 4);
+    assert_eq!((e[1].name.as_deref(), e[1].value.as_str(), e[1].line), (Some("retention_days"), "30", 2));
+}

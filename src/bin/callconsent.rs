@@ -1,0 +1,93 @@
+//! `callconsent`: the DPO's command-line tool (R8, R14, R15).
+//!
+//!   callconsent audit verify FILE...            check the hash chain (files in order); exit 1 at the first broken line
+//!   callconsent agent AGENT FILE...             every audit record concerning one agent (R8)
+//!   callconsent describe CONF [--lang fr|en]    plain-language description of the processing (R15)
+//!   callconsent retention SPOOL_DIR DAYS        what retention would delete now (dry run)
+//!   callconsent draw CALL SECRET_FILE SHARE     replay a selection decision
+use std::process::ExitCode;
+
+use callconsent::audit::verify_files;
+use callconsent::core::config::{self, Defaults};
+use callconsent::core::{describe, draw};
+
+fn usage() -> ExitCode {
+    eprintln!("{}", include_str!("callconsent.rs").lines().skip(2).take(5).map(|l| l.trim_start_matches("//!")).collect::<Vec<_>>().join("\n"));
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["audit", "verify", files @ ..] if !files.is_empty() => match verify_files(files) {
+            Ok(n) => {
+                println!("audit: {n} lines, chain intact");
+                ExitCode::SUCCESS
+            }
+            Err((file, line, why)) => {
+                println!("{file}:{line}: {why}");
+                ExitCode::from(1)
+            }
+        },
+        ["agent", agent, files @ ..] if !files.is_empty() => {
+            let mut n = 0;
+            for f in files {
+                let Ok(text) = std::fs::read_to_string(f) else {
+                    eprintln!("{f}: cannot read");
+                    return ExitCode::from(1);
+                };
+                for line in text.lines() {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                    if v["agent"].as_str() == Some(agent) {
+                        println!("{line}");
+                        n += 1;
+                    }
+                }
+            }
+            eprintln!("{n} record(s) concern {agent}");
+            ExitCode::SUCCESS
+        }
+        ["describe", conf, rest @ ..] => {
+            let lang = match rest {
+                ["--lang", l] => *l,
+                [] => "en",
+                _ => return usage(),
+            };
+            let Ok(text) = std::fs::read_to_string(conf) else {
+                eprintln!("{conf}: cannot read");
+                return ExitCode::from(1);
+            };
+            let defaults = Defaults {
+                spool_dir: "/var/spool/asterisk/callconsent".into(),
+                audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into(),
+            };
+            match config::parse(&config::entries_from_text(&text, conf), &defaults, &|_| true) {
+                Ok(cfg) => {
+                    print!("{}", describe::describe(&cfg, lang));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        ["retention", dir, days] => {
+            let Ok(days) = days.parse::<u64>() else { return usage() };
+            let files = callconsent::retention::expired(std::path::Path::new(dir), days, std::time::SystemTime::now());
+            for (f, age) in &files {
+                println!("would delete {} ({age} days old)", f.display());
+            }
+            eprintln!("{} file(s) past {days} days (dry run: nothing deleted)", files.len());
+            ExitCode::SUCCESS
+        }
+        ["draw", call, secret, share] => {
+            let (Ok(secret), Ok(share)) = (std::fs::read(secret), share.parse::<u8>()) else { return usage() };
+            let d = draw::draw(&secret, call, share);
+            println!("call {call}: bucket {} {} share {share} % ({}): {}", d.bucket, if d.selected { "<" } else { ">=" }, draw::RULE, if d.selected { "selected" } else { "not selected" });
+            ExitCode::SUCCESS
+        }
+        _ => usage(),
+    }
+}
