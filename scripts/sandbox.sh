@@ -13,7 +13,7 @@ box=${CALLCONSENT_SANDBOX:-$here/.sandbox}
 root=$box/sid
 mirror=${CALLCONSENT_MIRROR:-http://deb.debian.org/debian}
 stamp=$root/.callconsent-ready-v1
-packages="asterisk asterisk-dev sip-tester sox espeak-ng"
+packages="asterisk asterisk-dev sip-tester sox espeak-ng opus-tools"
 
 need_host=()
 command -v debootstrap >/dev/null || need_host+=(debootstrap)
@@ -22,13 +22,33 @@ ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* /usr/lib/llvm-*/lib/libclang.so
   || need_host+=(libclang-dev)
 command -v sox >/dev/null || need_host+=(sox)
 command -v unshare >/dev/null || need_host+=(util-linux)
+# The opus crate links the host's libopus through pkg-config.
+pkg-config --exists opus 2>/dev/null || need_host+=(libopus-dev pkg-config)
 if [ ${#need_host[@]} -gt 0 ]; then
   echo "sandbox: installing host packages: ${need_host[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_host[@]}" >/dev/null
 fi
 
+# Installs packages into a tree; proc and /dev exist only in this private mount namespace.
+install_packages() {
+  unshare -m --propagation private -- bash -euc '
+    r=$1; shift
+    mount -t proc proc "$r/proc"
+    mount --rbind /dev "$r/dev"
+    chroot "$r" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive chroot "$r" apt-get install -y -qq --no-install-recommends "$@"
+    chroot "$r" apt-get clean
+  ' _ "$1" $packages >"$box/apt.log" 2>&1 \
+    || { tail -30 "$box/apt.log"; echo "sandbox: package install failed (log: $box/apt.log)" >&2; exit 1; }
+}
+
 if [ -f "$stamp" ]; then
+  if [ "$(cat "$root/.callconsent-packages" 2>/dev/null)" != "$packages" ]; then
+    echo "sandbox: adding packages to the cached tree: $packages"
+    install_packages "$root"
+    echo "$packages" >"$root/.callconsent-packages"
+  fi
   echo "sandbox: ready at $root ($(cat "$stamp"))"
   exit 0
 fi
@@ -44,15 +64,8 @@ echo 'Acquire::Check-Valid-Until "false";' >"$root.partial/etc/apt/apt.conf.d/99
 cp /etc/resolv.conf "$root.partial/etc/resolv.conf" 2>/dev/null || true
 printf '#!/bin/sh\nexit 101\n' >"$root.partial/usr/sbin/policy-rc.d"; chmod +x "$root.partial/usr/sbin/policy-rc.d"
 
-unshare -m --propagation private -- bash -euc '
-  r=$1; shift
-  mount -t proc proc "$r/proc"
-  mount --rbind /dev "$r/dev"
-  chroot "$r" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive chroot "$r" apt-get install -y -qq --no-install-recommends "$@"
-  chroot "$r" apt-get clean
-' _ "$root.partial" $packages >"$box/apt.log" 2>&1 \
-  || { tail -30 "$box/apt.log"; echo "sandbox: package install failed (log: $box/apt.log)" >&2; exit 1; }
+install_packages "$root.partial"
+echo "$packages" >"$root.partial/.callconsent-packages"
 
 # Static device nodes so Asterisk runs chrooted without any mount.
 for d in null:1:3 zero:1:5 random:1:8 urandom:1:9; do

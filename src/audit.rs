@@ -34,6 +34,8 @@ pub fn record(call: &str, channel: &str, event: &str, facts: Map<String, Value>)
 
 enum Msg {
     Line(Map<String, Value>),
+    /// A line whose hash is sent back once it is on disk (fsynced).
+    Acked(Map<String, Value>, Sender<String>),
     Flush(Sender<()>),
 }
 
@@ -52,6 +54,13 @@ impl AuditSender {
     pub fn send(&self, rec: Map<String, Value>) {
         // The writer only stops at unload, after every sender is gone.
         let _ = self.0.send(Msg::Line(rec));
+    }
+
+    /// Sends a line; the receiver gets its SHA-256 once it is durably written.
+    pub fn send_acked(&self, rec: Map<String, Value>) -> Receiver<String> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let _ = self.0.send(Msg::Acked(rec, tx));
+        rx
     }
 }
 
@@ -154,6 +163,15 @@ fn rotate_if_new_day(file: &mut File, day: &mut String, path: &Path) {
     *day = today;
 }
 
+/// Chains one record onto the batch: `prev` is the hash of the line before.
+fn append(buf: &mut String, prev: &mut String, mut rec: Map<String, Value>) {
+    rec.insert("prev".into(), Value::String(prev.clone()));
+    let line = Value::Object(rec).to_string();
+    *prev = line_hash(&line);
+    buf.push_str(&line);
+    buf.push('\n');
+}
+
 fn writer(mut file: File, mut prev: String, rx: Receiver<Msg>, path: PathBuf) {
     let mut waiting = Vec::new();
     let mut day = day_of(&path);
@@ -161,14 +179,13 @@ fn writer(mut file: File, mut prev: String, rx: Receiver<Msg>, path: PathBuf) {
         rotate_if_new_day(&mut file, &mut day, &path);
         let mut buf = String::new();
         let mut next = Some(first);
+        let mut acks = Vec::new();
         while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
             match msg {
-                Msg::Line(mut rec) => {
-                    rec.insert("prev".into(), Value::String(prev.clone()));
-                    let line = Value::Object(rec).to_string();
-                    prev = line_hash(&line);
-                    buf.push_str(&line);
-                    buf.push('\n');
+                Msg::Line(rec) => append(&mut buf, &mut prev, rec),
+                Msg::Acked(rec, ack) => {
+                    append(&mut buf, &mut prev, rec);
+                    acks.push((ack, prev.clone()));
                 }
                 Msg::Flush(done) => waiting.push(done),
             }
@@ -178,6 +195,9 @@ fn writer(mut file: File, mut prev: String, rx: Receiver<Msg>, path: PathBuf) {
                 log::error!("callconsent: cannot write the audit log {}: {e}", path.display());
             }
             write_head(&path, &prev);
+        }
+        for (ack, hash) in acks {
+            let _ = ack.send(hash);
         }
         for w in waiting.drain(..) {
             let _ = w.send(());

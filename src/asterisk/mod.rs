@@ -32,6 +32,8 @@ pub struct Slot {
     pub uniqueid: String,
     pub linkedid: String,
     pub profile: String,
+    /// The notice the caller heard (its sound name: the notice's version).
+    pub notice: String,
     files: Mutex<Vec<PathBuf>>,
     mixmon_id: Mutex<String>,
     started: Instant,
@@ -66,6 +68,8 @@ struct Module {
     // Field order is drop order: the threads holding audit senders go first.
     _sweeper: Sweeper,
     worker: Worker,
+    // After the worker (which holds a sender to it), before the audit log.
+    _encoders: Option<crate::encoders::Pool>,
     audit_tx: AuditSender,
     caps: Caps,
     secret: Vec<u8>,
@@ -132,7 +136,16 @@ fn load() -> Result<(), String> {
     let audit = AuditLog::open(&cfg.general.audit_log).map_err(|e| format!("audit_log {}: {e}", cfg.general.audit_log.display()))?;
     let audit_tx = audit.sender();
     discard_staging(&cfg, &audit_tx);
-    let worker = Worker::start(audit_tx.clone()).map_err(|e| format!("worker thread: {e}"))?;
+    let encoders = if cfg.general.archive_opus {
+        let pool = crate::encoders::Pool::start(cfg.general.encoder_threads as usize, cfg.general.opus_bitrate as i32, audit_tx.clone())
+            .map_err(|e| format!("encoder threads: {e}"))?;
+        pool.resume(&cfg.general.spool_dir.join("kept"), &cfg.general.audit_log);
+        Some(pool)
+    } else {
+        None
+    };
+    let archiver = encoders.as_ref().map(|p| p.sender());
+    let worker = Worker::start(audit_tx.clone(), archiver).map_err(|e| format!("worker thread: {e}"))?;
     let sweeper = Sweeper::start(cfg.general.clone(), audit_tx.clone()).map_err(|e| format!("retention thread: {e}"))?;
     log::info!(
         "callconsent: loaded {} profile(s) ({}); recordings in {}, audit log {}",
@@ -141,7 +154,7 @@ fn load() -> Result<(), String> {
         cfg.general.spool_dir.display(),
         cfg.general.audit_log.display()
     );
-    let m = Module { _sweeper: sweeper, worker, audit_tx, caps, secret, audit, config: RwLock::new(Arc::new(cfg)), calls: Mutex::new(HashMap::new()) };
+    let m = Module { _sweeper: sweeper, worker, _encoders: encoders, audit_tx, caps, secret, audit, config: RwLock::new(Arc::new(cfg)), calls: Mutex::new(HashMap::new()) };
     if let Ok(mut g) = MODULE.write() {
         *g = Some(Arc::new(m));
     }
@@ -281,6 +294,7 @@ fn exec(chan: Chan<'_>, profile_name: &str, dialled: &str) -> c_int {
         uniqueid,
         linkedid,
         profile: profile.name.clone(),
+        notice: profile.notice.clone(),
         files: Mutex::new(Vec::new()),
         mixmon_id: Mutex::new(String::new()),
         started: Instant::now(),
@@ -331,7 +345,7 @@ fn start_recorder(m: &Module, slot: &Arc<Slot>, chan: Chan<'_>) -> Event {
         return Event::RecorderFailed { reason: "MixMonitor did not start (is app_mixmonitor loaded?)".into() };
     }
     *lock(&slot.mixmon_id) = chan.getvar(MIXMON_ID_VAR);
-    Event::RecorderStarted { file: file.display().to_string() }
+    Event::RecorderStarted { file: file.display().to_string(), now_ms: slot.now_ms() }
 }
 
 /// Arms the call: watches its keys (framehook) and its bridge joins from now until hangup.
@@ -405,7 +419,7 @@ fn execute(m: &Module, slot: &Arc<Slot>, chan: Option<Chan<'_>>, action: Action)
         (Action::ToneToAgent(tones), Some(c)) => m.worker.send(Job::Tone { chan: c.to_owned(), tones, tries: 0 }),
         (Action::SendToCaller(digits), Some(c)) => m.worker.send(Job::SendDigits { chan: c.to_owned(), digits }),
         (Action::SetStatus(s), Some(c)) => set_status(c, s.as_str()),
-        (Action::Keep { pauses }, _) => m.worker.send(Job::Keep { slot: slot.clone(), pauses, tries: 0 }),
+        (Action::Keep { pauses, spans }, _) => m.worker.send(Job::Keep { slot: slot.clone(), pauses, spans, tries: 0 }),
         (Action::Audit { event, facts }, _) => m.audit(slot, event, facts),
         (Action::Notify, _) => notify(slot),
         (a, _) => log::debug!("callconsent: {a:?} has no effect here on {}", slot.channel),

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use super::ffi::ChanRef;
 use super::Slot;
 use crate::audit::{record, AuditSender};
+use crate::encoders::{self, PoolSender};
 
 pub enum Job {
     StopAndDelete { chan: ChanRef, slot: Arc<Slot>, by: &'static str },
@@ -26,7 +27,7 @@ pub enum Job {
     /// The caller's channel joined a bridge; the agent-side checks run once its peer is there.
     Joined { chan: ChanRef, slot: Arc<Slot>, tries: u32 },
     /// Move a kept recording from staging to the kept tree once MixMonitor has closed it.
-    Keep { slot: Arc<Slot>, pauses: u32, tries: u32 },
+    Keep { slot: Arc<Slot>, pauses: u32, spans: String, tries: u32 },
 }
 
 pub struct Worker {
@@ -39,9 +40,9 @@ pub struct Worker {
 pub const DELETE_AGAIN_AFTER: [Duration; 3] = [Duration::ZERO, Duration::from_secs(1), Duration::from_secs(5)];
 
 impl Worker {
-    pub fn start(audit: AuditSender) -> std::io::Result<Worker> {
+    pub fn start(audit: AuditSender, archiver: Option<PoolSender>) -> std::io::Result<Worker> {
         let (tx, rx) = unbounded();
-        let thread = std::thread::Builder::new().name("cc-worker".into()).spawn(move || run(rx, audit))?;
+        let thread = std::thread::Builder::new().name("cc-worker".into()).spawn(move || run(rx, audit, archiver))?;
         Ok(Worker { tx: Some(tx), thread: Some(thread) })
     }
 
@@ -65,6 +66,8 @@ impl Drop for Worker {
 struct Due {
     jobs: BTreeMap<(Instant, u64), Job>,
     seq: u64,
+    /// Where kept recordings go to become Ogg Opus archives (None: `archive = wav`).
+    archiver: Option<PoolSender>,
 }
 
 impl Due {
@@ -74,8 +77,8 @@ impl Due {
     }
 }
 
-fn run(rx: Receiver<Job>, audit: AuditSender) {
-    let mut due = Due { jobs: BTreeMap::new(), seq: 0 };
+fn run(rx: Receiver<Job>, audit: AuditSender, archiver: Option<PoolSender>) {
+    let mut due = Due { jobs: BTreeMap::new(), seq: 0, archiver };
     loop {
         let next = due.jobs.keys().next().map(|(t, _)| *t);
         let job = match next {
@@ -147,14 +150,14 @@ fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
                 due.at(Instant::now() + Duration::from_millis(50), Job::Joined { chan, slot, tries: tries + 1 });
             }
         }
-        Job::Keep { slot, pauses, tries } => {
+        Job::Keep { slot, pauses, spans, tries } => {
             let files = slot.files();
             // MixMonitor's own thread closes the file after hangup.
             if tries < 100 && files.iter().any(|f| open_here(f)) {
-                due.at(Instant::now() + Duration::from_millis(100), Job::Keep { slot, pauses, tries: tries + 1 });
+                due.at(Instant::now() + Duration::from_millis(100), Job::Keep { slot, pauses, spans, tries: tries + 1 });
                 return;
             }
-            keep(&slot, &files, pauses, audit);
+            keep(&slot, &files, pauses, &spans, audit, due.archiver.as_ref());
         }
     }
 }
@@ -168,7 +171,7 @@ fn open_here(file: &std::path::Path) -> bool {
         .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
 }
 
-fn keep(slot: &Slot, files: &[PathBuf], pauses: u32, audit: &AuditSender) {
+fn keep(slot: &Slot, files: &[PathBuf], pauses: u32, spans: &str, audit: &AuditSender, archiver: Option<&PoolSender>) {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let Some(spool) = files.first().and_then(|f| f.parent()).and_then(|d| d.parent()) else { return };
     let dir = spool.join("kept").join(chrono::Utc::now().format("%Y/%m/%d").to_string());
@@ -189,13 +192,45 @@ fn keep(slot: &Slot, files: &[PathBuf], pauses: u32, audit: &AuditSender) {
             Err(e) => log::error!("callconsent: cannot keep {}: {e}", f.display()),
         }
     }
+    let duration_ms = kept.first().and_then(|k| std::fs::metadata(k).ok()).map(|m| m.len().saturating_sub(44) / 16).unwrap_or(0);
     let mut f = Map::new();
     f.insert("profile".into(), Value::String(slot.profile.clone()));
     f.insert("file".into(), json!(kept.first()));
     f.insert("files".into(), json!(kept));
+    f.insert("duration_ms".into(), json!(duration_ms));
     f.insert("pauses".into(), json!(pauses));
+    f.insert("pause_spans_ms".into(), json!(spans));
     f.insert("agent".into(), json!(slot.agent()));
-    audit.send(record(&slot.linkedid, &slot.channel, "recording_kept", f));
+    let rec = record(&slot.linkedid, &slot.channel, "recording_kept", f);
+    let Some(archiver) = archiver else {
+        audit.send(rec);
+        return;
+    };
+    // The archive carries the hash of this very line, returned once it is on disk.
+    let hash = audit.send_acked(rec);
+    let mut tags = vec![
+        ("CALLCONSENT_CALL".to_string(), slot.linkedid.clone()),
+        ("CALLCONSENT_PROFILE".to_string(), slot.profile.clone()),
+        ("CALLCONSENT_NOTICE_VERSION".to_string(), slot.notice.clone()),
+        ("CALLCONSENT_AGENT".to_string(), slot.agent().unwrap_or_default()),
+        ("CALLCONSENT_PAUSES".to_string(), spans.to_string()),
+    ];
+    // The mixed recording carries the hash; the per-leg files name it through CALLCONSENT_CALL.
+    let mut hash = Some(hash);
+    for k in &kept {
+        let wav = PathBuf::from(k);
+        tags.retain(|(key, _)| key != "CALLCONSENT_FILE");
+        tags.push(("CALLCONSENT_FILE".to_string(), wav.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        let job = encoders::Job {
+            wav,
+            call: slot.linkedid.clone(),
+            channel: slot.channel.clone(),
+            tags: tags.clone(),
+            audit_hash: hash.take(),
+        };
+        encoders::write_sidecar(&job, None);
+        archiver.send(job);
+    }
 }
 
 fn late_delete(slot: &Slot, audit: &AuditSender) {

@@ -5,6 +5,7 @@
 //!   callconsent describe CONF [--lang fr|en]    plain-language description of the processing (R15)
 //!   callconsent retention SPOOL_DIR DAYS        what retention would delete now (dry run)
 //!   callconsent draw CALL SECRET_FILE SHARE     replay a selection decision
+//!   callconsent archive verify FILE.opus AUDIT...  decode an archive, check its length and tags against the audit log
 use std::process::ExitCode;
 
 use callconsent::audit::verify_files;
@@ -12,7 +13,7 @@ use callconsent::core::config::{self, Defaults};
 use callconsent::core::{describe, draw};
 
 fn usage() -> ExitCode {
-    eprintln!("{}", include_str!("callconsent.rs").lines().skip(2).take(5).map(|l| l.trim_start_matches("//!")).collect::<Vec<_>>().join("\n"));
+    eprintln!("{}", include_str!("callconsent.rs").lines().skip(2).take(6).map(|l| l.trim_start_matches("//!")).collect::<Vec<_>>().join("\n"));
     ExitCode::from(2)
 }
 
@@ -88,6 +89,49 @@ fn main() -> ExitCode {
             println!("call {call}: bucket {} {} share {share} % ({}): {}", d.bucket, if d.selected { "<" } else { ">=" }, draw::RULE, if d.selected { "selected" } else { "not selected" });
             ExitCode::SUCCESS
         }
+        ["archive", "verify", file, audits @ ..] if !audits.is_empty() => match verify_archive(file, audits) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{file}: {e}");
+                ExitCode::from(1)
+            }
+        },
         _ => usage(),
     }
+}
+
+fn verify_archive(file: &str, audits: &[&str]) -> Result<String, String> {
+    use callconsent::archive::read_archive;
+    let a = read_archive(std::path::Path::new(file))?;
+    let tag = |k: &str| a.tag(k).map(str::to_string).ok_or(format!("no {k} tag"));
+    let (call, name, hash) = (tag("CALLCONSENT_CALL")?, tag("CALLCONSENT_FILE")?, tag("CALLCONSENT_AUDIT")?);
+    for f in audits {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if v["event"] != "recording_kept" || v["call"] != call.as_str() || !v["file"].as_str().is_some_and(|p| p.ends_with(&format!("/{name}"))) {
+                continue;
+            }
+            if callconsent::audit::line_hash(line) != hash {
+                return Err("CALLCONSENT_AUDIT is not the hash of the recording_kept line".into());
+            }
+            for (k, field) in [("CALLCONSENT_PROFILE", "profile"), ("CALLCONSENT_PAUSES", "pause_spans_ms")] {
+                if a.tag(k) != v[field].as_str() {
+                    return Err(format!("{k} = {:?} but the audit log says {}", a.tag(k), v[field]));
+                }
+            }
+            if a.tag("CALLCONSENT_AGENT").unwrap_or("") != v["agent"].as_str().unwrap_or("") {
+                return Err("CALLCONSENT_AGENT does not match the audit log".into());
+            }
+            let expected = v["duration_ms"].as_u64().unwrap_or(0);
+            if a.duration_ms.abs_diff(expected) > 50 {
+                return Err(format!("lasts {} ms, the audit log says {expected} ms", a.duration_ms));
+            }
+            return Ok(format!("{file}: {} ms, tags match the audit log (call {call}, line hash {hash})", a.duration_ms));
+        }
+    }
+    Err(format!("no recording_kept line for call {call} and file {name}"))
 }

@@ -56,7 +56,7 @@ pub enum PromptOutcome {
 pub enum Event {
     Start,
     PromptDone(PromptOutcome),
-    RecorderStarted { file: String },
+    RecorderStarted { file: String, now_ms: u64 },
     RecorderFailed { reason: String },
     Dtmf { dir: Dir, press: Press, digit: char, now_ms: u64 },
     Tick { now_ms: u64 },
@@ -101,7 +101,7 @@ pub enum Action {
     StartRecorder,
     /// The call ended with consent intact: move the recording to the kept tree, then audit
     /// `recording_kept`.
-    Keep { pauses: u32 },
+    Keep { pauses: u32, spans: String },
     Mute,
     Unmute,
     /// Stop the recorder and delete every file of the call (then audit `recording_deleted`).
@@ -175,6 +175,9 @@ pub struct Call {
     /// Digits whose BEGIN was dropped: their END is dropped too.
     swallowing: Vec<(Dir, char)>,
     pauses: u32,
+    /// Paused spans in ms from the recording's start (end `None` while paused).
+    spans: Vec<(u64, Option<u64>)>,
+    recording_since_ms: u64,
     /// Why the call is exempt whatever the draw (R12), with a keyed hash instead of the number.
     exempt: Option<(&'static str, String)>,
     agent: Option<String>,
@@ -213,6 +216,8 @@ impl Call {
             held_since_ms: 0,
             swallowing: Vec::new(),
             pauses: 0,
+            spans: Vec::new(),
+            recording_since_ms: 0,
             exempt,
             agent: None,
         }
@@ -262,7 +267,8 @@ impl Call {
                 self.prompt_done(o, &mut out);
                 Verdict::Pass
             }
-            Event::RecorderStarted { file } => {
+            Event::RecorderStarted { file, now_ms } => {
+                self.recording_since_ms = now_ms;
                 if matches!(self.phase, Phase::OptedOut | Phase::Deleted) {
                     // Refused while the recorder was starting: it must not survive.
                     self.file = Some(file);
@@ -530,6 +536,7 @@ impl Call {
                 self.paused_at_ms = Some(now_ms);
                 self.warned = false;
                 self.pauses += 1;
+                self.spans.push((now_ms.saturating_sub(self.recording_since_ms), None));
                 out.push(Action::Mute);
                 out.push(self.audit("paused", json!({ "by": "agent", "source": source })));
                 if let Some(t) = &self.profile.pause_tone {
@@ -537,7 +544,7 @@ impl Call {
                 }
                 out.push(Action::Notify);
             }
-            Command::Resume if self.paused() => self.resume("agent", source, out),
+            Command::Resume if self.paused() => self.resume("agent", source, now_ms, out),
             Command::Delete => {
                 self.stop_and_delete("agent", out);
                 out.insert(1, self.audit("delete_requested", json!({ "by": "agent", "source": source })));
@@ -549,8 +556,11 @@ impl Call {
         }
     }
 
-    fn resume(&mut self, by: &str, source: &str, out: &mut Vec<Action>) {
+    fn resume(&mut self, by: &str, source: &str, now_ms: u64, out: &mut Vec<Action>) {
         self.paused_at_ms = None;
+        if let Some(last) = self.spans.last_mut() {
+            last.1 = Some(now_ms.saturating_sub(self.recording_since_ms));
+        }
         out.push(Action::Unmute);
         out.push(self.audit("resumed", json!({ "by": by, "source": source })));
         if let Some(t) = &self.profile.resume_tone {
@@ -566,7 +576,7 @@ impl Call {
         }
         let paused_for = now_ms.saturating_sub(since);
         if paused_for >= max {
-            self.resume("auto", "pause_max_seconds", out);
+            self.resume("auto", "pause_max_seconds", now_ms, out);
         } else if !self.warned && paused_for + AUTO_RESUME_WARNING_MS >= max {
             self.warned = true;
             out.push(self.audit("pause_warning", json!({ "resumes_in_ms": max - paused_for })));
@@ -623,7 +633,13 @@ impl Call {
         let status = match self.phase {
             Phase::Ended => return,
             Phase::Recording => {
-                out.push(Action::Keep { pauses: self.pauses });
+                let spans = self
+                    .spans
+                    .iter()
+                    .map(|(a, b)| format!("{a}-{}", b.map_or("end".to_string(), |b| b.to_string())))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                out.push(Action::Keep { pauses: self.pauses, spans });
                 "recorded"
             }
             Phase::Armed | Phase::Checking => "no_agent",

@@ -54,6 +54,10 @@ pub struct General {
     pub retention_days: u64,
     /// Rotated audit files are deleted after this many days.
     pub audit_retention_days: u64,
+    /// Kept recordings are archived as Ogg Opus (`opus`, the default) or left as WAV (`wav`).
+    pub archive_opus: bool,
+    pub opus_bitrate: u64,
+    pub encoder_threads: u64,
 }
 
 pub const RETENTION_DAYS_MAX: u64 = 183;
@@ -100,7 +104,8 @@ pub struct Config {
 /// 20-30 % is the call-centre norm, 50 % was judged excessive).
 pub const SHARE_WITHOUT_LEGAL_BASIS_MAX: u8 = 30;
 
-const GENERAL_KEYS: &[&str] = &["spool_dir", "audit_log", "retention_days", "audit_retention_days"];
+const GENERAL_KEYS: &[&str] =
+    &["spool_dir", "audit_log", "retention_days", "audit_retention_days", "archive", "opus_bitrate", "encoder_threads"];
 const PROFILE_KEYS: &[&str] = &[
     "notice", "full_notice", "optout_key", "info_key", "optout_confirm", "record_share",
     "legal_basis", "record_legs", "pause_code", "resume_code", "delete_code", "code_timeout_ms",
@@ -158,6 +163,9 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
         audit_log: defaults.audit_log.clone(),
         retention_days: 90,
         audit_retention_days: 365,
+        archive_opus: true,
+        opus_bitrate: 16000,
+        encoder_threads: 1,
     };
     let mut profiles = BTreeMap::new();
     for (name, file, keys) in &sections {
@@ -172,6 +180,13 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
             general.retention_days =
                 r.number("retention_days", 90, 1, RETENTION_DAYS_MAX, " (R7: the CNIL allows at most 6 months for recordings)")?;
             general.audit_retention_days = r.number("audit_retention_days", 365, 1, 3650, "")?;
+            general.archive_opus = match r.opt("archive") {
+                None | Some("opus") => true,
+                Some("wav") => false,
+                Some(v) => return Err(r.err("archive", format!("must be opus or wav, got \"{v}\""))),
+            };
+            general.opus_bitrate = r.number("opus_bitrate", 16000, 6000, 64000, " bits per second")?;
+            general.encoder_threads = r.number("encoder_threads", 1, 1, 16, "")?;
             continue;
         }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {

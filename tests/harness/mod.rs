@@ -524,7 +524,12 @@ pub fn wav_samples(file: &Path) -> Vec<i16> {
 
 /// 20 ms windows of a recording: true where the window is exactly silent.
 pub fn silent_windows(samples: &[i16]) -> Vec<bool> {
-    samples.chunks(160).map(|w| w.iter().all(|s| *s == 0)).collect()
+    quiet_windows(samples, 0)
+}
+
+/// 20 ms windows whose samples all stay within `max_abs` (a decoded codec is never exactly 0).
+pub fn quiet_windows(samples: &[i16], max_abs: i16) -> Vec<bool> {
+    samples.chunks(160).map(|w| w.iter().all(|s| s.unsigned_abs() <= max_abs as u16)).collect()
 }
 
 pub fn longest_run(v: &[bool], value: bool) -> (usize, usize) {
@@ -574,7 +579,12 @@ pub fn tone_ms(samples: &[i16], freq: f32) -> u32 {
 
 /// Checks a recording: audio, then a silent (paused) span of at least `min_silent_ms`, then audio.
 pub fn assert_paused_span(file: &Path, min_silent_ms: usize) {
-    let windows = silent_windows(&wav_samples(file));
+    assert_quiet_span(file, min_silent_ms, 0)
+}
+
+/// As `assert_paused_span`, with a tolerance for decoded audio.
+pub fn assert_quiet_span(file: &Path, min_silent_ms: usize, max_abs: i16) {
+    let windows = quiet_windows(&wav_samples(file), max_abs);
     let (start, len) = longest_run(&windows, true);
     assert!(len * 20 >= min_silent_ms, "no silent paused span of {min_silent_ms} ms: longest {} ms at {} ms", len * 20, start * 20);
     assert!(windows[..start].iter().filter(|s| !**s).count() >= 50, "too little audio before the pause");
@@ -674,7 +684,12 @@ pub fn profile(name: &str, share: u8, extra: &str) -> String {
 }
 
 /// callconsent.conf with these profiles; recordings go to spool/callconsent, the audit log to
-/// log/callconsent/audit.jsonl of the instance.
+/// log/callconsent/audit.jsonl of the instance. Kept recordings stay WAV (`archive = wav`), so
+/// tests can measure the recording itself; `consent_conf_opus` archives them.
 pub fn consent_conf(profiles: &str) -> String {
-    format!("[general]\nspool_dir = {{D}}/spool/callconsent\naudit_log = {{D}}/log/callconsent/audit.jsonl\n\n{profiles}")
+    format!("[general]\nspool_dir = {{D}}/spool/callconsent\naudit_log = {{D}}/log/callconsent/audit.jsonl\narchive = wav\n\n{profiles}")
+}
+
+pub fn consent_conf_opus(profiles: &str) -> String {
+    consent_conf(profiles).replace("archive = wav\n", "archive = opus\n")
 }

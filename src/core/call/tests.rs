@@ -71,7 +71,7 @@ fn in_state(state: &str) -> Call {
     if state == "starting" {
         return c;
     }
-    c.on(Event::RecorderStarted { file: "/spool/cc-1.wav".into() });
+    c.on(Event::RecorderStarted { file: "/spool/cc-1.wav".into(), now_ms: 0 });
     match state {
         "recording" => {}
         "paused" => {
@@ -219,7 +219,7 @@ fn a_forgotten_pause_resumes_after_a_warning() {
     c.on(Event::Start);
     c.on(Event::PromptDone(PromptOutcome::Completed));
     c.on(Event::Bridged { agent: "PJSIP/anna".into() });
-    c.on(Event::RecorderStarted { file: "f".into() });
+    c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
     c.on(Event::Control { cmd: Command::Pause, source: "keypad", now_ms: 1000 });
     assert!(c.wants_ticks());
     assert!(c.on(Event::Tick { now_ms: 15_000 }).1.is_empty());
@@ -273,14 +273,14 @@ fn notice_paths() {
 fn a_refusal_while_the_recorder_starts_still_stops_it() {
     let mut c = in_state("starting");
     c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
-    let (_, a) = c.on(Event::RecorderStarted { file: "f".into() });
+    let (_, a) = c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
     assert_eq!(a, vec![Action::StopAndDelete { by: "caller" }]);
 }
 
 #[test]
 fn the_agent_hears_the_start_tone_when_bridged() {
     let mut c = in_state("starting");
-    let (_, a) = c.on(Event::RecorderStarted { file: "f".into() });
+    let (_, a) = c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
     assert!(a.contains(&Action::ToneToAgent("440/150".into())));
     // A transfer: the new agent hears it too, and that the call is paused.
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
@@ -296,7 +296,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(Event::Start),
         Just(Event::PromptDone(PromptOutcome::Completed)),
         key.clone().prop_map(|k| Event::PromptDone(PromptOutcome::Key(k))),
-        Just(Event::RecorderStarted { file: "f".into() }),
+        Just(Event::RecorderStarted { file: "f".into(), now_ms: 0 }),
         Just(Event::Bridged { agent: "PJSIP/anna".into() }),
         Just(Event::Bridged { agent: "Local/rep@agents".into() }),
         (any::<bool>(), 0u64..20).prop_map(|(allowed, count)| Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), count, allowed }),
@@ -392,4 +392,15 @@ fn caps_and_never_recorded_agents_veto_at_the_bridge() {
     let (_, a) = c.on(Event::Bridged { agent: "Local/rep@agents".into() });
     assert_eq!(events(&a), vec!["agent_vetoed"]);
     assert_eq!(c.phase(), Phase::NotRecording);
+}
+
+#[test]
+fn pause_spans_are_kept_for_the_archive() {
+    let mut c = in_state("starting");
+    c.on(Event::RecorderStarted { file: "f".into(), now_ms: 1000 });
+    c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 3000 });
+    c.on(Event::Control { cmd: Command::Resume, source: "ami", now_ms: 4500 });
+    c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 6000 });
+    let (_, a) = c.on(Event::Hangup);
+    assert!(a.contains(&Action::Keep { pauses: 2, spans: "2000-3500,5000-end".into() }), "{a:?}");
 }

@@ -1,0 +1,258 @@
+//! Ogg Opus archives of kept recordings (issue 5): mono, VBR, DTX (a paused span costs almost
+//! nothing), the consent facts in the OpusTags comments. Written crash-safe: `.opus.tmp`, fsync,
+//! rename, fsync the directory; the WAV is removed only then.
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use ogg::writing::PacketWriteEndInfo;
+
+pub const VENDOR: &str = "callconsent";
+const FRAME: usize = 160; // 20 ms at 8 kHz
+
+/// 16-bit PCM mono samples of a WAV file and its sample rate.
+pub fn read_wav(path: &Path) -> Result<(u32, Vec<i16>), String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Err(format!("{}: not a WAV file", path.display()));
+    }
+    let (mut i, mut rate, mut format_ok) = (12, 0u32, false);
+    while i + 8 <= bytes.len() {
+        let id = &bytes[i..i + 4];
+        let len = u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
+        let body = &bytes[i + 8..(i + 8 + len).min(bytes.len())];
+        if id == b"fmt " && body.len() >= 16 {
+            let fmt = u16::from_le_bytes([body[0], body[1]]);
+            let channels = u16::from_le_bytes([body[2], body[3]]);
+            rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+            let bits = u16::from_le_bytes([body[14], body[15]]);
+            format_ok = fmt == 1 && channels == 1 && bits == 16;
+        } else if id == b"data" {
+            if !format_ok {
+                return Err(format!("{}: only 16-bit mono PCM is archived", path.display()));
+            }
+            return Ok((rate, body.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()));
+        }
+        i += 8 + len + (len & 1);
+    }
+    Err(format!("{}: no data chunk", path.display()))
+}
+
+pub struct Encoded {
+    pub opus_bytes: u64,
+    pub samples: usize,
+    pub rate: u32,
+}
+
+fn opus_head(pre_skip: u16, rate: u32) -> Vec<u8> {
+    let mut h = b"OpusHead".to_vec();
+    h.push(1);
+    h.push(1);
+    h.extend(pre_skip.to_le_bytes());
+    h.extend(rate.to_le_bytes());
+    h.extend(0i16.to_le_bytes());
+    h.push(0);
+    h
+}
+
+fn opus_tags(tags: &[(String, String)]) -> Vec<u8> {
+    let mut t = b"OpusTags".to_vec();
+    t.extend((VENDOR.len() as u32).to_le_bytes());
+    t.extend(VENDOR.as_bytes());
+    t.extend((tags.len() as u32).to_le_bytes());
+    for (k, v) in tags {
+        let c = format!("{k}={v}");
+        t.extend((c.len() as u32).to_le_bytes());
+        t.extend(c.as_bytes());
+    }
+    t
+}
+
+/// Encodes `wav` to `out` (Ogg Opus). `out` appears only complete.
+pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32) -> Result<Encoded, String> {
+    let (rate, samples) = read_wav(wav)?;
+    if ![8000, 12000, 16000, 24000, 48000].contains(&rate) {
+        return Err(format!("{}: {rate} Hz cannot be encoded by Opus", wav.display()));
+    }
+    let mut enc = opus::Encoder::new(rate, opus::Channels::Mono, opus::Application::Voip).map_err(|e| e.to_string())?;
+    enc.set_bitrate(opus::Bitrate::Bits(bitrate)).map_err(|e| e.to_string())?;
+    enc.set_vbr(true).map_err(|e| e.to_string())?;
+    enc.set_dtx(true).map_err(|e| e.to_string())?;
+    let scale = 48000 / rate as u64;
+    let lookahead = enc.get_lookahead().map_err(|e| e.to_string())?.max(0) as u64;
+    let pre_skip = (lookahead * scale) as u16;
+    let frame = FRAME * rate as usize / 8000;
+    let tmp = tmp_path(out);
+    let result = (|| -> Result<Encoded, String> {
+        let file = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let mut w = ogg::PacketWriter::new(BufWriter::new(file));
+        let serial = samples.len() as u32 ^ 0x6363_6f6e;
+        let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
+        w.write_packet(opus_head(pre_skip, rate), serial, PacketWriteEndInfo::EndPage, 0).map_err(io)?;
+        w.write_packet(opus_tags(tags), serial, PacketWriteEndInfo::EndPage, 0).map_err(io)?;
+        let total = samples.len();
+        // Frames cover the samples plus the encoder's look-ahead, so nothing is cut at the end.
+        let frames = (total + lookahead as usize).div_ceil(frame).max(1);
+        let mut buf = vec![0u8; 1500];
+        let mut pcm = vec![0i16; frame];
+        for n in 0..frames {
+            let start = n * frame;
+            for (j, s) in pcm.iter_mut().enumerate() {
+                *s = samples.get(start + j).copied().unwrap_or(0);
+            }
+            let len = enc.encode(&pcm, &mut buf).map_err(|e| e.to_string())?;
+            let last = n + 1 == frames;
+            let granule = if last { pre_skip as u64 + total as u64 * scale } else { pre_skip as u64 + ((n + 1) * frame) as u64 * scale };
+            // Pages of half a second keep players' muxing delay low.
+            let info = if last {
+                PacketWriteEndInfo::EndStream
+            } else if (n + 1) % 25 == 0 {
+                PacketWriteEndInfo::EndPage
+            } else {
+                PacketWriteEndInfo::NormalPacket
+            };
+            w.write_packet(buf[..len].to_vec(), serial, info, granule).map_err(io)?;
+        }
+        let mut inner = w.into_inner();
+        inner.flush().map_err(io)?;
+        inner.get_ref().sync_all().map_err(io)?;
+        drop(inner);
+        fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
+        if let Some(dir) = out.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let opus_bytes = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+        Ok(Encoded { opus_bytes, samples: total, rate })
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn tmp_path(out: &Path) -> PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".tmp");
+    PathBuf::from(p)
+}
+
+/// What an archive holds: its tags, its length, and its decoded samples.
+pub struct Archive {
+    pub tags: Vec<(String, String)>,
+    pub duration_ms: u64,
+    pub samples: Vec<i16>,
+    pub rate: u32,
+}
+
+impl Archive {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn read_archive(path: &Path) -> Result<Archive, String> {
+    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut r = ogg::PacketReader::new(std::io::BufReader::new(f));
+    let bad = |what: &str| format!("{}: {what}", path.display());
+    let head = r.read_packet().map_err(|e| bad(&e.to_string()))?.ok_or_else(|| bad("empty"))?;
+    if head.data.len() < 19 || &head.data[..8] != b"OpusHead" {
+        return Err(bad("no OpusHead"));
+    }
+    let pre_skip = u16::from_le_bytes([head.data[10], head.data[11]]) as u64;
+    let rate = u32::from_le_bytes([head.data[12], head.data[13], head.data[14], head.data[15]]);
+    let tags_pkt = r.read_packet().map_err(|e| bad(&e.to_string()))?.ok_or_else(|| bad("no OpusTags"))?;
+    let t = &tags_pkt.data;
+    if t.len() < 16 || &t[..8] != b"OpusTags" {
+        return Err(bad("no OpusTags"));
+    }
+    let rd = |at: usize| -> Result<u32, String> { t.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| bad("short OpusTags")) };
+    let vlen = rd(8)? as usize;
+    let mut at = 12 + vlen;
+    let count = rd(at)?;
+    at += 4;
+    let mut tags = vec![];
+    for _ in 0..count {
+        let len = rd(at)? as usize;
+        let c = t.get(at + 4..at + 4 + len).ok_or_else(|| bad("short comment"))?;
+        at += 4 + len;
+        let c = String::from_utf8_lossy(c);
+        if let Some((k, v)) = c.split_once('=') {
+            tags.push((k.to_string(), v.to_string()));
+        }
+    }
+    let rate_out = if rate == 0 { 48000 } else { rate };
+    let mut dec = opus::Decoder::new(rate_out, opus::Channels::Mono).map_err(|e| e.to_string())?;
+    let mut samples = vec![];
+    let mut last_granule = 0;
+    let mut out = vec![0i16; 5760];
+    while let Some(p) = r.read_packet().map_err(|e| bad(&e.to_string()))? {
+        let n = dec.decode(&p.data, &mut out, false).map_err(|e| bad(&e.to_string()))?;
+        samples.extend_from_slice(&out[..n]);
+        last_granule = p.absgp_page();
+    }
+    let scale = 48000 / rate_out as u64;
+    let skip = (pre_skip / scale) as usize;
+    let total = (last_granule.saturating_sub(pre_skip) / scale) as usize;
+    let samples: Vec<i16> = samples.into_iter().skip(skip).take(total).collect();
+    Ok(Archive { tags, duration_ms: last_granule.saturating_sub(pre_skip) / 48, samples, rate: rate_out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav(path: &Path, samples: &[i16]) {
+        let mut b = b"RIFF".to_vec();
+        b.extend((36 + samples.len() as u32 * 2).to_le_bytes());
+        b.extend(b"WAVEfmt ");
+        b.extend(16u32.to_le_bytes());
+        b.extend(1u16.to_le_bytes());
+        b.extend(1u16.to_le_bytes());
+        b.extend(8000u32.to_le_bytes());
+        b.extend(16000u32.to_le_bytes());
+        b.extend(2u16.to_le_bytes());
+        b.extend(16u16.to_le_bytes());
+        b.extend(b"data");
+        b.extend((samples.len() as u32 * 2).to_le_bytes());
+        for s in samples {
+            b.extend(s.to_le_bytes());
+        }
+        fs::write(path, b).unwrap();
+    }
+
+    #[test]
+    fn round_trip_keeps_length_tags_and_silence() {
+        let dir = std::env::temp_dir().join(format!("cc-arch-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // 2 s of tone, 2 s of silence (a pause), 2 s of tone.
+        let tone = |n: usize| (0..n).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect::<Vec<_>>();
+        let mut s = tone(16000);
+        s.extend(vec![0i16; 16000]);
+        s.extend(tone(16000));
+        wav(&dir.join("a.wav"), &s);
+        let tags = vec![("CALLCONSENT_CALL".to_string(), "1763800000.1".to_string())];
+        let e = encode(&dir.join("a.wav"), &dir.join("a.opus"), &tags, 16000).unwrap();
+        assert_eq!(e.samples, 48000);
+        assert!(e.opus_bytes * 8 < 96000 * 2, "about 16 kb/s: {} bytes", e.opus_bytes);
+        let a = read_archive(&dir.join("a.opus")).unwrap();
+        assert_eq!(a.duration_ms, 6000);
+        assert_eq!(a.tag("CALLCONSENT_CALL"), Some("1763800000.1"));
+        assert_eq!(a.samples.len(), 48000);
+        let mid = &a.samples[18000..30000];
+        assert!(mid.iter().all(|x| x.abs() < 50), "the paused span decodes to silence");
+        assert!(!dir.join("a.opus.tmp").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_no_output() {
+        let dir = std::env::temp_dir().join(format!("cc-arch-fail-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("bad.wav"), b"not a wav").unwrap();
+        assert!(encode(&dir.join("bad.wav"), &dir.join("bad.opus"), &[], 16000).is_err());
+        assert!(!dir.join("bad.opus").exists() && !dir.join("bad.opus.tmp").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

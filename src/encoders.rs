@@ -1,0 +1,159 @@
+//! The encoder pool (issue 5): kept WAV recordings become Ogg Opus archives on worker threads of
+//! their own (never the media path), with the consent facts as tags. A `.wav.tags.json` sidecar
+//! written before a job is queued lets the next module load resume interrupted work.
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use serde_json::{json, Map, Value};
+
+use crate::archive;
+use crate::audit::{record, AuditSender};
+
+pub struct Job {
+    pub wav: PathBuf,
+    pub call: String,
+    pub channel: String,
+    pub tags: Vec<(String, String)>,
+    /// The hash of the `recording_kept` line, once the audit writer has it on disk.
+    pub audit_hash: Option<Receiver<String>>,
+}
+
+pub struct Pool {
+    tx: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Clone)]
+pub struct PoolSender(Sender<Job>);
+
+impl PoolSender {
+    pub fn send(&self, job: Job) {
+        let _ = self.0.send(job);
+    }
+}
+
+pub fn sidecar(wav: &Path) -> PathBuf {
+    let mut p = wav.as_os_str().to_owned();
+    p.push(".tags.json");
+    PathBuf::from(p)
+}
+
+pub fn opus_path(wav: &Path) -> PathBuf {
+    wav.with_extension("opus")
+}
+
+/// Writes the sidecar (atomically) that lets an interrupted job resume.
+pub fn write_sidecar(job: &Job, hash: Option<&str>) {
+    let v = json!({ "call": job.call, "channel": job.channel, "tags": job.tags, "audit_hash": hash });
+    let path = sidecar(&job.wav);
+    let tmp = path.with_extension("json.tmp");
+    if std::fs::write(&tmp, v.to_string()).and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
+        log::error!("callconsent: cannot write {}", path.display());
+    }
+}
+
+impl Pool {
+    pub fn start(threads: usize, bitrate: i32, audit: AuditSender) -> std::io::Result<Pool> {
+        let (tx, rx) = unbounded::<Job>();
+        let mut handles = vec![];
+        for i in 0..threads.max(1) {
+            let (rx, audit) = (rx.clone(), audit.clone());
+            handles.push(std::thread::Builder::new().name(format!("cc-encoder-{i}")).spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    run(job, bitrate, &audit);
+                }
+            })?);
+        }
+        Ok(Pool { tx: Some(tx), threads: handles })
+    }
+
+    pub fn sender(&self) -> PoolSender {
+        PoolSender(self.tx.clone().expect("sender exists until drop"))
+    }
+
+    /// Queues the work an earlier run left (sidecars under `kept`).
+    pub fn resume(&self, kept: &Path, audit_log: &Path) {
+        let mut stack = vec![kept.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let Some(wav) = p.to_str().and_then(|s| s.strip_suffix(".tags.json")).map(PathBuf::from) else { continue };
+                let Ok(v) = std::fs::read_to_string(&p).map_err(|_| ()).and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| ())) else { continue };
+                if !wav.exists() {
+                    let _ = std::fs::remove_file(&p);
+                    continue;
+                }
+                let tags: Vec<(String, String)> = serde_json::from_value(v["tags"].clone()).unwrap_or_default();
+                let hash = v["audit_hash"].as_str().map(str::to_string).or_else(|| kept_line_hash(audit_log, &wav));
+                let (htx, hrx) = crossbeam_channel::bounded(1);
+                if let Some(h) = hash {
+                    let _ = htx.send(h);
+                }
+                log::info!("callconsent: resuming the archive of {}", wav.display());
+                if let Some(tx) = &self.tx {
+                    let _ = tx.send(Job {
+                        wav,
+                        call: v["call"].as_str().unwrap_or("").into(),
+                        channel: v["channel"].as_str().unwrap_or("").into(),
+                        tags,
+                        audit_hash: Some(hrx),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The hash of the `recording_kept` line that names this file, looked up in the audit log.
+fn kept_line_hash(audit_log: &Path, wav: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(audit_log).ok()?;
+    let name = wav.display().to_string();
+    text.lines()
+        .find(|l| l.contains("\"recording_kept\"") && serde_json::from_str::<Value>(l).ok().is_some_and(|v| v["file"] == name.as_str()))
+        .map(crate::audit::line_hash)
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(mut job: Job, bitrate: i32, audit: &AuditSender) {
+    let hash = job.audit_hash.take().and_then(|rx| rx.recv_timeout(Duration::from_secs(30)).ok());
+    if let Some(h) = &hash {
+        job.tags.push(("CALLCONSENT_AUDIT".into(), h.clone()));
+        write_sidecar(&job, Some(h));
+    }
+    let out = opus_path(&job.wav);
+    let wav_bytes = std::fs::metadata(&job.wav).map(|m| m.len()).unwrap_or(0);
+    let mut f = Map::new();
+    match archive::encode(&job.wav, &out, &job.tags, bitrate) {
+        Ok(e) => {
+            let _ = std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o640));
+            let _ = std::fs::remove_file(&job.wav);
+            let _ = std::fs::remove_file(sidecar(&job.wav));
+            f.insert("file".into(), json!(out.display().to_string()));
+            f.insert("from".into(), json!(job.wav.display().to_string()));
+            f.insert("duration_ms".into(), json!(e.samples as u64 * 1000 / u64::from(e.rate.max(1))));
+            f.insert("wav_bytes".into(), json!(wav_bytes));
+            f.insert("opus_bytes".into(), json!(e.opus_bytes));
+            audit.send(record(&job.call, &job.channel, "recording_archived", f));
+        }
+        Err(e) => {
+            // The WAV stays, and so does the sidecar: the next load tries again.
+            f.insert("file".into(), json!(job.wav.display().to_string()));
+            f.insert("reason".into(), json!(e));
+            audit.send(record(&job.call, &job.channel, "archive_failed", f));
+        }
+    }
+}
