@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks on the sandbox Asterisk: `scripts/bench.sh [leak|cost|all]` (default all).
+# Benchmarks on the sandbox Asterisk: `scripts/bench.sh [leak|cost|archive|all]` (default all).
 # Figures are ratios and side-by-side measurements from one run; the README holds the latest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,4 +7,7 @@ export CALLCONSENT_SANDBOX=${CALLCONSENT_SANDBOX:-$PWD/.sandbox}
 trap "pkill -9 -f '^/usr/sbin/asterisk -f -C /var/tmp/cc-e2e/' 2>/dev/null || true" EXIT
 scripts/sandbox.sh >/dev/null
 cargo build --release --all-targets
-cargo run --release --example bench -- "${1:-all}"
+scripts/prompts.sh >/dev/null
+what=${1:-all}
+if [ "$what" != archive ]; then cargo run --release --example bench -- "$what"; fi
+if [ "$what" = archive ] || [ "$what" = all ]; then taskset -c 0 cargo run --release --example bench_archive; fi
