@@ -15,6 +15,8 @@ fn dialplan(agent: &str) -> String {
          exten => agent,1,Answer()\n same => n,Playback({tone})\n same => n,Hangup()\n\
          exten => rep,1,Answer()\n same => n,Playback({tone})\n same => n,Hangup()\n\
          exten => long,1,Answer()\n same => n,Wait(60)\n\
+         exten => talk,1,Answer()\n same => n,Playback({tone})\n same => n,Wait(30)\n\
+         exten => to-rep,1,Dial(Local/rep@test)\n\
          exten => dev,1,Wait(60)\n",
         tone = sound("agent-880-2s", 880, 2.0)
     )
@@ -138,4 +140,28 @@ fn the_dpo_tool_verifies_the_chain_and_catches_an_edited_line() {
     std::fs::write(&log, edited.join("\n") + "\n").unwrap();
     let bad = tool(&["audit", "verify", log_s]);
     assert!(String::from_utf8_lossy(&bad.stdout).starts_with(&format!("{log_s}:{}:", lines.len())), "{bad:?}");
+}
+
+/// R12: a transfer to a never-recorded line stops the recording there; what was recorded with
+/// the first agent is kept.
+#[test]
+fn a_transfer_to_a_never_recorded_line_stops_the_recording() {
+    let mut pbx = start("to-rep", "talk", "");
+    let mut ami = pbx.ami();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(3));
+    let out = pbx.rx("core show channels concise");
+    let agent = out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with("Local/talk@test-") && c.ends_with(";1")).expect("the agent's channel").to_string();
+    let r = ami.action("BlindTransfer", &[("Channel", &agent), ("Context", "test"), ("Exten", "to-rep")]);
+    assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "{r:?}");
+    let vetoed = pbx.wait_event("agent_vetoed", 1, Duration::from_secs(10));
+    assert_eq!((vetoed[0]["agent"].as_str(), vetoed[0]["after"].as_str()), (Some("Local/rep@test"), Some("transfer")));
+    pbx.wait_idle(Duration::from_secs(30));
+    let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    let file = pbx.host_path(kept[0]["file"].as_str().unwrap());
+    // The first agent's 2 s of audio are there; nothing after the transfer (the rep's 2 s tone).
+    let secs = duration(&file);
+    assert!(secs > 1.5 && secs < 4.5, "the kept part lasts {secs} s");
+    pbx.assert_alive();
 }

@@ -414,6 +414,7 @@ fn execute(m: &Module, slot: &Arc<Slot>, chan: Option<Chan<'_>>, action: Action)
             c.mixmonitor_mute(false);
         }
         (Action::StopAndDelete { by }, Some(c)) => m.worker.send(Job::StopAndDelete { chan: c.to_owned(), slot: slot.clone(), by }),
+        (Action::StopRecorder, Some(c)) => m.worker.send(Job::Stop { chan: c.to_owned(), slot: slot.clone() }),
         (Action::StopAndDelete { .. }, None) | (Action::DeleteAgain, _) => m.worker.send(Job::DeleteAgain { slot: slot.clone() }),
         (Action::PlayToCaller(file), Some(c)) => m.worker.send(Job::PlayToCaller { chan: c.to_owned(), file }),
         (Action::ToneToAgent(tones), Some(c)) => m.worker.send(Job::Tone { chan: c.to_owned(), tones, tries: 0 }),

@@ -17,6 +17,8 @@ use crate::encoders::{self, PoolSender};
 
 pub enum Job {
     StopAndDelete { chan: ChanRef, slot: Arc<Slot>, by: &'static str },
+    /// Stop the recorder and keep the file (it is kept at hangup).
+    Stop { chan: ChanRef, slot: Arc<Slot> },
     PlayToCaller { chan: ChanRef, file: String },
     /// A tone to the caller's bridge peer; retried briefly while the peer is still joining.
     Tone { chan: ChanRef, tones: String, tries: u32 },
@@ -122,6 +124,11 @@ fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
             f.insert("by".into(), Value::String(by.into()));
             f.insert("files".into(), json!(deleted));
             audit.send(record(&slot.linkedid, &slot.channel, "recording_deleted", f));
+        }
+        Job::Stop { chan, slot } => {
+            if chan.mixmonitor_stop(&slot.mixmon_id()) != 0 {
+                log::debug!("callconsent: MixMonitor on {} was already stopped", slot.channel);
+            }
         }
         Job::PlayToCaller { chan, file } => {
             if chan.play_to_self(&file) != 0 {

@@ -99,6 +99,8 @@ pub enum Action {
     /// `CapChecked`.
     ReserveCap { agent: String, period_max: u64 },
     StartRecorder,
+    /// Stop the recorder and keep what was recorded (a transfer to a never-recorded agent).
+    StopRecorder,
     /// The call ended with consent intact: move the recording to the kept tree, then audit
     /// `recording_kept`.
     Keep { pauses: u32, spans: String },
@@ -137,6 +139,8 @@ pub enum Phase {
     Checking,
     Starting,
     Recording,
+    /// Recording stopped for good (a transfer to a never-recorded agent); what was recorded is kept.
+    Stopped,
     NotRecording,
     OptedOut,
     Deleted,
@@ -153,6 +157,7 @@ impl Phase {
             Phase::Checking => "checking",
             Phase::Starting => "starting",
             Phase::Recording => "recording",
+            Phase::Stopped => "stopped",
             Phase::NotRecording => "not_recording",
             Phase::OptedOut => "opted_out",
             Phase::Deleted => "deleted",
@@ -245,7 +250,7 @@ impl Call {
     }
     /// Whether the host must watch the call's frames at all.
     pub fn watching(&self) -> bool {
-        matches!(self.phase, Phase::Armed | Phase::Checking | Phase::Starting | Phase::Recording | Phase::OptedOut | Phase::Deleted)
+        matches!(self.phase, Phase::Armed | Phase::Checking | Phase::Starting | Phase::Recording | Phase::Stopped | Phase::OptedOut | Phase::Deleted)
     }
     pub fn state_name(&self) -> &'static str {
         if self.phase == Phase::Recording && self.paused() {
@@ -445,7 +450,7 @@ impl Call {
                 }
                 Verdict::Drop
             }
-            Phase::Recording | Phase::Starting => {
+            Phase::Recording | Phase::Starting | Phase::Stopped => {
                 self.stop_and_delete("caller", out);
                 out.insert(1, self.audit("opt_out", json!({ "during": "call", "key": digit.to_string() })));
                 out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
@@ -613,6 +618,17 @@ impl Call {
                     out.push(Action::StartRecorder);
                 }
             }
+            // A transfer to a never-recorded agent (R12): the recording stops there; what was
+            // recorded with the previous agent is kept.
+            Phase::Recording if policy::agent_exempt(&self.profile.never_record, &agent).is_some() => {
+                let glob = policy::agent_exempt(&self.profile.never_record, &agent).unwrap_or_default();
+                out.push(Action::Mute);
+                out.push(self.audit("agent_vetoed", json!({ "agent": agent, "reason": format!("never_record agent:{glob}"), "after": "transfer" })));
+                out.push(Action::StopRecorder);
+                self.phase = Phase::Stopped;
+                self.paused_at_ms = None;
+                out.push(Action::Notify);
+            }
             // A transfer: whoever takes the call hears that it is recorded, and whether it is paused (R8).
             Phase::Recording => {
                 self.agent = Some(agent);
@@ -632,7 +648,7 @@ impl Call {
     fn hangup(&mut self, out: &mut Vec<Action>) {
         let status = match self.phase {
             Phase::Ended => return,
-            Phase::Recording => {
+            Phase::Recording | Phase::Stopped => {
                 let spans = self
                     .spans
                     .iter()

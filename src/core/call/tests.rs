@@ -404,3 +404,18 @@ fn pause_spans_are_kept_for_the_archive() {
     let (_, a) = c.on(Event::Hangup);
     assert!(a.contains(&Action::Keep { pauses: 2, spans: "2000-3500,5000-end".into() }), "{a:?}");
 }
+
+#[test]
+fn a_transfer_to_a_never_recorded_agent_stops_and_keeps() {
+    let mut c = in_state("recording");
+    let (_, a) = c.on(Event::Bridged { agent: "Local/rep@agents".into() });
+    assert_eq!(a[0], Action::Mute);
+    assert!(a.contains(&Action::StopRecorder));
+    assert_eq!(events(&a), vec!["agent_vetoed"]);
+    assert_eq!(c.phase(), Phase::Stopped);
+    // Nothing restarts it, and what was recorded before is kept at hangup.
+    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: "ami", now_ms: 1 });
+    assert!(a.is_empty());
+    let (_, a) = c.on(Event::Hangup);
+    assert!(a.iter().any(|x| matches!(x, Action::Keep { .. })));
+}
