@@ -301,11 +301,10 @@ impl Call {
             }
             Event::Dtmf { dir, press, digit, now_ms } => {
                 self.expire_held(now_ms, &mut out);
-                let v = match dir {
+                match dir {
                     Dir::Caller => self.caller_key(press, digit, &mut out),
                     Dir::Agent => self.agent_key(press, digit, now_ms, &mut out),
-                };
-                v
+                }
             }
             Event::Tick { now_ms } => {
                 self.expire_held(now_ms, &mut out);

@@ -119,7 +119,9 @@ pub fn is_dtmf(c: char) -> bool {
 
 /// Parses and checks the whole file. `sound_exists` asks the host whether a prompt exists.
 pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
-    let mut sections: Vec<(String, String, BTreeMap<String, (String, u32)>)> = Vec::new();
+    // (section, file, key -> (value, line))
+    type Section = (String, String, BTreeMap<String, (String, u32)>);
+    let mut sections: Vec<Section> = Vec::new();
     let mut seen_sections = HashSet::new();
     for e in entries {
         let err = |key: &str, rule: String| ConfigError {
@@ -271,7 +273,7 @@ impl Reader<'_> {
         }
         let ok = v.split(',').all(|part| {
             let mut it = part.split('/');
-            match (it.next().map(|f| f.split('+').all(|x| x.parse::<u32>().map_or(false, |n| n <= 4000))), it.next().and_then(|m| m.parse::<u32>().ok()), it.next()) {
+            match (it.next().map(|f| f.split('+').all(|x| x.parse::<u32>().is_ok_and(|n| n <= 4000))), it.next().and_then(|m| m.parse::<u32>().ok()), it.next()) {
                 (Some(true), Some(ms), None) => (1..=2000).contains(&ms),
                 _ => false,
             }
