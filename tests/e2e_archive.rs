@@ -28,9 +28,6 @@ fn in_tree(pbx: &Pbx, args: &[&str]) -> std::process::Output {
     Command::new("chroot").arg(&pbx.root).args(args).output().expect("run a tool of the sandbox")
 }
 
-fn tool(args: &[&str]) -> std::process::Output {
-    Command::new(project_dir().join("target/release/callconsent")).args(args).output().expect("run target/release/callconsent")
-}
 
 #[test]
 fn a_kept_call_leaves_an_opus_archive_with_its_consent_facts() {
@@ -56,7 +53,7 @@ fn a_kept_call_leaves_an_opus_archive_with_its_consent_facts() {
     assert!(text.contains("CALLCONSENT_PROFILE=arch"), "{text}");
     assert!(text.contains("CALLCONSENT_AGENT=Local/agent@test"), "{text}");
     // The DPO's check: tags and length against the audit log, audit hash included.
-    let v = tool(&["archive", "verify", pbx.host_path(&opus).to_str().unwrap(), pbx.audit_path().to_str().unwrap()]);
+    let v = dpo_tool(&["archive", "verify", pbx.host_path(&opus).to_str().unwrap(), pbx.audit_path().to_str().unwrap()]);
     assert!(v.status.success(), "{v:?}");
     // The paused span decodes to silence.
     let wav = format!("{}/decoded.wav", pbx.cdir);
@@ -73,7 +70,7 @@ fn a_kept_call_leaves_an_opus_archive_with_its_consent_facts() {
     forged[pos + 18] = b'X';
     let fake = pbx.path("forged.opus");
     std::fs::write(&fake, forged).unwrap();
-    let v = tool(&["archive", "verify", fake.to_str().unwrap(), pbx.audit_path().to_str().unwrap()]);
+    let v = dpo_tool(&["archive", "verify", fake.to_str().unwrap(), pbx.audit_path().to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(1), "{v:?}");
     pbx.assert_alive();
 }

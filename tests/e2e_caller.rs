@@ -47,6 +47,9 @@ fn kept_recording_has_audio_and_full_audit_trail() {
     assert_eq!(std::fs::metadata(host.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o750);
     assert!(pbx.spool_files().iter().all(|f| !f.display().to_string().contains("/staging/")), "staging not empty");
     assert!(rms(&host, 0.0, 10.0) > 0.05, "the recording holds no audio");
+    // The file was kept only once MixMonitor had closed it: the audit log's length is the file's.
+    let ms = kept[0]["duration_ms"].as_u64().unwrap() as f32;
+    assert!((duration(&host) * 1000.0 - ms).abs() < 50.0, "audit {ms} ms, file {} s", duration(&host));
     let events = pbx.events();
     for e in ["selected", "notice_played", "recording_started", "recording_kept", "call_ended"] {
         assert!(events.iter().any(|x| x == e), "no {e} in {events:?}");

@@ -3,7 +3,6 @@
 //! and the DPO's tool on the real audit log (R14, R15).
 mod harness;
 
-use std::process::Command;
 use std::time::Duration;
 
 use harness::*;
@@ -27,9 +26,6 @@ fn start(name: &str, agent: &str, extra: &str) -> Pbx {
     Pbx::builder(name).file("callconsent.conf", &conf).file("extensions.conf", &dialplan(agent)).start()
 }
 
-fn tool(args: &[&str]) -> std::process::Output {
-    Command::new(project_dir().join("target/release/callconsent")).args(args).output().expect("run target/release/callconsent")
-}
 
 #[test]
 fn never_recorded_lines_are_not_recorded_and_not_named() {
@@ -96,7 +92,7 @@ fn retention_deletes_a_recording_past_the_limit() {
     f.set_modified(std::time::SystemTime::now() - Duration::from_secs(100 * 86_400)).unwrap();
     drop(f);
     // The DPO's dry run shows it first, and deletes nothing.
-    let dry = tool(&["retention", pbx.path("spool/callconsent/kept").to_str().unwrap(), "90"]);
+    let dry = dpo_tool(&["retention", pbx.path("spool/callconsent/kept").to_str().unwrap(), "90"]);
     assert!(String::from_utf8_lossy(&dry.stdout).contains("cc-old.wav (100 days old)"), "{dry:?}");
     assert!(old.exists());
     pbx.kill9_and_restart();
@@ -114,17 +110,17 @@ fn the_dpo_tool_verifies_the_chain_and_catches_an_edited_line() {
     pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
     let log = pbx.audit_path();
     let log_s = log.to_str().unwrap();
-    let ok = tool(&["audit", "verify", log_s]);
+    let ok = dpo_tool(&["audit", "verify", log_s]);
     assert!(ok.status.success(), "{ok:?}");
     // The agent's own records (R8), the description (R15), a replayed decision (R5).
-    let agent = tool(&["agent", "Local/agent@test", log_s]);
+    let agent = dpo_tool(&["agent", "Local/agent@test", log_s]);
     assert!(String::from_utf8_lossy(&agent.stdout).contains("agent_cleared"));
     let conf = pbx.path("etc/callconsent.conf");
-    let fr = tool(&["describe", conf.to_str().unwrap(), "--lang", "fr"]);
+    let fr = dpo_tool(&["describe", conf.to_str().unwrap(), "--lang", "fr"]);
     assert!(String::from_utf8_lossy(&fr.stdout).contains("Profil « policy » : 100 % des appels"), "{fr:?}");
     let selected = pbx.wait_event("selected", 1, Duration::from_secs(1));
     let call = selected[0]["call"].as_str().unwrap();
-    let replay = tool(&["draw", call, pbx.path("db/callconsent/secret").to_str().unwrap(), "100"]);
+    let replay = dpo_tool(&["draw", call, pbx.path("db/callconsent/secret").to_str().unwrap(), "100"]);
     assert!(String::from_utf8_lossy(&replay.stdout).contains(&format!("bucket {} <", selected[0]["bucket"])), "{replay:?}");
     pbx.rx("core stop now");
     // An edit by hand is found at the next line; an edit of the last line through .head.
@@ -132,13 +128,13 @@ fn the_dpo_tool_verifies_the_chain_and_catches_an_edited_line() {
     let lines: Vec<&str> = text.lines().collect();
     let edited: Vec<String> = lines.iter().enumerate().map(|(i, l)| if i == 1 { l.replace("\"policy\"", "\"polisy\"") } else { l.to_string() }).collect();
     std::fs::write(&log, edited.join("\n") + "\n").unwrap();
-    let bad = tool(&["audit", "verify", log_s]);
+    let bad = dpo_tool(&["audit", "verify", log_s]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stdout).starts_with(&format!("{log_s}:3:")), "{bad:?}");
     let last = lines.len() - 1;
     let edited: Vec<String> = lines.iter().enumerate().map(|(i, l)| if i == last { l.replacen("Local/", "Lokal/", 1) } else { l.to_string() }).collect();
     std::fs::write(&log, edited.join("\n") + "\n").unwrap();
-    let bad = tool(&["audit", "verify", log_s]);
+    let bad = dpo_tool(&["audit", "verify", log_s]);
     assert!(String::from_utf8_lossy(&bad.stdout).starts_with(&format!("{log_s}:{}:", lines.len())), "{bad:?}");
 }
 

@@ -160,7 +160,7 @@ fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
         Job::Keep { slot, pauses, spans, tries } => {
             let files = slot.files();
             // MixMonitor's own thread closes the file after hangup.
-            if tries < 100 && files.iter().any(|f| open_here(f)) {
+            if tries < 100 && files.iter().any(|f| still_written(f)) {
                 due.at(Instant::now() + Duration::from_millis(100), Job::Keep { slot, pauses, spans, tries: tries + 1 });
                 return;
             }
@@ -169,13 +169,26 @@ fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
     }
 }
 
-/// Whether this process (Asterisk) still has the file open.
-fn open_here(file: &std::path::Path) -> bool {
-    std::fs::read_dir("/proc/self/fd")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file))
+/// Whether MixMonitor may still be writing the file: this process (Asterisk) has it open, or
+/// (where /proc cannot tell, as in a chroot) its WAV header is not final yet. Asterisk's WAV
+/// writer fills in the RIFF and data sizes only when it closes the file.
+fn still_written(file: &std::path::Path) -> bool {
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map(|fds| fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file)))
+        .unwrap_or(false);
+    open || (file.extension().is_some_and(|e| e == "wav") && file.exists() && !wav_header_final(file))
+}
+
+fn wav_header_final(file: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 44];
+    let (Ok(mut f), Ok(len)) = (std::fs::File::open(file), std::fs::metadata(file).map(|m| m.len())) else { return false };
+    if len <= 44 || f.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let riff = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+    let data = u64::from(u32::from_le_bytes([head[40], head[41], head[42], head[43]]));
+    riff == len - 8 && data == len - 44
 }
 
 fn keep(slot: &Slot, files: &[PathBuf], pauses: u32, spans: &str, audit: &AuditSender, archiver: Option<&PoolSender>) {

@@ -131,7 +131,7 @@ impl PbxBuilder {
                 std::os::unix::fs::symlink(Path::new("/usr/share/asterisk").join(&name), dir.join("data").join(&name)).expect("link the data dir");
             }
         }
-        for f in ["appdocsxml.dtd", "core-en_US.xml"] {
+        for f in ["appdocsxml.dtd", "appdocsxml.xslt", "core-en_US.xml"] {
             std::os::unix::fs::symlink(Path::new("/usr/share/asterisk/documentation").join(f), dir.join("data/documentation").join(f)).expect("link the core docs");
         }
         fs::copy(project_dir().join("doc/res_callconsent-en_US.xml"), dir.join("data/documentation/thirdparty/res_callconsent-en_US.xml")).expect("copy the docs");
@@ -482,6 +482,11 @@ pub fn sound(name: &str, freq: u32, secs: f32) -> String {
         fs::rename(&tmp, &file).expect("publish the sound");
     }
     format!("{cdir}/{name}")
+}
+
+/// Runs the DPO's tool, `target/release/callconsent`.
+pub fn dpo_tool(args: &[&str]) -> std::process::Output {
+    Command::new(project_dir().join("target/release/callconsent")).args(args).output().expect("run target/release/callconsent")
 }
 
 pub fn sox(args: &[&str]) -> String {
