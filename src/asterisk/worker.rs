@@ -159,8 +159,10 @@ fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
         }
         Job::Keep { slot, pauses, spans, tries } => {
             let files = slot.files();
-            // MixMonitor's own thread closes the file after hangup.
-            if tries < 100 && files.iter().any(|f| still_written(f)) {
+            // MixMonitor's own thread closes the file after hangup. A file that is still only a
+            // header may be a call without any audio: it is given 3 s, a file with audio 10 s.
+            let limit = if files.iter().all(|f| std::fs::metadata(f).map_or(true, |m| m.len() <= 44)) { 30 } else { 100 };
+            if tries < limit && files.iter().any(|f| still_written(f)) {
                 due.at(Instant::now() + Duration::from_millis(100), Job::Keep { slot, pauses, spans, tries: tries + 1 });
                 return;
             }
