@@ -44,7 +44,6 @@ enum Msg {
 pub struct AuditLog {
     tx: Option<Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
-    path: PathBuf,
 }
 
 #[derive(Clone)]
@@ -76,15 +75,11 @@ impl AuditLog {
         let thread = std::thread::Builder::new()
             .name("cc-audit".into())
             .spawn(move || writer(file, prev, rx, p))?;
-        Ok(AuditLog { tx: Some(tx), thread: Some(thread), path: path.to_path_buf() })
+        Ok(AuditLog { tx: Some(tx), thread: Some(thread) })
     }
 
     pub fn sender(&self) -> AuditSender {
         AuditSender(self.tx.clone().expect("sender exists until drop"))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Waits until every line sent before this call is on disk.

@@ -43,7 +43,6 @@ void cc_log(int level, const char *file, int line, const char *func, const char 
 const char *cc_ast_config_dir(void) { return ast_config_AST_CONFIG_DIR; }
 const char *cc_ast_spool_dir(void) { return ast_config_AST_SPOOL_DIR; }
 const char *cc_ast_log_dir(void) { return ast_config_AST_LOG_DIR; }
-const char *cc_ast_data_dir(void) { return ast_config_AST_DATA_DIR; }
 const char *cc_ast_var_dir(void) { return ast_config_AST_VAR_DIR; }
 
 /* ---------------- configuration ---------------- */
@@ -79,7 +78,6 @@ int cc_config_read(const char *filename, void *ctx, cc_config_cb cb)
 const char *cc_chan_name(cc_chan *c) { return ast_channel_name(chan_of(c)); }
 const char *cc_chan_uniqueid(cc_chan *c) { return ast_channel_uniqueid(chan_of(c)); }
 const char *cc_chan_linkedid(cc_chan *c) { return ast_channel_linkedid(chan_of(c)); }
-const char *cc_chan_language(cc_chan *c) { return ast_channel_language(chan_of(c)); }
 
 size_t cc_chan_getvar(cc_chan *c, const char *name, char *out, size_t outlen)
 {
@@ -125,8 +123,6 @@ size_t cc_chan_caller_number(cc_chan *c, char *out, size_t outlen)
 	ast_channel_unlock(chan_of(c));
 	return strlen(out);
 }
-
-int cc_chan_answered(cc_chan *c) { return ast_channel_state(chan_of(c)) == AST_STATE_UP; }
 
 int cc_sound_exists(const char *file, const char *language)
 {
@@ -251,15 +247,6 @@ int cc_hook_attach(cc_chan *c, void *call)
 		ast_module_unref(AST_MODULE_SELF);
 	}
 	return id;
-}
-
-int cc_hook_detach(cc_chan *c, int id)
-{
-	int res;
-	ast_channel_lock(chan_of(c));
-	res = ast_framehook_detach(chan_of(c), id);
-	ast_channel_unlock(chan_of(c));
-	return res;
 }
 
 static int join_hook(struct ast_bridge_channel *bc, void *pvt)

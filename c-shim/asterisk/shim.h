@@ -48,7 +48,6 @@ void cc_log(int level, const char *file, int line, const char *func, const char 
 const char *cc_ast_config_dir(void);
 const char *cc_ast_spool_dir(void);
 const char *cc_ast_log_dir(void);
-const char *cc_ast_data_dir(void);
 const char *cc_ast_var_dir(void);
 
 /* ---- Configuration (Asterisk's config API) ----
@@ -63,7 +62,6 @@ int cc_config_read(const char *filename, void *ctx, cc_config_cb cb);
 const char *cc_chan_name(cc_chan *chan);
 const char *cc_chan_uniqueid(cc_chan *chan);
 const char *cc_chan_linkedid(cc_chan *chan);
-const char *cc_chan_language(cc_chan *chan);
 /* Copies a channel variable into out (empty when unset); returns its length. */
 size_t cc_chan_getvar(cc_chan *chan, const char *name, char *out, size_t outlen);
 int cc_chan_setvar(cc_chan *chan, const char *name, const char *value);
@@ -71,7 +69,6 @@ void cc_chan_ref(cc_chan *chan);
 void cc_chan_unref(cc_chan *chan);
 /* Finds a channel by name or uniqueid; the result carries a reference (cc_chan_unref). */
 cc_chan *cc_chan_get_by_name(const char *name);
-int cc_chan_answered(cc_chan *chan);
 /* Copies the caller's number (CALLERID(num)) into out; returns its length. */
 size_t cc_chan_caller_number(cc_chan *chan, char *out, size_t outlen);
 
@@ -89,7 +86,6 @@ int cc_mixmonitor_mute(cc_chan *chan, int mute);
 /* ---- Framehook ---- */
 /* Attaches the watcher; returns its id (>= 0) or -1. `call` is handed back to cc_rs_frame. */
 int cc_hook_attach(cc_chan *chan, void *call);
-int cc_hook_detach(cc_chan *chan, int id);
 /* Calls cc_rs_joined each time the channel joins a bridge (a bridge join hook). */
 int cc_watch_bridges(cc_chan *chan, const char *uniqueid);
 /* The two-party bridge peer, and the other half of a Local channel; both carry a reference. */

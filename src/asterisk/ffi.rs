@@ -55,10 +55,6 @@ impl<'a> Chan<'a> {
         // SAFETY: as for name().
         unsafe { text(sys::cc_chan_linkedid(self.ptr())) }
     }
-    pub fn language(self) -> String {
-        // SAFETY: as for name().
-        unsafe { text(sys::cc_chan_language(self.ptr())) }
-    }
     pub fn getvar(self, name: &str) -> String {
         let mut buf = vec![0u8; 1024];
         let n = cstring(name);
@@ -104,10 +100,6 @@ impl<'a> Chan<'a> {
         let u = cstring(uniqueid);
         // SAFETY: live channel; the shim copies the string.
         unsafe { sys::cc_watch_bridges(self.ptr(), u.as_ptr()) }
-    }
-    pub fn hook_detach(self, id: i32) {
-        // SAFETY: live channel.
-        unsafe { sys::cc_hook_detach(self.ptr(), id) };
     }
     /// Takes a reference the worker threads may hold.
     pub fn to_owned(self) -> ChanRef {

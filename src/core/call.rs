@@ -248,10 +248,6 @@ impl Call {
     pub fn wants_ticks(&self) -> bool {
         (self.paused() && self.profile.pause_max_seconds > 0) || !self.held.is_empty()
     }
-    /// Whether the host must watch the call's frames at all.
-    pub fn watching(&self) -> bool {
-        matches!(self.phase, Phase::Armed | Phase::Checking | Phase::Starting | Phase::Recording | Phase::Stopped | Phase::OptedOut | Phase::Deleted)
-    }
     pub fn state_name(&self) -> &'static str {
         if self.phase == Phase::Recording && self.paused() {
             "paused"
