@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: provisions the sandbox Asterisk, builds and loads res_callconsent with the example
 # configuration from dialplan/, places two scripted calls (one kept, one where the caller presses
-# 9 mid-call), then prints the audit lines and the files left.
+# 9 mid-call), then prints the audit lines, the files left (the kept call as an Ogg Opus archive)
+# and the DPO tool's checks of the audit chain and the archive.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -75,6 +76,11 @@ echo; echo "== audit log ($d/log/callconsent/audit.jsonl) =="
 cat "$root$d/log/callconsent/audit.jsonl"
 echo; echo "== files left in the spool =="
 find "$root$d/spool" -type f -printf '%p  %s bytes\n'
+echo; echo "== the DPO's checks =="
+target/release/callconsent audit verify "$root$d/log/callconsent/audit.jsonl"
+for f in $(find "$root$d/spool" -name '*.opus'); do
+  target/release/callconsent archive verify "$f" "$root$d/log/callconsent/audit.jsonl"
+done
 ast -rx "core stop now" >/dev/null 2>&1 || true
 wait $pid 2>/dev/null || true
 trap - EXIT
