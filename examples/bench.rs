@@ -75,24 +75,45 @@ fn ami_controller(pbx: &Pbx) -> std::thread::JoinHandle<()> {
 
 fn leak_one(pbx: &Pbx, mode: &str, with_controller: bool) -> u32 {
     let before: Vec<_> = pbx.spool_files();
+    // Only this call's recording: the 100 background calls keep theirs too.
+    let mine = |v: &serde_json::Value| v["event"] == "recording_kept" && v["channel"].as_str().is_some_and(|c| c.starts_with("Local/cc@b-"));
+    let kept_before = pbx.audit().iter().filter(|v| mine(v)).count();
     let ctl = (mode == "ami" && with_controller).then(|| ami_controller(pbx));
     std::thread::sleep(Duration::from_millis(200));
     pbx.originate(&format!("Local/{mode}@b"), "dev@b");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // The measured call ends when the agent hangs up; wait for its file to be closed.
-    let file = loop {
-        let now: Vec<_> = pbx.spool_files().into_iter().filter(|f| !before.contains(f) && !f.display().to_string().contains("plain-")).collect();
-        if let Some(f) = now.first() {
-            break f.clone();
-        }
-        assert!(Instant::now() < deadline, "no recording for the {mode} call");
-        std::thread::sleep(Duration::from_millis(100));
+    let file = if mode == "cc" {
+        // callconsent keeps the recording (staging, then the kept tree) once the call ends.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let kept = loop {
+            let k: Vec<serde_json::Value> = pbx.audit().into_iter().filter(|v| mine(v)).collect();
+            if k.len() > kept_before {
+                break k;
+            }
+            assert!(Instant::now() < deadline, "the measured call's recording was not kept");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        pbx.host_path(kept[kept_before]["file"].as_str().expect("recording_kept names its file"))
+    } else {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let f = loop {
+            let now: Vec<_> = pbx.spool_files().into_iter().filter(|f| !before.contains(f) && f.display().to_string().contains("/spool/ami-")).collect();
+            if let Some(f) = now.first() {
+                break f.clone();
+            }
+            assert!(Instant::now() < deadline, "no recording for the {mode} call");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        std::thread::sleep(Duration::from_secs(5));
+        f
     };
-    std::thread::sleep(Duration::from_secs(5));
     if let Some(c) = ctl {
         let _ = c.join();
     }
-    let leaked = tone_ms(&wav_samples(&file), 1800.0);
+    let samples = wav_samples(&file);
+    // The right recording: tone A, spoken before the code, must be in it.
+    let a = tone_ms(&samples, 1000.0);
+    assert!(a >= 1000, "{}: only {a} ms of tone A; not the measured call", file.display());
+    let leaked = tone_ms(&samples, 1800.0);
     let _ = std::fs::remove_file(&file);
     leaked
 }
