@@ -14,6 +14,11 @@ fn good_configuration_loads_and_registers_the_application() {
     assert!(loaded(&pbx), "{}", pbx.logs());
     assert!(pbx.rx("core show applications like CallConsent").contains("CallConsent"));
     assert!(pbx.rx("manager show commands").contains("CallConsentPause"));
+    // Unloading joins the module's threads and leaves Asterisk running.
+    let out = pbx.rx("module unload res_callconsent.so");
+    assert!(out.contains("Unloaded res_callconsent.so"), "{out}");
+    assert!(!loaded(&pbx));
+    assert!(!pbx.rx("core show applications like CallConsent").contains("CallConsent:"));
     pbx.assert_alive();
 }
 

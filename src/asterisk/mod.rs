@@ -77,7 +77,7 @@ struct Module {
     audit_tx: AuditSender,
     caps: Caps,
     secret: Vec<u8>,
-    audit: AuditLog,
+    _audit: AuditLog,
     config: RwLock<Arc<Config>>,
     calls: Mutex<HashMap<String, Arc<Slot>>>,
 }
@@ -158,7 +158,7 @@ fn load() -> Result<(), String> {
         cfg.general.spool_dir.display(),
         cfg.general.audit_log.display()
     );
-    let m = Module { _sweeper: sweeper, worker, _encoders: encoders, audit_tx, caps, secret, audit, config: RwLock::new(Arc::new(cfg)), calls: Mutex::new(HashMap::new()) };
+    let m = Module { _sweeper: sweeper, worker, _encoders: encoders, audit_tx, caps, secret, _audit: audit, config: RwLock::new(Arc::new(cfg)), calls: Mutex::new(HashMap::new()) };
     if let Ok(mut g) = MODULE.write() {
         *g = Some(Arc::new(m));
     }
@@ -236,11 +236,11 @@ pub extern "C" fn cc_rs_reload() -> c_int {
 pub extern "C" fn cc_rs_unload() {
     guard::enter((), "unload", || {
         let m = MODULE.write().ok().and_then(|mut g| g.take());
-        if let Some(m) = m {
-            m.audit.flush();
-            // Joins the worker and audit threads once the last reference is gone.
-            drop(m);
-        }
+        // Dropping the module joins its threads in order (sweeper, worker, encoders, audit writer,
+        // which writes everything queued first). No blocking channel receive happens on this
+        // Asterisk thread: crossbeam's waiter is a thread-local with a destructor, which would pin
+        // the library after dlclose.
+        drop(m);
         let _ = std::panic::take_hook();
     })
 }
