@@ -36,10 +36,12 @@ astlogdir => $d/log
 verbose = 3
 CONF
 printf '[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n' >"$root$d/etc/logger.conf"
-# The example configuration, with every call of the demo profile selected.
-sed -e 's/^\[inbound\]/[demo]/' -e 's/^record_share = 20/record_share = 100/' \
-    -e 's/^;legal_basis = .*/legal_basis = demo: every call is recorded to show both outcomes/' \
-    dialplan/callconsent.conf.sample >"$root$d/etc/callconsent.conf"
+# The example configuration, plus a demo profile that selects every call to show both outcomes.
+{ cat dialplan/callconsent.conf.sample
+  printf '\n[demo]\nnotice = callconsent/notice\nfull_notice = callconsent/full-notice\n'
+  printf 'optout_confirm = callconsent/optout-confirm\nrecord_share = 100\n'
+  printf 'legal_basis = demo: every call is recorded to show both outcomes\n'
+} >"$root$d/etc/callconsent.conf"
 cat >"$root$d/etc/extensions.conf" <<'CONF'
 [demo]
 exten => caller,1,Answer()

@@ -26,8 +26,16 @@ fn install_command_puts_module_docs_prompts_and_sample_into_asterisk() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("headers are missing"), "{out:?}");
     let _ = std::fs::remove_dir_all(&empty);
 
+    // Install the shipped sample as a first install would; a second install keeps the admin's file.
+    let conf = root.join("etc/asterisk/callconsent.conf");
+    let _ = std::fs::remove_file(&conf);
     let out = install(&["--root", root.to_str().unwrap(), "--module", module.to_str().unwrap()]);
     assert!(out.status.success(), "install failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let shipped = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("{shipped}\n; edited by the admin\n")).unwrap();
+    let out = install(&["--root", root.to_str().unwrap(), "--module", module.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept the existing"), "{out:?}");
+    assert!(std::fs::read_to_string(&conf).unwrap().ends_with("; edited by the admin\n"));
     // Through the tree's own view (its sounds/en is an absolute symlink).
     let ls = |p: &str| Command::new("chroot").arg(&root).args(["test", "-f", p]).status().map(|s| s.success()).unwrap_or(false);
     for f in [

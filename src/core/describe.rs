@@ -40,12 +40,18 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
             if p.pause_max_seconds > 0 {
                 out.push_str(&format!(" Une pause reprend d'elle-même après {} s.", p.pause_max_seconds));
             }
-            if callers > 0 || !agents.is_empty() || p.private_prefix.is_some() {
-                out.push_str(&format!(" Jamais enregistrés : {callers} numéro(s) d'appelant, postes {:?}", agents));
-                if let Some(pp) = &p.private_prefix {
-                    out.push_str(&format!(", appels privés composés avec le préfixe {pp}"));
-                }
-                out.push('.');
+            let mut never = vec![];
+            if callers > 0 {
+                never.push(format!("{callers} numéro(s) d'appelant"));
+            }
+            if !agents.is_empty() {
+                never.push(format!("les postes {}", agents.join(", ")));
+            }
+            if let Some(pp) = &p.private_prefix {
+                never.push(format!("les appels privés composés avec le préfixe {pp}"));
+            }
+            if !never.is_empty() {
+                out.push_str(&format!(" Jamais enregistrés : {}.", never.join(", ")));
             }
         } else {
             out.push_str(&format!("Profile \"{}\": {} % of calls", p.name, p.record_share));
@@ -59,12 +65,18 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
             if p.pause_max_seconds > 0 {
                 out.push_str(&format!(" A pause resumes by itself after {} s.", p.pause_max_seconds));
             }
-            if callers > 0 || !agents.is_empty() || p.private_prefix.is_some() {
-                out.push_str(&format!(" Never recorded: {callers} caller number(s), lines {:?}", agents));
-                if let Some(pp) = &p.private_prefix {
-                    out.push_str(&format!(", private calls dialled with prefix {pp}"));
-                }
-                out.push('.');
+            let mut never = vec![];
+            if callers > 0 {
+                never.push(format!("{callers} caller number(s)"));
+            }
+            if !agents.is_empty() {
+                never.push(format!("the lines {}", agents.join(", ")));
+            }
+            if let Some(pp) = &p.private_prefix {
+                never.push(format!("private calls dialled with prefix {pp}"));
+            }
+            if !never.is_empty() {
+                out.push_str(&format!(" Never recorded: {}.", never.join(", ")));
             }
         }
         out.push('\n');
