@@ -165,3 +165,24 @@ fn unknown_profile_sets_error_and_the_call_goes_on() {
     assert!(pbx.messages().contains("Dial(\"Local/in-nosuch@test"), "the call did not go on to Dial");
     pbx.assert_alive();
 }
+
+/// A caller who refuses while the call is still ringing or queued hears the confirmation once an
+/// agent answers (no prompt can reach a caller before), and nothing is recorded.
+#[test]
+fn a_refusal_before_an_agent_answers_is_confirmed_on_answer() {
+    let conf = consent_conf(&profile("always", 100, "start_tone = off"));
+    let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(always)\n same => n,Dial(Local/slow@test)\n\
+        exten => slow,1,Wait(3)\n same => n,Answer()\n same => n,Wait(4)\n same => n,Hangup()\n\
+        exten => dev,1,MixMonitor({D}/dev-mix.wav,r({D}/dev-heard.wav))\n same => n,Wait(1.6)\n same => n,SendDTMF(9)\n same => n,Wait(30)\n";
+    let mut pbx = Pbx::builder("queued-optout").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_idle(Duration::from_secs(30));
+    let opt = pbx.wait_event("opt_out", 1, Duration::from_secs(2));
+    assert_eq!(opt[0]["during"], "call");
+    assert!(!pbx.events().iter().any(|e| e == "recording_started"), "{:?}", pbx.events());
+    std::thread::sleep(Duration::from_millis(500));
+    let heard = tone_ms(&wav_samples(&pbx.path("dev-heard.wav")), 700.0);
+    assert!(heard >= 400, "the caller did not hear the confirmation: {heard} ms");
+    assert!(pbx.spool_files().is_empty());
+    pbx.assert_alive();
+}

@@ -186,6 +186,8 @@ pub struct Call {
     /// Why the call is exempt whatever the draw (R12), with a keyed hash instead of the number.
     exempt: Option<(&'static str, String)>,
     agent: Option<String>,
+    /// A refusal made before any bridge: its confirmation is played when the caller is connected.
+    confirm_at_bridge: bool,
 }
 
 /// How long before an automatic resume the agent hears the warning tone.
@@ -225,6 +227,7 @@ impl Call {
             recording_since_ms: 0,
             exempt,
             agent: None,
+            confirm_at_bridge: false,
         }
     }
 
@@ -434,10 +437,14 @@ impl Call {
         }
         match self.phase {
             Phase::Armed | Phase::Checking => {
-                // Refused before anything was recorded.
+                // Refused before anything was recorded (still queued or ringing): the caller
+                // hears the confirmation once connected, the only moment a prompt can reach them.
                 self.phase = Phase::OptedOut;
+                self.confirm_at_bridge = self.agent.is_none();
                 out.push(self.audit("opt_out", json!({ "during": "call", "key": digit.to_string() })));
-                out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
+                if !self.confirm_at_bridge {
+                    out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
+                }
                 out.push(Action::SetStatus(Status::OptedOut));
                 out.push(Action::Notify);
                 if press == Press::Begin {
@@ -623,6 +630,11 @@ impl Call {
                 self.phase = Phase::Stopped;
                 self.paused_at_ms = None;
                 out.push(Action::Notify);
+            }
+            Phase::OptedOut if self.confirm_at_bridge => {
+                self.confirm_at_bridge = false;
+                self.agent = Some(agent);
+                out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
             }
             // A transfer: whoever takes the call hears that it is recorded, and whether it is paused (R8).
             Phase::Recording => {

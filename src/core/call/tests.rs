@@ -419,3 +419,15 @@ fn a_transfer_to_a_never_recorded_agent_stops_and_keeps() {
     let (_, a) = c.on(Event::Hangup);
     assert!(a.iter().any(|x| matches!(x, Action::Keep { .. })));
 }
+
+#[test]
+fn a_refusal_while_queued_is_confirmed_once_connected() {
+    let mut c = in_state("armed");
+    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
+    assert!(!a.iter().any(|x| matches!(x, Action::PlayToCaller(_))), "no bridge yet: {a:?}");
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+    assert_eq!(a, vec![Action::PlayToCaller("confirm".into())]);
+    assert!(!a.contains(&Action::StartRecorder));
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
+    assert!(a.is_empty(), "once only");
+}
