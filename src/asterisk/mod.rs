@@ -58,6 +58,13 @@ impl Slot {
     pub fn agent(&self) -> Option<String> {
         lock(&self.call).agent().map(str::to_string)
     }
+    /// An audit record of this call: its linkedid, channel and profile, then the facts.
+    pub fn record(&self, event: &str, facts: serde_json::Map<String, serde_json::Value>) -> serde_json::Map<String, serde_json::Value> {
+        let mut f = serde_json::Map::new();
+        f.insert("profile".into(), self.profile.clone().into());
+        f.extend(facts);
+        record(&self.linkedid, &self.channel, event, f)
+    }
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -94,7 +101,7 @@ impl Module {
         self.config.read().map(|c| c.clone()).unwrap_or_else(|e| e.into_inner().clone())
     }
     fn audit(&self, slot: &Slot, event: &str, facts: serde_json::Map<String, serde_json::Value>) {
-        self.audit_tx.send(record(&slot.linkedid, &slot.channel, event, facts));
+        self.audit_tx.send(slot.record(event, facts));
     }
 }
 
@@ -400,7 +407,14 @@ fn run_actions(m: &Module, slot: &Arc<Slot>, chan: Option<Chan<'_>>, actions: Ve
 /// joining), then let the core decide. Runs on the worker thread.
 pub(crate) fn joined(slot: &Arc<Slot>, chan: &ChanRef, tries: u32) -> bool {
     let Some(m) = module() else { return true };
-    let Some(peer) = chan.bridge_peer() else { return tries >= 20 && { log::warn!("callconsent: {}: joined a bridge without a peer", slot.channel); true } };
+    let Some(peer) = chan.bridge_peer() else {
+        // The peer may still be joining: try again later, and give up after about a second.
+        if tries >= 20 {
+            log::warn!("callconsent: {}: joined a bridge without a peer", slot.channel);
+            return true;
+        }
+        return false;
+    };
     let agent = crate::core::policy::agent_id(&peer.borrow().name());
     let acts = slot.feed(Event::Bridged { agent }).1;
     run_actions(&m, slot, Some(chan.borrow()), acts);

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::ffi::ChanRef;
 use super::Slot;
-use crate::audit::{record, AuditSender};
+use crate::audit::AuditSender;
 use crate::encoders::{self, PoolSender};
 
 pub enum Job {
@@ -114,22 +114,10 @@ fn run(rx: Receiver<Job>, audit: AuditSender, archiver: Option<PoolSender>) {
 fn handle(job: Job, audit: &AuditSender, due: &mut Due) {
     match job {
         Job::StopAndDelete { chan, slot, by } => {
-            let id = slot.mixmon_id();
-            if chan.mixmonitor_stop(&id) != 0 {
-                log::debug!("callconsent: MixMonitor on {} was already stopped", slot.channel);
-            }
-            let deleted = delete_files(&slot.files());
-            let mut f = Map::new();
-            f.insert("profile".into(), Value::String(slot.profile.clone()));
-            f.insert("by".into(), Value::String(by.into()));
-            f.insert("files".into(), json!(deleted));
-            audit.send(record(&slot.linkedid, &slot.channel, "recording_deleted", f));
+            stop_recorder(&chan, &slot);
+            delete_and_audit(&slot, by, audit);
         }
-        Job::Stop { chan, slot } => {
-            if chan.mixmonitor_stop(&slot.mixmon_id()) != 0 {
-                log::debug!("callconsent: MixMonitor on {} was already stopped", slot.channel);
-            }
-        }
+        Job::Stop { chan, slot } => stop_recorder(&chan, &slot),
         Job::PlayToCaller { chan, file } => {
             if chan.play_to_self(&file) != 0 {
                 log::info!("callconsent: the caller is not in a bridge; \"{file}\" was not played");
@@ -216,14 +204,13 @@ fn keep(slot: &Slot, files: &[PathBuf], pauses: u32, spans: &str, audit: &AuditS
     }
     let duration_ms = kept.first().and_then(|k| std::fs::metadata(k).ok()).map(|m| m.len().saturating_sub(44) / 16).unwrap_or(0);
     let mut f = Map::new();
-    f.insert("profile".into(), Value::String(slot.profile.clone()));
     f.insert("file".into(), json!(kept.first()));
     f.insert("files".into(), json!(kept));
     f.insert("duration_ms".into(), json!(duration_ms));
     f.insert("pauses".into(), json!(pauses));
     f.insert("pause_spans_ms".into(), json!(spans));
     f.insert("agent".into(), json!(slot.agent()));
-    let rec = record(&slot.linkedid, &slot.channel, "recording_kept", f);
+    let rec = slot.record("recording_kept", f);
     let Some(archiver) = archiver else {
         audit.send(rec);
         return;
@@ -255,14 +242,26 @@ fn keep(slot: &Slot, files: &[PathBuf], pauses: u32, spans: &str, audit: &AuditS
     }
 }
 
-fn late_delete(slot: &Slot, audit: &AuditSender) {
+/// Stops the call's MixMonitor (synchronous close); an already stopped one is not an error.
+fn stop_recorder(chan: &ChanRef, slot: &Slot) {
+    if chan.mixmonitor_stop(&slot.mixmon_id()) != 0 {
+        log::debug!("callconsent: MixMonitor on {} was already stopped", slot.channel);
+    }
+}
+
+/// Deletes every file of the call and says so (`by` the caller, the agent, or a later cleanup).
+fn delete_and_audit(slot: &Slot, by: &str, audit: &AuditSender) {
     let deleted = delete_files(&slot.files());
-    if !deleted.is_empty() {
-        let mut f = Map::new();
-        f.insert("profile".into(), Value::String(slot.profile.clone()));
-        f.insert("by".into(), Value::String("cleanup".into()));
-        f.insert("files".into(), json!(deleted));
-        audit.send(record(&slot.linkedid, &slot.channel, "recording_deleted", f));
+    let mut f = Map::new();
+    f.insert("by".into(), Value::String(by.into()));
+    f.insert("files".into(), json!(deleted));
+    audit.send(slot.record("recording_deleted", f));
+}
+
+fn late_delete(slot: &Slot, audit: &AuditSender) {
+    // A later cleanup speaks only when it found something.
+    if slot.files().iter().any(|f| f.exists()) {
+        delete_and_audit(slot, "cleanup", audit);
     }
 }
 
