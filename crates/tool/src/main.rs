@@ -8,12 +8,12 @@
 //!   callconsent archive verify FILE.opus AUDIT...  decode an archive, check its length and tags against the audit log
 use std::process::ExitCode;
 
-use callconsent::audit::verify_files;
-use callconsent::core::config::{self, Defaults};
-use callconsent::core::{describe, draw};
+use callconsent_runtime::audit::verify_files;
+use callconsent_core::config::{self, Defaults};
+use callconsent_core::{describe, draw};
 
 fn usage() -> ExitCode {
-    eprintln!("{}", include_str!("callconsent.rs").lines().skip(2).take(6).map(|l| l.trim_start_matches("//!")).collect::<Vec<_>>().join("\n"));
+    eprintln!("{}", include_str!("main.rs").lines().skip(2).take(6).map(|l| l.trim_start_matches("//!")).collect::<Vec<_>>().join("\n"));
     ExitCode::from(2)
 }
 
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
         ["retention", dir, days] => {
             let Ok(days) = days.parse::<u64>() else { return usage() };
-            let files = callconsent::retention::expired(std::path::Path::new(dir), days, std::time::SystemTime::now());
+            let files = callconsent_runtime::retention::expired(std::path::Path::new(dir), days, std::time::SystemTime::now());
             for (f, age) in &files {
                 println!("would delete {} ({age} days old)", f.display());
             }
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
 }
 
 fn verify_archive(file: &str, audits: &[&str]) -> Result<String, String> {
-    use callconsent::archive::read_archive;
+    use callconsent_runtime::archive::read_archive;
     let a = read_archive(std::path::Path::new(file))?;
     let tag = |k: &str| a.tag(k).map(str::to_string).ok_or(format!("no {k} tag"));
     let (call, name, hash) = (tag("CALLCONSENT_CALL")?, tag("CALLCONSENT_FILE")?, tag("CALLCONSENT_AUDIT")?);
@@ -115,7 +115,7 @@ fn verify_archive(file: &str, audits: &[&str]) -> Result<String, String> {
             if v["event"] != "recording_kept" || v["call"] != call.as_str() || !v["file"].as_str().is_some_and(|p| p.ends_with(&format!("/{name}"))) {
                 continue;
             }
-            if callconsent::audit::line_hash(line) != hash {
+            if callconsent_runtime::audit::line_hash(line) != hash {
                 return Err("CALLCONSENT_AUDIT is not the hash of the recording_kept line".into());
             }
             for (k, field) in [("CALLCONSENT_PROFILE", "profile"), ("CALLCONSENT_PAUSES", "pause_spans_ms")] {

@@ -13,6 +13,8 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use callconsent_core::audit::AuditEvent;
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -21,13 +23,14 @@ pub fn line_hash(line: &str) -> String {
     Sha256::digest(line.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Builds one audit record, stamped now.
-pub fn record(call: &str, channel: &str, event: &str, facts: Map<String, Value>) -> Map<String, Value> {
+/// Builds one audit record, stamped now: the one place every line gets its `ts`, `call`,
+/// `channel` and `event`.
+pub fn record(call: &str, channel: &str, event: AuditEvent, facts: Map<String, Value>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("ts".into(), Value::String(now_rfc3339()));
     m.insert("call".into(), Value::String(call.to_string()));
     m.insert("channel".into(), Value::String(channel.to_string()));
-    m.insert("event".into(), Value::String(event.to_string()));
+    m.insert("event".into(), Value::String(event.as_str().to_string()));
     m.extend(facts);
     m
 }
@@ -263,14 +266,14 @@ mod tests {
             for i in 0..5 {
                 let mut f = Map::new();
                 f.insert("n".into(), Value::from(i));
-                s.send(record("1.1", "Local/x", "selected", f));
+                s.send(record("1.1", "Local/x", AuditEvent::Selected, f));
             }
             log.flush();
         }
         {
             // Reopening continues the chain.
             let log = AuditLog::open(&path).expect("reopen");
-            log.sender().send(record("1.2", "Local/y", "call_ended", Map::new()));
+            log.sender().send(record("1.2", "Local/y", AuditEvent::CallEnded, Map::new()));
         }
         let text = fs::read_to_string(&path).expect("read");
         assert_eq!(verify(&text), Ok(6));

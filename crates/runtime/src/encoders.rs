@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::archive;
 use crate::audit::{record, AuditSender};
+use callconsent_core::audit::AuditEvent;
 
 pub struct Job {
     pub wav: PathBuf,
@@ -115,7 +116,7 @@ fn kept_line_hash(audit_log: &Path, wav: &Path) -> Option<String> {
     let text = std::fs::read_to_string(audit_log).ok()?;
     let name = wav.display().to_string();
     text.lines()
-        .find(|l| l.contains("\"recording_kept\"") && serde_json::from_str::<Value>(l).ok().is_some_and(|v| v["file"] == name.as_str()))
+        .find(|l| l.contains(&format!("\"{}\"", AuditEvent::RecordingKept)) && serde_json::from_str::<Value>(l).ok().is_some_and(|v| v["file"] == name.as_str()))
         .map(crate::audit::line_hash)
 }
 
@@ -147,13 +148,13 @@ fn run(mut job: Job, bitrate: i32, audit: &AuditSender) {
             f.insert("duration_ms".into(), json!(e.samples as u64 * 1000 / u64::from(e.rate.max(1))));
             f.insert("wav_bytes".into(), json!(wav_bytes));
             f.insert("opus_bytes".into(), json!(e.opus_bytes));
-            audit.send(record(&job.call, &job.channel, "recording_archived", f));
+            audit.send(record(&job.call, &job.channel, AuditEvent::RecordingArchived, f));
         }
         Err(e) => {
             // The WAV stays, and so does the sidecar: the next load tries again.
             f.insert("file".into(), json!(job.wav.display().to_string()));
             f.insert("reason".into(), json!(e));
-            audit.send(record(&job.call, &job.channel, "archive_failed", f));
+            audit.send(record(&job.call, &job.channel, AuditEvent::ArchiveFailed, f));
         }
     }
 }

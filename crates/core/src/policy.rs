@@ -136,6 +136,15 @@ pub fn agent_id(channel: &str) -> String {
     }
 }
 
+/// Who may pause, resume or delete a recording from the dialplan (`CallConsentControl()`).
+///
+/// R9: the controls are the agent's, to keep sensitive data out of a recording; the caller's say
+/// is the opt-out key. Run on the caller's own channel without naming another channel, the
+/// control is refused (a caller's feature code must never reach it).
+pub fn dialplan_control_allowed(on_callers_own_channel: bool, names_a_channel: bool) -> bool {
+    names_a_channel || !on_callers_own_channel
+}
+
 /// A keyed hash, so the audit log can say that the same number was exempt twice without ever
 /// holding the number.
 pub fn keyed_hash(secret: &[u8], what: &str) -> String {
@@ -144,6 +153,7 @@ pub fn keyed_hash(secret: &[u8], what: &str) -> String {
     mac.finalize().into_bytes().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The period a per-agent cap counts over (R6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapPeriod {
     Day,
@@ -177,6 +187,14 @@ impl CapPeriod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_callers_own_channel_never_controls_the_recording() {
+        assert!(!dialplan_control_allowed(true, false));
+        assert!(dialplan_control_allowed(false, false));
+        assert!(dialplan_control_allowed(false, true));
+        assert!(dialplan_control_allowed(true, true));
+    }
     use proptest::prelude::*;
 
     #[test]

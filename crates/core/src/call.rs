@@ -4,12 +4,15 @@
 //! resume and delete codes (R9). A key counts only in its own direction: a caller pressing the
 //! agent's codes changes nothing, and the agent cannot opt the caller out.
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use super::config::Profile;
-use super::draw::{self, Draw};
-use super::policy;
+use crate::audit::{AuditEvent, By, Source};
+use crate::config::Profile;
+use crate::draw::{self, Draw};
+use crate::policy::{self, CapPeriod};
+use crate::timing::{self, Retry};
 
 /// Which party a DTMF frame comes from, seen from the caller's channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +63,26 @@ pub enum Event {
     RecorderFailed { reason: String },
     Dtmf { dir: Dir, press: Press, digit: char, now_ms: u64 },
     Tick { now_ms: u64 },
-    Control { cmd: Command, source: &'static str, now_ms: u64 },
-    /// The caller's channel joined a bridge with this agent (an agent answered, or a transfer).
+    Control { cmd: Command, source: Source, now_ms: u64 },
+    /// The caller's channel joined a bridge (an agent answered, or a transfer); who the agent is
+    /// comes next, as `Bridged`.
+    JoinedBridge,
+    /// The caller's channel is bridged with this agent.
     Bridged { agent: String },
     /// The agent's cap for the period was checked (and a recording reserved when allowed).
-    CapChecked { agent: String, period: String, count: u64, allowed: bool },
+    CapChecked { agent: String, period: String, outcome: CapOutcome },
     Hangup,
+}
+
+/// What the caps store answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapOutcome {
+    /// One recording reserved: `count` of the period's recordings, this one included.
+    Reserved { count: u64 },
+    /// The cap is reached: nothing reserved.
+    Reached { count: u64 },
+    /// The store could not be read or written.
+    StoreFailed(String),
 }
 
 /// `CALLCONSENT_STATUS` values.
@@ -95,9 +112,12 @@ pub enum Action {
     Play { file: String, keys: String },
     /// Watch the channel from now on (keys, bridge joins): the call is armed.
     Watch,
-    /// Reserve one recording in the agent's cap for the period (off the media path), then feed
-    /// `CapChecked`.
-    ReserveCap { agent: String, period_max: u64 },
+    /// Find who the caller is bridged with (the bridge peer, which may still be joining), then
+    /// feed `Bridged`.
+    FindAgent,
+    /// Reserve one recording in the agent's cap for the current period (off the media path), then
+    /// feed `CapChecked`.
+    ReserveCap { agent: String, period: CapPeriod, period_max: u64 },
     StartRecorder,
     /// Stop the recorder and keep what was recorded (a transfer to a never-recorded agent).
     StopRecorder,
@@ -107,18 +127,66 @@ pub enum Action {
     Mute,
     Unmute,
     /// Stop the recorder and delete every file of the call (then audit `recording_deleted`).
-    StopAndDelete { by: &'static str },
-    /// After hangup: delete the files of a refused recording again, in case a late writer
-    /// reopened one.
-    DeleteAgain,
+    StopAndDelete { by: By },
+    /// After hangup, this long after it: delete the files of a refused recording again, in case
+    /// the recorder's own thread wrote one late (audited only when it finds something).
+    DeleteLate { after: Duration },
     PlayToCaller(String),
     ToneToAgent(String),
     /// Digits held back as a possible code that turned out not to be one: pass them on, in order.
     SendToCaller(String),
     SetStatus(Status),
-    Audit { event: &'static str, facts: Map<String, Value> },
-    /// An AMI `CallConsent` event: the state changed.
+    /// An audit line about this call (stamped with time, call and channel by the runtime).
+    Audit { event: AuditEvent, facts: Map<String, Value> },
+    /// An event to the PBX's management interface (AMI `CallConsent`): the state changed.
     Notify,
+}
+
+/// Where an action runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// On the thread that fed the event, at once: the media path (a state transition, a mute, a
+    /// channel variable, a queued line or event) or, for `Play`, the dialplan application's thread.
+    Inline,
+    /// On the runtime's worker, never the media path: recorder start and stop, files, the caps
+    /// store, prompts and tones to a bridged party, digits. Its answer comes back as an event.
+    Deferred,
+}
+
+impl Action {
+    pub fn lane(&self) -> Lane {
+        match self {
+            Action::Play { .. } | Action::Watch | Action::Mute | Action::Unmute | Action::SetStatus(_) | Action::Audit { .. } | Action::Notify => Lane::Inline,
+            Action::FindAgent
+            | Action::ReserveCap { .. }
+            | Action::StartRecorder
+            | Action::StopRecorder
+            | Action::Keep { .. }
+            | Action::StopAndDelete { .. }
+            | Action::DeleteLate { .. }
+            | Action::PlayToCaller(_)
+            | Action::ToneToAgent(_)
+            | Action::SendToCaller(_) => Lane::Deferred,
+        }
+    }
+
+    /// How long a deferred action waits before it runs.
+    pub fn delay(&self) -> Duration {
+        match self {
+            Action::DeleteLate { after } => *after,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// How a deferred action the host could not carry out yet is tried again (None: never).
+    pub fn retry(&self) -> Option<Retry> {
+        match self {
+            Action::FindAgent => Some(timing::FIND_AGENT),
+            Action::ToneToAgent(_) => Some(timing::TONE_TO_AGENT),
+            Action::Keep { .. } => Some(Retry { every: timing::KEEP_POLL, tries: (timing::KEEP_WAIT_AUDIO.as_millis() / timing::KEEP_POLL.as_millis()) as u32 }),
+            _ => None,
+        }
+    }
 }
 
 /// What the media path does with the frame that caused an event.
@@ -190,8 +258,6 @@ pub struct Call {
     confirm_at_bridge: bool,
 }
 
-/// How long before an automatic resume the agent hears the warning tone.
-pub const AUTO_RESUME_WARNING_MS: u64 = 5000;
 
 fn facts(v: Value) -> Map<String, Value> {
     match v {
@@ -273,13 +339,19 @@ impl Call {
             }
             Event::RecorderStarted { file, now_ms } => {
                 self.recording_since_ms = now_ms;
-                if matches!(self.phase, Phase::OptedOut | Phase::Deleted) {
-                    // Refused while the recorder was starting: it must not survive.
+                if matches!(self.phase, Phase::OptedOut | Phase::Deleted | Phase::Ended) {
+                    // Refused while the recorder was starting, or the call ended before the
+                    // recorder's start was confirmed (R13): it must not survive.
                     self.file = Some(file);
-                    out.push(Action::StopAndDelete { by: if self.phase == Phase::OptedOut { "caller" } else { "agent" } });
+                    let by = match self.phase {
+                        Phase::OptedOut => By::Caller,
+                        Phase::Deleted => By::Agent,
+                        _ => By::Cleanup,
+                    };
+                    out.push(Action::StopAndDelete { by });
                 } else if self.phase == Phase::Starting {
                     self.phase = Phase::Recording;
-                    out.push(self.audit("recording_started", json!({ "file": file, "agent": self.agent })));
+                    out.push(self.audit(AuditEvent::RecordingStarted, json!({ "file": file, "agent": self.agent })));
                     self.file = Some(file);
                     // R8: the agent hears that this call is recorded.
                     if let Some(t) = &self.profile.start_tone {
@@ -293,7 +365,7 @@ impl Call {
             Event::RecorderFailed { reason } => {
                 if self.phase == Phase::Starting {
                     self.phase = Phase::NotRecording;
-                    out.push(self.audit("recording_failed", json!({ "reason": reason })));
+                    out.push(self.audit(AuditEvent::RecordingFailed, json!({ "reason": reason })));
                     out.push(Action::SetStatus(Status::Error));
                 }
                 Verdict::Pass
@@ -314,24 +386,39 @@ impl Call {
                 self.command(cmd, source, now_ms, &mut out);
                 Verdict::Pass
             }
+            Event::JoinedBridge => {
+                // Only a call that may still start, stop or confirm something needs its agent.
+                if matches!(self.phase, Phase::Armed | Phase::Recording) || (self.phase == Phase::OptedOut && self.confirm_at_bridge) {
+                    out.push(Action::FindAgent);
+                }
+                Verdict::Pass
+            }
             Event::Bridged { agent } => {
                 self.bridged(agent, &mut out);
                 Verdict::Pass
             }
-            Event::CapChecked { agent, period, count, allowed } => {
+            Event::CapChecked { agent, period, outcome } => {
                 if self.phase == Phase::Checking {
                     let max = self.profile.max_per_agent;
-                    let f = json!({ "agent": agent, "period": period, "count": count, "max": max });
-                    if allowed {
-                        out.push(self.audit("agent_cleared", f));
-                        self.phase = Phase::Starting;
-                        out.push(Action::StartRecorder);
-                    } else {
-                        let mut f = f;
-                        f["reason"] = Value::String(format!("cap reached: {count} of {max} recordings this {period}"));
-                        out.push(self.audit("agent_vetoed", f));
-                        self.phase = Phase::NotRecording;
-                        out.push(Action::Notify);
+                    match outcome {
+                        CapOutcome::Reserved { count } => {
+                            out.push(self.audit(AuditEvent::AgentCleared, json!({ "agent": agent, "period": period, "count": count, "max": max })));
+                            self.phase = Phase::Starting;
+                            out.push(Action::StartRecorder);
+                        }
+                        CapOutcome::Reached { count } => {
+                            let reason = format!("cap reached: {count} of {max} recordings this {period}");
+                            out.push(self.audit(AuditEvent::AgentVetoed, json!({ "agent": agent, "period": period, "count": count, "max": max, "reason": reason })));
+                            self.phase = Phase::NotRecording;
+                            out.push(Action::Notify);
+                        }
+                        CapOutcome::StoreFailed(e) => {
+                            // R6: a store that cannot be read must not lift a cap: not recorded.
+                            let reason = format!("cap store unavailable ({e}): not recorded");
+                            out.push(self.audit(AuditEvent::AgentVetoed, json!({ "agent": agent, "period": period, "count": max, "max": max, "reason": reason })));
+                            self.phase = Phase::NotRecording;
+                            out.push(Action::Notify);
+                        }
                     }
                 }
                 Verdict::Pass
@@ -344,7 +431,7 @@ impl Call {
         (verdict, out)
     }
 
-    fn audit(&self, event: &'static str, v: Value) -> Action {
+    fn audit(&self, event: AuditEvent, v: Value) -> Action {
         let mut m = Map::new();
         m.insert("profile".into(), Value::String(self.profile.name.clone()));
         m.extend(facts(v));
@@ -358,7 +445,7 @@ impl Call {
         if let Some((reason, hash)) = &self.exempt {
             // R12: never recorded whatever the draw; no notice about a recording that cannot happen.
             self.phase = Phase::NotRecording;
-            out.push(self.audit("exempt", json!({ "reason": reason, "number_hash": hash })));
+            out.push(self.audit(AuditEvent::Exempt, json!({ "reason": reason, "number_hash": hash })));
             out.push(Action::SetStatus(Status::NotSelected));
             return;
         }
@@ -372,10 +459,10 @@ impl Call {
             if let Some(lb) = &p.legal_basis {
                 f["legal_basis"] = Value::String(lb.clone());
             }
-            out.push(self.audit("selected", f));
+            out.push(self.audit(AuditEvent::Selected, f));
         } else {
             f["reason"] = Value::String(format!("bucket {} is not below {} (share {} %)", self.draw.bucket, u32::from(p.record_share) * 100, p.record_share));
-            out.push(self.audit("not_selected", f));
+            out.push(self.audit(AuditEvent::NotSelected, f));
         }
         self.phase = Phase::Notice;
         out.push(Action::Play { file: p.notice.clone(), keys: format!("{}{}", p.optout_key, p.info_key) });
@@ -383,8 +470,8 @@ impl Call {
 
     fn prompt_done(&mut self, o: PromptOutcome, out: &mut Vec<Action>) {
         let (event, prompt) = match self.phase {
-            Phase::Notice => ("notice_played", self.profile.notice.clone()),
-            Phase::FullNotice => ("info_played", self.profile.full_notice.clone()),
+            Phase::Notice => (AuditEvent::NoticePlayed, self.profile.notice.clone()),
+            Phase::FullNotice => (AuditEvent::InfoPlayed, self.profile.full_notice.clone()),
             _ => return,
         };
         let outcome = match &o {
@@ -401,7 +488,7 @@ impl Call {
         match o {
             PromptOutcome::Key(k) if k == self.profile.optout_key => {
                 self.phase = Phase::OptedOut;
-                out.push(self.audit("opt_out", json!({ "during": "notice", "key": k.to_string() })));
+                out.push(self.audit(AuditEvent::OptOut, json!({ "during": "notice", "key": k.to_string() })));
                 out.push(Action::Play { file: self.profile.optout_confirm.clone(), keys: String::new() });
                 out.push(Action::SetStatus(Status::OptedOut));
                 out.push(Action::Notify);
@@ -424,7 +511,7 @@ impl Call {
             PromptOutcome::Missing => {
                 // R1: a caller who was not told is never recorded.
                 self.phase = Phase::NotRecording;
-                out.push(self.audit("not_recorded", json!({ "reason": "the notice could not be played" })));
+                out.push(self.audit(AuditEvent::NotRecorded, json!({ "reason": "the notice could not be played" })));
                 out.push(Action::SetStatus(Status::Error));
             }
             PromptOutcome::Hangup => self.hangup(out),
@@ -441,7 +528,7 @@ impl Call {
                 // hears the confirmation once connected, the only moment a prompt can reach them.
                 self.phase = Phase::OptedOut;
                 self.confirm_at_bridge = self.agent.is_none();
-                out.push(self.audit("opt_out", json!({ "during": "call", "key": digit.to_string() })));
+                out.push(self.audit(AuditEvent::OptOut, json!({ "during": "call", "key": digit.to_string() })));
                 if !self.confirm_at_bridge {
                     out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
                 }
@@ -453,8 +540,8 @@ impl Call {
                 Verdict::Drop
             }
             Phase::Recording | Phase::Starting | Phase::Stopped => {
-                self.stop_and_delete("caller", out);
-                out.insert(1, self.audit("opt_out", json!({ "during": "call", "key": digit.to_string() })));
+                self.stop_and_delete(By::Caller, out);
+                out.insert(1, self.audit(AuditEvent::OptOut, json!({ "during": "call", "key": digit.to_string() })));
                 out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
                 if let Some(t) = &self.profile.optout_tone {
                     out.push(Action::ToneToAgent(t.clone()));
@@ -518,7 +605,7 @@ impl Call {
         }
         if let Some(cmd) = self.codes().iter().find(|(c, _)| *c == candidate).map(|(_, cmd)| *cmd) {
             self.held.clear();
-            self.command(cmd, "keypad", now_ms, out);
+            self.command(cmd, Source::Keypad, now_ms, out);
         } else {
             if self.held.is_empty() {
                 self.held_since_ms = now_ms;
@@ -534,7 +621,7 @@ impl Call {
         }
     }
 
-    fn command(&mut self, cmd: Command, source: &'static str, now_ms: u64, out: &mut Vec<Action>) {
+    fn command(&mut self, cmd: Command, source: Source, now_ms: u64, out: &mut Vec<Action>) {
         if self.phase != Phase::Recording {
             return;
         }
@@ -545,16 +632,16 @@ impl Call {
                 self.pauses += 1;
                 self.spans.push((now_ms.saturating_sub(self.recording_since_ms), None));
                 out.push(Action::Mute);
-                out.push(self.audit("paused", json!({ "by": "agent", "source": source })));
+                out.push(self.audit(AuditEvent::Paused, json!({ "by": By::Agent.as_str(), "source": source.as_str() })));
                 if let Some(t) = &self.profile.pause_tone {
                     out.push(Action::ToneToAgent(t.clone()));
                 }
                 out.push(Action::Notify);
             }
-            Command::Resume if self.paused() => self.resume("agent", source, now_ms, out),
+            Command::Resume if self.paused() => self.resume(By::Agent, source, now_ms, out),
             Command::Delete => {
-                self.stop_and_delete("agent", out);
-                out.insert(1, self.audit("delete_requested", json!({ "by": "agent", "source": source })));
+                self.stop_and_delete(By::Agent, out);
+                out.insert(1, self.audit(AuditEvent::DeleteRequested, json!({ "by": By::Agent.as_str(), "source": source.as_str() })));
                 if let Some(t) = &self.profile.delete_tone {
                     out.push(Action::ToneToAgent(t.clone()));
                 }
@@ -563,13 +650,13 @@ impl Call {
         }
     }
 
-    fn resume(&mut self, by: &str, source: &str, now_ms: u64, out: &mut Vec<Action>) {
+    fn resume(&mut self, by: By, source: Source, now_ms: u64, out: &mut Vec<Action>) {
         self.paused_at_ms = None;
         if let Some(last) = self.spans.last_mut() {
             last.1 = Some(now_ms.saturating_sub(self.recording_since_ms));
         }
         out.push(Action::Unmute);
-        out.push(self.audit("resumed", json!({ "by": by, "source": source })));
+        out.push(self.audit(AuditEvent::Resumed, json!({ "by": by.as_str(), "source": source.as_str() })));
         if let Some(t) = &self.profile.resume_tone {
             out.push(Action::ToneToAgent(t.clone()));
         }
@@ -583,10 +670,10 @@ impl Call {
         }
         let paused_for = now_ms.saturating_sub(since);
         if paused_for >= max {
-            self.resume("auto", "pause_max_seconds", now_ms, out);
-        } else if !self.warned && paused_for + AUTO_RESUME_WARNING_MS >= max {
+            self.resume(By::Auto, Source::PauseMaxSeconds, now_ms, out);
+        } else if !self.warned && paused_for + timing::AUTO_RESUME_WARNING.as_millis() as u64 >= max {
             self.warned = true;
-            out.push(self.audit("pause_warning", json!({ "resumes_in_ms": max - paused_for })));
+            out.push(self.audit(AuditEvent::PauseWarning, json!({ "resumes_in_ms": max - paused_for })));
             if let Some(t) = &self.profile.warn_tone {
                 out.push(Action::ToneToAgent(t.clone()));
             }
@@ -594,8 +681,8 @@ impl Call {
     }
 
     /// Mute first (this frame), then stop and delete off the media path.
-    fn stop_and_delete(&mut self, by: &'static str, out: &mut Vec<Action>) {
-        self.phase = if by == "caller" { Phase::OptedOut } else { Phase::Deleted };
+    fn stop_and_delete(&mut self, by: By, out: &mut Vec<Action>) {
+        self.phase = if by == By::Caller { Phase::OptedOut } else { Phase::Deleted };
         self.paused_at_ms = None;
         self.held.clear();
         out.push(Action::Mute);
@@ -608,14 +695,14 @@ impl Call {
             Phase::Armed => {
                 self.agent = Some(agent.clone());
                 if let Some(glob) = policy::agent_exempt(&self.profile.never_record, &agent) {
-                    out.push(self.audit("agent_vetoed", json!({ "agent": agent, "reason": format!("never_record agent:{glob}") })));
+                    out.push(self.audit(AuditEvent::AgentVetoed, json!({ "agent": agent, "reason": format!("never_record agent:{glob}") })));
                     self.phase = Phase::NotRecording;
                     out.push(Action::Notify);
                 } else if self.profile.max_per_agent > 0 {
                     self.phase = Phase::Checking;
-                    out.push(Action::ReserveCap { agent, period_max: self.profile.max_per_agent });
+                    out.push(Action::ReserveCap { agent, period: self.profile.cap_period, period_max: self.profile.max_per_agent });
                 } else {
-                    out.push(self.audit("agent_cleared", json!({ "agent": agent })));
+                    out.push(self.audit(AuditEvent::AgentCleared, json!({ "agent": agent })));
                     self.phase = Phase::Starting;
                     out.push(Action::StartRecorder);
                 }
@@ -625,7 +712,7 @@ impl Call {
             Phase::Recording if policy::agent_exempt(&self.profile.never_record, &agent).is_some() => {
                 let glob = policy::agent_exempt(&self.profile.never_record, &agent).unwrap_or_default();
                 out.push(Action::Mute);
-                out.push(self.audit("agent_vetoed", json!({ "agent": agent, "reason": format!("never_record agent:{glob}"), "after": "transfer" })));
+                out.push(self.audit(AuditEvent::AgentVetoed, json!({ "agent": agent, "reason": format!("never_record agent:{glob}"), "after": "transfer" })));
                 out.push(Action::StopRecorder);
                 self.phase = Phase::Stopped;
                 self.paused_at_ms = None;
@@ -667,11 +754,11 @@ impl Call {
             }
             Phase::Armed | Phase::Checking => "no_agent",
             Phase::OptedOut => {
-                out.push(Action::DeleteAgain);
+                out.extend(timing::DELETE_AGAIN_AFTER.map(|after| Action::DeleteLate { after }));
                 "opted_out"
             }
             Phase::Deleted => {
-                out.push(Action::DeleteAgain);
+                out.extend(timing::DELETE_AGAIN_AFTER.map(|after| Action::DeleteLate { after }));
                 "deleted"
             }
             Phase::Starting => "recorder_not_started",
@@ -680,7 +767,7 @@ impl Call {
         };
         self.phase = Phase::Ended;
         self.paused_at_ms = None;
-        out.push(self.audit("call_ended", json!({ "outcome": status })));
+        out.push(self.audit(AuditEvent::CallEnded, json!({ "outcome": status })));
         out.push(Action::Notify);
     }
 }

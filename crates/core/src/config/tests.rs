@@ -87,7 +87,7 @@ fn policy_keys() {
     let c = parse_text(&format!("{GOOD}never_record = caller:_0145XXXXXX, agent:PJSIP/rep-*\nnever_record = caller:+33612345678\nmax_per_agent = 5\ncap_period = month\nprivate_prefix = 8\n")).unwrap();
     let p = &c.profiles["sales"];
     assert_eq!(p.never_record.len(), 3, "repeatable and comma-separated");
-    assert_eq!((p.max_per_agent, p.cap_period), (5, crate::core::policy::CapPeriod::Month));
+    assert_eq!((p.max_per_agent, p.cap_period), (5, crate::policy::CapPeriod::Month));
     assert_eq!(p.private_prefix.as_deref(), Some("8"));
     assert!(err(&format!("{GOOD}cap_period = year\n")).contains("cap_period: must be day, week or month"));
     assert!(err(&format!("{GOOD}never_record = 0145\n")).contains("never_record: \"0145\" must start with caller: or agent:"));

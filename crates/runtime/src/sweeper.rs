@@ -2,16 +2,17 @@
 //! recordings older than `retention_days` and rotated audit files older than
 //! `audit_retention_days`; each deletion is an audit line.
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use serde_json::{json, Map};
 
-use crate::audit::{record, AuditSender};
-use crate::core::config::General;
-use crate::retention;
+use callconsent_core::audit::AuditEvent;
+use callconsent_core::config::General;
+use callconsent_core::timing::RETENTION_SWEEP_EVERY;
 
-pub const EVERY: Duration = Duration::from_secs(3600);
+use crate::audit::{record, AuditSender};
+use crate::retention;
 
 pub struct Sweeper {
     stop: Option<Sender<()>>,
@@ -23,7 +24,7 @@ impl Sweeper {
         let (stop, stopped) = bounded::<()>(1);
         let thread = std::thread::Builder::new().name("cc-retention".into()).spawn(move || loop {
             sweep(&general, &audit);
-            match stopped.recv_timeout(EVERY) {
+            match stopped.recv_timeout(RETENTION_SWEEP_EVERY) {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
@@ -48,7 +49,7 @@ fn sweep(g: &General, audit: &AuditSender) {
             f.insert("file".into(), json!(file.display().to_string()));
             f.insert("age_days".into(), json!(age));
             f.insert("retention_days".into(), json!(g.retention_days));
-            audit.send(record("", "", "recording_expired", f));
+            audit.send(record("", "", AuditEvent::RecordingExpired, f));
         }
     }
     for file in retention::expired_audit_files(&g.audit_log, g.audit_retention_days, chrono::Utc::now().date_naive()) {
@@ -56,7 +57,7 @@ fn sweep(g: &General, audit: &AuditSender) {
             let mut f = Map::new();
             f.insert("file".into(), json!(file.display().to_string()));
             f.insert("audit_retention_days".into(), json!(g.audit_retention_days));
-            audit.send(record("", "", "audit_file_expired", f));
+            audit.send(record("", "", AuditEvent::AuditFileExpired, f));
         }
     }
 }

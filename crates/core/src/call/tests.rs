@@ -3,8 +3,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
-use crate::core::config::Profile;
-use crate::core::policy::{CapPeriod, Exemption};
+use crate::audit::{AuditEvent, By, Source};
+use crate::config::Profile;
+use crate::policy::{CapPeriod, Exemption};
 
 const K: &[u8] = b"test-secret";
 
@@ -44,7 +45,7 @@ fn new_call(p: Arc<Profile>) -> Call {
 }
 
 fn events(actions: &[Action]) -> Vec<&'static str> {
-    actions.iter().filter_map(|a| if let Action::Audit { event, .. } = a { Some(*event) } else { None }).collect()
+    actions.iter().filter_map(|a| if let Action::Audit { event, .. } = a { Some(event.as_str()) } else { None }).collect()
 }
 
 /// A call driven to one of the states a key can meet.
@@ -75,14 +76,14 @@ fn in_state(state: &str) -> Call {
     match state {
         "recording" => {}
         "paused" => {
-            c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 0 });
+            c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 0 });
         }
         "opted_out" => {
             c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
             c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: '9', now_ms: 0 });
         }
         "deleted" => {
-            c.on(Event::Control { cmd: Command::Delete, source: "ami", now_ms: 0 });
+            c.on(Event::Control { cmd: Command::Delete, source: Source::Ami, now_ms: 0 });
         }
         "ended" => {
             c.on(Event::Hangup);
@@ -116,7 +117,7 @@ fn every_caller_key_in_every_state() {
                 ('9', true, _) => {
                     assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}");
                     assert_eq!(a1[0], Action::Mute, "{state}: mute comes first, in this frame");
-                    assert!(a1.contains(&Action::StopAndDelete { by: "caller" }), "{state}");
+                    assert!(a1.contains(&Action::StopAndDelete { by: By::Caller }), "{state}");
                     assert!(events(&a1).contains(&"opt_out"));
                     assert!(a1.contains(&Action::PlayToCaller("confirm".into())));
                     assert!(a2.is_empty(), "{state}: the END only completes the dropped key");
@@ -180,10 +181,10 @@ fn agent_codes_pause_resume_and_delete() {
     assert!(events(&r[2].1).contains(&"resumed"));
     assert!(!c.paused());
     let r = press(&mut c, Dir::Agent, "*3", 2000);
-    assert!(r[2].1.contains(&Action::StopAndDelete { by: "agent" }));
+    assert!(r[2].1.contains(&Action::StopAndDelete { by: By::Agent }));
     assert_eq!(c.phase(), Phase::Deleted);
     let (_, a) = c.on(Event::Hangup);
-    assert!(a.contains(&Action::DeleteAgain));
+    assert!(a.contains(&Action::DeleteLate { after: std::time::Duration::from_secs(5) }));
     assert!(!events(&a).contains(&"recording_kept"));
 }
 
@@ -220,7 +221,7 @@ fn a_forgotten_pause_resumes_after_a_warning() {
     c.on(Event::PromptDone(PromptOutcome::Completed));
     c.on(Event::Bridged { agent: "PJSIP/anna".into() });
     c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
-    c.on(Event::Control { cmd: Command::Pause, source: "keypad", now_ms: 1000 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Keypad, now_ms: 1000 });
     assert!(c.wants_ticks());
     assert!(c.on(Event::Tick { now_ms: 15_000 }).1.is_empty());
     let (_, a) = c.on(Event::Tick { now_ms: 16_000 });
@@ -229,7 +230,7 @@ fn a_forgotten_pause_resumes_after_a_warning() {
     assert!(c.on(Event::Tick { now_ms: 18_000 }).1.is_empty(), "one warning only");
     let (_, a) = c.on(Event::Tick { now_ms: 21_000 });
     assert_eq!(a[0], Action::Unmute);
-    let resumed = a.iter().find_map(|x| if let Action::Audit { event: "resumed", facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    let resumed = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::Resumed, facts } = x { Some(facts.clone()) } else { None }).unwrap();
     assert_eq!(resumed["by"], "auto");
     assert!(!c.paused() && !c.wants_ticks());
 }
@@ -274,7 +275,7 @@ fn a_refusal_while_the_recorder_starts_still_stops_it() {
     let mut c = in_state("starting");
     c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
     let (_, a) = c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
-    assert_eq!(a, vec![Action::StopAndDelete { by: "caller" }]);
+    assert_eq!(a, vec![Action::StopAndDelete { by: By::Caller }]);
 }
 
 #[test]
@@ -285,7 +286,7 @@ fn the_agent_hears_the_start_tone_when_bridged() {
     // A transfer: the new agent hears it too, and that the call is paused.
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
     assert_eq!(a, vec![Action::ToneToAgent("440/150".into())]);
-    c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 0 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 0 });
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/cleo".into() });
     assert_eq!(a, vec![Action::ToneToAgent("440/150".into()), Action::ToneToAgent("620/150".into())]);
 }
@@ -299,7 +300,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(Event::RecorderStarted { file: "f".into(), now_ms: 0 }),
         Just(Event::Bridged { agent: "PJSIP/anna".into() }),
         Just(Event::Bridged { agent: "Local/rep@agents".into() }),
-        (any::<bool>(), 0u64..20).prop_map(|(allowed, count)| Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), count, allowed }),
+        (any::<bool>(), 0u64..20).prop_map(|(allowed, count)| Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: if allowed { CapOutcome::Reserved { count } } else { CapOutcome::Reached { count } } }),
         (key, any::<bool>(), any::<bool>(), 0u64..100_000).prop_map(|(k, caller, begin, t)| Event::Dtmf {
             dir: if caller { Dir::Caller } else { Dir::Agent },
             press: if begin { Press::Begin } else { Press::End },
@@ -309,7 +310,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         (0u64..100_000).prop_map(|t| Event::Tick { now_ms: t }),
         (0..3usize, 0u64..100_000).prop_map(|(i, t)| Event::Control {
             cmd: [Command::Pause, Command::Resume, Command::Delete][i],
-            source: "ami",
+            source: Source::Ami,
             now_ms: t
         }),
     ]
@@ -327,7 +328,7 @@ proptest! {
             for a in &actions {
                 if refused {
                     prop_assert!(!matches!(a, Action::StartRecorder | Action::Unmute), "{a:?} after a refusal");
-                    let kept = matches!(a, Action::Audit { event: "recording_kept", .. });
+                    let kept = matches!(a, Action::Audit { event: AuditEvent::RecordingKept, .. });
                     prop_assert!(!kept, "kept after a refusal");
                 }
                 if matches!(a, Action::StopAndDelete { .. }) {
@@ -366,7 +367,7 @@ fn exemptions_are_audited_without_the_number() {
     let mut c = Call::new(profile(100, 0), K, "1", "0145123456", "");
     let (_, a) = c.on(Event::Start);
     let Action::Audit { event, facts } = &a[0] else { panic!("{a:?}") };
-    assert_eq!(*event, "exempt");
+    assert_eq!(*event, AuditEvent::Exempt);
     assert_eq!(facts["reason"], "never_record_caller");
     assert!(!serde_json::to_string(facts).unwrap().contains("0145123456"));
     assert!(a.contains(&Action::SetStatus(Status::NotSelected)));
@@ -382,8 +383,8 @@ fn caps_and_never_recorded_agents_veto_at_the_bridge() {
     c.on(Event::Start);
     c.on(Event::PromptDone(PromptOutcome::Completed));
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/anna".into() });
-    assert_eq!(a, vec![Action::ReserveCap { agent: "PJSIP/anna".into(), period_max: 2 }]);
-    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), count: 2, allowed: false });
+    assert_eq!(a, vec![Action::ReserveCap { agent: "PJSIP/anna".into(), period: CapPeriod::Week, period_max: 2 }]);
+    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: CapOutcome::Reached { count: 2 } });
     assert_eq!(events(&a), vec!["agent_vetoed"]);
     assert!(!a.contains(&Action::StartRecorder));
     assert_eq!(c.phase(), Phase::NotRecording);
@@ -398,9 +399,9 @@ fn caps_and_never_recorded_agents_veto_at_the_bridge() {
 fn pause_spans_are_kept_for_the_archive() {
     let mut c = in_state("starting");
     c.on(Event::RecorderStarted { file: "f".into(), now_ms: 1000 });
-    c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 3000 });
-    c.on(Event::Control { cmd: Command::Resume, source: "ami", now_ms: 4500 });
-    c.on(Event::Control { cmd: Command::Pause, source: "ami", now_ms: 6000 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 3000 });
+    c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, now_ms: 4500 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 6000 });
     let (_, a) = c.on(Event::Hangup);
     assert!(a.contains(&Action::Keep { pauses: 2, spans: "2000-3500,5000-end".into() }), "{a:?}");
 }
@@ -414,7 +415,7 @@ fn a_transfer_to_a_never_recorded_agent_stops_and_keeps() {
     assert_eq!(events(&a), vec!["agent_vetoed"]);
     assert_eq!(c.phase(), Phase::Stopped);
     // Nothing restarts it, and what was recorded before is kept at hangup.
-    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: "ami", now_ms: 1 });
+    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, now_ms: 1 });
     assert!(a.is_empty());
     let (_, a) = c.on(Event::Hangup);
     assert!(a.iter().any(|x| matches!(x, Action::Keep { .. })));
@@ -430,4 +431,69 @@ fn a_refusal_while_queued_is_confirmed_once_connected() {
     assert!(!a.contains(&Action::StartRecorder));
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
     assert!(a.is_empty(), "once only");
+}
+
+#[test]
+fn a_cap_store_that_fails_never_lifts_the_cap() {
+    let mut p = (*profile(100, 0)).clone();
+    p.max_per_agent = 2;
+    let mut c = new_call(Arc::new(p));
+    c.on(Event::Start);
+    c.on(Event::PromptDone(PromptOutcome::Completed));
+    c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: CapOutcome::StoreFailed("disk gone".into()) });
+    assert_eq!(events(&a), vec!["agent_vetoed"]);
+    let Some(Action::Audit { facts, .. }) = a.first() else { panic!("{a:?}") };
+    assert!(facts["reason"].as_str().unwrap_or("").contains("cap store unavailable"), "{facts:?}");
+    assert!(!a.contains(&Action::StartRecorder));
+    assert_eq!(c.phase(), Phase::NotRecording);
+}
+
+#[test]
+fn a_recorder_that_starts_after_hangup_is_deleted() {
+    let mut c = in_state("starting");
+    c.on(Event::Hangup);
+    let (_, a) = c.on(Event::RecorderStarted { file: "late.wav".into(), now_ms: 10 });
+    assert_eq!(a, vec![Action::StopAndDelete { by: By::Cleanup }]);
+}
+
+#[test]
+fn joining_a_bridge_looks_for_the_agent_only_when_it_matters() {
+    for (state, wanted) in [("armed", true), ("recording", true), ("not_recording", false), ("notice", false)] {
+        let mut c = in_state(state);
+        let (_, a) = c.on(Event::JoinedBridge);
+        assert_eq!(a.contains(&Action::FindAgent), wanted, "{state}: {a:?}");
+    }
+}
+
+#[test]
+fn every_action_has_one_lane_and_deferred_ones_only_retry() {
+    let all = [
+        Action::Play { file: "f".into(), keys: String::new() },
+        Action::Watch,
+        Action::FindAgent,
+        Action::ReserveCap { agent: "a".into(), period: CapPeriod::Day, period_max: 1 },
+        Action::StartRecorder,
+        Action::StopRecorder,
+        Action::Keep { pauses: 0, spans: String::new() },
+        Action::Mute,
+        Action::Unmute,
+        Action::StopAndDelete { by: By::Caller },
+        Action::DeleteLate { after: std::time::Duration::from_secs(1) },
+        Action::PlayToCaller("f".into()),
+        Action::ToneToAgent("440/100".into()),
+        Action::SendToCaller("1".into()),
+        Action::SetStatus(Status::Recording),
+        Action::Audit { event: AuditEvent::Paused, facts: Default::default() },
+        Action::Notify,
+    ];
+    for a in &all {
+        if a.lane() == Lane::Inline {
+            assert!(a.retry().is_none() && a.delay().is_zero(), "{a:?}");
+        }
+    }
+    // What touches files, the store or the recorder never runs on the media path.
+    for a in [Action::StartRecorder, Action::StopAndDelete { by: By::Agent }, Action::Keep { pauses: 0, spans: String::new() }, Action::ReserveCap { agent: "a".into(), period: CapPeriod::Day, period_max: 1 }] {
+        assert_eq!(a.lane(), Lane::Deferred, "{a:?}");
+    }
 }

@@ -1,0 +1,173 @@
+//! The audit vocabulary: every event name the log can hold, and who or what caused a change.
+//! Names are a contract (log pipelines, the DPO tool, the console): they never change.
+
+/// One kind of audit line. `as_str` is the `event` field written to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditEvent {
+    /// The draw selected the call (R5).
+    Selected,
+    /// The draw did not select the call (R5), with the reason.
+    NotSelected,
+    /// Never recorded whatever the draw (R12): never_record caller, private prefix.
+    Exempt,
+    NoticePlayed,
+    InfoPlayed,
+    /// The notice could not be played: a caller who was not told is never recorded (R1).
+    NotRecorded,
+    /// The agent-side checks passed (never_record agent, cap): the recorder starts (R6, R12).
+    AgentCleared,
+    AgentVetoed,
+    RecordingStarted,
+    RecordingFailed,
+    /// The caller refused (R3).
+    OptOut,
+    /// The agent asked for the recording to be stopped and deleted (R9).
+    DeleteRequested,
+    RecordingDeleted,
+    RecordingKept,
+    /// Left in staging by a crash or restart: discarded (privacy by default).
+    RecordingDiscarded,
+    /// Past `retention_days` (R7).
+    RecordingExpired,
+    AuditFileExpired,
+    RecordingArchived,
+    ArchiveFailed,
+    Paused,
+    Resumed,
+    PauseWarning,
+    CallEnded,
+    /// The last line of a call: every effect of the call (deletions after hangup included) is done.
+    CallSettled,
+}
+
+impl AuditEvent {
+    pub const ALL: [AuditEvent; 24] = [
+        AuditEvent::Selected,
+        AuditEvent::NotSelected,
+        AuditEvent::Exempt,
+        AuditEvent::NoticePlayed,
+        AuditEvent::InfoPlayed,
+        AuditEvent::NotRecorded,
+        AuditEvent::AgentCleared,
+        AuditEvent::AgentVetoed,
+        AuditEvent::RecordingStarted,
+        AuditEvent::RecordingFailed,
+        AuditEvent::OptOut,
+        AuditEvent::DeleteRequested,
+        AuditEvent::RecordingDeleted,
+        AuditEvent::RecordingKept,
+        AuditEvent::RecordingDiscarded,
+        AuditEvent::RecordingExpired,
+        AuditEvent::AuditFileExpired,
+        AuditEvent::RecordingArchived,
+        AuditEvent::ArchiveFailed,
+        AuditEvent::Paused,
+        AuditEvent::Resumed,
+        AuditEvent::PauseWarning,
+        AuditEvent::CallEnded,
+        AuditEvent::CallSettled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::Selected => "selected",
+            AuditEvent::NotSelected => "not_selected",
+            AuditEvent::Exempt => "exempt",
+            AuditEvent::NoticePlayed => "notice_played",
+            AuditEvent::InfoPlayed => "info_played",
+            AuditEvent::NotRecorded => "not_recorded",
+            AuditEvent::AgentCleared => "agent_cleared",
+            AuditEvent::AgentVetoed => "agent_vetoed",
+            AuditEvent::RecordingStarted => "recording_started",
+            AuditEvent::RecordingFailed => "recording_failed",
+            AuditEvent::OptOut => "opt_out",
+            AuditEvent::DeleteRequested => "delete_requested",
+            AuditEvent::RecordingDeleted => "recording_deleted",
+            AuditEvent::RecordingKept => "recording_kept",
+            AuditEvent::RecordingDiscarded => "recording_discarded",
+            AuditEvent::RecordingExpired => "recording_expired",
+            AuditEvent::AuditFileExpired => "audit_file_expired",
+            AuditEvent::RecordingArchived => "recording_archived",
+            AuditEvent::ArchiveFailed => "archive_failed",
+            AuditEvent::Paused => "paused",
+            AuditEvent::Resumed => "resumed",
+            AuditEvent::PauseWarning => "pause_warning",
+            AuditEvent::CallEnded => "call_ended",
+            AuditEvent::CallSettled => "call_settled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuditEvent> {
+        AuditEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who made a change (the `by` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The caller refused (R3).
+    Caller,
+    /// The agent, from the keypad, the desktop (AMI) or the dialplan (R9, R10).
+    Agent,
+    /// The module itself: a pause that reached `pause_max_seconds`.
+    Auto,
+    /// A later look for a refused call's files (MixMonitor closes its file after hangup).
+    Cleanup,
+}
+
+impl By {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Caller => "caller",
+            By::Agent => "agent",
+            By::Auto => "auto",
+            By::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// Where an agent's (or the module's) command came from (the `source` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A feature code from the agent's phone.
+    Keypad,
+    /// A desktop control: an AMI action.
+    Ami,
+    /// `CallConsentControl()` in the dialplan (features.conf applicationmap).
+    Dialplan,
+    /// The pause lasted `pause_max_seconds`.
+    PauseMaxSeconds,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Keypad => "keypad",
+            Source::Ami => "ami",
+            Source::Dialplan => "dialplan",
+            Source::PauseMaxSeconds => "pause_max_seconds",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_name_is_distinct_and_parses_back() {
+        let mut names: Vec<&str> = AuditEvent::ALL.iter().map(|e| e.as_str()).collect();
+        for e in AuditEvent::ALL {
+            assert_eq!(AuditEvent::parse(e.as_str()), Some(e));
+        }
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), AuditEvent::ALL.len());
+    }
+}

@@ -1,0 +1,142 @@
+//! Live calls: the core's value of each watched call plus what the runtime needs to act on it.
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use callconsent_core::audit::AuditEvent;
+use callconsent_core::call::{Action, Call, Event, Verdict};
+
+use crate::audit::record;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock is already logged by the guard; the data stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Who a call is: the ids the host gave its caller's channel.
+#[derive(Debug, Clone)]
+pub struct CallIds {
+    pub channel: String,
+    pub uniqueid: String,
+    pub linkedid: String,
+}
+
+/// One watched call.
+pub struct Slot {
+    call: Mutex<Call>,
+    pub channel: String,
+    pub uniqueid: String,
+    pub linkedid: String,
+    pub profile: String,
+    /// The notice the caller heard (its sound name: the notice's version).
+    pub notice: String,
+    files: Mutex<Vec<PathBuf>>,
+    recorder_id: Mutex<String>,
+    started: Instant,
+    /// Effects of this call not done yet, plus dispatches under way (see `effects`).
+    pub(crate) pending: AtomicU32,
+    pub(crate) settled: AtomicBool,
+}
+
+impl Slot {
+    pub fn new(call: Call, ids: CallIds) -> Slot {
+        let (profile, notice) = (call.profile().name.clone(), call.profile().notice.clone());
+        Slot {
+            call: Mutex::new(call),
+            channel: ids.channel,
+            uniqueid: ids.uniqueid,
+            linkedid: ids.linkedid,
+            profile,
+            notice,
+            files: Mutex::new(Vec::new()),
+            recorder_id: Mutex::new(String::new()),
+            started: Instant::now(),
+            pending: AtomicU32::new(0),
+            settled: AtomicBool::new(false),
+        }
+    }
+    pub fn files(&self) -> Vec<PathBuf> {
+        lock(&self.files).clone()
+    }
+    pub(crate) fn set_recorder(&self, files: Vec<PathBuf>, id: String) {
+        *lock(&self.files) = files;
+        *lock(&self.recorder_id) = id;
+    }
+    pub fn recorder_id(&self) -> String {
+        lock(&self.recorder_id).clone()
+    }
+    pub fn agent(&self) -> Option<String> {
+        lock(&self.call).agent().map(str::to_string)
+    }
+    /// Reads the call's state (for status lines and the host's functions).
+    pub fn with_call<T>(&self, f: impl FnOnce(&Call) -> T) -> T {
+        f(&lock(&self.call))
+    }
+    /// An audit record of this call: its linkedid, channel and profile, then the facts.
+    pub fn record(&self, event: AuditEvent, facts: Map<String, Value>) -> Map<String, Value> {
+        let mut f = Map::new();
+        f.insert("profile".into(), self.profile.clone().into());
+        f.extend(facts);
+        record(&self.linkedid, &self.channel, event, f)
+    }
+    /// The call's state as the host's status output and events give it (AMI `CallConsent`,
+    /// `CallConsentStatus`, `callconsent show call`).
+    pub fn status_fields(&self) -> Vec<(&'static str, String)> {
+        let call = lock(&self.call);
+        vec![
+            ("Uniqueid", self.uniqueid.clone()),
+            ("Linkedid", self.linkedid.clone()),
+            ("Profile", self.profile.clone()),
+            ("State", call.state_name().to_string()),
+            ("Paused", if call.paused() { "yes" } else { "no" }.to_string()),
+            ("File", call.file().unwrap_or("").to_string()),
+        ]
+    }
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+    pub fn age_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+    /// Feeds one event to the core; returns the frame's verdict, the actions and whether the
+    /// host must feed clock ticks from now on.
+    pub(crate) fn feed(&self, ev: Event) -> (Verdict, Vec<Action>, bool) {
+        let mut call = lock(&self.call);
+        let (v, a) = call.on(ev);
+        (v, a, call.wants_ticks())
+    }
+    pub(crate) fn busy(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+    }
+    /// One piece of work is done; true when it was the last and the call has ended.
+    pub(crate) fn done(&self) -> bool {
+        let left = self.pending.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
+        left == 0 && self.with_call(|c| c.phase() == callconsent_core::call::Phase::Ended) && !self.settled.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// The live calls, by the caller channel's uniqueid.
+#[derive(Default)]
+pub struct Calls(Mutex<HashMap<String, Arc<Slot>>>);
+
+impl Calls {
+    pub fn insert(&self, slot: Arc<Slot>) {
+        lock(&self.0).insert(slot.uniqueid.clone(), slot);
+    }
+    pub fn remove(&self, uniqueid: &str) {
+        lock(&self.0).remove(uniqueid);
+    }
+    pub fn get(&self, uniqueid: &str) -> Option<Arc<Slot>> {
+        lock(&self.0).get(uniqueid).cloned()
+    }
+    pub fn contains(&self, uniqueid: &str) -> bool {
+        lock(&self.0).contains_key(uniqueid)
+    }
+    pub fn all(&self) -> Vec<Arc<Slot>> {
+        lock(&self.0).values().cloned().collect()
+    }
+}

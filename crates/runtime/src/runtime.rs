@@ -1,0 +1,203 @@
+//! The runtime as an adapter sees it: started with a configuration and a [`Host`], fed what the
+//! PBX reports (a call begins, a frame, a bridge join, a control, a hangup).
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use callconsent_core::audit::Source;
+use callconsent_core::call::{Call, Command, Dir, Event, Press, Status};
+use callconsent_core::config::Config;
+
+use crate::audit::AuditLog;
+use crate::calls::{CallIds, Calls, Slot};
+use crate::caps::Caps;
+use crate::effects::{Executor, Fed, Worker};
+use crate::encoders;
+use crate::host::{CallChannel, Host};
+use crate::spool;
+use crate::sweeper::Sweeper;
+
+/// A loaded callconsent. Field order is drop order: the threads holding audit senders stop first
+/// (sweeper, worker, encoders), the audit writer last, after writing everything queued.
+pub struct Runtime {
+    _sweeper: Sweeper,
+    _worker: Worker,
+    _encoders: Option<encoders::Pool>,
+    exec: Arc<Executor>,
+    _audit: AuditLog,
+    secret: Vec<u8>,
+    config: RwLock<Arc<Config>>,
+}
+
+/// What `CallConsent()` leaves the dialplan to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    Continue,
+    /// The caller hung up during a prompt.
+    HungUp,
+}
+
+/// A frame the media path hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    Dtmf { dir: Dir, press: Press, digit: char },
+    /// Audio: a clock tick (only while the core asks for ticks).
+    Voice,
+}
+
+/// What a desktop or dialplan control asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRequest {
+    Command(Command),
+    Status,
+}
+
+impl ControlRequest {
+    pub fn parse(s: &str) -> Option<ControlRequest> {
+        if s.trim().eq_ignore_ascii_case("status") {
+            return Some(ControlRequest::Status);
+        }
+        Command::parse(s).map(ControlRequest::Command)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlRequest::Command(Command::Pause) => "pause",
+            ControlRequest::Command(Command::Resume) => "resume",
+            ControlRequest::Command(Command::Delete) => "delete",
+            ControlRequest::Status => "status",
+        }
+    }
+}
+
+fn mkdir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+impl Runtime {
+    /// Starts everything: spool, `state_dir` (secret, caps store), audit log, encoders, worker,
+    /// sweeper. Leftovers of a crash are discarded from staging before any call is taken.
+    pub fn start(cfg: Config, state_dir: &Path, host: Box<dyn Host>) -> Result<Runtime, String> {
+        let g = cfg.general.clone();
+        spool::create(&g.spool_dir)?;
+        mkdir(state_dir)?;
+        let secret = crate::secret::load_or_create(&state_dir.join("secret"))?;
+        let caps = Caps::open(&state_dir.join("caps.redb"))?;
+        let audit = AuditLog::open(&g.audit_log).map_err(|e| format!("audit_log {}: {e}", g.audit_log.display()))?;
+        let audit_tx = audit.sender();
+        spool::discard_staging(&g.spool_dir, &audit_tx);
+        let encoders = if g.archive_opus {
+            let pool = encoders::Pool::start(g.encoder_threads as usize, g.opus_bitrate as i32, audit_tx.clone()).map_err(|e| format!("encoder threads: {e}"))?;
+            pool.resume(&spool::kept(&g.spool_dir), &g.audit_log);
+            Some(pool)
+        } else {
+            None
+        };
+        let archiver = encoders.as_ref().map(|p| p.sender());
+        let (exec, jobs) = Executor::new(audit_tx.clone(), caps, host, g.spool_dir.clone(), archiver);
+        let worker = Worker::start(exec.clone(), jobs).map_err(|e| format!("worker thread: {e}"))?;
+        let sweeper = Sweeper::start(g.clone(), audit_tx).map_err(|e| format!("retention thread: {e}"))?;
+        log::info!(
+            "callconsent: loaded {} profile(s) ({}); recordings in {}, audit log {}",
+            cfg.profiles.len(),
+            cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", "),
+            g.spool_dir.display(),
+            g.audit_log.display()
+        );
+        Ok(Runtime { _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, _audit: audit, secret, config: RwLock::new(Arc::new(cfg)) })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().map(|c| c.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Swaps the profiles atomically (calls in progress keep theirs). `[general]` takes effect at
+    /// the next load. Returns the profile names.
+    pub fn reload(&self, cfg: Config) -> String {
+        let old = self.config();
+        if cfg.general != old.general {
+            log::warn!("callconsent: [general] changes take effect when the module is loaded again; profiles reloaded");
+        }
+        let names = cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
+        if let Ok(mut g) = self.config.write() {
+            *g = Arc::new(Config { general: old.general.clone(), profiles: cfg.profiles });
+        }
+        names
+    }
+
+    pub fn calls(&self) -> &Calls {
+        &self.exec.calls
+    }
+
+    /// `CallConsent(profile[,dialled])` on the caller's channel (the application's thread): the
+    /// exemptions, the draw, the notice; an armed call is watched from then on.
+    pub fn begin(&self, chan: &dyn CallChannel, ids: CallIds, profile: &str, caller: &str, dialled: &str) -> Begun {
+        let cfg = self.config();
+        let Some(p) = cfg.profiles.get(profile).cloned() else {
+            log::warn!(
+                "callconsent: CallConsent({profile}) on {}: no such profile (profiles: {}); the call goes on unrecorded",
+                ids.channel,
+                cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            chan.set_status(Status::Error);
+            return Begun::Continue;
+        };
+        if self.exec.calls.contains(&ids.uniqueid) {
+            log::warn!("callconsent: CallConsent() already ran on {}; ignored", ids.channel);
+            return Begun::Continue;
+        }
+        let call = Call::new(p, &self.secret, &ids.linkedid, caller, dialled);
+        let slot = Arc::new(Slot::new(call, ids));
+        if self.exec.feed(&slot, Some(chan), Event::Start).hung_up {
+            Begun::HungUp
+        } else {
+            Begun::Continue
+        }
+    }
+
+    /// A frame of a watched call (the media path): one state transition, the inline effects.
+    pub fn frame(&self, slot: &Arc<Slot>, chan: &dyn CallChannel, frame: Frame) -> Fed {
+        let now_ms = slot.now_ms();
+        let ev = match frame {
+            Frame::Voice => Event::Tick { now_ms },
+            Frame::Dtmf { dir, press, digit } => Event::Dtmf { dir, press, digit, now_ms },
+        };
+        self.exec.feed(slot, Some(chan), ev)
+    }
+
+    /// The watched caller's channel joined a bridge (an agent answered, or a transfer).
+    pub fn joined(&self, uniqueid: &str, chan: &dyn CallChannel) {
+        if let Some(slot) = self.exec.calls.get(uniqueid) {
+            self.exec.feed(&slot, Some(chan), Event::JoinedBridge);
+        }
+    }
+
+    /// The watched call hung up (its channel is gone).
+    pub fn hangup(&self, slot: &Arc<Slot>) {
+        self.exec.feed(slot, None, Event::Hangup);
+        self.exec.calls.remove(&slot.uniqueid);
+    }
+
+    /// Pause, resume, delete or status of a watched call, from `source`; `caller` is the
+    /// caller's channel. Returns the status output, the first line saying what was done.
+    pub fn control(&self, slot: &Arc<Slot>, caller: &dyn CallChannel, request: ControlRequest, source: Source) -> Vec<(&'static str, String)> {
+        let mut out = vec![];
+        match request {
+            ControlRequest::Status => out.push(("Message", "CallConsent status".to_string())),
+            ControlRequest::Command(cmd) => {
+                let now_ms = slot.now_ms();
+                let (_, actions, _) = slot.feed(Event::Control { cmd, source, now_ms });
+                let acted = !actions.is_empty();
+                self.exec.dispatch_from_host(slot, caller, actions);
+                let what = request.as_str();
+                let state = slot.with_call(|c| c.state_name());
+                out.push(("Message", if acted { format!("{what} done") } else { format!("nothing to {what}: the recording is {state}") }));
+            }
+        }
+        out.extend(slot.status_fields());
+        out
+    }
+
+    pub(crate) fn exec(&self) -> &Executor {
+        &self.exec
+    }
+}

@@ -1,0 +1,172 @@
+//! The recordings spool: `staging/` while a call runs, `kept/YYYY/MM/DD/` once it ended with
+//! consent intact (files 0640, directories 0750). File names come from the caller channel's
+//! uniqueid only, so caller-controlled text never reaches a path.
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map};
+
+use callconsent_core::audit::AuditEvent;
+
+use crate::audit::{record, AuditSender};
+use crate::host::RecorderPlan;
+
+/// `cc-<uniqueid>` with anything but `[A-Za-z0-9._-]` replaced.
+pub fn safe_file_stem(uniqueid: &str) -> String {
+    let s: String = uniqueid
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect();
+    format!("cc-{}", s.trim_start_matches('.'))
+}
+
+pub fn staging(spool: &Path) -> PathBuf {
+    spool.join("staging")
+}
+
+pub fn kept(spool: &Path) -> PathBuf {
+    spool.join("kept")
+}
+
+fn mkdir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)
+}
+
+/// Creates the spool and its two trees.
+pub fn create(spool: &Path) -> Result<(), String> {
+    for d in [spool.to_path_buf(), staging(spool), kept(spool)] {
+        mkdir(&d).map_err(|e| format!("spool_dir {}: {e}", spool.display()))?;
+    }
+    Ok(())
+}
+
+/// Where a call's recorder writes.
+pub fn plan(spool: &Path, uniqueid: &str, legs: bool) -> RecorderPlan {
+    let (dir, stem) = (staging(spool), safe_file_stem(uniqueid));
+    RecorderPlan {
+        mixed: dir.join(format!("{stem}.wav")),
+        legs: legs.then(|| (dir.join(format!("{stem}-caller.wav")), dir.join(format!("{stem}-agent.wav")))),
+    }
+}
+
+/// After a crash or kill -9, recordings whose call never concluded are discarded (privacy by
+/// default).
+pub fn discard_staging(spool: &Path, audit: &AuditSender) {
+    for e in std::fs::read_dir(staging(spool)).into_iter().flatten().flatten() {
+        let p = e.path();
+        if std::fs::remove_file(&p).is_ok() {
+            let mut f = Map::new();
+            f.insert("file".into(), p.display().to_string().into());
+            f.insert("reason".into(), "the call never concluded while the module ran (crash or restart): discarded, privacy by default".into());
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            audit.send(record(&stem, "", AuditEvent::RecordingDiscarded, f));
+        }
+    }
+}
+
+/// Deletes these files; returns the ones that existed and are gone.
+pub fn delete(files: &[PathBuf]) -> Vec<String> {
+    let mut deleted = Vec::new();
+    for f in files {
+        match std::fs::remove_file(f) {
+            Ok(()) => deleted.push(f.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("callconsent: cannot delete {}: {e}", f.display()),
+        }
+    }
+    deleted
+}
+
+/// Whether the recorder may still be writing the file: this process has it open, or (where
+/// /proc cannot tell, as in a chroot) its WAV header is not final yet. Asterisk's WAV writer
+/// fills in the RIFF and data sizes only when it closes the file.
+pub fn still_written(file: &Path) -> bool {
+    let open = std::fs::read_dir("/proc/self/fd")
+        .map(|fds| fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file)))
+        .unwrap_or(false);
+    open || (file.extension().is_some_and(|e| e == "wav") && file.exists() && !wav_header_final(file))
+}
+
+/// A file that is still only a WAV header (a call without audio), or absent.
+pub fn header_only(file: &Path) -> bool {
+    std::fs::metadata(file).map_or(true, |m| m.len() <= 44)
+}
+
+fn wav_header_final(file: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 44];
+    let (Ok(mut f), Ok(len)) = (std::fs::File::open(file), std::fs::metadata(file).map(|m| m.len())) else { return false };
+    if len <= 44 || f.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let riff = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+    let data = u64::from(u32::from_le_bytes([head[40], head[41], head[42], head[43]]));
+    riff == len - 8 && data == len - 44
+}
+
+/// Moves a call's files from staging into today's kept directory; returns where they went and
+/// the mixed recording's length in ms (8 kHz, 16-bit WAV).
+pub fn keep(files: &[PathBuf]) -> Result<(Vec<String>, u64), String> {
+    let Some(spool) = files.first().and_then(|f| f.parent()).and_then(|d| d.parent()) else { return Ok((vec![], 0)) };
+    let dir = kept(spool).join(chrono::Utc::now().format("%Y/%m/%d").to_string());
+    mkdir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut kept = vec![];
+    for f in files {
+        let Some(name) = f.file_name() else { continue };
+        let to = dir.join(name);
+        match std::fs::rename(f, &to) {
+            Ok(()) => {
+                let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o640));
+                kept.push(to.display().to_string());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::error!("callconsent: cannot keep {}: {e}", f.display()),
+        }
+    }
+    let duration_ms = kept.first().and_then(|k| std::fs::metadata(k).ok()).map(|m| m.len().saturating_sub(44) / 16).unwrap_or(0);
+    Ok((kept, duration_ms))
+}
+
+/// The facts of a `recording_kept` line.
+pub fn kept_facts(kept: &[String], duration_ms: u64, pauses: u32, spans: &str, agent: Option<String>) -> Map<String, serde_json::Value> {
+    let mut f = Map::new();
+    f.insert("file".into(), json!(kept.first()));
+    f.insert("files".into(), json!(kept));
+    f.insert("duration_ms".into(), json!(duration_ms));
+    f.insert("pauses".into(), json!(pauses));
+    f.insert("pause_spans_ms".into(), json!(spans));
+    f.insert("agent".into(), json!(agent));
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_text_never_becomes_a_path() {
+        assert_eq!(safe_file_stem("1763800000.12"), "cc-1763800000.12");
+        assert_eq!(safe_file_stem("../../etc/passwd"), "cc-_.._etc_passwd");
+        let p = plan(Path::new("/s"), "a/b", true);
+        assert_eq!(p.mixed, PathBuf::from("/s/staging/cc-a_b.wav"));
+        assert_eq!(p.files().len(), 3);
+        assert!(p.files().iter().all(|f| f.starts_with("/s/staging")));
+    }
+
+    #[test]
+    fn kept_files_move_to_the_dated_tree_private() {
+        let spool = std::env::temp_dir().join(format!("cc-spool-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&spool);
+        create(&spool).unwrap();
+        let f = staging(&spool).join("cc-1.wav");
+        std::fs::write(&f, vec![0u8; 44 + 1600]).unwrap();
+        let (kept, ms) = keep(&[f.clone()]).unwrap();
+        assert_eq!(ms, 100);
+        assert!(!f.exists());
+        let k = PathBuf::from(&kept[0]);
+        assert!(k.starts_with(super::kept(&spool)));
+        assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(delete(&[k.clone(), k]), vec![kept[0].clone()]);
+        let _ = std::fs::remove_dir_all(&spool);
+    }
+}
