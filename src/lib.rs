@@ -1,15 +1,12 @@
-//! callconsent: lawful, humane call recording for PBXs.
+//! res_callconsent: the Asterisk 22 adapter of callconsent. It executes what the runtime asks
+//! of a PBX on Asterisk's channels and holds no policy.
 //!
-//! `core` knows nothing of any PBX: a call is a value fed events, returning actions.
-//! `audit` and `worker`-side file work run on threads of their own, fed over crossbeam channels.
-//! `asterisk` is the adapter (with `c-shim/asterisk/`) that executes those actions in Asterisk 22.
-pub mod archive;
-pub mod audit;
-pub mod caps;
-pub mod encoders;
-pub mod retention;
-pub mod core;
-pub mod guard;
+//! `ffi` holds every extern declaration and the unsafe code; `entries` every function the C
+//! shim (`c-shim/asterisk/`) calls, each written with `callconsent_guard::entry!`; `channel`
+//! implements the runtime's `CallChannel` and `Host` traits.
+#[cfg(not(asterisk_framehook_v4))]
+compile_error!("res_callconsent supports Asterisk 22 (framehook interface 4)");
 
-#[cfg(asterisk_framehook_v4)]
-pub mod asterisk;
+mod channel;
+mod entries;
+mod ffi;

@@ -25,6 +25,7 @@
 #include "asterisk/manager.h"
 #include "asterisk/cli.h"
 #include "asterisk/utils.h"
+#include "asterisk/strings.h"
 #include "asterisk/core_local.h"
 
 #include "shim.h"
@@ -47,7 +48,7 @@ const char *cc_ast_var_dir(void) { return ast_config_AST_VAR_DIR; }
 
 /* ---------------- configuration ---------------- */
 
-int cc_config_read(const char *filename, void *ctx, cc_config_cb cb)
+int cc_config_read(const char *filename, void *ctx)
 {
 	struct ast_flags flags = { CONFIG_FLAG_NOCACHE };
 	struct ast_config *cfg = ast_config_load2(filename, "res_callconsent", flags);
@@ -63,10 +64,10 @@ int cc_config_read(const char *filename, void *ctx, cc_config_cb cb)
 	}
 	while ((cat = ast_category_browse(cfg, cat))) {
 		struct ast_variable *v;
-		cb(ctx, cat, NULL, NULL, path, 0);
+		cc_rs_config_entry(ctx, cat, NULL, NULL, path, 0);
 		for (v = ast_variable_browse(cfg, cat); v; v = v->next) {
 			/* v->file is set only for #included files. */
-			cb(ctx, cat, v->name, v->value, !ast_strlen_zero(v->file) ? v->file : path, v->lineno);
+			cc_rs_config_entry(ctx, cat, v->name, v->value, !ast_strlen_zero(v->file) ? v->file : path, v->lineno);
 		}
 	}
 	ast_config_destroy(cfg);
@@ -79,20 +80,13 @@ const char *cc_chan_name(cc_chan *c) { return ast_channel_name(chan_of(c)); }
 const char *cc_chan_uniqueid(cc_chan *c) { return ast_channel_uniqueid(chan_of(c)); }
 const char *cc_chan_linkedid(cc_chan *c) { return ast_channel_linkedid(chan_of(c)); }
 
-size_t cc_chan_getvar(cc_chan *c, const char *name, char *out, size_t outlen)
+void cc_chan_getvar(cc_chan *c, const char *name, void *ctx)
 {
 	const char *v;
-	if (!outlen) {
-		return 0;
-	}
-	out[0] = '\0';
 	ast_channel_lock(chan_of(c));
 	v = pbx_builtin_getvar_helper(chan_of(c), name);
-	if (v) {
-		ast_copy_string(out, v, outlen);
-	}
+	cc_rs_take_text(ctx, v ? v : "");
 	ast_channel_unlock(chan_of(c));
-	return strlen(out);
 }
 
 int cc_chan_setvar(cc_chan *c, const char *name, const char *value)
@@ -108,20 +102,13 @@ cc_chan *cc_chan_get_by_name(const char *name)
 	return (cc_chan *) ast_channel_get_by_name(name);
 }
 
-size_t cc_chan_caller_number(cc_chan *c, char *out, size_t outlen)
+void cc_chan_caller_number(cc_chan *c, void *ctx)
 {
 	struct ast_party_caller *caller;
-	if (!outlen) {
-		return 0;
-	}
-	out[0] = '\0';
 	ast_channel_lock(chan_of(c));
 	caller = ast_channel_caller(chan_of(c));
-	if (caller->id.number.valid && caller->id.number.str) {
-		ast_copy_string(out, caller->id.number.str, outlen);
-	}
+	cc_rs_take_text(ctx, caller->id.number.valid && caller->id.number.str ? caller->id.number.str : "");
 	ast_channel_unlock(chan_of(c));
-	return strlen(out);
 }
 
 int cc_sound_exists(const char *file, const char *language)
@@ -370,56 +357,72 @@ void cc_manager_event(const char *channel, const char *body)
 	manager_event(EVENT_FLAG_CALL, "CallConsent", "Channel: %s\r\n%s", channel, body);
 }
 
-static int ami_control(struct mansession *s, const struct message *m, const char *action)
+/* Collects the lines of an AMI answer, so that success or error is known before any is sent. */
+static void append_line(void *ctx, const char *line)
+{
+	struct ast_str **buf = ctx;
+	ast_str_append(buf, 0, "%s\r\n", line);
+}
+
+static int ami_control(struct mansession *s, const struct message *m, enum cc_control control)
 {
 	const char *channel = astman_get_header(m, "Channel");
-	char out[2048];
+	struct ast_str *out;
 
 	if (ast_strlen_zero(channel)) {
 		astman_send_error(s, m, "Channel is required (the caller's or the agent's channel)");
 		return 0;
 	}
-	out[0] = '\0';
-	if (cc_rs_control(channel, action, "ami", out, sizeof(out))) {
-		astman_send_error(s, m, out);
+	out = ast_str_create(512);
+	if (!out) {
+		astman_send_error(s, m, "Out of memory");
 		return 0;
 	}
-	{
+	if (cc_rs_control(channel, control, CC_SOURCE_AMI, append_line, &out)) {
+		/* One line saying why, without its line ending. */
+		ast_str_truncate(out, ast_str_strlen(out) > 2 ? ast_str_strlen(out) - 2 : 0);
+		astman_send_error(s, m, ast_str_buffer(out));
+	} else {
 		const char *id = astman_get_header(m, "ActionID");
 		astman_append(s, "Response: Success\r\n");
 		if (!ast_strlen_zero(id)) {
 			astman_append(s, "ActionID: %s\r\n", id);
 		}
-		astman_append(s, "%s\r\n", out);
+		astman_append(s, "%s\r\n", ast_str_buffer(out));
 	}
+	ast_free(out);
 	return 0;
 }
 
-static int ami_pause(struct mansession *s, const struct message *m) { return ami_control(s, m, "pause"); }
-static int ami_resume(struct mansession *s, const struct message *m) { return ami_control(s, m, "resume"); }
-static int ami_delete(struct mansession *s, const struct message *m) { return ami_control(s, m, "delete"); }
-static int ami_status(struct mansession *s, const struct message *m) { return ami_control(s, m, "status"); }
+static int ami_pause(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_PAUSE); }
+static int ami_resume(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_RESUME); }
+static int ami_delete(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_DELETE); }
+static int ami_status(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_STATUS); }
 
 /* ---------------- CLI ---------------- */
 
+static void complete_line(void *ctx, const char *line)
+{
+	const char *word = ctx;
+	if (!strncasecmp(line, word, strlen(word))) {
+		ast_cli_completion_add(ast_strdup(line));
+	}
+}
+
 static char *complete_calls(const char *word)
 {
-	char buf[8192];
-	char *line, *save = NULL;
-	size_t wl = strlen(word);
-
-	cc_rs_show("names", NULL, buf, sizeof(buf));
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (!strncasecmp(line, word, wl)) {
-			ast_cli_completion_add(ast_strdup(line));
-		}
-	}
+	cc_rs_show(CC_SHOW_NAMES, NULL, complete_line, (void *) word);
 	return NULL;
+}
+
+static void cli_line(void *ctx, const char *line)
+{
+	ast_cli(*(int *) ctx, "%s\n", line);
 }
 
 static char *cli_show(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 {
-	char buf[16384];
+	int fd = a->fd;
 
 	switch (cmd) {
 	case CLI_INIT:
@@ -439,14 +442,15 @@ static char *cli_show(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 		}
 		return NULL;
 	}
-	if (a->argc == 3 && (!strcasecmp(a->argv[2], "calls") || !strcasecmp(a->argv[2], "profiles"))) {
-		cc_rs_show(a->argv[2], NULL, buf, sizeof(buf));
+	if (a->argc == 3 && !strcasecmp(a->argv[2], "calls")) {
+		cc_rs_show(CC_SHOW_CALLS, NULL, cli_line, &fd);
+	} else if (a->argc == 3 && !strcasecmp(a->argv[2], "profiles")) {
+		cc_rs_show(CC_SHOW_PROFILES, NULL, cli_line, &fd);
 	} else if (a->argc == 4 && !strcasecmp(a->argv[2], "call")) {
-		cc_rs_show("call", a->argv[3], buf, sizeof(buf));
+		cc_rs_show(CC_SHOW_CALL, a->argv[3], cli_line, &fd);
 	} else {
 		return CLI_SHOWUSAGE;
 	}
-	ast_cli(a->fd, "%s", buf);
 	return CLI_SUCCESS;
 }
 
@@ -477,13 +481,26 @@ static struct ast_cli_entry cli_entries[] = {
 
 /* ---------------- dialplan function ---------------- */
 
+struct func_out {
+	char *buf;
+	size_t len;
+};
+
+/* The function's value goes into the buffer Asterisk gives (its size is Asterisk's contract). */
+static void func_line(void *ctx, const char *line)
+{
+	struct func_out *o = ctx;
+	ast_copy_string(o->buf, line, o->len);
+}
+
 static int func_read(struct ast_channel *chan, const char *cmd, char *data, char *buf, size_t len)
 {
-	if (!chan) {
+	struct func_out o = { buf, len };
+	if (!chan || !len) {
 		return -1;
 	}
 	buf[0] = '\0';
-	return cc_rs_function((cc_chan *) chan, data ? data : "", buf, len);
+	return cc_rs_function((cc_chan *) chan, data ? data : "", func_line, &o);
 }
 
 static struct ast_custom_function callconsent_function = {

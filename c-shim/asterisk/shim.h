@@ -23,7 +23,18 @@ enum cc_answer { CC_PASS = 0, CC_DROP = 1, CC_WANT_TICKS = 2 };
 /* Results of cc_stream_and_wait other than a digit (a digit is returned as its character). */
 enum cc_stream_result { CC_STREAM_DONE = 0, CC_STREAM_HANGUP = -1, CC_STREAM_MISSING = -2 };
 
-/* ---- Rust side, called by the shim ---- */
+/* What a control asks for (AMI actions, CallConsentControl()). */
+enum cc_control { CC_CONTROL_PAUSE = 0, CC_CONTROL_RESUME = 1, CC_CONTROL_DELETE = 2, CC_CONTROL_STATUS = 3 };
+/* Where a control comes from. */
+enum cc_source { CC_SOURCE_AMI = 0, CC_SOURCE_DIALPLAN = 1 };
+/* What the CLI shows. */
+enum cc_show { CC_SHOW_CALLS = 0, CC_SHOW_PROFILES = 1, CC_SHOW_CALL = 2, CC_SHOW_NAMES = 3 };
+
+/* Output, one line at a time (no line ending): each caller decides where a line goes (ast_cli,
+ * astman_append, a completion, a function's buffer), so nothing is cut at a fixed size. */
+typedef void (*cc_line_writer)(void *ctx, const char *line);
+
+/* ---- Rust side, called by the shim (every one goes through the Rust guard) ---- */
 int cc_rs_load(void);
 int cc_rs_reload(void);
 void cc_rs_unload(void);
@@ -33,13 +44,17 @@ int cc_rs_frame(void *call, cc_chan *chan, int dir, int kind, int digit);
 /* The watched caller channel (by uniqueid) joined a bridge: an agent answered, or a transfer. */
 void cc_rs_joined(const char *uniqueid, cc_chan *chan);
 void cc_rs_hook_destroy(void *call);
-/* AMI / CLI: action is "pause", "resume", "delete" or "status"; the answer goes into out. */
-int cc_rs_control(const char *channel, const char *action, const char *source, char *out, size_t outlen);
-
-/* CLI: what = "calls", "profiles", "call" (with arg = a channel) or "names" (one channel a line). */
-void cc_rs_show(const char *what, const char *arg, char *out, size_t outlen);
-/* CALLCONSENT(field) on a channel: 0 and the value in out, or -1. */
-int cc_rs_function(cc_chan *chan, const char *field, char *out, size_t outlen);
+/* AMI: a control (enum cc_control) from a source (enum cc_source). Returns 0 and "Key: value"
+ * lines, or -1 and one line saying why. */
+int cc_rs_control(const char *channel, int control, int source, cc_line_writer out, void *ctx);
+/* CLI: what (enum cc_show); arg is the channel for CC_SHOW_CALL. */
+void cc_rs_show(int what, const char *arg, cc_line_writer out, void *ctx);
+/* CALLCONSENT(field) on a channel: 0 and the value as one line, or -1. */
+int cc_rs_function(cc_chan *chan, const char *field, cc_line_writer out, void *ctx);
+/* A configuration entry (see cc_config_read) and a text value (see cc_chan_getvar). */
+void cc_rs_config_entry(void *ctx, const char *category, const char *name, const char *value,
+	const char *file, int line);
+void cc_rs_take_text(void *ctx, const char *text);
 
 /* ---- Logging (the text is an argument, never a format string) ---- */
 void cc_log(int level, const char *file, int line, const char *func, const char *msg);
@@ -51,26 +66,24 @@ const char *cc_ast_log_dir(void);
 const char *cc_ast_var_dir(void);
 
 /* ---- Configuration (Asterisk's config API) ----
- * Calls back for every category (name == NULL) and every variable, in file order.
- * Returns 0, CC_CONFIG_MISSING or CC_CONFIG_INVALID. */
+ * Calls cc_rs_config_entry(ctx, ...) for every category (name == NULL) and every variable, in
+ * file order. Returns 0, CC_CONFIG_MISSING or CC_CONFIG_INVALID. */
 enum cc_config_status { CC_CONFIG_OK = 0, CC_CONFIG_MISSING = -1, CC_CONFIG_INVALID = -2 };
-typedef void (*cc_config_cb)(void *ctx, const char *category, const char *name, const char *value,
-	const char *file, int line);
-int cc_config_read(const char *filename, void *ctx, cc_config_cb cb);
+int cc_config_read(const char *filename, void *ctx);
 
 /* ---- Channels ---- */
 const char *cc_chan_name(cc_chan *chan);
 const char *cc_chan_uniqueid(cc_chan *chan);
 const char *cc_chan_linkedid(cc_chan *chan);
-/* Copies a channel variable into out (empty when unset); returns its length. */
-size_t cc_chan_getvar(cc_chan *chan, const char *name, char *out, size_t outlen);
+/* Hands a channel variable's value (empty when unset) to cc_rs_take_text(ctx, value). */
+void cc_chan_getvar(cc_chan *chan, const char *name, void *ctx);
 int cc_chan_setvar(cc_chan *chan, const char *name, const char *value);
 void cc_chan_ref(cc_chan *chan);
 void cc_chan_unref(cc_chan *chan);
 /* Finds a channel by name or uniqueid; the result carries a reference (cc_chan_unref). */
 cc_chan *cc_chan_get_by_name(const char *name);
-/* Copies the caller's number (CALLERID(num)) into out; returns its length. */
-size_t cc_chan_caller_number(cc_chan *chan, char *out, size_t outlen);
+/* Hands the caller's number (CALLERID(num), empty when unknown) to cc_rs_take_text(ctx, num). */
+void cc_chan_caller_number(cc_chan *chan, void *ctx);
 
 /* Whether a sound exists (ast_fileexists) for that language. */
 int cc_sound_exists(const char *file, const char *language);

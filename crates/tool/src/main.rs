@@ -1,105 +1,283 @@
-//! `callconsent`: the DPO's command-line tool (R8, R14, R15).
+//! `callconsent`: the DPO's command-line tool (R5, R7, R8, R14, R15).
 //!
-//!   callconsent audit verify FILE...            check the hash chain (files in order); exit 1 at the first broken line
-//!   callconsent agent AGENT FILE...             every audit record concerning one agent (R8)
-//!   callconsent describe CONF [--lang fr|en]    plain-language description of the processing (R15)
-//!   callconsent retention SPOOL_DIR DAYS        what retention would delete now (dry run)
-//!   callconsent draw CALL SECRET_FILE SHARE     replay a selection decision
+//!   callconsent audit verify FILE...               check the hash chain (files in order); exit 1 at the first broken line (R14)
+//!   callconsent agent AGENT FILE...                every audit record concerning one agent (R8)
+//!   callconsent describe CONF [--lang fr|en]       plain-language description of the processing (R15)
+//!   callconsent retention SPOOL_KEPT_DIR DAYS      what retention would delete now (R7, dry run)
+//!   callconsent draw CALL SECRET_FILE SHARE        replay a selection decision (R5)
 //!   callconsent archive verify FILE.opus AUDIT...  decode an archive, check its length and tags against the audit log
+//!
+//! Exit codes: 0 success, 1 a check failed or a file could not be read, 2 usage error (clap's).
+//! The parsing and the help are clap's; every output line below is a contract (scripts and the
+//! end-to-end tests read them): change none of them.
 use std::process::ExitCode;
 
-use callconsent_runtime::audit::verify_files;
+use clap::{Args, Parser, Subcommand};
+
 use callconsent_core::config::{self, Defaults};
 use callconsent_core::{describe, draw};
+use callconsent_runtime::audit::verify_files;
 
-fn usage() -> ExitCode {
-    eprintln!("{}", include_str!("main.rs").lines().skip(2).take(6).map(|l| l.trim_start_matches("//!")).collect::<Vec<_>>().join("\n"));
-    ExitCode::from(2)
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success: the check passed, or the list was printed
+  1  a check failed, or a file could not be read
+  2  usage error: unknown command, missing argument, invalid value";
+
+const LONG_ABOUT: &str = "\
+The data protection officer's tool for lawful call recording (res_callconsent)
+
+It reads what the module writes and changes nothing (retention is a dry run).
+Default locations:
+  audit log      /var/log/asterisk/callconsent/audit.jsonl
+                 (rotated daily to audit-YYYY-MM-DD.jsonl beside it)
+  recordings     /var/spool/asterisk/callconsent/kept
+  selection key  /var/lib/asterisk/callconsent/secret
+  configuration  /etc/asterisk/callconsent.conf";
+
+/// The data protection officer's tool for lawful call recording (res_callconsent)
+#[derive(Debug, Parser)]
+#[command(
+    name = "callconsent",
+    version,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_CODES,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check that no line of the audit log was edited, removed or inserted (R14)
+    #[command(subcommand, arg_required_else_help = true)]
+    Audit(AuditCommand),
+    /// Print every audit record concerning one agent, for an employee's request (R8)
+    #[command(
+        long_about = "Print every audit record concerning one agent, for an employee's request (R8)\n\n\
+                      Prints, one per line and unchanged, every audit line whose \"agent\" field is AGENT,\n\
+                      then on stderr \"N record(s) concern AGENT\".",
+        after_help = "Exit codes:\n  0  listed (possibly none)\n  1  a file could not be read\n  2  usage error"
+    )]
+    Agent(AgentArgs),
+    /// Print a plain-language description of the processing, for the staff notice (R15)
+    #[command(
+        long_about = "Print a plain-language description of the processing, for the staff notice (R15)\n\n\
+                      What is recorded, why, for how long, who can listen, and the rule of each profile,\n\
+                      generated from the configuration the module runs with.",
+        after_help = "Exit codes:\n  0  printed\n  1  CONF cannot be read, or the configuration is invalid (the error is on stderr)\n  2  usage error, e.g. a language other than fr or en"
+    )]
+    Describe(DescribeArgs),
+    /// List the recordings that retention would delete now (R7, dry run)
+    #[command(
+        long_about = "List the recordings that retention would delete now (R7, dry run)\n\n\
+                      Prints \"would delete PATH (N days old)\" for each file under SPOOL_KEPT_DIR last\n\
+                      modified more than DAYS days ago, then the count on stderr. Nothing is deleted:\n\
+                      the module itself deletes them, and logs each deletion in the audit log.",
+        after_help = "Exit codes:\n  0  listed (possibly none; a missing directory lists none)\n  2  usage error, e.g. DAYS not a whole number"
+    )]
+    Retention(RetentionArgs),
+    /// Replay the selection decision of one call: was it drawn for recording? (R5)
+    #[command(
+        long_about = "Replay the selection decision of one call: was it drawn for recording? (R5)\n\n\
+                      The rule is objective and reproducible: from the installation's key and the call id\n\
+                      alone (nothing about the caller or the agent), a bucket 0-9999; the call is selected\n\
+                      when the bucket is below SHARE * 100. The audit log's selected / not_selected line\n\
+                      of that call shows the same bucket.",
+        after_help = "Exit codes:\n  0  replayed (selected or not)\n  1  SECRET_FILE cannot be read\n  2  usage error, e.g. SHARE not in 0-100"
+    )]
+    Draw(DrawArgs),
+    /// Check that an Opus archive is the recording the audit log describes
+    #[command(subcommand, arg_required_else_help = true)]
+    Archive(ArchiveCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the audit log, across rotated files (R14)
+    #[command(
+        long_about = "Check the hash chain of the audit log, across rotated files (R14)\n\n\
+                      Each line carries the SHA-256 of the line before it, and audit.jsonl.head that of the\n\
+                      newest line, so an edited, removed or inserted line breaks the chain. Prints\n\
+                      \"audit: N lines, chain intact\", or \"FILE:LINE: reason\" for the first broken line.",
+        after_help = "Exit codes:\n  0  chain intact\n  1  chain broken, or a file could not be read (FILE:0: cannot read)\n  2  usage error"
+    )]
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct AuditVerifyArgs {
+    /// Audit files, oldest first: the rotated audit-YYYY-MM-DD.jsonl, then audit.jsonl
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// The agent as the audit log names it (its "agent" field), e.g. PJSIP/anna
+    #[arg(value_name = "AGENT")]
+    agent: String,
+    /// Audit files to search (rotated files and audit.jsonl)
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct DescribeArgs {
+    /// The module's configuration file, e.g. /etc/asterisk/callconsent.conf
+    #[arg(value_name = "CONF")]
+    conf: String,
+    /// Language of the description
+    #[arg(long, value_name = "LANG", value_parser = ["fr", "en"], default_value = "en")]
+    lang: String,
+}
+
+#[derive(Debug, Args)]
+struct RetentionArgs {
+    /// Directory of the kept recordings (searched recursively)
+    #[arg(value_name = "SPOOL_KEPT_DIR")]
+    dir: String,
+    /// Retention period in days (retention_days in the configuration)
+    #[arg(value_name = "DAYS")]
+    days: u64,
+}
+
+#[derive(Debug, Args)]
+struct DrawArgs {
+    /// The call id (linkedid), the "call" field of the audit log, e.g. 1763800000.12
+    #[arg(value_name = "CALL")]
+    call: String,
+    /// The installation's selection key (readable by root only)
+    #[arg(value_name = "SECRET_FILE")]
+    secret: String,
+    /// Share of calls to record, in percent (record_share of the profile, 0-100)
+    #[arg(value_name = "SHARE", value_parser = clap::value_parser!(u8).range(0..=100))]
+    share: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum ArchiveCommand {
+    /// Check an archive's length and consent tags against the audit log
+    #[command(
+        long_about = "Check an archive's length and consent tags against the audit log\n\n\
+                      Decodes FILE.opus and finds the recording_kept line of its call and file in the\n\
+                      audit files: the CALLCONSENT_AUDIT tag must be that line's SHA-256, the profile,\n\
+                      pauses and agent tags must match it, and the length must be within 50 ms of it.\n\
+                      Prints an ok line, or \"FILE: reason\".",
+        after_help = "Exit codes:\n  0  the archive matches the audit log\n  1  it does not, or a file could not be read\n  2  usage error"
+    )]
+    Verify(ArchiveVerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ArchiveVerifyArgs {
+    /// The archive, a kept recording in Ogg Opus
+    #[arg(value_name = "FILE.opus")]
+    file: String,
+    /// Audit files holding its recording_kept line (rotated files and audit.jsonl)
+    #[arg(value_name = "AUDIT", required = true)]
+    audits: Vec<String>,
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    match a.as_slice() {
-        ["audit", "verify", files @ ..] if !files.is_empty() => match verify_files(files) {
-            Ok(n) => {
-                println!("audit: {n} lines, chain intact");
-                ExitCode::SUCCESS
-            }
-            Err((file, line, why)) => {
-                println!("{file}:{line}: {why}");
-                ExitCode::from(1)
-            }
-        },
-        ["agent", agent, files @ ..] if !files.is_empty() => {
-            let mut n = 0;
-            for f in files {
-                let Ok(text) = std::fs::read_to_string(f) else {
-                    eprintln!("{f}: cannot read");
-                    return ExitCode::from(1);
-                };
-                for line in text.lines() {
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-                    if v["agent"].as_str() == Some(agent) {
-                        println!("{line}");
-                        n += 1;
-                    }
-                }
-            }
-            eprintln!("{n} record(s) concern {agent}");
+    match Cli::parse().command {
+        Command::Audit(AuditCommand::Verify(a)) => audit_verify(&strs(&a.files)),
+        Command::Agent(a) => agent(&a.agent, &strs(&a.files)),
+        Command::Describe(a) => describe(&a.conf, &a.lang),
+        Command::Retention(a) => retention(&a.dir, a.days),
+        Command::Draw(a) => draw(&a.call, &a.secret, a.share),
+        Command::Archive(ArchiveCommand::Verify(a)) => archive_verify(&a.file, &strs(&a.audits)),
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn audit_verify(files: &[&str]) -> ExitCode {
+    match verify_files(files) {
+        Ok(n) => {
+            println!("audit: {n} lines, chain intact");
             ExitCode::SUCCESS
         }
-        ["describe", conf, rest @ ..] => {
-            let lang = match rest {
-                ["--lang", l] => *l,
-                [] => "en",
-                _ => return usage(),
-            };
-            let Ok(text) = std::fs::read_to_string(conf) else {
-                eprintln!("{conf}: cannot read");
-                return ExitCode::from(1);
-            };
-            let defaults = Defaults {
-                spool_dir: "/var/spool/asterisk/callconsent".into(),
-                audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into(),
-            };
-            match config::parse(&config::entries_from_text(&text, conf), &defaults, &|_| true) {
-                Ok(cfg) => {
-                    print!("{}", describe::describe(&cfg, lang));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::from(1)
-                }
+        Err((file, line, why)) => {
+            println!("{file}:{line}: {why}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn agent(agent: &str, files: &[&str]) -> ExitCode {
+    let mut n = 0;
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            eprintln!("{f}: cannot read");
+            return ExitCode::from(1);
+        };
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            if v["agent"].as_str() == Some(agent) {
+                println!("{line}");
+                n += 1;
             }
         }
-        ["retention", dir, days] => {
-            let Ok(days) = days.parse::<u64>() else { return usage() };
-            let files = callconsent_runtime::retention::expired(std::path::Path::new(dir), days, std::time::SystemTime::now());
-            for (f, age) in &files {
-                println!("would delete {} ({age} days old)", f.display());
-            }
-            eprintln!("{} file(s) past {days} days (dry run: nothing deleted)", files.len());
+    }
+    eprintln!("{n} record(s) concern {agent}");
+    ExitCode::SUCCESS
+}
+
+fn describe(conf: &str, lang: &str) -> ExitCode {
+    let Ok(text) = std::fs::read_to_string(conf) else {
+        eprintln!("{conf}: cannot read");
+        return ExitCode::from(1);
+    };
+    let defaults = Defaults {
+        spool_dir: "/var/spool/asterisk/callconsent".into(),
+        audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into(),
+    };
+    match config::parse(&config::entries_from_text(&text, conf), &defaults, &|_| true) {
+        Ok(cfg) => {
+            print!("{}", describe::describe(&cfg, lang));
             ExitCode::SUCCESS
         }
-        ["draw", call, secret, share] => {
-            let (Ok(secret), Ok(share)) = (std::fs::read(secret), share.parse::<u8>()) else { return usage() };
-            let d = draw::draw(&secret, call, share);
-            println!("call {call}: bucket {} {} share {share} % ({}): {}", d.bucket, if d.selected { "<" } else { ">=" }, draw::RULE, if d.selected { "selected" } else { "not selected" });
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn retention(dir: &str, days: u64) -> ExitCode {
+    let files = callconsent_runtime::retention::expired(std::path::Path::new(dir), days, std::time::SystemTime::now());
+    for (f, age) in &files {
+        println!("would delete {} ({age} days old)", f.display());
+    }
+    eprintln!("{} file(s) past {days} days (dry run: nothing deleted)", files.len());
+    ExitCode::SUCCESS
+}
+
+fn draw(call: &str, secret_file: &str, share: u8) -> ExitCode {
+    let Ok(secret) = std::fs::read(secret_file) else {
+        eprintln!("{secret_file}: cannot read");
+        return ExitCode::from(1);
+    };
+    let d = draw::draw(&secret, call, share);
+    println!("call {call}: bucket {} {} share {share} % ({}): {}", d.bucket, if d.selected { "<" } else { ">=" }, draw::RULE, if d.selected { "selected" } else { "not selected" });
+    ExitCode::SUCCESS
+}
+
+fn archive_verify(file: &str, audits: &[&str]) -> ExitCode {
+    match verify_archive(file, audits) {
+        Ok(msg) => {
+            println!("{msg}");
             ExitCode::SUCCESS
         }
-        ["archive", "verify", file, audits @ ..] if !audits.is_empty() => match verify_archive(file, audits) {
-            Ok(msg) => {
-                println!("{msg}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                println!("{file}: {e}");
-                ExitCode::from(1)
-            }
-        },
-        _ => usage(),
+        Err(e) => {
+            println!("{file}: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -134,4 +312,28 @@ fn verify_archive(file: &str, audits: &[&str]) -> Result<String, String> {
         }
     }
     Err(format!("no recording_kept line for call {call} and file {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_positional_contracts_parse() {
+        let cli = Cli::try_parse_from(["callconsent", "audit", "verify", "a.jsonl", "b.jsonl"]).unwrap();
+        assert!(matches!(cli.command, Command::Audit(AuditCommand::Verify(a)) if a.files == ["a.jsonl", "b.jsonl"]));
+        let cli = Cli::try_parse_from(["callconsent", "describe", "c.conf"]).unwrap();
+        assert!(matches!(cli.command, Command::Describe(a) if a.lang == "en"));
+        let cli = Cli::try_parse_from(["callconsent", "draw", "1.2", "secret", "20"]).unwrap();
+        assert!(matches!(cli.command, Command::Draw(a) if a.call == "1.2" && a.share == 20));
+        assert!(Cli::try_parse_from(["callconsent", "draw", "1.2", "secret", "101"]).is_err());
+        assert!(Cli::try_parse_from(["callconsent", "retention", "dir", "ninety"]).is_err());
+        assert!(Cli::try_parse_from(["callconsent", "archive", "verify", "x.opus"]).is_err());
+    }
 }
