@@ -65,25 +65,30 @@ fn install_command_puts_module_docs_prompts_and_sample_into_asterisk() {
     pbx.originate("Local/fr@test", "dev@test");
     pbx.originate("Local/en@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(60));
+    // Each channel was drawn, then told, the whole notice through, in its own language: Asterisk
+    // played the installed callconsent/notice of the channel's language (checked by facts, the
+    // audit lines and Asterisk's own log of what it played, never by timestamps).
+    pbx.wait_event("notice_played", 2, Duration::from_secs(5));
     let audit = pbx.audit();
-    let secs = |lang: &str| -> f64 {
+    let log = pbx.messages();
+    for lang in ["fr", "en"] {
         let chan = format!("Local/{lang}@test");
-        let chan = chan.as_str();
-        let ts = |ev: &str| -> f64 {
-            let v = audit.iter().find(|v| v["event"].as_str().is_some_and(|e| e == ev || (ev == "drawn" && (e == "selected" || e == "not_selected"))) && v["channel"].as_str().is_some_and(|c| c.starts_with(chan))).unwrap_or_else(|| panic!("no {ev} for {chan}: {audit:?}"));
-            chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).unwrap().timestamp_millis() as f64 / 1000.0
-        };
-        ts("notice_played") - ts("drawn")
-    };
+        let of_chan = |v: &serde_json::Value| v["channel"].as_str().is_some_and(|c| c.starts_with(&chan));
+        let drawn = audit.iter().position(|v| (v["event"] == "selected" || v["event"] == "not_selected") && of_chan(v)).unwrap_or_else(|| panic!("no draw for {chan}: {audit:?}"));
+        let told = audit.iter().position(|v| v["event"] == "notice_played" && of_chan(v)).unwrap_or_else(|| panic!("no notice_played for {chan}: {audit:?}"));
+        assert!(drawn < told, "{chan}: the notice before the draw: {audit:?}");
+        assert_eq!(audit[told]["outcome"], "completed", "{chan} did not hear the whole notice: {}", audit[told]);
+        assert_eq!(audit[told]["prompt"], "callconsent/notice", "{}", audit[told]);
+        let played = log.lines().any(|l| l.contains(&format!("<{chan}-")) && l.contains("Playing 'callconsent/notice.") && l.contains(&format!("(language '{lang}')")));
+        assert!(played, "Asterisk did not play callconsent/notice in {lang:?} on {chan}:\n{}", pbx.logs());
+    }
+    // The installed prompts are two recordings of their own, not one file under two names.
     let wav_len = |lang: &str| -> f64 {
         let out = Command::new("chroot").arg(&root).args(["soxi", "-D", &format!("/usr/share/asterisk/sounds/{lang}/callconsent/notice.wav")]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0)
     };
-    let (fr, en) = (secs("fr"), secs("en"));
     let (fr_len, en_len) = (wav_len("fr"), wav_len("en"));
     assert!((fr_len - en_len).abs() > 0.5, "the two notices should differ in length: {fr_len} {en_len}");
-    assert!((fr - fr_len).abs() < 0.5, "the French channel heard {fr:.2} s, the French notice lasts {fr_len:.2} s");
-    assert!((en - en_len).abs() < 0.5, "the English channel heard {en:.2} s, the English notice lasts {en_len:.2} s");
     pbx.assert_alive();
     drop(pbx);
 
@@ -96,15 +101,22 @@ fn install_command_puts_module_docs_prompts_and_sample_into_asterisk() {
 #[test]
 fn cli_function_and_reload_mid_call() {
     let conf = consent_conf(&profile("desk", 100, "start_tone = off"));
+    // The agent presses *1 once the test has reloaded (the global RELOADED), not after a guessed delay.
     let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(desk)\n same => n,Dial(Local/agent@test)\n\
-        exten => agent,1,Answer()\n same => n,Wait(6)\n same => n,SendDTMF(*1)\n same => n,Wait(0.5)\n \
-        same => n,NoOp(AGENTSTATE=${CALLCONSENT(state)})\n same => n,Wait(2)\n same => n,Hangup()\n\
+        exten => agent,1,Answer()\n same => n(wait),GotoIf($[\"${GLOBAL(RELOADED)}\" = \"yes\"]?go)\n same => n,Wait(0.2)\n same => n,Goto(wait)\n \
+        same => n(go),SendDTMF(*1)\n same => n,Wait(0.5)\n same => n,NoOp(AGENTSTATE=${CALLCONSENT(state)})\n same => n,Wait(2)\n same => n,Hangup()\n\
         exten => dev,1,Wait(30)\n";
     let mut pbx = Pbx::builder("admin").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
     pbx.originate("Local/in@test", "dev@test");
-    pbx.wait_event("recording_started", 1, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(500));
-    let calls = pbx.rx("callconsent show calls");
+    let started = pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    let calls = wait_for("callconsent show calls to list the recorded call and its agent", Duration::from_secs(5), || {
+        let calls = pbx.rx("callconsent show calls");
+        if calls.contains("Local/in@test-") && calls.contains("recording") && calls.contains("Local/agent@test-") {
+            Ok(calls)
+        } else {
+            Err(calls)
+        }
+    });
     assert!(calls.contains("Local/in@test-") && calls.contains("desk") && calls.contains("recording"), "{calls}");
     assert!(calls.contains("Local/agent@test-"), "the agent column: {calls}");
     assert!(pbx.rx("callconsent show profiles").contains("desk"), "profiles");
@@ -120,13 +132,21 @@ fn cli_function_and_reload_mid_call() {
     // A bad file is refused, with its reason, and the running configuration stays.
     pbx.write_conf("callconsent.conf", &consent_conf(&profile("desk", 100, "pause_code = 1")));
     pbx.rx("module reload res_callconsent.so");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the refused reload's message and its reason in messages.log", Duration::from_secs(5), || {
+        let m = pbx.messages();
+        m.contains("reload refused, the running configuration stays") && m.contains("[desk] pause_code: must be 2 to 8 DTMF keys")
+    });
     assert!(pbx.messages().contains("reload refused, the running configuration stays"), "{}", pbx.logs());
     assert!(pbx.messages().contains("[desk] pause_code: must be 2 to 8 DTMF keys"));
     assert!(pbx.rx("callconsent show profiles").contains("other"), "the good configuration must stay");
+    // Both reloads came mid-call, before the agent's *1: the pause below is the old profile's code at work.
+    let events = pbx.events();
+    assert!(!events.iter().any(|e| e == "paused" || e == "call_ended"), "the call must still be up and unpaused at the reload: {events:?}");
+    pbx.rx("dialplan set global RELOADED yes");
     pbx.wait_idle(Duration::from_secs(30));
     let paused = pbx.wait_event("paused", 1, Duration::from_secs(2));
     assert_eq!(paused[0]["profile"], "desk");
+    assert_eq!(paused[0]["call"], started[0]["call"], "the pause belongs to the call that was up during the reload");
     assert!(pbx.messages().contains("AGENTSTATE=paused"), "CALLCONSENT(state) on the agent's channel");
     pbx.assert_alive();
 }

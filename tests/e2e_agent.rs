@@ -69,7 +69,10 @@ fn delete_code_leaves_no_file() {
     let del = pbx.wait_event("recording_deleted", 1, Duration::from_secs(5));
     assert_eq!(del[0]["by"], "agent");
     assert_eq!(del[0]["files"].as_array().map(Vec::len), Some(3), "mixed and both legs: {del:?}");
-    std::thread::sleep(Duration::from_secs(6));
+    // The later looks for the call's files (after hangup) are done once the call has settled.
+    let settled = pbx.wait_settled(1, Duration::from_secs(15));
+    assert_eq!(settled[0]["call"], del[0]["call"]);
+    assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "deleted");
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
     assert!(!pbx.events().iter().any(|e| e == "recording_kept"));
     pbx.assert_alive();
@@ -100,6 +103,8 @@ fn the_caller_pressing_agent_codes_changes_nothing() {
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    // Nothing of the call is left to happen once it has settled.
+    pbx.wait_settled(1, Duration::from_secs(10));
     let events = pbx.events();
     assert!(!events.iter().any(|e| e == "paused" || e == "recording_deleted"), "{events:?}");
     pbx.assert_alive();
@@ -127,7 +132,15 @@ fn ami_actions_control_a_live_call_from_either_channel() {
     pbx.wait_event("recording_started", 1, Duration::from_secs(10));
     let agent_chan = channel_named(&pbx, "Local/agent@test-");
     let agent_chan = if agent_chan.ends_with(";1") { agent_chan.replace(";1", ";2") } else { agent_chan };
-    std::thread::sleep(Duration::from_secs(1));
+    // What the desktop's pause needs: the module finds the recorded call from the agent's channel.
+    wait_for("CallConsentStatus on the agent's channel to report the recording", Duration::from_secs(5), || {
+        let s = ami.action("CallConsentStatus", &[("Channel", &agent_chan)]);
+        if s.get("Response").map(String::as_str) == Some("Success") && s.get("State").map(String::as_str) == Some("recording") {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    });
     // The agent's desktop names the agent's own channel.
     let r = ami.action("CallConsentPause", &[("Channel", &agent_chan)]);
     assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "{r:?}");
@@ -162,7 +175,8 @@ fn the_agent_hears_the_start_pause_and_resume_tones_and_the_recording_does_not()
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(500));
+    // heard.wav is the agent's side's own MixMonitor (on Local/agent@test-...;2): read it closed.
+    pbx.wait_mixmonitor_closed("Local/agent@test-", Duration::from_secs(10));
     let heard = wav_samples(&pbx.path("heard.wav"));
     for (what, f) in [("start", 440.0), ("pause", 620.0), ("resume", 820.0)] {
         let ms = tone_ms(&heard, f);
@@ -185,7 +199,8 @@ fn the_agent_hears_when_the_caller_refuses() {
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     pbx.wait_event("opt_out", 1, Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(500));
+    // heard.wav is the agent's side's own MixMonitor (on Local/agent@test-...;2): read it closed.
+    pbx.wait_mixmonitor_closed("Local/agent@test-", Duration::from_secs(10));
     let ms = tone_ms(&wav_samples(&pbx.path("heard.wav")), 950.0);
     assert!(ms >= 250, "the agent did not hear the refusal tone: {ms} ms");
     pbx.assert_alive();

@@ -81,10 +81,8 @@ fn interrupted_work(pbx: &Pbx, stem: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join(format!("{stem}.wav"));
     sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", wav.to_str().unwrap(), "synth", "3", "sine", "440"]);
-    let cwav = format!("{}/spool/callconsent/kept/2026/11/22/{stem}.wav", pbx.cdir);
     let side = serde_json::json!({ "call": "1763800000.5", "channel": "Local/in@test-00000001;2", "tags": [["CALLCONSENT_CALL", "1763800000.5"], ["CALLCONSENT_FILE", format!("{stem}.wav")]], "audit_hash": "00" });
     std::fs::write(dir.join(format!("{stem}.wav.tags.json")), side.to_string()).unwrap();
-    let _ = cwav;
     wav
 }
 

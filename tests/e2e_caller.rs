@@ -37,6 +37,9 @@ fn kept_recording_has_audio_and_full_audit_trail() {
     pbx.originate("Local/in-always@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(20));
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    // The call's work is over (the legs moved too) before anything is said about what is left.
+    let settled = pbx.wait_settled(1, Duration::from_secs(10));
+    assert_eq!(settled[0]["call"], kept[0]["call"]);
     let file = kept[0]["file"].as_str().expect("recording_kept names its file").to_string();
     let host = pbx.host_path(&file);
     assert!(host.is_file(), "kept recording {file} is missing");
@@ -51,7 +54,7 @@ fn kept_recording_has_audio_and_full_audit_trail() {
     let ms = kept[0]["duration_ms"].as_u64().unwrap() as f32;
     assert!((duration(&host) * 1000.0 - ms).abs() < 50.0, "audit {ms} ms, file {} s", duration(&host));
     let events = pbx.events();
-    for e in ["selected", "notice_played", "recording_started", "recording_kept", "call_ended"] {
+    for e in ["selected", "notice_played", "recording_started", "recording_kept", "call_ended", "call_settled"] {
         assert!(events.iter().any(|x| x == e), "no {e} in {events:?}");
     }
     let audit = pbx.audit();
@@ -65,7 +68,7 @@ fn kept_recording_has_audio_and_full_audit_trail() {
     let selected = audit.iter().find(|v| v["event"] == "selected").unwrap();
     assert_eq!(selected["legal_basis"], "test: recording every call of this test profile");
     assert_eq!(status_of(&pbx), vec!["RECORDING"]);
-    assert_eq!(callconsent::audit::verify(&std::fs::read_to_string(pbx.audit_path()).unwrap()), Ok(audit.len()));
+    assert_eq!(callconsent_runtime::audit::verify(&std::fs::read_to_string(pbx.audit_path()).unwrap()), Ok(audit.len()));
     pbx.assert_alive();
 }
 
@@ -76,11 +79,15 @@ fn optout_during_notice_records_nothing() {
     pbx.wait_idle(Duration::from_secs(20));
     let opt = pbx.wait_event("opt_out", 1, Duration::from_secs(5));
     assert_eq!(opt[0]["during"], "notice");
-    pbx.wait_event("call_ended", 0, Duration::from_secs(1));
+    // CallConsent() returned (its status is set) and the call is gone: a call refused during the
+    // notice was never armed, so nothing of it is left to run. Its whole trail is the draw, the
+    // interrupted notice and the refusal: no recording, no call_ended, no call_settled.
+    assert_eq!(status_of(&pbx), vec!["OPTED_OUT"]);
     let events = pbx.events();
     assert!(!events.iter().any(|e| e == "recording_started"), "recording started after an opt-out: {events:?}");
+    assert_eq!(events, vec!["selected", "notice_played", "opt_out"], "a call refused during the notice is never armed");
+    assert_eq!(pbx.wait_event("notice_played", 1, Duration::from_secs(1))[0]["outcome"], "interrupted");
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
-    assert_eq!(status_of(&pbx), vec!["OPTED_OUT"]);
     pbx.assert_alive();
 }
 
@@ -104,8 +111,10 @@ fn optout_mid_call_deletes_every_file_and_agent_never_gets_the_digit() {
     let deleted = pbx.wait_event("recording_deleted", 1, Duration::from_secs(5));
     assert_eq!(deleted[0]["by"], "caller");
     assert!(deleted[0]["files"].as_array().is_some_and(|f| f.iter().any(|x| x == file.as_str())), "{deleted:?}");
-    // Later cleanups may find nothing more; wait past them, then nothing of the call is on disk.
-    std::thread::sleep(Duration::from_secs(6));
+    // The later looks for the call's files (0, 1 and 5 s after hangup) are done once the call
+    // has settled; then nothing of the call is on disk.
+    let settled = pbx.wait_settled(1, Duration::from_secs(15));
+    assert_eq!(settled[0]["call"], deleted[0]["call"]);
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new(), "files of a refused call remain");
     let ended = pbx.wait_event("call_ended", 1, Duration::from_secs(2));
     assert_eq!(ended[0]["outcome"], "opted_out");
@@ -134,6 +143,7 @@ fn info_key_plays_the_full_notice() {
     let notice = pbx.wait_event("notice_played", 1, Duration::from_secs(1));
     assert_eq!(notice[0]["outcome"], "interrupted");
     // The call goes on: the recording starts after the full notice.
+    pbx.wait_event("recording_started", 1, Duration::from_secs(5));
     let events = pbx.events();
     let i = events.iter().position(|e| e == "info_played").unwrap();
     let r = events.iter().position(|e| e == "recording_started").expect("recording after the full notice");
@@ -149,9 +159,13 @@ fn not_selected_call_is_not_recorded() {
     let ns = pbx.wait_event("not_selected", 1, Duration::from_secs(5));
     assert_eq!(ns[0]["share"], 0);
     assert!(ns[0]["reason"].as_str().is_some_and(|r| r.contains("bucket")));
-    assert!(!pbx.events().iter().any(|e| e == "recording_started"));
-    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
+    // CallConsent() returned (its status is set) and the call is gone: a call not selected is
+    // never armed, so nothing of it is left to run; its trail is the draw and the notice.
     assert_eq!(status_of(&pbx), vec!["NOT_SELECTED"]);
+    assert!(!pbx.events().iter().any(|e| e == "recording_started"));
+    pbx.wait_event("notice_played", 1, Duration::from_secs(2));
+    assert_eq!(pbx.events(), vec!["not_selected", "notice_played"], "a call not selected is never armed");
+    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
     pbx.assert_alive();
 }
 
@@ -179,8 +193,15 @@ fn a_refusal_before_an_agent_answers_is_confirmed_on_answer() {
     pbx.wait_idle(Duration::from_secs(30));
     let opt = pbx.wait_event("opt_out", 1, Duration::from_secs(2));
     assert_eq!(opt[0]["during"], "call");
+    // The refused call was armed (it was waiting for an agent): it settles, then nothing of it
+    // may have been recorded.
+    let settled = pbx.wait_settled(1, Duration::from_secs(15));
+    assert_eq!(settled[0]["call"], opt[0]["call"]);
+    assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "opted_out");
     assert!(!pbx.events().iter().any(|e| e == "recording_started"), "{:?}", pbx.events());
-    std::thread::sleep(Duration::from_millis(500));
+    // The caller's phone (the dev side, Local/in@test-...;1) recorded what it heard; read it once
+    // its MixMonitor has closed the file.
+    pbx.wait_mixmonitor_closed("Local/in@test-", Duration::from_secs(10));
     let heard = tone_ms(&wav_samples(&pbx.path("dev-heard.wav")), 700.0);
     assert!(heard >= 400, "the caller did not hear the confirmation: {heard} ms");
     assert!(pbx.spool_files().is_empty());

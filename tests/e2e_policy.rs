@@ -38,6 +38,10 @@ fn never_recorded_lines_are_not_recorded_and_not_named() {
     assert_eq!(exempt[0]["reason"], "never_record_caller");
     let vetoed = pbx.wait_event("agent_vetoed", 1, Duration::from_secs(1));
     assert_eq!(vetoed[0]["agent"], "Local/rep@test");
+    // The vetoed call was armed: once it has settled nothing of it is left to happen (the exempt
+    // call was never armed: nothing of it runs after CallConsent()).
+    let settled = pbx.wait_settled(1, Duration::from_secs(10));
+    assert_eq!(settled[0]["call"], vetoed[0]["call"]);
     assert!(!pbx.events().iter().any(|e| e == "recording_started"), "{:?}", pbx.events());
     assert!(pbx.spool_files().is_empty());
     let text = std::fs::read_to_string(pbx.audit_path()).unwrap();
@@ -57,9 +61,12 @@ fn a_cap_of_two_per_agent_stops_the_third_recording_and_survives_a_restart() {
     let vetoed = pbx.wait_event("agent_vetoed", 1, Duration::from_secs(1));
     assert!(vetoed[0]["reason"].as_str().unwrap().starts_with("cap reached: 2 of 2"), "{vetoed:?}");
     assert_eq!(pbx.events().iter().filter(|e| *e == "recording_started").count(), 2);
+    // The three calls' work is done (recordings kept) before the crash.
+    pbx.wait_settled(3, Duration::from_secs(10));
     pbx.kill9_and_restart();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("call_ended", 4, Duration::from_secs(30));
+    pbx.wait_settled(4, Duration::from_secs(10));
     assert_eq!(pbx.audit().iter().filter(|v| v["event"] == "agent_vetoed").count(), 2, "the cap must survive a restart");
     pbx.assert_alive();
 }
@@ -71,7 +78,7 @@ fn a_crash_mid_call_leaves_no_staging_file_and_says_why() {
     let started = pbx.wait_event("recording_started", 1, Duration::from_secs(10));
     let file = pbx.host_path(started[0]["file"].as_str().unwrap());
     assert!(file.display().to_string().contains("/staging/"));
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until(&format!("the staging file {} to exist mid-call", file.display()), Duration::from_secs(5), || file.is_file());
     assert!(file.is_file(), "the staging file should exist mid-call");
     pbx.kill9_and_restart();
     let discarded = pbx.wait_event("recording_discarded", 1, Duration::from_secs(5));
@@ -108,6 +115,8 @@ fn the_dpo_tool_verifies_the_chain_and_catches_an_edited_line() {
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("call_ended", 1, Duration::from_secs(30));
     pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    // The call's last line is written before the log is checked and edited.
+    pbx.wait_settled(1, Duration::from_secs(10));
     let log = pbx.audit_path();
     let log_s = log.to_str().unwrap();
     let ok = dpo_tool(&["audit", "verify", log_s]);
@@ -146,7 +155,9 @@ fn a_transfer_to_a_never_recorded_line_stops_the_recording() {
     let mut ami = pbx.ami();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("recording_started", 1, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(3));
+    // The first agent has said its 2 s (its Playback is over, the dialplan is at its Wait) before
+    // the transfer.
+    pbx.wait_log("the first agent's tone to end", Duration::from_secs(10), |l| l.contains("[talk@test:3]") && l.contains("Wait(\"Local/talk@test-"));
     let out = pbx.rx("core show channels concise");
     let agent = out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with("Local/talk@test-") && c.ends_with(";1")).expect("the agent's channel").to_string();
     let r = ami.action("BlindTransfer", &[("Channel", &agent), ("Context", "test"), ("Exten", "to-rep")]);
@@ -155,6 +166,7 @@ fn a_transfer_to_a_never_recorded_line_stops_the_recording() {
     assert_eq!((vetoed[0]["agent"].as_str(), vetoed[0]["after"].as_str()), (Some("Local/rep@test"), Some("transfer")));
     pbx.wait_idle(Duration::from_secs(30));
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
+    pbx.wait_settled(1, Duration::from_secs(10));
     let file = pbx.host_path(kept[0]["file"].as_str().unwrap());
     // The first agent's 2 s of audio are there; nothing after the transfer (the rep's 2 s tone).
     let secs = duration(&file);

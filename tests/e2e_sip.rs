@@ -29,9 +29,12 @@ fn sip_caller_opts_out_with_an_rfc4733_digit() {
     let opt = pbx.wait_event("opt_out", 1, Duration::from_secs(5));
     assert_eq!(opt[0]["during"], "call");
     assert_eq!(opt[0]["key"], "9");
-    pbx.wait_event("recording_deleted", 1, Duration::from_secs(5));
+    let deleted = pbx.wait_event("recording_deleted", 1, Duration::from_secs(5));
     pbx.wait_idle(Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(6));
+    // The later looks for the call's files (after hangup) are done once the call has settled.
+    let settled = pbx.wait_settled(1, Duration::from_secs(15));
+    assert_eq!(settled[0]["call"], deleted[0]["call"]);
+    assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "opted_out");
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new(), "files of a refused SIP call remain");
     pbx.assert_alive();
 }

@@ -98,6 +98,8 @@ fn controls_through_features_conf_applicationmap() {
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
     let paused = pbx.wait_event("paused", 1, Duration::from_secs(1));
     assert_eq!(paused[0]["source"], "dialplan");
+    // Nothing of the call is left to happen once it has settled.
+    pbx.wait_settled(1, Duration::from_secs(10));
     assert_eq!(pbx.audit().iter().filter(|v| v["event"] == "paused").count(), 1, "the caller's #81 must not pause");
     pbx.wait_event("resumed", 1, Duration::from_secs(1));
     assert_paused_span(&pbx.host_path(kept[0]["file"].as_str().unwrap()), 1500);

@@ -319,13 +319,22 @@ impl Pbx {
             .unwrap_or(0)
     }
 
-    /// Waits until no channel is left (the scripted calls ended).
+    /// Waits until no channel is left (the scripted calls ended): no channel at every check for
+    /// 300 ms, so a call between two of its steps (a Local channel being set up) is not taken for
+    /// the end.
     pub fn wait_idle(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        std::thread::sleep(Duration::from_millis(300));
-        while self.active_calls() > 0 {
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if self.active_calls() == 0 {
+                if idle_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(300) {
+                    return;
+                }
+            } else {
+                idle_since = None;
+            }
             assert!(Instant::now() < deadline, "calls still up after {timeout:?}:\n{}\n{}", self.rx("core show channels"), self.logs());
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -357,6 +366,45 @@ impl Pbx {
             assert!(Instant::now() < deadline, "no {n} \"{event}\" audit lines after {timeout:?}; log:\n{}\n{}", self.audit().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"), self.logs());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits until `n` calls have settled: `call_settled` is a call's last line, written once every
+    /// piece of its work is done (the recorder stopped, the files kept or deleted, the late looks
+    /// for a refused call's files included). Checks what settling means on the way: each
+    /// `call_settled` follows its call's `call_ended` (same call, channel and profile), once per call.
+    pub fn wait_settled(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let settled = self.wait_event("call_settled", n, timeout);
+        let audit = self.audit();
+        let dump = || audit.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+        let same = |a: &Value, b: &Value| a["call"] == b["call"] && a["channel"] == b["channel"];
+        for (i, s) in audit.iter().enumerate().filter(|(_, v)| v["event"] == "call_settled") {
+            let ended = audit[..i].iter().find(|&v| v["event"] == "call_ended" && same(v, s));
+            let ended = ended.unwrap_or_else(|| panic!("call_settled without its call's call_ended before it: {s}\n{}", dump()));
+            assert_eq!(ended["profile"], s["profile"], "call_settled names another profile than call_ended: {s}");
+            assert_eq!(audit.iter().filter(|&v| v["event"] == "call_settled" && same(v, s)).count(), 1, "more than one call_settled for a call:\n{}", dump());
+        }
+        settled
+    }
+
+    /// Waits until a line of messages.log satisfies `pred` (Asterisk writes its log on its own
+    /// thread); returns the line.
+    pub fn wait_log(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        wait_for(what, timeout, || self.messages().lines().find(|&l| pred(l)).map(str::to_string).ok_or_else(|| "no such line in messages.log".to_string()))
+    }
+
+    /// Waits until every MixMonitor started on a channel whose name begins with `prefix` has
+    /// closed its files: app_mixmonitor logs "End MixMonitor Recording <channel>" once they are.
+    pub fn wait_mixmonitor_closed(&self, prefix: &str, timeout: Duration) {
+        let (begin, end) = (format!("Begin MixMonitor Recording {prefix}"), format!("End MixMonitor Recording {prefix}"));
+        wait_for(&format!("the MixMonitor of {prefix}* to close its files"), timeout, || {
+            let m = self.messages();
+            let (b, e) = (m.matches(&begin).count(), m.matches(&end).count());
+            if b > 0 && e >= b {
+                Ok(())
+            } else {
+                Err(format!("{b} begun, {e} ended"))
+            }
+        })
     }
 
     /// Files in the instance's recording spool.
@@ -434,7 +482,7 @@ impl Pbx {
         fs::write(self.path("sounds/agent-uas.xml"), scenario.replace("{D}", &self.cdir)).expect("write the UAS scenario");
         let media = (32000 + (std::process::id() % 500) * 8 + 4).to_string();
         let log = fs::File::create(self.path("log/sipp-agent.log")).expect("create the sipp log");
-        let child = Command::new("chroot")
+        let mut child = Command::new("chroot")
             .arg(&self.root)
             .args(["/usr/bin/sipp", "-sf", &format!("{}/sounds/agent-uas.xml", self.cdir), "-m", "1", "-i", "127.0.0.1"])
             .args(["-p", &self.agent_port.to_string(), "-mp", &media, "-timeout", "60s", "-nostdin"])
@@ -443,9 +491,43 @@ impl Pbx {
             .stderr(log)
             .spawn()
             .expect("start sipp");
-        std::thread::sleep(Duration::from_millis(300));
+        // Asterisk may call the agent only once the phone listens on its SIP port.
+        let port = self.agent_port;
+        wait_until(&format!("the agent's phone (sipp) to listen on UDP port {port}"), Duration::from_secs(10), || {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("the agent's phone (sipp) exited at start ({st}):\n{}", fs::read_to_string(self.path("log/sipp-agent.log")).unwrap_or_default());
+            }
+            udp_port_bound(port)
+        });
         Sipp(child)
     }
+}
+
+/// Some socket is bound to this local UDP port (read from /proc: a probe by binding the port could
+/// take it from the process about to bind it).
+fn udp_port_bound(port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .any(|f| fs::read_to_string(f).unwrap_or_default().lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want))))
+}
+
+/// Polls `f` every 100 ms until it gives a value; after `timeout`, panics with `what` and the
+/// last observation `f` reported. The way tests wait for a fact instead of sleeping.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) => assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last seen: {last}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `f` every 100 ms until it holds; after `timeout`, panics with `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    wait_for(what, timeout, || if f() { Ok(()) } else { Err("not yet".to_string()) })
 }
 
 impl Drop for Pbx {

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use callconsent_core::audit::AuditEvent;
 use callconsent_core::config::{self, Defaults};
 use callconsent_core::{describe, draw};
 use callconsent_runtime::audit::verify_files;
@@ -290,7 +291,7 @@ fn verify_archive(file: &str, audits: &[&str]) -> Result<String, String> {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            if v["event"] != "recording_kept" || v["call"] != call.as_str() || !v["file"].as_str().is_some_and(|p| p.ends_with(&format!("/{name}"))) {
+            if v["event"] != AuditEvent::RecordingKept.as_str() || v["call"] != call.as_str() || !v["file"].as_str().is_some_and(|p| p.ends_with(&format!("/{name}"))) {
                 continue;
             }
             if callconsent_runtime::audit::line_hash(line) != hash {

@@ -1,0 +1,68 @@
+//! The FFI boundary is what the architecture says: every C->Rust entry is written with the
+//! guard's `entry!` macro, the shim's header and the built module agree on them, and the
+//! compiler-unchecked code stays in the FFI modules.
+mod harness;
+
+use std::path::Path;
+use std::process::Command;
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read a source directory").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The `cc_rs_*` functions the shim's header declares.
+fn declared() -> Vec<String> {
+    let h = std::fs::read_to_string(harness::project_dir().join("c-shim/asterisk/shim.h")).expect("read shim.h");
+    let mut v: Vec<String> = h
+        .lines()
+        .filter_map(|l| l.split_once("cc_rs_").map(|(_, rest)| format!("cc_rs_{}", rest.split('(').next().unwrap_or(""))))
+        .filter(|n| !n.contains(' ') && n.len() > 6)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn no_entry_is_written_by_hand() {
+    let mut files = vec![];
+    rust_files(&harness::project_dir().join("src"), &mut files);
+    rust_files(&harness::project_dir().join("crates"), &mut files);
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read a source file");
+        let guard = f.ends_with("crates/guard/src/lib.rs");
+        for (i, line) in text.lines().enumerate() {
+            let hand_made = line.contains("#[no_mangle]") || (line.contains("extern \"C\" fn ") && line.contains('{'));
+            assert!(guard || !hand_made, "{}:{}: a C entry written by hand (use callconsent_guard::entry!): {line}", f.display(), i + 1);
+        }
+        // Code the compiler cannot check stays in the FFI modules (and each block says why).
+        let ffi = guard || f.ends_with("src/ffi.rs");
+        assert!(ffi || !text.contains("unsafe"), "{}: unsafe code outside the FFI modules", f.display());
+        if ffi {
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                if l.contains("unsafe {") && !l.trim_start().starts_with("//") {
+                    let said = lines[..i].iter().rev().take(3).any(|p| p.contains("SAFETY:")) || l.contains("SAFETY:");
+                    assert!(said, "{}:{}: an unsafe block without a SAFETY line", f.display(), i + 1);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_module_exports_exactly_the_entries_the_shim_declares() {
+    let out = Command::new("nm").args(["-D", "--defined-only"]).arg(harness::module_path()).output().expect("run nm");
+    let mut exported: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().last().map(str::to_string)).filter(|s| s.starts_with("cc_rs_")).collect();
+    exported.sort();
+    let declared = declared();
+    assert!(declared.len() >= 13, "{declared:?}");
+    assert_eq!(exported, declared, "the module's cc_rs_* symbols and shim.h differ");
+}
