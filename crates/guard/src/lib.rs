@@ -92,6 +92,7 @@ macro_rules! entry {
     )*) => {$(
         $(#[$meta])*
         #[no_mangle]
+        #[allow(clippy::unused_unit)]
         pub extern "C" fn $name($($arg: $raw),*) $(-> $ret)? {
             $crate::enter($err, stringify!($name), move || {
                 $(

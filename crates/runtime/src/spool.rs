@@ -160,7 +160,7 @@ mod tests {
         create(&spool).unwrap();
         let f = staging(&spool).join("cc-1.wav");
         std::fs::write(&f, vec![0u8; 44 + 1600]).unwrap();
-        let (kept, ms) = keep(&[f.clone()]).unwrap();
+        let (kept, ms) = keep(std::slice::from_ref(&f)).unwrap();
         assert_eq!(ms, 100);
         assert!(!f.exists());
         let k = PathBuf::from(&kept[0]);
