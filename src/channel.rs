@@ -22,7 +22,8 @@ fn play(c: Chan<'_>, sound: &str, keys: &str) -> PromptOutcome {
 
 fn watch(c: Chan<'_>, slot: &Arc<Slot>) -> Result<(), String> {
     // The framehook holds the call until its destroy callback (hangup).
-    c.hook_attach(Box::new(slot.clone())).map_err(|_| "could not attach the key watcher".to_string())?;
+    // The ticks flag lives in the slot, which the box keeps alive until destroy.
+    c.hook_attach(Box::new(slot.clone()), slot.ticks_flag()).map_err(|_| "could not attach the key watcher".to_string())?;
     if c.watch_bridges(&slot.uniqueid) != 0 {
         log::warn!("callconsent: {}: cannot watch bridge joins; the recording cannot start", slot.channel);
     }

@@ -45,8 +45,9 @@ fn load() -> Result<(), String> {
     std::panic::set_hook(Box::new(|info| {
         log::error!("callconsent: panic at {}: {}", info.location().map(|l| l.to_string()).unwrap_or_default(), info);
     }));
-    let cfg = read_config()?;
     let state = PathBuf::from(ffi::dir(AstDir::Var)).join("callconsent");
+    Runtime::discard_before_config(&state);
+    let cfg = read_config()?;
     let rt = Runtime::start(cfg, &state, Box::new(Asterisk))?;
     if let Ok(mut g) = RUNTIME.write() {
         *g = Some(Arc::new(rt));
@@ -101,14 +102,12 @@ fn frame_of(dir: c_int, kind: c_int, digit: c_int) -> Frame {
 }
 
 fn answer(fed: Fed) -> c_int {
-    let mut a = sys::cc_answer_CC_PASS as c_int;
+    // Whether ticks are wanted is read by the hook from the slot's flag, not from this answer.
     if fed.verdict == Verdict::Drop {
-        a |= sys::cc_answer_CC_DROP as c_int;
+        sys::cc_answer_CC_DROP as c_int
+    } else {
+        sys::cc_answer_CC_PASS as c_int
     }
-    if fed.ticks {
-        a |= sys::cc_answer_CC_WANT_TICKS as c_int;
-    }
-    a
 }
 
 entry! {

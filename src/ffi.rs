@@ -118,11 +118,13 @@ impl<'a> Chan<'a> {
         // SAFETY: live channel; the audiohook API locks what it needs (recursive channel lock).
         unsafe { sys::cc_mixmonitor_mute(self.ptr(), i32::from(mute)) }
     }
-    /// Attaches the framehook with `data` (a boxed value); on failure the box is returned.
-    pub fn hook_attach<T>(self, data: Box<T>) -> Result<(), Box<T>> {
+    /// Attaches the framehook with `data` (a boxed value) and the ticks flag, which must live as
+    /// long as `data` (it is inside it); on failure the box is returned.
+    pub fn hook_attach<T>(self, data: Box<T>, ticks: *const i32) -> Result<(), Box<T>> {
         let raw = Box::into_raw(data);
-        // SAFETY: live channel; `raw` is handed back to cc_rs_hook_destroy, which frees it once.
-        if unsafe { sys::cc_hook_attach(self.ptr(), raw.cast()) } < 0 {
+        // SAFETY: live channel; `raw` is handed back to cc_rs_hook_destroy, which frees it once;
+        // `ticks` points into it (the caller's contract), so it stays valid as long.
+        if unsafe { sys::cc_hook_attach(self.ptr(), raw.cast(), ticks) } < 0 {
             // SAFETY: the hook was not attached, so nobody else holds `raw`.
             return Err(unsafe { Box::from_raw(raw) });
         }

@@ -205,3 +205,30 @@ fn the_agent_hears_when_the_caller_refuses() {
     assert!(ms >= 250, "the agent did not hear the refusal tone: {ms} ms");
     pbx.assert_alive();
 }
+
+/// Issue 10 (5): a pause from the desktop (AMI), with no key pressed afterwards, ends within
+/// `pause_max_seconds` with its warning, as a keypad pause does.
+#[test]
+fn a_desktop_pause_also_resumes_by_itself_after_a_warning() {
+    let tone = sound("agent-880-12s", 880, 12.0);
+    let agent = format!(" same => n,Playback({tone})\n same => n,Hangup()\n");
+    let mut pbx = start("ami-auto-resume", "pause_max_seconds = 6", &agent, "exten => dev,1,Wait(30)\n");
+    let mut ami = pbx.ami();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    let caller_chan = channel_named(&pbx, "Local/in@test-").replace(";1", ";2");
+    let r = ami.action("CallConsentPause", &[("Channel", &caller_chan)]);
+    assert_eq!(r.get("State").map(String::as_str), Some("paused"), "{r:?}");
+    // The warning comes about 5 s before the end of the pause, then the automatic resume; both
+    // while the call (12 s of tone) is still up.
+    let warn = pbx.wait_event("pause_warning", 1, Duration::from_secs(10));
+    assert!(warn[0]["resumes_in_ms"].as_u64().is_some_and(|ms| ms > 0 && ms <= 5000), "{warn:?}");
+    let resumed = pbx.wait_event("resumed", 1, Duration::from_secs(10));
+    assert_eq!((resumed[0]["by"].as_str(), resumed[0]["source"].as_str()), (Some("auto"), Some("pause_max_seconds")), "{resumed:?}");
+    assert!(pbx.active_calls() > 0, "the pause must end during the call, not at hangup");
+    pbx.wait_idle(Duration::from_secs(30));
+    pbx.wait_settled(1, Duration::from_secs(15));
+    let order: Vec<String> = pbx.events().into_iter().filter(|e| matches!(e.as_str(), "paused" | "pause_warning" | "resumed")).collect();
+    assert_eq!(order, vec!["paused", "pause_warning", "resumed"]);
+    pbx.assert_alive();
+}

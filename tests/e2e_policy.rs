@@ -90,22 +90,33 @@ fn a_crash_mid_call_leaves_no_staging_file_and_says_why() {
 #[test]
 fn retention_deletes_a_recording_past_the_limit() {
     let mut pbx = start("retention", "agent", "");
-    let dir = pbx.path("spool/callconsent/kept/2026/01/01");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (old, new) = (dir.join("cc-old.wav"), dir.join("cc-new.wav"));
+    // Each recording sits in the kept tree of its call's day.
+    let day = |days_ago: i64| pbx.path(&format!("spool/callconsent/kept/{}", (chrono::Utc::now() - chrono::Duration::days(days_ago)).format("%Y/%m/%d")));
+    let (old_dir, new_dir) = (day(100), day(0));
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let (old, new) = (old_dir.join("cc-old.wav"), new_dir.join("cc-new.wav"));
     std::fs::write(&old, b"RIFF").unwrap();
     std::fs::write(&new, b"RIFF").unwrap();
     let f = std::fs::File::options().write(true).open(&old).unwrap();
     f.set_modified(std::time::SystemTime::now() - Duration::from_secs(100 * 86_400)).unwrap();
     drop(f);
+    // Re-encoded yesterday (a fresh file) from a call 120 days ago: its age is its call's (R7).
+    let reencoded_dir = day(120);
+    std::fs::create_dir_all(&reencoded_dir).unwrap();
+    let reencoded = reencoded_dir.join("cc-reencoded.opus");
+    std::fs::write(&reencoded, b"OggS").unwrap();
     // The DPO's dry run shows it first, and deletes nothing.
     let dry = dpo_tool(&["retention", pbx.path("spool/callconsent/kept").to_str().unwrap(), "90"]);
     assert!(String::from_utf8_lossy(&dry.stdout).contains("cc-old.wav (100 days old)"), "{dry:?}");
     assert!(old.exists());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("cc-reencoded.opus (120 days old)"), "{dry:?}");
     pbx.kill9_and_restart();
-    let expired = pbx.wait_event("recording_expired", 1, Duration::from_secs(5));
-    assert_eq!(expired[0]["age_days"], 100);
-    assert!(!old.exists() && new.exists());
+    let expired = pbx.wait_event("recording_expired", 2, Duration::from_secs(5));
+    let age = |name: &str| expired.iter().find(|e| e["file"].as_str().is_some_and(|f| f.ends_with(name))).map(|e| e["age_days"].clone());
+    assert_eq!(age("cc-old.wav"), Some(100.into()), "{expired:?}");
+    assert_eq!(age("cc-reencoded.opus"), Some(120.into()), "{expired:?}");
+    assert!(!old.exists() && !reencoded.exists() && new.exists());
     pbx.assert_alive();
 }
 

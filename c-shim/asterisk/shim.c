@@ -151,13 +151,8 @@ int cc_mixmonitor_mute(cc_chan *c, int mute)
 
 struct cc_hook {
 	void *call;                   /* the Rust call, handed back on every event */
-	int want_ticks;               /* whether voice frames go to Rust as clock ticks */
+	const int *ticks;             /* whether voice frames go to Rust as clock ticks (Rust's) */
 };
-
-static void apply_answer(struct cc_hook *h, int answer)
-{
-	h->want_ticks = (answer & CC_WANT_TICKS) != 0;
-}
 
 static struct ast_frame *hook_event(struct ast_channel *chan, struct ast_frame *f,
 	enum ast_framehook_event event, void *data)
@@ -174,7 +169,7 @@ static struct ast_frame *hook_event(struct ast_channel *chan, struct ast_frame *
 	case AST_FRAME_VOICE: kind = CC_FRAME_VOICE; break;
 	default: return f;
 	}
-	if (kind == CC_FRAME_VOICE && !h->want_ticks) {
+	if (kind == CC_FRAME_VOICE && !__atomic_load_n(h->ticks, __ATOMIC_RELAXED)) {
 		return f;
 	}
 	if (f->src && !strcmp(f->src, CC_SRC)) {
@@ -182,7 +177,6 @@ static struct ast_frame *hook_event(struct ast_channel *chan, struct ast_frame *
 	}
 	dir = event == AST_FRAMEHOOK_EVENT_READ ? CC_DIR_READ : CC_DIR_WRITE;
 	answer = cc_rs_frame(h->call, (cc_chan *) chan, dir, kind, f->subclass.integer);
-	apply_answer(h, answer);
 	if (!(answer & CC_DROP)) {
 		return f;
 	}
@@ -208,7 +202,7 @@ static void hook_destroy(void *data)
 	ast_module_unref(AST_MODULE_SELF);
 }
 
-int cc_hook_attach(cc_chan *c, void *call)
+int cc_hook_attach(cc_chan *c, void *call, const int *ticks)
 {
 	struct cc_hook *h = ast_calloc(1, sizeof(*h));
 	struct ast_framehook_interface iface = {
@@ -223,6 +217,7 @@ int cc_hook_attach(cc_chan *c, void *call)
 		return -1;
 	}
 	h->call = call;
+	h->ticks = ticks;
 	iface.data = h;
 	/* Calls in progress keep the module loaded: its code runs on their frames. */
 	ast_module_ref(AST_MODULE_SELF);

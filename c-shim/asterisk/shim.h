@@ -17,8 +17,8 @@ enum cc_log_level { CC_LOG_DEBUG = 0, CC_LOG_NOTICE = 2, CC_LOG_WARNING = 3, CC_
 /* Frame directions and kinds passed to cc_rs_frame. */
 enum cc_dir { CC_DIR_READ = 0, CC_DIR_WRITE = 1 };
 enum cc_frame_kind { CC_FRAME_DTMF_BEGIN = 1, CC_FRAME_DTMF_END = 2, CC_FRAME_VOICE = 3 };
-/* Bits of what cc_rs_frame and cc_rs_bridged answer. */
-enum cc_answer { CC_PASS = 0, CC_DROP = 1, CC_WANT_TICKS = 2 };
+/* What cc_rs_frame answers. */
+enum cc_answer { CC_PASS = 0, CC_DROP = 1 };
 
 /* Results of cc_stream_and_wait other than a digit (a digit is returned as its character). */
 enum cc_stream_result { CC_STREAM_DONE = 0, CC_STREAM_HANGUP = -1, CC_STREAM_MISSING = -2 };
@@ -97,8 +97,10 @@ int cc_mixmonitor_stop(cc_chan *chan, const char *mixmon_id);
 int cc_mixmonitor_mute(cc_chan *chan, int mute);
 
 /* ---- Framehook ---- */
-/* Attaches the watcher; returns its id (>= 0) or -1. `call` is handed back to cc_rs_frame. */
-int cc_hook_attach(cc_chan *chan, void *call);
+/* Attaches the watcher; returns its id (>= 0) or -1. `call` is handed back to cc_rs_frame.
+ * `ticks` (an int Rust updates atomically, valid until cc_rs_hook_destroy) says whether voice
+ * frames go to cc_rs_frame as clock ticks. */
+int cc_hook_attach(cc_chan *chan, void *call, const int *ticks);
 /* Calls cc_rs_joined each time the channel joins a bridge (a bridge join hook). */
 int cc_watch_bridges(cc_chan *chan, const char *uniqueid);
 /* The two-party bridge peer, and the other half of a Local channel; both carry a reference. */

@@ -78,6 +78,7 @@ pub struct Pbx {
 pub struct PbxBuilder {
     name: String,
     files: Vec<(String, String)>,
+    var_files: Vec<(String, Vec<u8>)>,
     module: bool,
     sip: bool,
     installed: bool,
@@ -88,6 +89,11 @@ impl PbxBuilder {
     /// as seen from inside the chroot).
     pub fn file(mut self, name: &str, text: &str) -> Self {
         self.files.push((name.into(), text.into()));
+        self
+    }
+    /// A file under the instance's astvarlibdir (`db/`), there before Asterisk starts.
+    pub fn var_file(mut self, name: &str, bytes: &[u8]) -> Self {
+        self.var_files.push((name.into(), bytes.to_vec()));
         self
     }
     pub fn without_module(mut self) -> Self {
@@ -186,6 +192,11 @@ impl PbxBuilder {
         } else {
             w("pjsip.conf", "");
         }
+        for (name, bytes) in &self.var_files {
+            let p = dir.join("db").join(name);
+            fs::create_dir_all(p.parent().expect("a parent")).expect("create a var directory");
+            fs::write(&p, bytes).expect("write a var file");
+        }
         for (name, text) in &self.files {
             w(name, text);
         }
@@ -197,7 +208,7 @@ impl PbxBuilder {
 
 impl Pbx {
     pub fn builder(name: &str) -> PbxBuilder {
-        PbxBuilder { name: name.into(), files: vec![], module: true, sip: false, installed: false }
+        PbxBuilder { name: name.into(), files: vec![], var_files: vec![], module: true, sip: false, installed: false }
     }
 
     fn launch(&mut self) {
@@ -779,4 +790,31 @@ pub fn consent_conf(profiles: &str) -> String {
 
 pub fn consent_conf_opus(profiles: &str) -> String {
     consent_conf(profiles).replace("archive = wav\n", "archive = opus\n")
+}
+
+impl Pbx {
+    /// As `agent_phone`, with another UAS scenario of tests/sipp/ (e.g. an outbound call's callee
+    /// who hangs up by itself); it plays `pcap` as {D}/sounds/agent.pcap.
+    pub fn uas_phone(&self, scenario: &str, pcap: &[u8]) -> Sipp {
+        fs::write(self.path("sounds/agent.pcap"), pcap).expect("write the phone's capture");
+        let text = fs::read_to_string(project_dir().join("tests/sipp").join(scenario)).expect("read the UAS scenario");
+        fs::write(self.path("sounds").join(scenario), text.replace("{D}", &self.cdir)).expect("write the UAS scenario");
+        let media = (32000 + (std::process::id() % 500) * 8 + 4).to_string();
+        let log = fs::File::create(self.path("log/sipp-agent.log")).expect("create the sipp log");
+        let mut child = Command::new("chroot")
+            .arg(&self.root)
+            .args(["/usr/bin/sipp", "-sf", &format!("{}/sounds/{scenario}", self.cdir), "-m", "1", "-i", "127.0.0.1"])
+            .args(["-p", &self.agent_port.to_string(), "-mp", &media, "-timeout", "60s", "-nostdin"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start sipp");
+        let port = self.agent_port;
+        wait_until(&format!("the phone (sipp {scenario}) to listen on UDP port {port}"), Duration::from_secs(10), || {
+            assert!(!matches!(child.try_wait(), Ok(Some(_))), "sipp {scenario} exited at start:\n{}", fs::read_to_string(self.path("log/sipp-agent.log")).unwrap_or_default());
+            udp_port_bound(port)
+        });
+        Sipp(child)
+    }
 }

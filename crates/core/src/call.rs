@@ -253,9 +253,16 @@ pub struct Call {
     recording_since_ms: u64,
     /// Why the call is exempt whatever the draw (R12), with a keyed hash instead of the number.
     exempt: Option<(&'static str, String)>,
+    /// The installation secret's key id (on the lines that depend on the secret).
+    key_id: String,
     agent: Option<String>,
     /// A refusal made before any bridge: its confirmation is played when the caller is connected.
     confirm_at_bridge: bool,
+    /// Muted when the recorded caller joined another bridge (a transfer), until the new agent is
+    /// cleared: a never-recorded or capped agent contributes nothing to the file (R6, R12).
+    join_muted: bool,
+    /// The new agent of a transfer whose cap is being checked while the recording is muted.
+    transfer_check: Option<String>,
 }
 
 
@@ -292,8 +299,11 @@ impl Call {
             spans: Vec::new(),
             recording_since_ms: 0,
             exempt,
+            key_id: policy::key_id(secret),
             agent: None,
             confirm_at_bridge: false,
+            join_muted: false,
+            transfer_check: None,
         }
     }
 
@@ -387,6 +397,14 @@ impl Call {
                 Verdict::Pass
             }
             Event::JoinedBridge => {
+                if self.phase == Phase::Recording {
+                    // A transfer: nothing of the new party reaches the file until it is cleared,
+                    // decided here, in the join itself (R12).
+                    if !self.paused() && !self.join_muted {
+                        out.push(Action::Mute);
+                    }
+                    self.join_muted = true;
+                }
                 // Only a call that may still start, stop or confirm something needs its agent.
                 if matches!(self.phase, Phase::Armed | Phase::Recording) || (self.phase == Phase::OptedOut && self.confirm_at_bridge) {
                     out.push(Action::FindAgent);
@@ -395,6 +413,25 @@ impl Call {
             }
             Event::Bridged { agent } => {
                 self.bridged(agent, &mut out);
+                Verdict::Pass
+            }
+            Event::CapChecked { agent, period, outcome } if self.phase == Phase::Recording && self.transfer_check.as_deref() == Some(agent.as_str()) => {
+                self.transfer_check = None;
+                let max = self.profile.max_per_agent;
+                match outcome {
+                    CapOutcome::Reserved { count } => {
+                        out.push(self.audit(AuditEvent::AgentCleared, json!({ "agent": agent, "period": period, "count": count, "max": max, "after": "transfer" })));
+                        self.transferred_to(agent, &mut out);
+                    }
+                    CapOutcome::Reached { count } => {
+                        let reason = format!("cap reached: {count} of {max} recordings this {period}");
+                        self.stop_for(agent, json!({ "period": period, "count": count, "max": max, "reason": reason }), &mut out);
+                    }
+                    CapOutcome::StoreFailed(e) => {
+                        let reason = format!("cap store unavailable ({e}): not recorded");
+                        self.stop_for(agent, json!({ "period": period, "count": max, "max": max, "reason": reason }), &mut out);
+                    }
+                }
                 Verdict::Pass
             }
             Event::CapChecked { agent, period, outcome } => {
@@ -445,7 +482,7 @@ impl Call {
         if let Some((reason, hash)) = &self.exempt {
             // R12: never recorded whatever the draw; no notice about a recording that cannot happen.
             self.phase = Phase::NotRecording;
-            out.push(self.audit(AuditEvent::Exempt, json!({ "reason": reason, "number_hash": hash })));
+            out.push(self.audit(AuditEvent::Exempt, json!({ "reason": reason, "number_hash": hash, "key_id": self.key_id })));
             out.push(Action::SetStatus(Status::NotSelected));
             return;
         }
@@ -454,6 +491,7 @@ impl Call {
             "share": p.record_share,
             "bucket": self.draw.bucket,
             "rule": draw::RULE,
+            "key_id": self.key_id,
         });
         if self.draw.selected {
             if let Some(lb) = &p.legal_basis {
@@ -632,7 +670,7 @@ impl Call {
                 self.pauses += 1;
                 self.spans.push((now_ms.saturating_sub(self.recording_since_ms), None));
                 out.push(Action::Mute);
-                out.push(self.audit(AuditEvent::Paused, json!({ "by": By::Agent.as_str(), "source": source.as_str() })));
+                out.push(self.audit(AuditEvent::Paused, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent })));
                 if let Some(t) = &self.profile.pause_tone {
                     out.push(Action::ToneToAgent(t.clone()));
                 }
@@ -641,7 +679,7 @@ impl Call {
             Command::Resume if self.paused() => self.resume(By::Agent, source, now_ms, out),
             Command::Delete => {
                 self.stop_and_delete(By::Agent, out);
-                out.insert(1, self.audit(AuditEvent::DeleteRequested, json!({ "by": By::Agent.as_str(), "source": source.as_str() })));
+                out.insert(1, self.audit(AuditEvent::DeleteRequested, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent })));
                 if let Some(t) = &self.profile.delete_tone {
                     out.push(Action::ToneToAgent(t.clone()));
                 }
@@ -655,8 +693,11 @@ impl Call {
         if let Some(last) = self.spans.last_mut() {
             last.1 = Some(now_ms.saturating_sub(self.recording_since_ms));
         }
-        out.push(Action::Unmute);
-        out.push(self.audit(AuditEvent::Resumed, json!({ "by": by.as_str(), "source": source.as_str() })));
+        // During a transfer's check the recording stays muted until the new agent is cleared.
+        if !self.join_muted {
+            out.push(Action::Unmute);
+        }
+        out.push(self.audit(AuditEvent::Resumed, json!({ "by": by.as_str(), "source": source.as_str(), "agent": self.agent })));
         if let Some(t) = &self.profile.resume_tone {
             out.push(Action::ToneToAgent(t.clone()));
         }
@@ -673,7 +714,7 @@ impl Call {
             self.resume(By::Auto, Source::PauseMaxSeconds, now_ms, out);
         } else if !self.warned && paused_for + timing::AUTO_RESUME_WARNING.as_millis() as u64 >= max {
             self.warned = true;
-            out.push(self.audit(AuditEvent::PauseWarning, json!({ "resumes_in_ms": max - paused_for })));
+            out.push(self.audit(AuditEvent::PauseWarning, json!({ "resumes_in_ms": max - paused_for, "agent": self.agent })));
             if let Some(t) = &self.profile.warn_tone {
                 out.push(Action::ToneToAgent(t.clone()));
             }
@@ -711,32 +752,55 @@ impl Call {
             // recorded with the previous agent is kept.
             Phase::Recording if policy::agent_exempt(&self.profile.never_record, &agent).is_some() => {
                 let glob = policy::agent_exempt(&self.profile.never_record, &agent).unwrap_or_default();
-                out.push(Action::Mute);
-                out.push(self.audit(AuditEvent::AgentVetoed, json!({ "agent": agent, "reason": format!("never_record agent:{glob}"), "after": "transfer" })));
-                out.push(Action::StopRecorder);
-                self.phase = Phase::Stopped;
-                self.paused_at_ms = None;
-                out.push(Action::Notify);
+                self.stop_for(agent, json!({ "reason": format!("never_record agent:{glob}") }), out);
+            }
+            // A transfer to another agent takes that agent's cap reservation (R6), muted meanwhile.
+            Phase::Recording if self.profile.max_per_agent > 0 && self.agent.as_deref() != Some(agent.as_str()) => {
+                self.transfer_check = Some(agent.clone());
+                out.push(Action::ReserveCap { agent, period: self.profile.cap_period, period_max: self.profile.max_per_agent });
             }
             Phase::OptedOut if self.confirm_at_bridge => {
                 self.confirm_at_bridge = false;
                 self.agent = Some(agent);
                 out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
             }
-            // A transfer: whoever takes the call hears that it is recorded, and whether it is paused (R8).
-            Phase::Recording => {
-                self.agent = Some(agent);
-                if let Some(t) = &self.profile.start_tone {
-                    out.push(Action::ToneToAgent(t.clone()));
-                }
-                if self.paused() {
-                    if let Some(t) = &self.profile.pause_tone {
-                        out.push(Action::ToneToAgent(t.clone()));
-                    }
-                }
-            }
+            Phase::Recording => self.transferred_to(agent, out),
             _ => {}
         }
+    }
+
+    /// The new agent of a transfer is cleared: the recording goes on (unmuted unless paused), and
+    /// whoever takes the call hears that it is recorded, and whether it is paused (R8).
+    fn transferred_to(&mut self, agent: String, out: &mut Vec<Action>) {
+        self.agent = Some(agent);
+        if std::mem::take(&mut self.join_muted) && !self.paused() {
+            out.push(Action::Unmute);
+        }
+        if let Some(t) = &self.profile.start_tone {
+            out.push(Action::ToneToAgent(t.clone()));
+        }
+        if self.paused() {
+            if let Some(t) = &self.profile.pause_tone {
+                out.push(Action::ToneToAgent(t.clone()));
+            }
+        }
+    }
+
+    /// The new agent of a transfer may not be recorded: the recording stops where it is (still
+    /// muted since the join); what was recorded before is kept.
+    fn stop_for(&mut self, agent: String, facts: Value, out: &mut Vec<Action>) {
+        out.push(Action::Mute);
+        let mut f = json!({ "agent": agent });
+        if let (Some(m), Value::Object(extra)) = (f.as_object_mut(), facts) {
+            m.extend(extra);
+            m.insert("after".into(), Value::String("transfer".into()));
+        }
+        out.push(self.audit(AuditEvent::AgentVetoed, f));
+        out.push(Action::StopRecorder);
+        self.phase = Phase::Stopped;
+        self.paused_at_ms = None;
+        self.join_muted = false;
+        out.push(Action::Notify);
     }
 
     fn hangup(&mut self, out: &mut Vec<Action>) {

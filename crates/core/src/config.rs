@@ -232,6 +232,11 @@ impl Reader<'_> {
         if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
             return Err(self.err(key, format!("must be an absolute path without '..', got \"{v}\"")));
         }
+        // The recorder's file names are passed in MixMonitor's option string, where `,`, `(`,
+        // `)` or `|` would cut them: a per-leg file could then escape deletion (R3).
+        if let Some(c) = v.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | '=' | ':'))) {
+            return Err(self.err(key, format!("may hold only letters, digits and / . _ - + @ = : (found {c:?} in \"{v}\")")));
+        }
         Ok(PathBuf::from(v))
     }
     fn digit(&self, key: &str, default: char) -> Result<char, ConfigError> {

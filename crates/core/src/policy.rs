@@ -145,6 +145,14 @@ pub fn dialplan_control_allowed(on_callers_own_channel: bool, names_a_channel: b
     names_a_channel || !on_callers_own_channel
 }
 
+/// The installation secret's public name: audit lines that depend on the secret (the draw, the
+/// keyed number hashes) carry it, so a DPO knows which key replays them.
+pub fn key_id(secret: &[u8]) -> String {
+    use sha2::Digest;
+    let d = Sha256::new().chain_update(b"callconsent-key-id:").chain_update(secret).finalize();
+    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
 /// A keyed hash, so the audit log can say that the same number was exempt twice without ever
 /// holding the number.
 pub fn keyed_hash(secret: &[u8], what: &str) -> String {

@@ -84,7 +84,10 @@ pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32) -
     let frame = FRAME * rate as usize / 8000;
     let tmp = tmp_path(out);
     let result = (|| -> Result<Encoded, String> {
-        let file = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?
+        };
         let mut w = ogg::PacketWriter::new(BufWriter::new(file));
         let serial = samples.len() as u32 ^ 0x6363_6f6e;
         let io = |e: std::io::Error| format!("{}: {e}", tmp.display());

@@ -123,7 +123,8 @@ pub fn head_path(path: &Path) -> PathBuf {
 fn write_head(path: &Path, hash: &str) {
     let head = head_path(path);
     let tmp = head.with_extension("head.tmp");
-    if std::fs::write(&tmp, hash).and_then(|_| std::fs::rename(&tmp, &head)).is_err() {
+    let written = OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).and_then(|mut f| f.write_all(hash.as_bytes()));
+    if written.and_then(|_| std::fs::rename(&tmp, &head)).is_err() {
         log::error!("callconsent: cannot write {}", head.display());
     }
 }

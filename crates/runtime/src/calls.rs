@@ -1,7 +1,7 @@
 //! Live calls: the core's value of each watched call plus what the runtime needs to act on it.
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -40,6 +40,10 @@ pub struct Slot {
     /// Effects of this call not done yet, plus dispatches under way (see `effects`).
     pub(crate) pending: AtomicU32,
     pub(crate) settled: AtomicBool,
+    /// 1 while the core wants clock ticks (a pause that may auto-resume, digits held back): the
+    /// host's media path reads it on every audio frame, so a change made from any thread (a
+    /// desktop pause) takes effect at the next frame.
+    ticks: AtomicI32,
 }
 
 impl Slot {
@@ -57,6 +61,7 @@ impl Slot {
             started: Instant::now(),
             pending: AtomicU32::new(0),
             settled: AtomicBool::new(false),
+            ticks: AtomicI32::new(0),
         }
     }
     pub fn files(&self) -> Vec<PathBuf> {
@@ -107,7 +112,14 @@ impl Slot {
     pub(crate) fn feed(&self, ev: Event) -> (Verdict, Vec<Action>, bool) {
         let mut call = lock(&self.call);
         let (v, a) = call.on(ev);
-        (v, a, call.wants_ticks())
+        let ticks = call.wants_ticks();
+        self.ticks.store(i32::from(ticks), Ordering::Relaxed);
+        (v, a, ticks)
+    }
+    /// Where the host's media path reads whether to feed ticks (an `int`, 0 or 1, read
+    /// atomically); valid while the slot lives.
+    pub fn ticks_flag(&self) -> *const i32 {
+        self.ticks.as_ptr()
     }
     pub(crate) fn busy(&self) {
         self.pending.fetch_add(1, Ordering::SeqCst);

@@ -243,10 +243,14 @@ impl Executor {
                 // a file with audio than for one that is still only a header.
                 let waited = timing::KEEP_POLL * tries;
                 let limit = if files.iter().all(|f| spool::header_only(f)) { timing::KEEP_WAIT_HEADER_ONLY } else { timing::KEEP_WAIT_AUDIO };
-                if waited < limit && files.iter().any(|f| spool::still_written(f)) {
+                let open = files.iter().any(|f| spool::still_written(f));
+                if waited < limit && open {
                     return Answer::Retry("the recorder did not close its file in time; kept as it is");
                 }
-                self.keep(slot, &files, *pauses, spans);
+                if open {
+                    log::warn!("callconsent: {}: the recorder did not close its file in {limit:?}; kept as WAV, not archived", slot.channel);
+                }
+                self.keep(slot, &files, *pauses, spans, !open);
                 Answer::Done
             }
             Action::PlayToCaller(file) => {
@@ -282,7 +286,8 @@ impl Executor {
         self.audit.send(slot.record(AuditEvent::RecordingDeleted, f));
     }
 
-    fn keep(&self, slot: &Slot, files: &[PathBuf], pauses: u32, spans: &str) {
+    /// Moves the recording to the kept tree and audits it; `finished` recordings are archived.
+    fn keep(&self, slot: &Slot, files: &[PathBuf], pauses: u32, spans: &str, finished: bool) {
         let (kept, duration_ms) = match spool::keep(files) {
             Ok(k) => k,
             Err(e) => {
@@ -291,7 +296,7 @@ impl Executor {
             }
         };
         let rec = slot.record(AuditEvent::RecordingKept, spool::kept_facts(&kept, duration_ms, pauses, spans, slot.agent()));
-        let Some(archiver) = &self.archiver else {
+        let Some(archiver) = self.archiver.as_ref().filter(|_| finished) else {
             self.audit.send(rec);
             return;
         };
@@ -364,10 +369,13 @@ fn work(exec: &Executor, rx: &Receiver<Msg>) {
             Some(Msg::Job(job)) if job.due > Instant::now() => local.at(job),
             Some(Msg::Job(job)) => exec.run(job, &mut local),
             Some(Msg::Stop) => {
-                // Unloading: the deletions still due are done now; the rest is dropped.
+                // Unloading: the deletions still due are done now, and the recordings waiting to be
+                // kept are kept as they are; tones and other retries are dropped.
                 for job in std::mem::take(&mut local.due).into_values() {
-                    if matches!(job.action, Action::DeleteLate { .. } | Action::StopAndDelete { .. }) {
-                        exec.run(Job { due: Instant::now(), ..job }, &mut local);
+                    match job.action {
+                        Action::DeleteLate { .. } | Action::StopAndDelete { .. } => exec.run(Job { due: Instant::now(), ..job }, &mut local),
+                        Action::Keep { .. } => exec.run(Job { due: Instant::now(), tries: u32::MAX / 2, ..job }, &mut local),
+                        _ => {}
                     }
                 }
                 return;

@@ -50,7 +50,10 @@ pub fn write_sidecar(job: &Job, hash: Option<&str>) {
     let v = json!({ "call": job.call, "channel": job.channel, "tags": job.tags, "audit_hash": hash });
     let path = sidecar(&job.wav);
     let tmp = path.with_extension("json.tmp");
-    if std::fs::write(&tmp, v.to_string()).and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let written = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).and_then(|mut f| f.write_all(v.to_string().as_bytes()));
+    if written.and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
         log::error!("callconsent: cannot write {}", path.display());
     }
 }

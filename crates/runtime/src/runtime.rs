@@ -80,6 +80,7 @@ impl Runtime {
         let g = cfg.general.clone();
         spool::create(&g.spool_dir)?;
         mkdir(state_dir)?;
+        spool::remember(state_dir, &g.spool_dir, &g.audit_log);
         let secret = crate::secret::load_or_create(&state_dir.join("secret"))?;
         let caps = Caps::open(&state_dir.join("caps.redb"))?;
         let audit = AuditLog::open(&g.audit_log).map_err(|e| format!("audit_log {}: {e}", g.audit_log.display()))?;
@@ -104,6 +105,12 @@ impl Runtime {
             g.audit_log.display()
         );
         Ok(Runtime { _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, _audit: audit, secret, config: RwLock::new(Arc::new(cfg)) })
+    }
+
+    /// What a load does first, before it reads the configuration: what the last run left in its
+    /// staging tree is discarded, even if the configuration is then refused.
+    pub fn discard_before_config(state_dir: &Path) {
+        spool::discard_remembered(state_dir);
     }
 
     pub fn config(&self) -> Arc<Config> {

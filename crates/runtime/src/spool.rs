@@ -64,6 +64,46 @@ pub fn discard_staging(spool: &Path, audit: &AuditSender) {
     }
 }
 
+/// Where the spool and the audit log were, remembered in the state directory at every start, so
+/// that the next start can discard what a crash left in staging before it reads the
+/// configuration, even when the configuration is then refused.
+const LOCATIONS: &str = "locations.json";
+
+pub fn remember(state_dir: &Path, spool: &Path, audit_log: &Path) {
+    let v = json!({ "spool_dir": spool.display().to_string(), "audit_log": audit_log.display().to_string() });
+    let (path, tmp) = (state_dir.join(LOCATIONS), state_dir.join(format!("{LOCATIONS}.tmp")));
+    let written = std::fs::write(&tmp, v.to_string())
+        .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o640)))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        log::error!("callconsent: cannot write {}: {e}", path.display());
+    }
+}
+
+/// The spool and audit log the last start used, if it recorded them.
+pub fn remembered(state_dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let text = std::fs::read_to_string(state_dir.join(LOCATIONS)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((PathBuf::from(v["spool_dir"].as_str()?), PathBuf::from(v["audit_log"].as_str()?)))
+}
+
+/// At the very start of a load, before the configuration: the remembered staging tree is emptied
+/// (each file audited in the remembered log). Privacy by default, whatever happens next.
+pub fn discard_remembered(state_dir: &Path) {
+    let Some((spool, audit_log)) = remembered(state_dir) else { return };
+    let has_files = std::fs::read_dir(staging(&spool)).map(|mut d| d.next().is_some()).unwrap_or(false);
+    if !has_files {
+        return;
+    }
+    match crate::audit::AuditLog::open(&audit_log) {
+        Ok(log) => discard_staging(&spool, &log.sender()),
+        Err(e) => {
+            log::error!("callconsent: audit log {}: {e}; discarding the staging files without an audit line", audit_log.display());
+            delete(&std::fs::read_dir(staging(&spool)).into_iter().flatten().flatten().map(|e| e.path()).collect::<Vec<_>>());
+        }
+    }
+}
+
 /// Deletes these files; returns the ones that existed and are gone.
 pub fn delete(files: &[PathBuf]) -> Vec<String> {
     let mut deleted = Vec::new();

@@ -298,6 +298,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(Event::PromptDone(PromptOutcome::Completed)),
         key.clone().prop_map(|k| Event::PromptDone(PromptOutcome::Key(k))),
         Just(Event::RecorderStarted { file: "f".into(), now_ms: 0 }),
+        Just(Event::JoinedBridge),
         Just(Event::Bridged { agent: "PJSIP/anna".into() }),
         Just(Event::Bridged { agent: "Local/rep@agents".into() }),
         (any::<bool>(), 0u64..20).prop_map(|(allowed, count)| Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: if allowed { CapOutcome::Reserved { count } } else { CapOutcome::Reached { count } } }),
@@ -496,4 +497,103 @@ fn every_action_has_one_lane_and_deferred_ones_only_retry() {
     for a in [Action::StartRecorder, Action::StopAndDelete { by: By::Agent }, Action::Keep { pauses: 0, spans: String::new() }, Action::ReserveCap { agent: "a".into(), period: CapPeriod::Day, period_max: 1 }] {
         assert_eq!(a.lane(), Lane::Deferred, "{a:?}");
     }
+}
+
+proptest! {
+    /// R12 across transfers: from the moment a recorded caller joins another bridge until the new
+    /// agent is cleared, the recorder is never unmuted; a never-recorded agent is never cleared.
+    #[test]
+    fn a_transfer_is_muted_until_the_new_agent_is_cleared(evs in proptest::collection::vec(any_event(), 1..80)) {
+        let mut c = Call::new(profile(100, 0), K, "1763800000.9", "0299000000", "");
+        let mut joined = false;
+        for ev in evs.into_iter().chain([Event::Hangup]) {
+            let was_recording = c.phase() == Phase::Recording;
+            let clears = matches!(&ev, Event::Bridged { agent } if agent == "PJSIP/anna");
+            let join = ev == Event::JoinedBridge;
+            let (_, actions) = c.on(ev);
+            if joined && !clears {
+                prop_assert!(!actions.contains(&Action::Unmute), "unmuted during a transfer: {actions:?}");
+            }
+            if join && was_recording {
+                let already = std::mem::replace(&mut joined, true);
+                if !already && !c.paused() {
+                    prop_assert_eq!(actions.first(), Some(&Action::Mute), "the join mutes first");
+                }
+            }
+            if clears && was_recording {
+                joined = false;
+            }
+            if c.phase() != Phase::Recording {
+                joined = false;
+            }
+        }
+    }
+}
+
+fn recording_call(max_per_agent: u64) -> Call {
+    let mut p = (*profile(100, 0)).clone();
+    p.max_per_agent = max_per_agent;
+    let mut c = new_call(Arc::new(p));
+    c.on(Event::Start);
+    c.on(Event::PromptDone(PromptOutcome::Completed));
+    c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+    if max_per_agent > 0 {
+        c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: CapOutcome::Reserved { count: 1 } });
+    }
+    c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
+    assert_eq!(c.phase(), Phase::Recording);
+    c
+}
+
+#[test]
+fn a_transfer_mutes_at_the_join_and_a_never_recorded_agent_stops_the_recording() {
+    let mut c = recording_call(0);
+    let (_, a) = c.on(Event::JoinedBridge);
+    assert_eq!(a, vec![Action::Mute, Action::FindAgent]);
+    let (_, a) = c.on(Event::Bridged { agent: "Local/rep@agents".into() });
+    assert_eq!(events(&a), vec!["agent_vetoed"]);
+    assert!(a.contains(&Action::StopRecorder) && !a.contains(&Action::Unmute), "{a:?}");
+    assert_eq!(c.phase(), Phase::Stopped);
+}
+
+#[test]
+fn a_transfer_to_a_cleared_agent_unmutes_with_its_tone() {
+    let mut c = recording_call(0);
+    c.on(Event::JoinedBridge);
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
+    assert_eq!(a.first(), Some(&Action::Unmute), "{a:?}");
+    assert!(a.contains(&Action::ToneToAgent("440/150".into())));
+    assert_eq!(c.agent(), Some("PJSIP/ben"));
+}
+
+#[test]
+fn a_transfer_takes_the_new_agents_cap_reservation() {
+    let mut c = recording_call(2);
+    c.on(Event::JoinedBridge);
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
+    assert_eq!(a, vec![Action::ReserveCap { agent: "PJSIP/ben".into(), period: CapPeriod::Week, period_max: 2 }]);
+    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/ben".into(), period: "2026-W47".into(), outcome: CapOutcome::Reached { count: 2 } });
+    assert_eq!(events(&a), vec!["agent_vetoed"]);
+    let Some(Action::Audit { facts, .. }) = a.iter().find(|x| matches!(x, Action::Audit { .. })) else { panic!("{a:?}") };
+    assert_eq!((facts["after"].as_str(), facts["agent"].as_str()), (Some("transfer"), Some("PJSIP/ben")));
+    assert!(a.contains(&Action::StopRecorder) && !a.contains(&Action::Unmute));
+
+    let mut c = recording_call(2);
+    c.on(Event::JoinedBridge);
+    c.on(Event::Bridged { agent: "PJSIP/ben".into() });
+    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/ben".into(), period: "2026-W47".into(), outcome: CapOutcome::Reserved { count: 1 } });
+    assert_eq!(events(&a), vec!["agent_cleared"]);
+    assert!(a.contains(&Action::Unmute));
+}
+
+#[test]
+fn a_pause_during_a_transfer_stays_a_pause() {
+    let mut c = recording_call(0);
+    c.on(Event::JoinedBridge);
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 10 });
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
+    assert!(!a.contains(&Action::Unmute), "{a:?}");
+    assert!(c.paused());
+    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, now_ms: 20 });
+    assert!(a.contains(&Action::Unmute));
 }

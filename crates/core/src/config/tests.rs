@@ -32,6 +32,15 @@ fn parse_text(text: &str) -> Result<Config, ConfigError> {
 }
 
 #[test]
+fn paths_that_would_break_the_recorder_options_are_refused() {
+    for bad in ["/var/spool/a,b", "/var/spool/a)b", "/var/spool/a b", "/var/spool/a|b"] {
+        let e = parse_text(&GOOD.replace("[general]\n", &format!("[general]\nspool_dir = {bad}\n"))).unwrap_err().to_string();
+        assert!(e.contains("spool_dir: may hold only"), "{bad}: {e}");
+    }
+    assert!(parse_text(&GOOD.replace("[general]\n", "[general]\nspool_dir = /var/spool/asterisk/call-consent_2\n")).is_ok());
+}
+
+#[test]
 fn good_file_and_defaults() {
     let c = parse_text(GOOD).expect("good");
     assert_eq!(c.general.spool_dir, PathBuf::from("/var/spool/asterisk/callconsent"));

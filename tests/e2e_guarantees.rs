@@ -1,0 +1,103 @@
+//! Issue 10: the promises hold under crashes, bad configuration and damaged state.
+mod harness;
+
+use std::time::Duration;
+
+use harness::*;
+
+fn loaded(pbx: &Pbx) -> bool {
+    let out = pbx.rx("module show like res_callconsent");
+    out.contains("Running") && !out.contains("Not Running")
+}
+
+fn dialplan() -> String {
+    let tone = sound("agent-880-30s", 880, 30.0);
+    format!(
+        "[test]\nexten => in,1,Answer()\n same => n,CallConsent(sales)\n same => n,Dial(Local/agent@test)\n same => n,Hangup()\n\
+         exten => agent,1,Answer()\n same => n,Playback({tone})\n same => n,Hangup()\n\
+         exten => dev,1,Answer()\n same => n,Wait(40)\n"
+    )
+}
+
+/// R5, R12: a damaged installation secret is never replaced (past draws could no longer be
+/// replayed): the module declines to load, says why, and leaves the file as it was.
+#[test]
+fn a_damaged_secret_declines_the_load_and_is_left_as_it_was() {
+    let mut pbx = Pbx::builder("secret-short").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).var_file("callconsent/secret", b"short").start();
+    assert!(!loaded(&pbx), "loaded with a damaged secret");
+    assert!(pbx.messages().contains("the installation secret is damaged (5 bytes, 32 expected)"), "{}", pbx.logs());
+    assert_eq!(std::fs::read(pbx.path("db/callconsent/secret")).unwrap(), b"short");
+    pbx.assert_alive();
+}
+
+/// The draw's lines name the key that replays them.
+#[test]
+fn selection_lines_carry_the_key_id() {
+    let mut pbx = Pbx::builder("key-id").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).file("extensions.conf", &dialplan()).start();
+    pbx.originate("Local/in@test", "dev@test");
+    let selected = pbx.wait_event("selected", 1, Duration::from_secs(10));
+    let key_id = selected[0]["key_id"].as_str().unwrap_or("").to_string();
+    assert_eq!(key_id.len(), 8, "{selected:?}");
+    assert!(pbx.messages().contains(&format!("(key id {key_id})")), "the key id of the secret made at first load is logged");
+    pbx.assert_alive();
+}
+
+/// Privacy by default at every start: a crash mid-call, then a restart whose configuration is
+/// refused (a typo) still removes the crashed call's recording, and says so in the audit log.
+#[test]
+fn a_crash_then_a_refused_configuration_still_discards_the_recording() {
+    let mut pbx = Pbx::builder("crash-badconf").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).file("extensions.conf", &dialplan()).start();
+    pbx.originate("Local/in@test", "dev@test");
+    let started = pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    let file = pbx.host_path(started[0]["file"].as_str().unwrap());
+    wait_until(&format!("the staging file {} to exist mid-call", file.display()), Duration::from_secs(5), || file.is_file());
+    // The admin's edit that breaks the file lands while Asterisk is down.
+    let conf = std::fs::read_to_string(pbx.path("etc/callconsent.conf")).unwrap().replace("record_share = 100", "record_share = 1000");
+    std::fs::write(pbx.path("etc/callconsent.conf"), conf).unwrap();
+    pbx.kill9_and_restart();
+    assert!(!loaded(&pbx), "the broken configuration was accepted");
+    assert!(pbx.messages().contains("record_share: must be a whole percentage"), "{}", pbx.logs());
+    assert!(!file.exists(), "the crashed call's recording survived a refused configuration");
+    let discarded = pbx.wait_event("recording_discarded", 1, Duration::from_secs(5));
+    assert!(discarded[0]["file"].as_str().is_some_and(|f| f.ends_with(file.file_name().unwrap().to_str().unwrap())), "{discarded:?}");
+    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
+    pbx.assert_alive();
+}
+
+fn transfer_dialplan() -> String {
+    format!(
+        "[test]\nexten => in,1,Answer()\n same => n,CallConsent(sales)\n same => n,Dial(Local/talk@test)\n same => n,Hangup()\n\
+         exten => talk,1,Answer()\n same => n,Playback({a})\n same => n,Wait(30)\n\
+         exten => to-rep,1,Dial(Local/rep@test)\n\
+         exten => rep,1,Answer()\n same => n,Playback({b})\n same => n,Hangup()\n\
+         exten => dev,1,Wait(60)\n",
+        a = sound("agent-880-2s", 880, 2.0),
+        b = sound("rep-1800-2s", 1800, 2.0)
+    )
+}
+
+/// R12 after a transfer: the never-recorded line's voice (a 1800 Hz tone from its first frame)
+/// contributes 0 ms to the recording; the first agent's 2 s (880 Hz) are kept.
+#[test]
+fn a_never_recorded_line_contributes_nothing_after_a_transfer() {
+    let conf = consent_conf(&profile("sales", 100, "start_tone = off\nnever_record = agent:Local/rep@*\n"));
+    let mut pbx = Pbx::builder("transfer-leak").file("callconsent.conf", &conf).file("extensions.conf", &transfer_dialplan()).start();
+    let mut ami = pbx.ami();
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    pbx.wait_log("the first agent's tone to end", Duration::from_secs(10), |l| l.contains("[talk@test:3]") && l.contains("Wait(\"Local/talk@test-"));
+    let out = pbx.rx("core show channels concise");
+    let agent = out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with("Local/talk@test-") && c.ends_with(";1")).expect("the agent's channel").to_string();
+    let r = ami.action("BlindTransfer", &[("Channel", &agent), ("Context", "test"), ("Exten", "to-rep")]);
+    assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "{r:?}");
+    let vetoed = pbx.wait_event("agent_vetoed", 1, Duration::from_secs(10));
+    assert_eq!(vetoed[0]["after"], "transfer");
+    pbx.wait_idle(Duration::from_secs(30));
+    let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(10));
+    pbx.wait_settled(1, Duration::from_secs(10));
+    let samples = wav_samples(&pbx.host_path(kept[0]["file"].as_str().unwrap()));
+    let (first, rep) = (tone_ms(&samples, 880.0), tone_ms(&samples, 1800.0));
+    assert!(first >= 1500, "the first agent's part is kept: {first} ms of 880 Hz");
+    assert_eq!(rep, 0, "the never-recorded line was recorded for {rep} ms");
+    pbx.assert_alive();
+}
