@@ -38,10 +38,12 @@ pub enum AuditEvent {
     CallEnded,
     /// The last line of a call: every effect of the call (deletions after hangup included) is done.
     CallSettled,
+    /// A worker's queue was full: what was done instead (the safe side).
+    QueueFull,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 24] = [
+    pub const ALL: [AuditEvent; 25] = [
         AuditEvent::Selected,
         AuditEvent::NotSelected,
         AuditEvent::Exempt,
@@ -66,6 +68,7 @@ impl AuditEvent {
         AuditEvent::PauseWarning,
         AuditEvent::CallEnded,
         AuditEvent::CallSettled,
+        AuditEvent::QueueFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +97,7 @@ impl AuditEvent {
             AuditEvent::PauseWarning => "pause_warning",
             AuditEvent::CallEnded => "call_ended",
             AuditEvent::CallSettled => "call_settled",
+            AuditEvent::QueueFull => "queue_full",
         }
     }
 

@@ -153,7 +153,49 @@ pub enum Lane {
     Deferred,
 }
 
+/// Which worker runs a deferred action: the recorder's work (start, stop, files, the caps store)
+/// never waits behind signals to the parties (prompts, tones, digits, which take their time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Recorder,
+    Signals,
+}
+
+/// What to do with a deferred action when its worker's queue is full: the safe side wins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnFull {
+    /// It must happen (a stop, a deletion, a kept recording): wait for room.
+    Wait,
+    /// Do not do it, and feed this instead (no recording rather than an unchecked one).
+    Refuse(Event),
+    /// Leave it out (a tone, a prompt, digits).
+    Drop,
+}
+
 impl Action {
+    pub fn queue(&self) -> Queue {
+        match self {
+            Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) => Queue::Signals,
+            _ => Queue::Recorder,
+        }
+    }
+
+    pub fn on_full_queue(&self) -> OnFull {
+        match self {
+            Action::StopRecorder | Action::StopAndDelete { .. } | Action::DeleteLate { .. } | Action::Keep { .. } => OnFull::Wait,
+            Action::StartRecorder => OnFull::Refuse(Event::RecorderFailed { reason: "the worker's queue is full: not recorded".into() }),
+            Action::ReserveCap { agent, .. } => OnFull::Refuse(Event::CapChecked {
+                agent: agent.clone(),
+                period: String::new(),
+                outcome: CapOutcome::StoreFailed("the worker's queue is full".into()),
+            }),
+            // Not finding the agent leaves the call unrecorded (armed) or muted (a transfer).
+            Action::FindAgent => OnFull::Drop,
+            Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) => OnFull::Drop,
+            Action::Play { .. } | Action::Watch | Action::Mute | Action::Unmute | Action::SetStatus(_) | Action::Audit { .. } | Action::Notify => OnFull::Drop,
+        }
+    }
+
     pub fn lane(&self) -> Lane {
         match self {
             Action::Play { .. } | Action::Watch | Action::Mute | Action::Unmute | Action::SetStatus(_) | Action::Audit { .. } | Action::Notify => Lane::Inline,
@@ -803,7 +845,10 @@ impl Call {
         out.push(Action::Notify);
     }
 
+    /// The call ended: `call_ended` first (so it precedes whatever the deferred work writes),
+    /// then the recording is kept, or a refused one's files are looked for again.
     fn hangup(&mut self, out: &mut Vec<Action>) {
+        let mut work = Vec::new();
         let status = match self.phase {
             Phase::Ended => return,
             Phase::Recording | Phase::Stopped => {
@@ -813,16 +858,16 @@ impl Call {
                     .map(|(a, b)| format!("{a}-{}", b.map_or("end".to_string(), |b| b.to_string())))
                     .collect::<Vec<_>>()
                     .join(",");
-                out.push(Action::Keep { pauses: self.pauses, spans });
+                work.push(Action::Keep { pauses: self.pauses, spans });
                 "recorded"
             }
             Phase::Armed | Phase::Checking => "no_agent",
             Phase::OptedOut => {
-                out.extend(timing::DELETE_AGAIN_AFTER.map(|after| Action::DeleteLate { after }));
+                work.extend(timing::DELETE_AGAIN_AFTER.map(|after| Action::DeleteLate { after }));
                 "opted_out"
             }
             Phase::Deleted => {
-                out.extend(timing::DELETE_AGAIN_AFTER.map(|after| Action::DeleteLate { after }));
+                work.extend(timing::DELETE_AGAIN_AFTER.map(|after| Action::DeleteLate { after }));
                 "deleted"
             }
             Phase::Starting => "recorder_not_started",
@@ -832,6 +877,7 @@ impl Call {
         self.phase = Phase::Ended;
         self.paused_at_ms = None;
         out.push(self.audit(AuditEvent::CallEnded, json!({ "outcome": status })));
+        out.extend(work);
         out.push(Action::Notify);
     }
 }

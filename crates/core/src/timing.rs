@@ -29,5 +29,9 @@ pub const KEEP_WAIT_HEADER_ONLY: Duration = Duration::from_secs(3);
 /// How long before an automatic resume the agent hears the warning tone.
 pub const AUTO_RESUME_WARNING: Duration = Duration::from_secs(5);
 
+/// How many deferred effects may wait in each worker's queue; past it, the safe side wins (see
+/// `Action::on_full_queue`).
+pub const QUEUE_CAPACITY: usize = 4096;
+
 /// The retention sweeper runs at load and then this often (R7).
 pub const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);

@@ -124,6 +124,10 @@ impl Slot {
     pub(crate) fn busy(&self) {
         self.pending.fetch_add(1, Ordering::SeqCst);
     }
+    /// A piece of work that was counted but will not run (dropped, refused).
+    pub(crate) fn undo_busy(&self) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+    }
     /// One piece of work is done; true when it was the last and the call has ended.
     pub(crate) fn done(&self) -> bool {
         let left = self.pending.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde_json::{json, Map};
 
 use callconsent_core::audit::{AuditEvent, By};
-use callconsent_core::call::{Action, CapOutcome, Event, PromptOutcome};
+use callconsent_core::call::{Action, CapOutcome, Event, OnFull, PromptOutcome, Queue};
 use callconsent_core::policy;
 use callconsent_core::timing;
 
@@ -35,7 +35,10 @@ pub struct Executor {
     pub(crate) spool: PathBuf,
     pub(crate) archiver: Option<PoolSender>,
     pub(crate) calls: Calls,
-    jobs: Sender<Msg>,
+    /// The recorder's worker (start, stop, files, caps) and the signals' worker (prompts, tones,
+    /// digits), each with a bounded queue.
+    recorder: Sender<Msg>,
+    signals: Sender<Msg>,
 }
 
 /// A deferred action of one call, with a reference to the caller's channel when there is one.
@@ -52,10 +55,12 @@ enum Msg {
     Stop,
 }
 
-/// The worker's own queue: jobs waiting for their time (late deletions, retries), in due order.
+/// A worker's own queue: jobs waiting for their time (late deletions, retries), in due order.
 pub(crate) struct Local {
     due: BTreeMap<(Instant, u64), Job>,
     seq: u64,
+    /// Which worker this is: its own jobs go here, the other's over the other's channel.
+    queue: Queue,
 }
 
 impl Local {
@@ -75,9 +80,18 @@ enum Answer {
 }
 
 impl Executor {
-    pub(crate) fn new(audit: AuditSender, caps: Caps, host: Box<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, Jobs) {
-        let (jobs, rx) = unbounded();
-        (Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), jobs }), Jobs(rx))
+    pub(crate) fn new(audit: AuditSender, caps: Caps, host: Box<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, [Jobs; 2]) {
+        let (recorder, rrx) = bounded(timing::QUEUE_CAPACITY);
+        let (signals, srx) = bounded(timing::QUEUE_CAPACITY);
+        let exec = Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), recorder, signals });
+        (exec, [Jobs(rrx, Queue::Recorder), Jobs(srx, Queue::Signals)])
+    }
+
+    fn sender(&self, q: Queue) -> &Sender<Msg> {
+        match q {
+            Queue::Recorder => &self.recorder,
+            Queue::Signals => &self.signals,
+        }
     }
 
     /// Feeds one event to a call and runs what the core answers. Returns the frame's verdict,
@@ -142,13 +156,43 @@ impl Executor {
                 | Action::PlayToCaller(_)
                 | Action::ToneToAgent(_)
                 | Action::SendToCaller(_)) => {
+                    let queue_of = deferred.queue();
+                    let on_full = deferred.on_full_queue();
                     slot.busy();
                     let job = Job { slot: slot.clone(), chan: chan.map(|c| c.owned()), due: Instant::now() + deferred.delay(), action: deferred, tries: 0 };
                     match local.as_deref_mut() {
-                        Some(l) => l.at(job),
-                        None => {
-                            let _ = self.jobs.send(Msg::Job(job));
-                        }
+                        Some(l) if l.queue == queue_of => l.at(job),
+                        _ => match self.sender(queue_of).try_send(Msg::Job(job)) {
+                            Ok(()) => {}
+                            Err(TrySendError::Disconnected(_)) => slot.undo_busy(),
+                            Err(TrySendError::Full(Msg::Job(job))) => {
+                                let what = format!("{:?}", job.action);
+                                let instead = match on_full {
+                                    // Privacy first: a stop or a deletion waits for room.
+                                    OnFull::Wait => {
+                                        let _ = self.sender(queue_of).send(Msg::Job(job));
+                                        "waited for room"
+                                    }
+                                    OnFull::Refuse(ev) => {
+                                        drop(job);
+                                        slot.undo_busy();
+                                        queue.extend(slot.feed(ev).1);
+                                        "refused: not recorded"
+                                    }
+                                    OnFull::Drop => {
+                                        drop(job);
+                                        slot.undo_busy();
+                                        "left out"
+                                    }
+                                };
+                                log::warn!("callconsent: {}: the {queue_of:?} queue is full: {what} {instead}", slot.channel);
+                                let mut f = Map::new();
+                                f.insert("effect".into(), json!(what));
+                                f.insert("outcome".into(), json!(instead));
+                                self.audit.send(slot.record(AuditEvent::QueueFull, f));
+                            }
+                            Err(TrySendError::Full(Msg::Stop)) => {}
+                        },
                     }
                 }
             }
@@ -330,35 +374,44 @@ pub struct Fed {
     pub hung_up: bool,
 }
 
-/// The worker's end of the job queue, until the worker thread takes it.
-pub(crate) struct Jobs(Receiver<Msg>);
+/// A worker's end of its job queue, until the worker thread takes it.
+pub(crate) struct Jobs(Receiver<Msg>, Queue);
 
-/// The worker thread. Dropping it runs what was queued before, then the deletions still due
-/// (privacy first), and joins the thread; other waiting work (tones, retries) is dropped.
+/// The worker threads. Dropping them runs what was queued before, then the deletions still due
+/// (privacy first), and joins the threads; other waiting work (tones, retries) is dropped.
 pub(crate) struct Worker {
     exec: Arc<Executor>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Worker {
-    pub(crate) fn start(exec: Arc<Executor>, jobs: Jobs) -> std::io::Result<Worker> {
-        let e = exec.clone();
-        let thread = std::thread::Builder::new().name("cc-worker".into()).spawn(move || work(&e, &jobs.0))?;
-        Ok(Worker { exec, thread: Some(thread) })
+    pub(crate) fn start(exec: Arc<Executor>, jobs: [Jobs; 2]) -> std::io::Result<Worker> {
+        let mut w = Worker { exec: exec.clone(), threads: vec![] };
+        for Jobs(rx, q) in jobs {
+            let e = exec.clone();
+            let name = match q {
+                Queue::Recorder => "cc-worker",
+                Queue::Signals => "cc-signals",
+            };
+            w.threads.push(std::thread::Builder::new().name(name.into()).spawn(move || work(&e, &rx, q))?);
+        }
+        Ok(w)
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.exec.jobs.send(Msg::Stop);
-        if let Some(t) = self.thread.take() {
+        // The signals first: their jobs may still queue recorder work (never the other way).
+        let _ = self.exec.signals.send(Msg::Stop);
+        let _ = self.exec.recorder.send(Msg::Stop);
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
 }
 
-fn work(exec: &Executor, rx: &Receiver<Msg>) {
-    let mut local = Local { due: BTreeMap::new(), seq: 0 };
+fn work(exec: &Executor, rx: &Receiver<Msg>, queue: Queue) {
+    let mut local = Local { due: BTreeMap::new(), seq: 0, queue };
     loop {
         let next = local.due.keys().next().map(|(t, _)| *t);
         let msg = match next {

@@ -85,6 +85,8 @@ impl CallChannel for Fake {
         true
     }
     fn send_to_caller(&self, digits: &str) -> bool {
+        // As Asterisk does: each digit takes about 100 ms to send.
+        std::thread::sleep(Duration::from_millis(100) * digits.len() as u32);
         self.note(&format!("digits {digits}"));
         true
     }
@@ -183,5 +185,30 @@ fn a_refusal_mutes_in_the_frame_and_the_call_settles_after_the_late_deletions() 
     assert!(t0.elapsed() >= callconsent_core::timing::DELETE_AGAIN_AFTER[2], "settled before the last look");
     assert_eq!(ev.last().map(String::as_str), Some("call_settled"), "{ev:?}");
     assert!(!ev.iter().any(|e| e == "recording_kept"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 10 (6): the agent's passed-on digits take their time on the signals worker; a refusal's
+/// stop and deletion never waits behind them.
+#[test]
+fn a_deletion_never_waits_behind_digits_being_sent() {
+    let (rt, dir, fake) = start("digits");
+    let slot = recording(&rt, &fake, &dir);
+    // 20 held-then-released pairs ("*5" is no code): 4 s of digits to send.
+    for _ in 0..20 {
+        for d in ['*', '5'] {
+            rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: d });
+            rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Agent, press: Press::End, digit: d });
+        }
+    }
+    rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9' });
+    wait_for(&dir, "recording_deleted", Duration::from_secs(10));
+    let sent = fake.log.lock().unwrap().calls.iter().filter(|(w, _)| w.starts_with("digits")).count();
+    assert!(sent < 20, "the deletion waited for {sent} of 20 digit pairs");
+    rt.hangup(&slot);
+    wait_for(&dir, "call_settled", Duration::from_secs(15));
+    // The call settles only once the digits are all sent, on their own worker.
+    assert_eq!(fake.log.lock().unwrap().calls.iter().filter(|(w, _)| w.starts_with("digits")).count(), 20);
+    assert_eq!(fake.thread_of("digits").as_deref(), Some("cc-signals"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -493,6 +493,16 @@ fn every_action_has_one_lane_and_deferred_ones_only_retry() {
             assert!(a.retry().is_none() && a.delay().is_zero(), "{a:?}");
         }
     }
+    // A full queue never drops a stop or a deletion, and never lets an unchecked recording start.
+    for a in &all {
+        match a.on_full_queue() {
+            OnFull::Wait => assert!(matches!(a, Action::StopRecorder | Action::StopAndDelete { .. } | Action::DeleteLate { .. } | Action::Keep { .. }), "{a:?}"),
+            OnFull::Refuse(ev) => assert!(matches!(ev, Event::RecorderFailed { .. } | Event::CapChecked { outcome: CapOutcome::StoreFailed(_), .. }), "{a:?}"),
+            OnFull::Drop => assert!(!matches!(a, Action::StartRecorder | Action::StopAndDelete { .. } | Action::DeleteLate { .. } | Action::ReserveCap { .. })),
+        }
+    }
+    assert_eq!(Action::SendToCaller("1".into()).queue(), Queue::Signals);
+    assert_eq!(Action::StopAndDelete { by: By::Caller }.queue(), Queue::Recorder);
     // What touches files, the store or the recorder never runs on the media path.
     for a in [Action::StartRecorder, Action::StopAndDelete { by: By::Agent }, Action::Keep { pauses: 0, spans: String::new() }, Action::ReserveCap { agent: "a".into(), period: CapPeriod::Day, period_max: 1 }] {
         assert_eq!(a.lane(), Lane::Deferred, "{a:?}");
