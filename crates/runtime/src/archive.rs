@@ -10,32 +10,73 @@ use ogg::writing::PacketWriteEndInfo;
 pub const VENDOR: &str = "callconsent";
 const FRAME: usize = 160; // 20 ms at 8 kHz
 
-/// 16-bit PCM mono samples of a WAV file and its sample rate.
-pub fn read_wav(path: &Path) -> Result<(u32, Vec<i16>), String> {
-    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(format!("{}: not a WAV file", path.display()));
-    }
-    let (mut i, mut rate, mut format_ok) = (12, 0u32, false);
-    while i + 8 <= bytes.len() {
-        let id = &bytes[i..i + 4];
-        let len = u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
-        let body = &bytes[i + 8..(i + 8 + len).min(bytes.len())];
-        if id == b"fmt " && body.len() >= 16 {
-            let fmt = u16::from_le_bytes([body[0], body[1]]);
-            let channels = u16::from_le_bytes([body[2], body[3]]);
-            rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
-            let bits = u16::from_le_bytes([body[14], body[15]]);
-            format_ok = fmt == 1 && channels == 1 && bits == 16;
-        } else if id == b"data" {
-            if !format_ok {
-                return Err(format!("{}: only 16-bit mono PCM is archived", path.display()));
-            }
-            return Ok((rate, body.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()));
+/// A 16-bit PCM mono WAV file read as a stream: memory stays the same whatever the call's length.
+pub struct WavStream {
+    reader: std::io::BufReader<File>,
+    pub rate: u32,
+    /// Samples in the data chunk.
+    pub samples: usize,
+    left: usize,
+}
+
+impl WavStream {
+    pub fn open(path: &Path) -> Result<WavStream, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let err = |e: std::io::Error| format!("{}: {e}", path.display());
+        let mut f = std::io::BufReader::new(File::open(path).map_err(err)?);
+        let mut head = [0u8; 12];
+        if f.read_exact(&mut head).is_err() || &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
+            return Err(format!("{}: not a WAV file", path.display()));
         }
-        i += 8 + len + (len & 1);
+        let (mut rate, mut format_ok) = (0u32, false);
+        loop {
+            let mut ch = [0u8; 8];
+            if f.read_exact(&mut ch).is_err() {
+                return Err(format!("{}: no data chunk", path.display()));
+            }
+            let len = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]) as usize;
+            match &ch[0..4] {
+                b"fmt " if len >= 16 => {
+                    let mut body = vec![0u8; len];
+                    f.read_exact(&mut body).map_err(err)?;
+                    let fmt = u16::from_le_bytes([body[0], body[1]]);
+                    let channels = u16::from_le_bytes([body[2], body[3]]);
+                    rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+                    let bits = u16::from_le_bytes([body[14], body[15]]);
+                    format_ok = fmt == 1 && channels == 1 && bits == 16;
+                    if len & 1 == 1 {
+                        f.seek(SeekFrom::Current(1)).map_err(err)?;
+                    }
+                }
+                b"data" => {
+                    if !format_ok {
+                        return Err(format!("{}: only 16-bit mono PCM is archived", path.display()));
+                    }
+                    // A data chunk longer than the file (a header never finalised) is cut to it.
+                    let here = f.stream_position().map_err(err)?;
+                    let size = f.get_ref().metadata().map_err(err)?.len();
+                    let samples = (len as u64).min(size.saturating_sub(here)) as usize / 2;
+                    return Ok(WavStream { reader: f, rate, samples, left: samples });
+                }
+                _ => {
+                    f.seek(SeekFrom::Current((len + (len & 1)) as i64)).map_err(err)?;
+                }
+            }
+        }
     }
-    Err(format!("{}: no data chunk", path.display()))
+
+    /// Fills `pcm` with the next samples (zeros past the end); returns how many were read.
+    pub fn read(&mut self, pcm: &mut [i16]) -> Result<usize, String> {
+        use std::io::Read;
+        let n = pcm.len().min(self.left);
+        let mut bytes = vec![0u8; n * 2];
+        self.reader.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+        for (i, s) in pcm.iter_mut().enumerate() {
+            *s = if i < n { i16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]) } else { 0 };
+        }
+        self.left -= n;
+        Ok(n)
+    }
 }
 
 pub struct Encoded {
@@ -70,7 +111,8 @@ fn opus_tags(tags: &[(String, String)]) -> Vec<u8> {
 
 /// Encodes `wav` to `out` (Ogg Opus). `out` appears only complete.
 pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32) -> Result<Encoded, String> {
-    let (rate, samples) = read_wav(wav)?;
+    let mut input = WavStream::open(wav)?;
+    let rate = input.rate;
     if ![8000, 12000, 16000, 24000, 48000].contains(&rate) {
         return Err(format!("{}: {rate} Hz cannot be encoded by Opus", wav.display()));
     }
@@ -89,20 +131,17 @@ pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32) -
             fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?
         };
         let mut w = ogg::PacketWriter::new(BufWriter::new(file));
-        let serial = samples.len() as u32 ^ 0x6363_6f6e;
+        let serial = input.samples as u32 ^ 0x6363_6f6e;
         let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
         w.write_packet(opus_head(pre_skip, rate), serial, PacketWriteEndInfo::EndPage, 0).map_err(io)?;
         w.write_packet(opus_tags(tags), serial, PacketWriteEndInfo::EndPage, 0).map_err(io)?;
-        let total = samples.len();
+        let total = input.samples;
         // Frames cover the samples plus the encoder's look-ahead, so nothing is cut at the end.
         let frames = (total + lookahead as usize).div_ceil(frame).max(1);
         let mut buf = vec![0u8; 1500];
         let mut pcm = vec![0i16; frame];
         for n in 0..frames {
-            let start = n * frame;
-            for (j, s) in pcm.iter_mut().enumerate() {
-                *s = samples.get(start + j).copied().unwrap_or(0);
-            }
+            input.read(&mut pcm)?;
             let len = enc.encode(&pcm, &mut buf).map_err(|e| e.to_string())?;
             let last = n + 1 == frames;
             let granule = if last { pre_skip as u64 + total as u64 * scale } else { pre_skip as u64 + ((n + 1) * frame) as u64 * scale };
