@@ -114,4 +114,8 @@ impl Host for Asterisk {
     fn agent_of(&self, uniqueid: &str) -> Option<String> {
         ChanRef::by_name(uniqueid).and_then(|c| c.borrow().bridge_peer()).map(|p| p.borrow().name())
     }
+    fn module_event(&self, event: &'static str, fields: &[(&'static str, String)]) {
+        let body: String = fields.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        ffi::module_event(event, &body);
+    }
 }

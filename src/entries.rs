@@ -238,6 +238,7 @@ entry! {
             x if x == sys::cc_show_CC_SHOW_CALLS as c_int => show::calls(&rt),
             x if x == sys::cc_show_CC_SHOW_PROFILES as c_int => show::profiles(&rt),
             x if x == sys::cc_show_CC_SHOW_NAMES as c_int => show::names(&rt),
+            x if x == sys::cc_show_CC_SHOW_STATUS as c_int => show::status(&rt),
             _ => match find_call(&rt, &arg) {
                 Some((slot, _)) => show::call(&slot),
                 None => vec![format!("no call recorded by CallConsent on channel {arg}")],

@@ -256,6 +256,13 @@ pub fn sound_exists(file: &str, language: &str) -> bool {
     unsafe { sys::cc_sound_exists(f.as_ptr(), l.as_ptr()) != 0 }
 }
 
+/// A management event of the module (not of a call): `event` is its name.
+pub fn module_event(event: &str, body: &str) {
+    let (e, b) = (cstring(event), cstring(body));
+    // SAFETY: valid C strings; the texts are arguments, not formats.
+    unsafe { sys::cc_module_event(e.as_ptr(), b.as_ptr()) };
+}
+
 pub fn manager_event(channel: &str, body: &str) {
     let (c, b) = (cstring(channel), cstring(body));
     // SAFETY: valid C strings; the text is an argument, not a format.

@@ -101,3 +101,60 @@ fn a_never_recorded_line_contributes_nothing_after_a_transfer() {
     assert_eq!(rep, 0, "the never-recorded line was recorded for {rep} ms");
     pbx.assert_alive();
 }
+
+/// Issue 10 (7): the audit log is a keyed chain whose head is published outside the file (the
+/// log, an AMI event): truncating it and deleting its `.head` is caught with the published head.
+#[test]
+fn a_truncated_log_is_caught_by_its_published_head_and_lines_carry_a_keyed_mac() {
+    let mut pbx = Pbx::builder("audit-anchor").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).file("extensions.conf", &dialplan()).start();
+    let mut ami = pbx.ami();
+    // At load, the head is written down (audit_checkpoint) and published in Asterisk's log.
+    pbx.wait_event("audit_checkpoint", 1, Duration::from_secs(5));
+    let at_load = pbx.wait_log("the head published at load", Duration::from_secs(5), |l| l.contains("callconsent: audit head ") && l.contains("(load)"));
+    assert!(at_load.contains(" at line 1 of "), "{at_load}");
+    pbx.originate("Local/in@test", "dev@test");
+    pbx.wait_event("recording_started", 1, Duration::from_secs(10));
+    pbx.rx("channel request hangup all");
+    pbx.wait_settled(1, Duration::from_secs(15));
+    // A reload publishes the head again, also as an AMI event.
+    pbx.rx("callconsent reload");
+    let ev = ami.wait_for(Duration::from_secs(5), |m| m.get("Event").map(String::as_str) == Some("CallConsentAudit") && m.get("Reason").map(String::as_str) == Some("reload"));
+    let head = ev.get("Head").cloned().unwrap_or_default();
+    assert_eq!(head.len(), 64, "{ev:?}");
+    let log = pbx.audit_path();
+    let log_s = log.to_str().unwrap().to_string();
+    let secret = pbx.path("db/callconsent/secret");
+    let ok = dpo_tool(&["audit", "verify", "--key", secret.to_str().unwrap(), "--anchor", &head, &log_s]);
+    let out = String::from_utf8_lossy(&ok.stdout).to_string();
+    assert!(ok.status.success() && out.contains("chain intact") && out.contains("carry a valid keyed MAC") && out.contains("1 published head(s) found"), "{ok:?}");
+    // Someone cuts the log before the call and deletes .head: what is left chains...
+    let text = std::fs::read_to_string(&log).unwrap();
+    let first: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, &first).unwrap();
+    std::fs::remove_file(pbx.path("log/callconsent/audit.jsonl.head")).unwrap();
+    // ...but the missing .head is not skipped, and the published head is not in it.
+    let bad = dpo_tool(&["audit", "verify", &log_s]);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains(".head file is missing"), "{bad:?}");
+    let bad = dpo_tool(&["audit", "verify", "--anchor", &head, &log_s]);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("is not in the log: lines were removed"), "{bad:?}");
+    pbx.assert_alive();
+}
+
+/// `callconsent show status`: the audit log's health at a glance.
+#[test]
+fn show_status_tells_the_audit_log_state() {
+    let pbx = Pbx::builder("show-status").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).start();
+    pbx.wait_event("audit_checkpoint", 1, Duration::from_secs(5));
+    let out = wait_for("show status to count the checkpoint line", Duration::from_secs(5), || {
+        let out = pbx.rx("callconsent show status");
+        if out.contains("Lines written:  1 since load") {
+            Ok(out)
+        } else {
+            Err(out)
+        }
+    });
+    assert!(out.contains("Audit writes:   ok"), "{out}");
+    assert!(out.contains("Key id:"), "{out}");
+}

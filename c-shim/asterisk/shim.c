@@ -352,6 +352,11 @@ void cc_manager_event(const char *channel, const char *body)
 	manager_event(EVENT_FLAG_CALL, "CallConsent", "Channel: %s\r\n%s", channel, body);
 }
 
+void cc_module_event(const char *event, const char *body)
+{
+	manager_event(EVENT_FLAG_SYSTEM, event, "%s", body);
+}
+
 /* Collects the lines of an AMI answer, so that success or error is known before any is sent. */
 static void append_line(void *ctx, const char *line)
 {
@@ -423,13 +428,14 @@ static char *cli_show(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 	case CLI_INIT:
 		e->command = "callconsent show";
 		e->usage =
-			"Usage: callconsent show calls|profiles|call <channel>\n"
+			"Usage: callconsent show calls|profiles|status|call <channel>\n"
 			"       Live calls watched by CallConsent (state, recorded, paused, agent),\n"
-			"       the loaded profiles, or one call in detail.\n";
+			"       the loaded profiles, the module's health (audit log writes, chain head,\n"
+			"       key id), or one call in detail.\n";
 		return NULL;
 	case CLI_GENERATE:
 		if (a->pos == 2) {
-			static const char * const choices[] = { "calls", "profiles", "call", NULL };
+			static const char * const choices[] = { "calls", "profiles", "status", "call", NULL };
 			return ast_cli_complete(a->word, choices, a->n);
 		}
 		if (a->pos == 3 && !strcasecmp(a->argv[2], "call")) {
@@ -441,6 +447,8 @@ static char *cli_show(struct ast_cli_entry *e, int cmd, struct ast_cli_args *a)
 		cc_rs_show(CC_SHOW_CALLS, NULL, cli_line, &fd);
 	} else if (a->argc == 3 && !strcasecmp(a->argv[2], "profiles")) {
 		cc_rs_show(CC_SHOW_PROFILES, NULL, cli_line, &fd);
+	} else if (a->argc == 3 && !strcasecmp(a->argv[2], "status")) {
+		cc_rs_show(CC_SHOW_STATUS, NULL, cli_line, &fd);
 	} else if (a->argc == 4 && !strcasecmp(a->argv[2], "call")) {
 		cc_rs_show(CC_SHOW_CALL, a->argv[3], cli_line, &fd);
 	} else {

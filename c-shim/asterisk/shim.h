@@ -28,7 +28,7 @@ enum cc_control { CC_CONTROL_PAUSE = 0, CC_CONTROL_RESUME = 1, CC_CONTROL_DELETE
 /* Where a control comes from. */
 enum cc_source { CC_SOURCE_AMI = 0, CC_SOURCE_DIALPLAN = 1 };
 /* What the CLI shows. */
-enum cc_show { CC_SHOW_CALLS = 0, CC_SHOW_PROFILES = 1, CC_SHOW_CALL = 2, CC_SHOW_NAMES = 3 };
+enum cc_show { CC_SHOW_CALLS = 0, CC_SHOW_PROFILES = 1, CC_SHOW_CALL = 2, CC_SHOW_NAMES = 3, CC_SHOW_STATUS = 4 };
 
 /* Output, one line at a time (no line ending): each caller decides where a line goes (ast_cli,
  * astman_append, a completion, a function's buffer), so nothing is cut at a fixed size. */
@@ -118,5 +118,7 @@ int cc_send_digits_external(cc_chan *chan, const char *digits);
 
 /* ---- AMI ---- */
 void cc_manager_event(const char *channel, const char *body);
+/* An event of the module itself, e.g. CallConsentAudit (system class). */
+void cc_module_event(const char *event, const char *body);
 
 #endif

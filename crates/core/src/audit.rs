@@ -40,10 +40,14 @@ pub enum AuditEvent {
     CallSettled,
     /// A worker's queue was full: what was done instead (the safe side).
     QueueFull,
+    /// The log's head at a moment (load, rotation, hourly), also published outside the file.
+    AuditCheckpoint,
+    /// A last line torn by a crash was cut off at load.
+    LogRepaired,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 25] = [
+    pub const ALL: [AuditEvent; 27] = [
         AuditEvent::Selected,
         AuditEvent::NotSelected,
         AuditEvent::Exempt,
@@ -69,6 +73,8 @@ impl AuditEvent {
         AuditEvent::CallEnded,
         AuditEvent::CallSettled,
         AuditEvent::QueueFull,
+        AuditEvent::AuditCheckpoint,
+        AuditEvent::LogRepaired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +104,8 @@ impl AuditEvent {
             AuditEvent::CallEnded => "call_ended",
             AuditEvent::CallSettled => "call_settled",
             AuditEvent::QueueFull => "queue_full",
+            AuditEvent::AuditCheckpoint => "audit_checkpoint",
+            AuditEvent::LogRepaired => "log_repaired",
         }
     }
 

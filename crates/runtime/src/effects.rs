@@ -31,7 +31,7 @@ use crate::spool;
 pub struct Executor {
     pub(crate) audit: AuditSender,
     pub(crate) caps: Caps,
-    pub(crate) host: Box<dyn Host>,
+    pub(crate) host: Arc<dyn Host>,
     pub(crate) spool: PathBuf,
     pub(crate) archiver: Option<PoolSender>,
     pub(crate) calls: Calls,
@@ -80,7 +80,7 @@ enum Answer {
 }
 
 impl Executor {
-    pub(crate) fn new(audit: AuditSender, caps: Caps, host: Box<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, [Jobs; 2]) {
+    pub(crate) fn new(audit: AuditSender, caps: Caps, host: Arc<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, [Jobs; 2]) {
         let (recorder, rrx) = bounded(timing::QUEUE_CAPACITY);
         let (signals, srx) = bounded(timing::QUEUE_CAPACITY);
         let exec = Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), recorder, signals });

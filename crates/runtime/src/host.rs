@@ -65,4 +65,7 @@ pub trait Host: Send + Sync + 'static {
     /// The channel a live call's caller is bridged with, looked up by the caller's uniqueid
     /// (for `show calls`).
     fn agent_of(&self, uniqueid: &str) -> Option<String>;
+    /// Raises a management event of the module itself (AMI `CallConsentAudit`: the audit log's
+    /// published head, or a failed write).
+    fn module_event(&self, event: &'static str, fields: &[(&'static str, String)]);
 }

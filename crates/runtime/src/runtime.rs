@@ -23,7 +23,7 @@ pub struct Runtime {
     _worker: Worker,
     _encoders: Option<encoders::Pool>,
     exec: Arc<Executor>,
-    _audit: AuditLog,
+    audit: AuditLog,
     secret: Vec<u8>,
     config: RwLock<Arc<Config>>,
 }
@@ -83,8 +83,21 @@ impl Runtime {
         spool::remember(state_dir, &g.spool_dir, &g.audit_log);
         let secret = crate::secret::load_or_create(&state_dir.join("secret"))?;
         let caps = Caps::open(&state_dir.join("caps.redb"))?;
-        let audit = AuditLog::open(&g.audit_log).map_err(|e| format!("audit_log {}: {e}", g.audit_log.display()))?;
+        let host: Arc<dyn Host> = Arc::from(host);
+        let publisher = host.clone();
+        let options = crate::audit::Options {
+            key: Some((crate::audit::audit_key(&secret), callconsent_core::policy::key_id(&secret))),
+            publish: Some(Box::new(move |p: crate::audit::Published| {
+                let mut fields = vec![("File", p.file.display().to_string()), ("Line", p.line.to_string()), ("Head", p.head.clone()), ("Reason", p.reason.to_string())];
+                if let Some(e) = p.error {
+                    fields.push(("Error", e));
+                }
+                publisher.module_event("CallConsentAudit", &fields);
+            })),
+        };
+        let audit = AuditLog::open_with(&g.audit_log, options).map_err(|e| format!("audit_log {}: {e}", g.audit_log.display()))?;
         let audit_tx = audit.sender();
+        audit_tx.checkpoint("load");
         spool::discard_staging(&g.spool_dir, &audit_tx);
         let encoders = if g.archive_opus {
             let pool = encoders::Pool::start(g.encoder_threads as usize, g.opus_bitrate as i32, audit_tx.clone()).map_err(|e| format!("encoder threads: {e}"))?;
@@ -104,7 +117,7 @@ impl Runtime {
             g.spool_dir.display(),
             g.audit_log.display()
         );
-        Ok(Runtime { _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, _audit: audit, secret, config: RwLock::new(Arc::new(cfg)) })
+        Ok(Runtime { _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, audit, secret, config: RwLock::new(Arc::new(cfg)) })
     }
 
     /// What a load does first, before it reads the configuration: what the last run left in its
@@ -128,6 +141,8 @@ impl Runtime {
         if let Ok(mut g) = self.config.write() {
             *g = Arc::new(Config { general: old.general.clone(), profiles: cfg.profiles });
         }
+        // A reload is a moment an admin chose: the audit head is written down and published.
+        self.audit.sender().checkpoint("reload");
         names
     }
 
@@ -202,6 +217,16 @@ impl Runtime {
         }
         out.extend(slot.status_fields());
         out
+    }
+
+    /// The audit writer's state (lines written since load, head, last error).
+    pub fn audit_status(&self) -> crate::audit::Status {
+        self.audit.status()
+    }
+
+    /// The installation secret's key id.
+    pub fn key_id(&self) -> String {
+        callconsent_core::policy::key_id(&self.secret)
     }
 
     pub(crate) fn exec(&self) -> &Executor {

@@ -56,6 +56,23 @@ pub fn call(slot: &Slot) -> Vec<String> {
     out
 }
 
+/// `show status`: the module's health: the audit log (lines written, head, a failing write),
+/// the live calls, the key id.
+pub fn status(rt: &Runtime) -> Vec<String> {
+    let cfg = rt.config();
+    let a = rt.audit_status();
+    vec![
+        format!("Audit log:      {}", cfg.general.audit_log.display()),
+        format!("Audit writes:   {}", a.last_error.as_deref().map_or("ok".to_string(), |e| format!("FAILING: {e}"))),
+        format!("Lines written:  {} since load", a.lines_written),
+        format!("Chain head:     {}", if a.head.is_empty() { "-" } else { &a.head }),
+        format!("Key id:         {}", rt.key_id()),
+        format!("Recordings:     {}", cfg.general.spool_dir.display()),
+        format!("Live calls:     {}", rt.calls().all().len()),
+        format!("Profiles:       {}", cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ")),
+    ]
+}
+
 /// The channel names of the live calls (CLI completion).
 pub fn names(rt: &Runtime) -> Vec<String> {
     rt.calls().all().iter().map(|s| s.channel.clone()).collect()

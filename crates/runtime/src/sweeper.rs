@@ -25,7 +25,8 @@ impl Sweeper {
         let thread = std::thread::Builder::new().name("cc-retention".into()).spawn(move || loop {
             sweep(&general, &audit);
             match stopped.recv_timeout(RETENTION_SWEEP_EVERY) {
-                Err(RecvTimeoutError::Timeout) => {}
+                // Hourly, the audit log's head is written down and published (see audit).
+                Err(RecvTimeoutError::Timeout) => audit.checkpoint("hourly"),
                 _ => return,
             }
         })?;
@@ -53,10 +54,15 @@ fn sweep(g: &General, audit: &AuditSender) {
         }
     }
     for file in retention::expired_audit_files(&g.audit_log, g.audit_retention_days, chrono::Utc::now().date_naive()) {
+        // The expiry record keeps the removed file's last hash and length, so that `audit verify`
+        // tells a file removed by retention from lines removed by someone.
+        let tail = crate::audit::file_tail(&file);
         if std::fs::remove_file(&file).is_ok() {
             let mut f = Map::new();
             f.insert("file".into(), json!(file.display().to_string()));
             f.insert("audit_retention_days".into(), json!(g.audit_retention_days));
+            f.insert("last_hash".into(), json!(tail.as_ref().map(|t| t.0.clone())));
+            f.insert("lines".into(), json!(tail.map(|t| t.1)));
             audit.send(record("", "", AuditEvent::AuditFileExpired, f));
         }
     }

@@ -104,6 +104,7 @@ impl Host for NoHost {
     fn agent_of(&self, _: &str) -> Option<String> {
         None
     }
+    fn module_event(&self, _: &'static str, _: &[(&'static str, String)]) {}
 }
 
 fn start(name: &str) -> (Runtime, PathBuf, Fake) {

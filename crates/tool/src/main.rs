@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use callconsent_core::audit::AuditEvent;
 use callconsent_core::config::{self, Defaults};
 use callconsent_core::{describe, draw};
-use callconsent_runtime::audit::verify_files;
+use callconsent_runtime::audit::{audit_key, verify_files_with, Check};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -113,6 +113,15 @@ struct AuditVerifyArgs {
     /// Audit files, oldest first: the rotated audit-YYYY-MM-DD.jsonl, then audit.jsonl
     #[arg(value_name = "FILE", required = true)]
     files: Vec<String>,
+    /// The installation secret (/var/lib/asterisk/callconsent/secret): every line's keyed MAC
+    /// is checked too, which nobody without the secret can recompute after an edit
+    #[arg(long, value_name = "SECRET_FILE")]
+    key: Option<String>,
+    /// A chain head published earlier (Asterisk's log "audit head ...", or the AMI event
+    /// CallConsentAudit): it must still be a line of the log, or lines were removed after it.
+    /// Needed when the .head file is missing. Repeatable
+    #[arg(long, value_name = "HEAD")]
+    anchor: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -184,7 +193,7 @@ struct ArchiveVerifyArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Audit(AuditCommand::Verify(a)) => audit_verify(&strs(&a.files)),
+        Command::Audit(AuditCommand::Verify(a)) => audit_verify(&strs(&a.files), a.key.as_deref(), &a.anchor),
         Command::Agent(a) => agent(&a.agent, &strs(&a.files)),
         Command::Describe(a) => describe(&a.conf, &a.lang),
         Command::Retention(a) => retention(&a.dir, a.days),
@@ -197,10 +206,27 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn audit_verify(files: &[&str]) -> ExitCode {
-    match verify_files(files) {
-        Ok(n) => {
-            println!("audit: {n} lines, chain intact");
+fn audit_verify(files: &[&str], key_file: Option<&str>, anchors: &[String]) -> ExitCode {
+    let key = match key_file.map(std::fs::read) {
+        None => None,
+        Some(Ok(secret)) => Some(audit_key(&secret)),
+        Some(Err(e)) => {
+            eprintln!("{}: cannot read: {e}", key_file.unwrap_or(""));
+            return ExitCode::from(1);
+        }
+    };
+    match verify_files_with(files, &Check { key: key.as_deref(), anchors }) {
+        Ok(v) => {
+            println!("audit: {} lines, chain intact", v.lines);
+            if let Some(f) = &v.follows_expired {
+                println!("audit: the first file follows {f}, removed by retention (its audit_file_expired line says so)");
+            }
+            if key.is_some() {
+                println!("audit: {} lines carry a valid keyed MAC", v.keyed_lines);
+            }
+            if v.anchors_found > 0 {
+                println!("audit: {} published head(s) found in the chain", v.anchors_found);
+            }
             ExitCode::SUCCESS
         }
         Err((file, line, why)) => {
