@@ -159,7 +159,7 @@ fn example_dialplans_load() {
     let freepbx = std::fs::read_to_string(project_dir().join("dialplan/freepbx/extensions_custom.conf")).unwrap();
     let features = std::fs::read_to_string(project_dir().join("dialplan/features.conf.sample")).unwrap();
     let mut pbx = Pbx::builder("examples").file("callconsent.conf", &conf).file("extensions.conf", &ext).file("features.conf", &features).file("extensions_custom.conf", &freepbx).start();
-    for (context, app) in [("from-pstn", "CallConsent(inbound)"), ("from-pstn-direct", "b(callconsent-agent^s^1)"), ("from-agents", "CallConsent(outbound,${EXTEN})"), ("callconsent-in", "CallConsent(inbound)")] {
+    for (context, app) in [("from-pstn", "CallConsent(inbound)"), ("from-pstn-direct", "b(callconsent-agent^s^1)"), ("from-agents", "U(sub-callconsent-outbound^${EXTEN})"), ("sub-callconsent-outbound", "CallConsent(outbound,${ARG1})"), ("callconsent-in", "CallConsent(inbound)")] {
         let d = pbx.rx(&format!("dialplan show {context}"));
         assert!(d.contains(app), "{context}: {d}");
     }

@@ -22,8 +22,9 @@ fn declared() -> Vec<String> {
     let h = std::fs::read_to_string(harness::project_dir().join("c-shim/asterisk/shim.h")).expect("read shim.h");
     let mut v: Vec<String> = h
         .lines()
-        .filter_map(|l| l.split_once("cc_rs_").map(|(_, rest)| format!("cc_rs_{}", rest.split('(').next().unwrap_or(""))))
-        .filter(|n| !n.contains(' ') && n.len() > 6)
+        .filter(|l| !l.trim_start().starts_with('/') && !l.trim_start().starts_with('*'))
+        .filter_map(|l| l.split_once("cc_rs_").map(|(_, rest)| format!("cc_rs_{}", rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>())))
+        .filter(|n| n.len() > 6)
         .collect();
     v.sort();
     v.dedup();

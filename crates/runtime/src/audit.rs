@@ -40,7 +40,7 @@ enum Msg {
     /// A line whose hash is sent back once it is on disk (fsynced); never for a line not written.
     Acked(Map<String, Value>, Sender<String>),
     Flush(Sender<()>),
-    /// Write an `audit_checkpoint` line and publish the head (at load, rotation, hourly).
+    /// Publish the head (at load, reload, hourly); rotation also writes an `audit_checkpoint`.
     Checkpoint(&'static str),
 }
 
@@ -114,7 +114,8 @@ impl AuditSender {
         rx
     }
 
-    /// Writes a checkpoint line and publishes the head.
+    /// Publishes the head (the newest line's hash) outside the file, once what was sent before
+    /// is on disk.
     pub fn checkpoint(&self, reason: &'static str) {
         let _ = self.0.send(Msg::Checkpoint(reason));
     }
@@ -298,10 +299,7 @@ impl Writer {
                         acks.push((recs.len() - 1, ack));
                     }
                     Msg::Flush(done) => waiting.push(done),
-                    Msg::Checkpoint(reason) => {
-                        recs.push(self.checkpoint_record(reason, None));
-                        checkpoints.push(reason);
-                    }
+                    Msg::Checkpoint(reason) => checkpoints.push(reason),
                 }
             }
             match self.write(&recs) {
@@ -332,6 +330,8 @@ impl Writer {
     }
 
     fn checkpoint_record(&self, reason: &'static str, previous: Option<(&str, u64, &str)>) -> Map<String, Value> {
+        // Written only where the chain crosses files (rotation); other checkpoints publish the
+        // head without a line.
         let mut f = Map::new();
         f.insert("reason".into(), Value::from(reason));
         f.insert("lines".into(), Value::from(self.lines));
@@ -366,7 +366,7 @@ impl Writer {
             let mut rec = rec.clone();
             rec.insert("prev".into(), Value::String(prev.clone()));
             if let Some((key, id)) = &self.options.key {
-                rec.insert("key".into(), Value::String(id.clone()));
+                rec.insert("mac_key".into(), Value::String(id.clone()));
                 let mac = hmac_hex(key, &Value::Object(rec.clone()).to_string());
                 rec.insert("mac".into(), Value::String(mac));
             }
@@ -709,8 +709,9 @@ mod tests {
             let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| h2.lock().unwrap().push(p.head))) }).unwrap();
             let s = log.sender();
             s.send(record("1.1", "Local/x", AuditEvent::Selected, Map::new()));
-            s.checkpoint("hourly");
             s.send(record("1.2", "Local/x", AuditEvent::Selected, Map::new()));
+            s.checkpoint("hourly");
+            s.send(record("1.3", "Local/x", AuditEvent::Selected, Map::new()));
         }
         let published = heads.lock().unwrap().clone();
         assert_eq!(published.len(), 1);
