@@ -3,7 +3,10 @@
 //! measured in the same run (reading the clock twice around nothing). A scripted channel stands in
 //! for Asterisk's (its mute is an atomic store); the deferred work goes to the real workers.
 //!
-//!   cargo run --release -p callconsent-runtime --example frame_cost [FRAMES]
+//!   cargo run --release -p callconsent-runtime --example frame_cost [FRAMES] [AUDIO_PER_KEY]
+//!
+//! AUDIO_PER_KEY (default 3) audio frames between two DTMF frames: 3 is a key every 80 ms, far
+//! more than any agent types; 49 is one a second.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,6 +72,7 @@ fn percentiles(mut v: Vec<u64>) -> (u64, u64, u64) {
 
 fn main() {
     let frames: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let per_key: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     let dir = std::env::temp_dir().join(format!("cc-frame-cost-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let text = "[general]\narchive = wav\n\n[p]\nnotice = n\nfull_notice = f\noptout_confirm = c\nrecord_share = 100\nlegal_basis = bench\npause_max_seconds = 3600\n";
@@ -88,16 +92,25 @@ fn main() {
     // caller's keys (a pause and a resume code, digits that are no code, a caller key).
     let keys: [(Dir, char); 8] = [(Dir::Agent, '*'), (Dir::Agent, '1'), (Dir::Agent, '5'), (Dir::Caller, '3'), (Dir::Agent, '*'), (Dir::Agent, '2'), (Dir::Caller, '#'), (Dir::Agent, '7')];
     let (mut cost, mut base) = (Vec::with_capacity(frames), Vec::with_capacity(frames));
+    let (mut voice, mut keys_cost) = (Vec::new(), Vec::new());
     for i in 0..frames {
-        let frame = if i % 4 == 3 {
-            let (dir, digit) = keys[(i / 4) % keys.len()];
-            Frame::Dtmf { dir, press: if i % 8 == 3 { Press::Begin } else { Press::End }, digit }
+        let period = per_key + 1;
+        let frame = if i % period == per_key {
+            let n = i / period;
+            let (dir, digit) = keys[(n / 2) % keys.len()];
+            Frame::Dtmf { dir, press: if n % 2 == 0 { Press::Begin } else { Press::End }, digit }
         } else {
             Frame::Voice
         };
         let t = Instant::now();
         let fed = rt.frame(&slot, &chan, frame);
-        cost.push(t.elapsed().as_nanos() as u64);
+        let ns = t.elapsed().as_nanos() as u64;
+        cost.push(ns);
+        if matches!(frame, Frame::Voice) {
+            voice.push(ns);
+        } else {
+            keys_cost.push(ns);
+        }
         std::hint::black_box(fed);
         let t = Instant::now();
         std::hint::black_box(i);
@@ -105,8 +118,12 @@ fn main() {
     }
     let (c50, c99, c999) = percentiles(cost);
     let (b50, b99, _) = percentiles(base);
-    println!("frames: {frames} (3 audio ticks : 1 DTMF frame, recorded call, pause codes among them)");
+    let (v50, v99, _) = percentiles(voice);
+    let (k50, k99, _) = percentiles(keys_cost);
+    println!("frames: {frames} ({per_key} audio ticks : 1 DTMF frame, recorded call, pause and resume codes among the keys)");
     println!("Runtime::frame  p50 {c50} ns  p99 {c99} ns  p99.9 {c999} ns");
+    println!("  audio ticks   p50 {v50} ns  p99 {v99} ns");
+    println!("  DTMF frames   p50 {k50} ns  p99 {k99} ns");
     println!("baseline clock  p50 {b50} ns  p99 {b99} ns");
     println!("p99 goal 10000 ns: {}", if c99 < 10_000 { "met" } else { "NOT met" });
     rt.hangup(&slot);
