@@ -73,12 +73,12 @@ fn find_call(rt: &Runtime, name: &str) -> Option<(Arc<Slot>, ChanRef)> {
     candidates.into_iter().find_map(|c| rt.calls().get(&c.borrow().uniqueid()).map(|s| (s, c)))
 }
 
-/// A control of the call `channel` belongs to; its answer as `Key: value` lines.
-fn control(channel: &str, request: ControlRequest, source: Source) -> Result<Vec<String>, String> {
+/// A control of the call `channel` belongs to, by `actor`; its answer as `Key: value` lines.
+fn control(channel: &str, request: ControlRequest, source: Source, actor: &str) -> Result<Vec<String>, String> {
     let rt = runtime().ok_or("callconsent is not loaded")?;
     let (slot, chan) = find_call(&rt, channel).ok_or_else(|| format!("no call recorded by CallConsent on channel {channel}"))?;
     let caller = if chan.borrow().uniqueid() == slot.uniqueid { chan } else { ChanRef::by_name(&slot.uniqueid).ok_or("the caller's channel is gone")? };
-    Ok(rt.control(&slot, &caller, request, source).into_iter().map(|(k, v)| format!("{k}: {v}")).collect())
+    Ok(rt.control(&slot, &caller, request, source, actor).into_iter().map(|(k, v)| format!("{k}: {v}")).collect())
 }
 
 fn control_request(c: c_int) -> Option<ControlRequest> {
@@ -189,7 +189,10 @@ entry! {
     fn cc_rs_control(channel: String = *const c_char, which: c_int = c_int, source: c_int = c_int, out: WriterFn = sys::cc_line_writer, ctx: Opaque = *mut c_void) -> c_int, on_error -1 => {
         let out = Writer::new(out, ctx);
         let source = if source == sys::cc_source_CC_SOURCE_AMI as c_int { Source::Ami } else { Source::Dialplan };
-        let result = control_request(which).ok_or_else(|| format!("unknown control {which}")).and_then(|r| control(&channel, r, source));
+        // AMI does not tell a module which manager user sent the action: the channel it named is
+        // recorded as the actor.
+        let actor = format!("AMI Channel: {channel}");
+        let result = control_request(which).ok_or_else(|| format!("unknown control {which}")).and_then(|r| control(&channel, r, source, &actor));
         match result {
             Ok(lines) => {
                 out.lines(&lines);
@@ -216,7 +219,7 @@ entry! {
         let name = target.unwrap_or_else(|| chan.name());
         let result = ControlRequest::parse(&action)
             .ok_or_else(|| format!("unknown action {action} (pause, resume, delete, status)"))
-            .and_then(|r| control(&name, r, Source::Dialplan));
+            .and_then(|r| control(&name, r, Source::Dialplan, &chan.name()));
         match result {
             Ok(_) => chan.setvar("CALLCONSENT_CONTROL", "OK"),
             Err(e) => {

@@ -157,6 +157,8 @@ fn ami_actions_control_a_live_call_from_either_channel() {
     pbx.wait_idle(Duration::from_secs(30));
     let paused = pbx.wait_event("paused", 1, Duration::from_secs(2));
     assert_eq!(paused[0]["source"], "ami");
+    // The control's line says who acted: the channel the desktop named.
+    assert_eq!(paused[0]["actor"].as_str(), Some(format!("AMI Channel: {agent_chan}").as_str()), "{paused:?}");
     let resumed = pbx.wait_event("resumed", 1, Duration::from_secs(2));
     assert_eq!(resumed[0]["by"], "agent");
     pbx.assert_alive();

@@ -63,7 +63,9 @@ pub enum Event {
     RecorderFailed { reason: String },
     Dtmf { dir: Dir, press: Press, digit: char, now_ms: u64 },
     Tick { now_ms: u64 },
-    Control { cmd: Command, source: Source, now_ms: u64 },
+    /// A desktop or dialplan control; `actor` names who acted (the channel the control named or
+    /// ran on), for the audit line.
+    Control { cmd: Command, source: Source, actor: String, now_ms: u64 },
     /// The caller's channel joined a bridge (an agent answered, or a transfer); who the agent is
     /// comes next, as `Bridged`.
     JoinedBridge,
@@ -303,6 +305,8 @@ pub struct Call {
     /// Muted when the recorded caller joined another bridge (a transfer), until the new agent is
     /// cleared: a never-recorded or capped agent contributes nothing to the file (R6, R12).
     join_muted: bool,
+    /// Who is acting, while a control is being handled (for its audit line).
+    actor: Option<String>,
     /// The new agent of a transfer whose cap is being checked while the recording is muted.
     transfer_check: Option<String>,
 }
@@ -345,6 +349,7 @@ impl Call {
             agent: None,
             confirm_at_bridge: false,
             join_muted: false,
+            actor: None,
             transfer_check: None,
         }
     }
@@ -434,8 +439,10 @@ impl Call {
                 self.auto_resume(now_ms, &mut out);
                 Verdict::Pass
             }
-            Event::Control { cmd, source, now_ms } => {
+            Event::Control { cmd, source, actor, now_ms } => {
+                self.actor = (!actor.is_empty()).then_some(actor);
                 self.command(cmd, source, now_ms, &mut out);
+                self.actor = None;
                 Verdict::Pass
             }
             Event::JoinedBridge => {
@@ -712,7 +719,7 @@ impl Call {
                 self.pauses += 1;
                 self.spans.push((now_ms.saturating_sub(self.recording_since_ms), None));
                 out.push(Action::Mute);
-                out.push(self.audit(AuditEvent::Paused, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent })));
+                out.push(self.audit(AuditEvent::Paused, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent, "actor": self.actor })));
                 if let Some(t) = &self.profile.pause_tone {
                     out.push(Action::ToneToAgent(t.clone()));
                 }
@@ -721,7 +728,7 @@ impl Call {
             Command::Resume if self.paused() => self.resume(By::Agent, source, now_ms, out),
             Command::Delete => {
                 self.stop_and_delete(By::Agent, out);
-                out.insert(1, self.audit(AuditEvent::DeleteRequested, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent })));
+                out.insert(1, self.audit(AuditEvent::DeleteRequested, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent, "actor": self.actor })));
                 if let Some(t) = &self.profile.delete_tone {
                     out.push(Action::ToneToAgent(t.clone()));
                 }
@@ -739,7 +746,7 @@ impl Call {
         if !self.join_muted {
             out.push(Action::Unmute);
         }
-        out.push(self.audit(AuditEvent::Resumed, json!({ "by": by.as_str(), "source": source.as_str(), "agent": self.agent })));
+        out.push(self.audit(AuditEvent::Resumed, json!({ "by": by.as_str(), "source": source.as_str(), "agent": self.agent, "actor": self.actor })));
         if let Some(t) = &self.profile.resume_tone {
             out.push(Action::ToneToAgent(t.clone()));
         }

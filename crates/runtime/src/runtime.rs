@@ -201,13 +201,15 @@ impl Runtime {
 
     /// Pause, resume, delete or status of a watched call, from `source`; `caller` is the
     /// caller's channel. Returns the status output, the first line saying what was done.
-    pub fn control(&self, slot: &Arc<Slot>, caller: &dyn CallChannel, request: ControlRequest, source: Source) -> Vec<(&'static str, String)> {
+    /// `actor` is who acted, as the host knows it (the channel an AMI action named, the channel a
+    /// dialplan control ran on); it goes into the audit line.
+    pub fn control(&self, slot: &Arc<Slot>, caller: &dyn CallChannel, request: ControlRequest, source: Source, actor: &str) -> Vec<(&'static str, String)> {
         let mut out = vec![];
         match request {
             ControlRequest::Status => out.push(("Message", "CallConsent status".to_string())),
             ControlRequest::Command(cmd) => {
                 let now_ms = slot.now_ms();
-                let (_, actions, _) = slot.feed(Event::Control { cmd, source, now_ms });
+                let (_, actions, _) = slot.feed(Event::Control { cmd, source, actor: actor.to_string(), now_ms });
                 let acted = !actions.is_empty();
                 self.exec.dispatch_from_host(slot, caller, actions);
                 let what = request.as_str();

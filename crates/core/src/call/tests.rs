@@ -76,14 +76,14 @@ fn in_state(state: &str) -> Call {
     match state {
         "recording" => {}
         "paused" => {
-            c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 0 });
+            c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 0 });
         }
         "opted_out" => {
             c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
             c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: '9', now_ms: 0 });
         }
         "deleted" => {
-            c.on(Event::Control { cmd: Command::Delete, source: Source::Ami, now_ms: 0 });
+            c.on(Event::Control { cmd: Command::Delete, source: Source::Ami, actor: String::new(), now_ms: 0 });
         }
         "ended" => {
             c.on(Event::Hangup);
@@ -221,7 +221,7 @@ fn a_forgotten_pause_resumes_after_a_warning() {
     c.on(Event::PromptDone(PromptOutcome::Completed));
     c.on(Event::Bridged { agent: "PJSIP/anna".into() });
     c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Keypad, now_ms: 1000 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Keypad, actor: String::new(), now_ms: 1000 });
     assert!(c.wants_ticks());
     assert!(c.on(Event::Tick { now_ms: 15_000 }).1.is_empty());
     let (_, a) = c.on(Event::Tick { now_ms: 16_000 });
@@ -286,7 +286,7 @@ fn the_agent_hears_the_start_tone_when_bridged() {
     // A transfer: the new agent hears it too, and that the call is paused.
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
     assert_eq!(a, vec![Action::ToneToAgent("440/150".into())]);
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 0 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 0 });
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/cleo".into() });
     assert_eq!(a, vec![Action::ToneToAgent("440/150".into()), Action::ToneToAgent("620/150".into())]);
 }
@@ -312,7 +312,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         (0..3usize, 0u64..100_000).prop_map(|(i, t)| Event::Control {
             cmd: [Command::Pause, Command::Resume, Command::Delete][i],
             source: Source::Ami,
-            now_ms: t
+            actor: String::new(), now_ms: t
         }),
     ]
 }
@@ -400,9 +400,9 @@ fn caps_and_never_recorded_agents_veto_at_the_bridge() {
 fn pause_spans_are_kept_for_the_archive() {
     let mut c = in_state("starting");
     c.on(Event::RecorderStarted { file: "f".into(), now_ms: 1000 });
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 3000 });
-    c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, now_ms: 4500 });
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 6000 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 3000 });
+    c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 4500 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 6000 });
     let (_, a) = c.on(Event::Hangup);
     assert!(a.contains(&Action::Keep { pauses: 2, spans: "2000-3500,5000-end".into() }), "{a:?}");
 }
@@ -416,7 +416,7 @@ fn a_transfer_to_a_never_recorded_agent_stops_and_keeps() {
     assert_eq!(events(&a), vec!["agent_vetoed"]);
     assert_eq!(c.phase(), Phase::Stopped);
     // Nothing restarts it, and what was recorded before is kept at hangup.
-    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, now_ms: 1 });
+    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 1 });
     assert!(a.is_empty());
     let (_, a) = c.on(Event::Hangup);
     assert!(a.iter().any(|x| matches!(x, Action::Keep { .. })));
@@ -600,10 +600,19 @@ fn a_transfer_takes_the_new_agents_cap_reservation() {
 fn a_pause_during_a_transfer_stays_a_pause() {
     let mut c = recording_call(0);
     c.on(Event::JoinedBridge);
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, now_ms: 10 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 10 });
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
     assert!(!a.contains(&Action::Unmute), "{a:?}");
     assert!(c.paused());
-    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, now_ms: 20 });
+    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 20 });
     assert!(a.contains(&Action::Unmute));
+}
+
+#[test]
+fn a_controls_line_names_who_acted() {
+    let mut c = recording_call(0);
+    let (_, a) = c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: "AMI Channel: PJSIP/anna-0001".into(), now_ms: 5 });
+    let Some(Action::Audit { facts, .. }) = a.iter().find(|x| matches!(x, Action::Audit { event: AuditEvent::Paused, .. })) else { panic!("{a:?}") };
+    assert_eq!(facts["actor"], "AMI Channel: PJSIP/anna-0001");
+    assert_eq!(facts["agent"], "PJSIP/anna");
 }
