@@ -73,13 +73,17 @@ echo "demo: call 2, the caller presses 9 mid-call"
 ast -rx "channel originate Local/caller@demo extension refuses@demo"
 sleep 2
 while [ "$(ast -rx 'core show channels count' | awk '/active channel/{print $1}')" != "0" ]; do sleep 0.5; done
-sleep 6   # the late cleanups after a refused call
+# Each call's last audit line is call_settled (the refused call's late cleanups included).
+for _ in $(seq 1 300); do
+  [ "$(grep -c '"event":"call_settled"' "$root$d/log/callconsent/audit.jsonl" 2>/dev/null)" -ge 2 ] && break
+  sleep 0.1
+done
 echo; echo "== audit log ($d/log/callconsent/audit.jsonl) =="
 cat "$root$d/log/callconsent/audit.jsonl"
 echo; echo "== files left in the spool =="
 find "$root$d/spool" -type f -printf '%p  %s bytes\n'
 echo; echo "== the DPO's checks =="
-target/release/callconsent audit verify "$root$d/log/callconsent/audit.jsonl"
+target/release/callconsent audit verify --key "$root$d/db/callconsent/secret" "$root$d/log/callconsent/audit.jsonl"
 for f in $(find "$root$d/spool" -name '*.opus'); do
   target/release/callconsent archive verify "$f" "$root$d/log/callconsent/audit.jsonl"
 done
