@@ -627,8 +627,10 @@ impl Call {
                 Verdict::Drop
             }
             Phase::Recording | Phase::Starting | Phase::Stopped => {
+                // The mute comes first in what this frame does (after digits released before it).
+                let at = out.len();
                 self.stop_and_delete(By::Caller, out);
-                out.insert(1, self.audit(AuditEvent::OptOut, json!({ "during": "call", "key": digit.to_string() })));
+                out.insert(at + 1, self.audit(AuditEvent::OptOut, json!({ "during": "call", "key": digit.to_string() })));
                 out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
                 if let Some(t) = &self.profile.optout_tone {
                     out.push(Action::ToneToAgent(t.clone()));
@@ -727,8 +729,9 @@ impl Call {
             }
             Command::Resume if self.paused() => self.resume(By::Agent, source, now_ms, out),
             Command::Delete => {
+                let at = out.len();
                 self.stop_and_delete(By::Agent, out);
-                out.insert(1, self.audit(AuditEvent::DeleteRequested, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent, "actor": self.actor })));
+                out.insert(at + 1, self.audit(AuditEvent::DeleteRequested, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent, "actor": self.actor })));
                 if let Some(t) = &self.profile.delete_tone {
                     out.push(Action::ToneToAgent(t.clone()));
                 }

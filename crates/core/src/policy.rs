@@ -58,55 +58,109 @@ fn check_pattern(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Asterisk-style extension pattern match (without the leading `_`).
-pub fn pattern_matches(pattern: &str, number: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('.') => !n.is_empty() && (1..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('!') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('[') => {
-                let Some(end) = p.iter().position(|c| *c == ']') else { return false };
-                let set = &p[1..end];
-                let Some(c) = n.first() else { return false };
-                let mut ok = false;
-                let mut i = 0;
-                while i < set.len() {
-                    if i + 2 < set.len() && set[i + 1] == '-' {
-                        ok |= (set[i]..=set[i + 2]).contains(c);
-                        i += 3;
-                    } else {
-                        ok |= set[i] == *c;
-                        i += 1;
-                    }
-                }
-                ok && go(&p[end + 1..], &n[1..])
-            }
-            Some(pc) => {
-                let Some(c) = n.first() else { return false };
-                let ok = match pc {
-                    'X' => c.is_ascii_digit(),
-                    'Z' => ('1'..='9').contains(c),
-                    'N' => ('2'..='9').contains(c),
-                    other => other == c,
-                };
-                ok && go(&p[1..], &n[1..])
-            }
-        }
-    }
-    go(&pattern.chars().collect::<Vec<_>>(), &number.chars().collect::<Vec<_>>())
+/// One element of an extension pattern.
+enum Tok {
+    /// `.`: one or more characters.
+    OneOrMore,
+    /// `!`: zero or more characters.
+    ZeroOrMore,
+    /// One character for which the test holds (`X`, `Z`, `N`, `[...]`, a literal).
+    One(Box<dyn Fn(char) -> bool>),
 }
 
-pub fn glob_matches(glob: &str, text: &str) -> bool {
-    fn go(g: &[char], t: &[char]) -> bool {
-        match g.first() {
-            None => t.is_empty(),
-            Some('*') => (0..=t.len()).any(|i| go(&g[1..], &t[i..])),
-            Some('?') => !t.is_empty() && go(&g[1..], &t[1..]),
-            Some(c) => t.first() == Some(c) && go(&g[1..], &t[1..]),
-        }
+fn tokens(pattern: &str) -> Option<Vec<Tok>> {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        out.push(match p[i] {
+            '.' => Tok::OneOrMore,
+            '!' => Tok::ZeroOrMore,
+            'X' => Tok::One(Box::new(|c: char| c.is_ascii_digit())),
+            'Z' => Tok::One(Box::new(|c: char| ('1'..='9').contains(&c))),
+            'N' => Tok::One(Box::new(|c: char| ('2'..='9').contains(&c))),
+            '[' => {
+                let end = i + p[i..].iter().position(|c| *c == ']')?;
+                let set: Vec<char> = p[i + 1..end].to_vec();
+                i = end;
+                Tok::One(Box::new(move |c: char| {
+                    let mut j = 0;
+                    while j < set.len() {
+                        if j + 2 < set.len() && set[j + 1] == '-' {
+                            if (set[j]..=set[j + 2]).contains(&c) {
+                                return true;
+                            }
+                            j += 3;
+                        } else {
+                            if set[j] == c {
+                                return true;
+                            }
+                            j += 1;
+                        }
+                    }
+                    false
+                }))
+            }
+            lit => Tok::One(Box::new(move |c: char| c == lit)),
+        });
+        i += 1;
     }
-    go(&glob.chars().collect::<Vec<_>>(), &text.chars().collect::<Vec<_>>())
+    Some(out)
+}
+
+/// Which text lengths the tokens can consume: one pass per token over the text, so the time is
+/// the pattern's length times the number's, whatever the pattern (a caller chooses the number:
+/// no backtracking that a pattern like `!!!!!!1` would make exponential).
+fn matches_tokens(toks: &[Tok], text: &[char]) -> bool {
+    let n = text.len();
+    let mut cur = vec![false; n + 1];
+    cur[0] = true;
+    for t in toks {
+        let mut next = vec![false; n + 1];
+        match t {
+            Tok::OneOrMore | Tok::ZeroOrMore => {
+                let mut seen = false;
+                for j in 0..=n {
+                    // next[j]: some i < j (OneOrMore) or i <= j (ZeroOrMore) was reachable.
+                    if matches!(t, Tok::ZeroOrMore) {
+                        seen |= cur[j];
+                        next[j] = seen;
+                    } else {
+                        next[j] = seen;
+                        seen |= cur[j];
+                    }
+                }
+            }
+            Tok::One(ok) => {
+                for j in 0..n {
+                    if cur[j] && ok(text[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+        }
+        cur = next;
+    }
+    cur[n]
+}
+
+/// Asterisk-style extension pattern match (without the leading `_`).
+pub fn pattern_matches(pattern: &str, number: &str) -> bool {
+    let Some(toks) = tokens(pattern) else { return false };
+    matches_tokens(&toks, &number.chars().collect::<Vec<_>>())
+}
+
+/// A glob (`*` any run, `?` one character) over a channel name, in the same linear time.
+pub fn glob_matches(glob: &str, text: &str) -> bool {
+    let toks: Vec<Tok> = glob
+        .chars()
+        .map(|g| match g {
+            '*' => Tok::ZeroOrMore,
+            '?' => Tok::One(Box::new(|_| true)),
+            lit => Tok::One(Box::new(move |c: char| c == lit)),
+        })
+        .collect();
+    matches_tokens(&toks, &text.chars().collect::<Vec<_>>())
 }
 
 pub fn caller_exempt(list: &[Exemption], number: &str) -> bool {
@@ -195,6 +249,39 @@ impl CapPeriod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_patterns_and_numbers_take_linear_time() {
+        // Found by the fuzzer (fuzz/hangs/policy): exponential backtracking took seconds.
+        let t = std::time::Instant::now();
+        assert!(!pattern_matches("!!!!!!!!!!!!1", &"0".repeat(24)));
+        assert!(pattern_matches(&"!".repeat(64), ""), "zero or more characters match nothing");
+        assert!(!glob_matches(&"*a".repeat(30), &"a".repeat(29)));
+        assert!(!pattern_matches(&"X.".repeat(40), &"1".repeat(39)));
+        assert!(t.elapsed() < std::time::Duration::from_millis(500), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn the_linear_matcher_agrees_with_asterisk_patterns() {
+        for (p, n, want) in [
+            ("0145XXXXXX", "0145123456", true),
+            ("0145XXXXXX", "01451234567", false),
+            ("01.", "01", false),
+            ("01.", "012", true),
+            ("01!", "01", true),
+            ("N[1-3]Z", "229", true),
+            ("N[1-3]Z", "140", false),
+            ("[45]X", "58", true),
+            ("[45", "4", false),
+            ("X!X", "12", true),
+            ("X!X", "1", false),
+        ] {
+            assert_eq!(pattern_matches(p, n), want, "{p} vs {n}");
+        }
+        for (g, t, want) in [("PJSIP/rep-*", "PJSIP/rep-anna", true), ("Local/rep@*", "Local/rep@test", true), ("a?c", "abc", true), ("a?c", "ac", false), ("*", "", true)] {
+            assert_eq!(glob_matches(g, t), want, "{g} vs {t}");
+        }
+    }
 
     #[test]
     fn a_callers_own_channel_never_controls_the_recording() {

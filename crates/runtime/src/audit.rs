@@ -428,9 +428,7 @@ pub fn verify(text: &str) -> Result<usize, usize> {
     let mut prev = String::new();
     let mut n = 0;
     for (i, line) in text.lines().enumerate() {
-        if line.is_empty() {
-            continue;
-        }
+        // The writer never writes a blank line: one there was inserted.
         let v: Value = serde_json::from_str(line).map_err(|_| i + 1)?;
         if v.get("prev").and_then(Value::as_str) != Some(prev.as_str()) {
             return Err(i + 1);
@@ -498,11 +496,11 @@ pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, 
     let mut prev = String::new();
     for (k, (f, text)) in files.iter().zip(&texts).enumerate() {
         for (i, line) in text.lines().enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(line).map_err(|_| (f.to_string(), i + 1, "not a JSON line".to_string()))?;
-            let p = v.get("prev").and_then(Value::as_str).unwrap_or("");
+            // The writer never writes a blank line: one there was inserted.
+            let v: Value = serde_json::from_str(line).map_err(|_| (f.to_string(), i + 1, "not a JSON line (a blank or foreign line was inserted)".to_string()))?;
+            let Some(p) = v.get("prev").and_then(Value::as_str) else {
+                return Err((f.to_string(), i + 1, "the line has no prev: it is not one of the module's lines".into()));
+            };
             if p != prev {
                 let first = k == 0 && i == 0;
                 match expired.iter().find(|(h, _)| first && h == p) {
@@ -760,6 +758,23 @@ mod tests {
         }
         let v = verify_files_with(&[&p], &Check::default()).unwrap();
         assert_eq!(v.follows_expired.as_deref(), Some(old.display().to_string().as_str()));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_blank_or_foreign_line_is_not_accepted() {
+        let dir = tmp("blank");
+        let path = dir.join("audit.jsonl");
+        {
+            let log = AuditLog::open(&path).unwrap();
+            log.sender().send(record("1.1", "Local/x", AuditEvent::Selected, Map::new()));
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(verify(&format!("\n{text}")), Err(1));
+        let p = path.display().to_string();
+        fs::write(&path, format!("{{\"event\":\"selected\"}}\n{text}")).unwrap();
+        let e = verify_files(&[&p]).unwrap_err();
+        assert!(e.2.contains("has no prev"), "{e:?}");
         let _ = fs::remove_dir_all(&dir);
     }
 }

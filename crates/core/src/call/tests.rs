@@ -616,3 +616,15 @@ fn a_controls_line_names_who_acted() {
     assert_eq!(facts["actor"], "AMI Channel: PJSIP/anna-0001");
     assert_eq!(facts["agent"], "PJSIP/anna");
 }
+
+#[test]
+fn a_refusal_mutes_before_anything_else_even_when_held_digits_expire_in_the_same_frame() {
+    // Found by the fuzzer: an agent's held `*` times out on the frame of the caller's 9.
+    let mut c = recording_call(0);
+    c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', now_ms: 0 });
+    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 10_000 });
+    let mute = a.iter().position(|x| *x == Action::Mute).expect("muted");
+    let audit = a.iter().position(|x| matches!(x, Action::Audit { event: AuditEvent::OptOut, .. })).expect("audited");
+    assert!(mute < audit, "{a:?}");
+    assert_eq!(a.first(), Some(&Action::SendToCaller("*".into())), "{a:?}");
+}
