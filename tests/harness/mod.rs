@@ -418,6 +418,16 @@ impl Pbx {
         })
     }
 
+    /// Once the agent `Local/talk@test` has said its tone (its dialplan is at its Wait, priority
+    /// 3), blind-transfers it to `exten@test` through AMI.
+    pub fn transfer_talker(&self, ami: &mut Ami, exten: &str) {
+        self.wait_log("the first agent's tone to end", Duration::from_secs(10), |l| l.contains("[talk@test:3]") && l.contains("Wait(\"Local/talk@test-"));
+        let out = self.rx("core show channels concise");
+        let agent = out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with("Local/talk@test-") && c.ends_with(";1")).expect("the agent's channel").to_string();
+        let r = ami.action("BlindTransfer", &[("Channel", &agent), ("Context", "test"), ("Exten", exten)]);
+        assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "{r:?}");
+    }
+
     /// Files in the instance's recording spool.
     pub fn spool_files(&self) -> Vec<PathBuf> {
         let mut out = vec![];
