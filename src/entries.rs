@@ -1,6 +1,6 @@
 //! Every function the C shim calls, each written with `entry!` (arguments checked and converted,
 //! the body run inside the panic guard, the host's error value on failure).
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_long, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -92,13 +92,14 @@ fn control_request(c: c_int) -> Option<ControlRequest> {
     }
 }
 
-fn frame_of(dir: c_int, kind: c_int, digit: c_int) -> Frame {
+fn frame_of(dir: c_int, kind: c_int, digit: c_int, len_ms: c_long) -> Frame {
     if kind == sys::cc_frame_kind_CC_FRAME_VOICE as c_int {
         return Frame::Voice;
     }
     let press = if kind == sys::cc_frame_kind_CC_FRAME_DTMF_BEGIN as c_int { Press::Begin } else { Press::End };
     let dir = if dir == sys::cc_dir_CC_DIR_READ as c_int { Dir::Caller } else { Dir::Agent };
-    Frame::Dtmf { dir, press, digit: char::from(digit.clamp(0, 127) as u8) }
+    let len_ms = u32::try_from(len_ms.max(0)).unwrap_or(u32::MAX);
+    Frame::Dtmf { dir, press, digit: char::from(digit.clamp(0, 127) as u8), len_ms }
 }
 
 fn answer(fed: Fed) -> c_int {
@@ -164,10 +165,10 @@ entry! {
     }
 
     /// A DTMF or voice frame of a watched call (the media path).
-    fn cc_rs_frame(data: Ctx = *mut c_void, chan: Chan<'_> = *mut sys::cc_chan, dir: c_int = c_int, kind: c_int = c_int, digit: c_int = c_int) -> c_int, on_error 0 => {
+    fn cc_rs_frame(data: Ctx = *mut c_void, chan: Chan<'_> = *mut sys::cc_chan, dir: c_int = c_int, kind: c_int = c_int, digit: c_int = c_int, len_ms: c_long = c_long) -> c_int, on_error 0 => {
         let slot: &Arc<Slot> = ffi::hook_data(data);
         let Some(rt) = runtime() else { return 0 };
-        answer(rt.frame(slot, &chan, frame_of(dir, kind, digit)))
+        answer(rt.frame(slot, &chan, frame_of(dir, kind, digit, len_ms)))
     }
 
     /// The watched caller's channel joined a bridge.

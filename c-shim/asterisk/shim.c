@@ -176,7 +176,8 @@ static struct ast_frame *hook_event(struct ast_channel *chan, struct ast_frame *
 		return f;
 	}
 	dir = event == AST_FRAMEHOOK_EVENT_READ ? CC_DIR_READ : CC_DIR_WRITE;
-	answer = cc_rs_frame(h->call, (cc_chan *) chan, dir, kind, f->subclass.integer);
+	answer = cc_rs_frame(h->call, (cc_chan *) chan, dir, kind, f->subclass.integer,
+		kind == CC_FRAME_DTMF_END ? f->len : 0);
 	if (!(answer & CC_DROP)) {
 		return f;
 	}

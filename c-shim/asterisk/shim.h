@@ -40,7 +40,8 @@ int cc_rs_reload(void);
 void cc_rs_unload(void);
 int cc_rs_exec(cc_chan *chan, const char *data);
 int cc_rs_control_exec(cc_chan *chan, const char *data);
-int cc_rs_frame(void *call, cc_chan *chan, int dir, int kind, int digit);
+/* `len_ms`: a key's length at its END as the channel reports it (0: not given). */
+int cc_rs_frame(void *call, cc_chan *chan, int dir, int kind, int digit, long len_ms);
 /* The watched caller channel (by uniqueid) joined a bridge: an agent answered, or a transfer. */
 void cc_rs_joined(const char *uniqueid, cc_chan *chan);
 void cc_rs_hook_destroy(void *call);

@@ -225,7 +225,7 @@ pub mod call {
                     now += if op >= 4 { 2500 } else { 40 };
                     let dir = if op & 2 == 0 { Dir::Agent } else { Dir::Caller };
                     let press = if op & 1 == 0 { Press::Begin } else { Press::End };
-                    Event::Dtmf { dir, press, digit: char::from(KEYS[usize::from(low)]), now_ms: now }
+                    Event::Dtmf { dir, press, digit: char::from(KEYS[usize::from(low)]), len_ms: 0, now_ms: now }
                 }
                 8 => {
                     now += u64::from(low) * 700;

@@ -828,3 +828,21 @@ impl Pbx {
         Sipp(child)
     }
 }
+
+impl Pbx {
+    /// `kill9_and_restart` in two steps, to look at what the crash left while Asterisk is down:
+    /// kill -9, and return once the process is gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// After `kill9`: starts Asterisk again on the same directories (var, spool, logs,
+    /// configuration) and waits until it is fully booted.
+    pub fn restart(&mut self) {
+        let _ = fs::remove_file(self.path("run/asterisk.ctl"));
+        self.launch();
+    }
+}

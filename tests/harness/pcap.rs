@@ -130,3 +130,82 @@ pub fn rtp_pcap(parts: &[Part]) -> Vec<u8> {
     }
     w.out
 }
+
+/// The parts of `rtp_pcap`, written on a stream that is already under way.
+fn write_parts(w: &mut Writer, parts: &[Part]) {
+    for p in parts {
+        match p {
+            Part::Tone { freq, ms } => {
+                let n = (*ms as usize) * 8;
+                let s: Vec<i16> = (0..n).map(|i| ((i as f32 * freq * std::f32::consts::TAU / 8000.0).sin() * 12000.0) as i16).collect();
+                w.audio(&s);
+            }
+            Part::Silence { ms } => w.audio(&vec![0i16; (*ms as usize) * 8]),
+            Part::Digits(ds) => {
+                for d in ds.chars() {
+                    w.digit(d);
+                    w.audio(&[0i16; 800]);
+                }
+            }
+        }
+    }
+}
+
+/// A DTMF flood for `flood_pcap`: `count` keys drawn in turn from `digits`, one every `gap_us`
+/// microseconds, each a tiny RFC 4733 event (a start packet and three end packets, 1 ms long) at
+/// an RTP timestamp of its own, so each is a new key; 20 ms PCMA packets of `freq` Hz (0:
+/// silence) go on between them, as a phone's audio does.
+pub struct Flood<'a> {
+    pub digits: &'a str,
+    pub count: usize,
+    pub gap_us: u64,
+    pub freq: f32,
+}
+
+/// The bytes of a pcap file: `before` (as `rtp_pcap`), the flood, then `after`. The stream
+/// starts `offset_ms` on (sequence numbers and RTP timestamps), so a capture played after
+/// another on the same call goes on with the stream instead of going back in it.
+pub fn flood_pcap(offset_ms: u32, before: &[Part], flood: &Flood, after: &[Part]) -> Vec<u8> {
+    assert!(flood.gap_us >= 250 && !flood.digits.is_empty() || flood.count == 0, "a flood needs digits and at least 250 µs between keys");
+    let mut w = Writer { out: Vec::new(), seq: 1000u16.wrapping_add((offset_ms / 20) as u16), ts: 8000 + offset_ms * 8, time_us: 1_000_000 };
+    w.out.extend(0xa1b2_c3d4u32.to_le_bytes());
+    w.out.extend(2u16.to_le_bytes());
+    w.out.extend(4u16.to_le_bytes());
+    w.out.extend([0u8; 8]);
+    w.out.extend(65535u32.to_le_bytes());
+    w.out.extend(1u32.to_le_bytes());
+    write_parts(&mut w, before);
+    // The flood: audio every 20 ms, a key every gap_us, in time order; every timestamp from the
+    // one 8 kHz clock (a key's is the moment it starts).
+    let (t0, ts0) = (w.time_us, w.ts);
+    let keys: Vec<char> = flood.digits.chars().collect();
+    let span_us = flood.count as u64 * flood.gap_us;
+    let frames = span_us.div_ceil(20_000);
+    let mut key = 0usize;
+    for f in 0..frames {
+        let frame_us = f * 20_000;
+        let payload: Vec<u8> = (0..160u64)
+            .map(|i| {
+                let n = (f * 160 + i) as f32;
+                alaw(if flood.freq > 0.0 { ((n * flood.freq * std::f32::consts::TAU / 8000.0).sin() * 12000.0) as i16 } else { 0 })
+            })
+            .collect();
+        w.time_us = t0 + frame_us;
+        w.packet(PT_PCMA, false, ts0.wrapping_add((f * 160) as u32), &payload);
+        while key < flood.count && key as u64 * flood.gap_us < frame_us + 20_000 {
+            let at_us = key as u64 * flood.gap_us;
+            let ts = ts0.wrapping_add((at_us * 8 / 1000) as u32);
+            let code = event_code(keys[key % keys.len()]);
+            w.time_us = t0 + at_us;
+            w.packet(PT_EVENT, true, ts, &[code, 10, 0, 8]);
+            for _ in 0..3 {
+                w.packet(PT_EVENT, false, ts, &[code, 0x80 | 10, 0, 8]);
+            }
+            key += 1;
+        }
+    }
+    w.time_us = t0 + frames * 20_000;
+    w.ts = ts0.wrapping_add((frames * 160) as u32);
+    write_parts(&mut w, after);
+    w.out
+}

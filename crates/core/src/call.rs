@@ -12,6 +12,7 @@ use crate::audit::{AuditEvent, By, Source};
 use crate::config::Profile;
 use crate::draw::{self, Draw};
 use crate::policy::{self, CapPeriod};
+use crate::pace::Pacer;
 use crate::timing::{self, Retry};
 
 /// Which party a DTMF frame comes from, seen from the caller's channel.
@@ -61,7 +62,9 @@ pub enum Event {
     PromptDone(PromptOutcome),
     RecorderStarted { file: String, now_ms: u64 },
     RecorderFailed { reason: String },
-    Dtmf { dir: Dir, press: Press, digit: char, now_ms: u64 },
+    /// A key's start or end; `len_ms` is the key's length as the PBX gives it at the end (0 when
+    /// it does not say).
+    Dtmf { dir: Dir, press: Press, digit: char, len_ms: u32, now_ms: u64 },
     Tick { now_ms: u64 },
     /// A desktop or dialplan control; `actor` names who acted (the channel the control named or
     /// ran on), for the audit line.
@@ -309,6 +312,8 @@ pub struct Call {
     actor: Option<String>,
     /// The new agent of a transfer whose cap is being checked while the recording is muted.
     transfer_check: Option<String>,
+    /// The caller's keys, paced to what the PBX can relay (a flood cannot hold the opt-out back).
+    caller_pace: Pacer,
 }
 
 
@@ -341,6 +346,7 @@ impl Call {
             held: String::new(),
             held_since_ms: 0,
             swallowing: Vec::new(),
+            caller_pace: Pacer::default(),
             pauses: 0,
             spans: Vec::new(),
             recording_since_ms: 0,
@@ -427,10 +433,10 @@ impl Call {
                 }
                 Verdict::Pass
             }
-            Event::Dtmf { dir, press, digit, now_ms } => {
+            Event::Dtmf { dir, press, digit, len_ms, now_ms } => {
                 self.expire_held(now_ms, &mut out);
                 match dir {
-                    Dir::Caller => self.caller_key(press, digit, &mut out),
+                    Dir::Caller => self.caller_key(press, digit, len_ms, now_ms, &mut out),
                     Dir::Agent => self.agent_key(press, digit, now_ms, &mut out),
                 }
             }
@@ -605,9 +611,10 @@ impl Call {
         }
     }
 
-    fn caller_key(&mut self, press: Press, digit: char, out: &mut Vec<Action>) -> Verdict {
+    fn caller_key(&mut self, press: Press, digit: char, len_ms: u32, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
+        let paced = |c: &mut Call| if c.caller_pace.admit(press, digit, len_ms, now_ms) { Verdict::Pass } else { Verdict::Drop };
         if digit != self.profile.optout_key {
-            return Verdict::Pass;
+            return paced(self);
         }
         match self.phase {
             Phase::Armed | Phase::Checking => {
@@ -646,7 +653,7 @@ impl Call {
                 self.swallow(Dir::Caller, press, digit);
                 Verdict::Drop
             }
-            _ => Verdict::Pass,
+            _ => paced(self),
         }
     }
 
@@ -886,7 +893,12 @@ impl Call {
         };
         self.phase = Phase::Ended;
         self.paused_at_ms = None;
-        out.push(self.audit(AuditEvent::CallEnded, json!({ "outcome": status })));
+        let mut facts = json!({ "outcome": status });
+        if self.caller_pace.dropped > 0 {
+            // Keys faster than the PBX relays them (a flood), dropped before they reached it.
+            facts["keys_dropped"] = json!(self.caller_pace.dropped);
+        }
+        out.push(self.audit(AuditEvent::CallEnded, facts));
         out.extend(work);
         out.push(Action::Notify);
     }

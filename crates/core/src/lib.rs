@@ -7,5 +7,6 @@ pub mod call;
 pub mod config;
 pub mod describe;
 pub mod draw;
+pub mod pace;
 pub mod policy;
 pub mod timing;

@@ -35,3 +35,10 @@ pub const QUEUE_CAPACITY: usize = 4096;
 
 /// The retention sweeper runs at load and then this often (R7).
 pub const RETENTION_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// The caller's keys go on to the agent only as fast as the PBX relays them (see `pace`):
+/// Asterisk stretches a key to at least this many ms...
+pub const KEY_RELAY_MIN_MS: u64 = 80;
+/// ...and waits 45 ms after it (AST_MIN_DTMF_GAP) before the next; 5 ms more here, so a queue
+/// that formed anyway drains.
+pub const KEY_RELAY_GAP_MS: u64 = 50;

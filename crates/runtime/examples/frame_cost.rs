@@ -98,7 +98,7 @@ fn main() {
         let frame = if i % period == per_key {
             let n = i / period;
             let (dir, digit) = keys[(n / 2) % keys.len()];
-            Frame::Dtmf { dir, press: if n.is_multiple_of(2) { Press::Begin } else { Press::End }, digit }
+            Frame::Dtmf { dir, press: if n.is_multiple_of(2) { Press::Begin } else { Press::End }, digit, len_ms: 0 }
         } else {
             Frame::Voice
         };

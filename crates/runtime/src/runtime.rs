@@ -39,7 +39,8 @@ pub enum Begun {
 /// A frame the media path hands over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Frame {
-    Dtmf { dir: Dir, press: Press, digit: char },
+    /// `len_ms`: the key's length at its end, as the PBX gives it (0: not given).
+    Dtmf { dir: Dir, press: Press, digit: char, len_ms: u32 },
     /// Audio: a clock tick (only while the core asks for ticks).
     Voice,
 }
@@ -181,7 +182,7 @@ impl Runtime {
         let now_ms = slot.now_ms();
         let ev = match frame {
             Frame::Voice => Event::Tick { now_ms },
-            Frame::Dtmf { dir, press, digit } => Event::Dtmf { dir, press, digit, now_ms },
+            Frame::Dtmf { dir, press, digit, len_ms } => Event::Dtmf { dir, press, digit, len_ms, now_ms },
         };
         self.exec.feed(slot, Some(chan), ev)
     }

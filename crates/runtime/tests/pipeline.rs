@@ -174,7 +174,7 @@ fn a_refusal_mutes_in_the_frame_and_the_call_settles_after_the_late_deletions() 
     let slot = recording(&rt, &fake, &dir);
     let file = PathBuf::from(audit(&dir).into_iter().find(|v| v["event"] == "recording_started").unwrap()["file"].as_str().unwrap());
     assert!(file.is_file());
-    let fed = rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9' });
+    let fed = rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0 });
     assert_eq!(fed.verdict, Verdict::Drop, "the opt-out key never reaches the agent");
     assert_eq!(fake.thread_of("mute").as_deref(), Some(std::thread::current().name().unwrap_or("test")), "muted in the frame's own thread");
     wait_for(&dir, "recording_deleted", Duration::from_secs(5));
@@ -198,11 +198,11 @@ fn a_deletion_never_waits_behind_digits_being_sent() {
     // 20 held-then-released pairs ("*5" is no code): 4 s of digits to send.
     for _ in 0..20 {
         for d in ['*', '5'] {
-            rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: d });
-            rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Agent, press: Press::End, digit: d });
+            rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: d, len_ms: 0 });
+            rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Agent, press: Press::End, digit: d, len_ms: 0 });
         }
     }
-    rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9' });
+    rt.frame(&slot, &fake, Frame::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0 });
     wait_for(&dir, "recording_deleted", Duration::from_secs(10));
     let sent = fake.log.lock().unwrap().calls.iter().filter(|(w, _)| w.starts_with("digits")).count();
     assert!(sent < 20, "the deletion waited for {sent} of 20 digit pairs");

@@ -79,8 +79,8 @@ fn in_state(state: &str) -> Call {
             c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 0 });
         }
         "opted_out" => {
-            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
-            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: '9', now_ms: 0 });
+            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 0 });
+            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: '9', len_ms: 0, now_ms: 0 });
         }
         "deleted" => {
             c.on(Event::Control { cmd: Command::Delete, source: Source::Ami, actor: String::new(), now_ms: 0 });
@@ -101,8 +101,8 @@ fn every_caller_key_in_every_state() {
     for state in STATES {
         for key in KEYS.chars() {
             let mut c = in_state(state);
-            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: key, now_ms: 10 });
-            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: key, now_ms: 60 });
+            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: key, len_ms: 0, now_ms: 10 });
+            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: key, len_ms: 0, now_ms: 60 });
             let recording = matches!(*state, "recording" | "paused" | "starting");
             let reserved = matches!(*state, "opted_out" | "deleted");
             if *state == "armed" && key == '9' {
@@ -142,8 +142,8 @@ fn every_agent_key_in_every_state() {
         for key in KEYS.chars() {
             let mut c = in_state(state);
             let before = c.phase();
-            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: key, now_ms: 10 });
-            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::End, digit: key, now_ms: 60 });
+            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: key, len_ms: 0, now_ms: 10 });
+            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::End, digit: key, len_ms: 0, now_ms: 60 });
             let watching_codes = matches!(*state, "recording" | "paused");
             if watching_codes && key == '*' {
                 assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}: a code's first key is held back");
@@ -161,8 +161,8 @@ fn press(c: &mut Call, dir: Dir, keys: &str, t0: u64) -> Vec<(Verdict, Vec<Actio
     let mut out = vec![];
     for (i, k) in keys.chars().enumerate() {
         let t = t0 + i as u64 * 200;
-        out.push(c.on(Event::Dtmf { dir, press: Press::Begin, digit: k, now_ms: t }));
-        out.push(c.on(Event::Dtmf { dir, press: Press::End, digit: k, now_ms: t + 100 }));
+        out.push(c.on(Event::Dtmf { dir, press: Press::Begin, digit: k, len_ms: 0, now_ms: t }));
+        out.push(c.on(Event::Dtmf { dir, press: Press::End, digit: k, len_ms: 0, now_ms: t + 100 }));
     }
     out
 }
@@ -206,8 +206,8 @@ fn a_non_code_is_passed_on_in_order() {
 #[test]
 fn a_caller_pressing_the_agent_codes_changes_nothing() {
     let mut c = in_state("recording");
-    for code in ["*1", "*2", "*3"] {
-        let r = press(&mut c, Dir::Caller, code, 0);
+    for (i, code) in ["*1", "*2", "*3"].into_iter().enumerate() {
+        let r = press(&mut c, Dir::Caller, code, i as u64 * 1000);
         assert!(r.iter().all(|(v, a)| *v == Verdict::Pass && a.is_empty()), "{code}");
     }
     assert!(!c.paused());
@@ -273,7 +273,7 @@ fn notice_paths() {
 #[test]
 fn a_refusal_while_the_recorder_starts_still_stops_it() {
     let mut c = in_state("starting");
-    c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
+    c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 0 });
     let (_, a) = c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
     assert_eq!(a, vec![Action::StopAndDelete { by: By::Caller }]);
 }
@@ -306,6 +306,7 @@ fn any_event() -> impl Strategy<Value = Event> {
             dir: if caller { Dir::Caller } else { Dir::Agent },
             press: if begin { Press::Begin } else { Press::End },
             digit: k,
+            len_ms: 0,
             now_ms: t
         }),
         (0u64..100_000).prop_map(|t| Event::Tick { now_ms: t }),
@@ -425,7 +426,7 @@ fn a_transfer_to_a_never_recorded_agent_stops_and_keeps() {
 #[test]
 fn a_refusal_while_queued_is_confirmed_once_connected() {
     let mut c = in_state("armed");
-    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 0 });
+    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 0 });
     assert!(!a.iter().any(|x| matches!(x, Action::PlayToCaller(_))), "no bridge yet: {a:?}");
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/anna".into() });
     assert_eq!(a, vec![Action::PlayToCaller("confirm".into())]);
@@ -621,10 +622,33 @@ fn a_controls_line_names_who_acted() {
 fn a_refusal_mutes_before_anything_else_even_when_held_digits_expire_in_the_same_frame() {
     // Found by the fuzzer: an agent's held `*` times out on the frame of the caller's 9.
     let mut c = recording_call(0);
-    c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', now_ms: 0 });
-    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', now_ms: 10_000 });
+    c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', len_ms: 0, now_ms: 0 });
+    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 10_000 });
     let mute = a.iter().position(|x| *x == Action::Mute).expect("muted");
     let audit = a.iter().position(|x| matches!(x, Action::Audit { event: AuditEvent::OptOut, .. })).expect("audited");
     assert!(mute < audit, "{a:?}");
     assert_eq!(a.first(), Some(&Action::SendToCaller("*".into())), "{a:?}");
+}
+
+#[test]
+fn a_flood_of_caller_keys_cannot_hold_back_the_opt_out() {
+    let mut c = in_state("recording");
+    let mut dropped = 0;
+    for i in 0..3000u64 {
+        let d = b"12345678*#0"[(i % 11) as usize] as char;
+        for press in [Press::Begin, Press::End] {
+            let (v, a) = c.on(Event::Dtmf { dir: Dir::Caller, press, digit: d, len_ms: 0, now_ms: 1000 + i });
+            assert!(a.is_empty(), "a caller's key {d} did something: {a:?}");
+            dropped += (v == Verdict::Drop) as u32;
+        }
+    }
+    assert!(dropped > 5000, "the flood went on to the PBX: {dropped} frames dropped");
+    // The 9 right after the flood, while a flooded key is still being relayed, acts at once.
+    let (v, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 1000 + 3000 });
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(a.first(), Some(&Action::Mute), "{a:?}");
+    assert!(a.iter().any(|x| matches!(x, Action::Audit { event: AuditEvent::OptOut, .. })), "{a:?}");
+    let (_, a) = c.on(Event::Hangup);
+    let ended = a.iter().find_map(|x| match x { Action::Audit { event: AuditEvent::CallEnded, facts } => Some(facts.clone()), _ => None }).expect("call_ended");
+    assert!(ended["keys_dropped"].as_u64().is_some_and(|n| n > 2000), "{ended:?}");
 }
