@@ -95,7 +95,16 @@ pub fn discard_remembered(state_dir: &Path) {
     if !has_files {
         return;
     }
-    match crate::audit::AuditLog::open(&audit_log) {
+    // The lines carry the keyed MAC like every other: the secret is read if it is there and
+    // whole (it is never created or repaired here; the load that follows says what is wrong).
+    let key = std::fs::read(state_dir.join("secret"))
+        .ok()
+        .filter(|s| s.len() >= crate::secret::LEN)
+        .map(|s| (crate::audit::audit_key(&s), callconsent_core::policy::key_id(&s)));
+    if key.is_none() {
+        log::warn!("callconsent: no readable installation secret in {}: the discarded files' audit lines carry no MAC", state_dir.display());
+    }
+    match crate::audit::AuditLog::open_with(&audit_log, crate::audit::Options { key, publish: None }) {
         Ok(log) => discard_staging(&spool, &log.sender()),
         Err(e) => {
             log::error!("callconsent: audit log {}: {e}; discarding the staging files without an audit line", audit_log.display());
@@ -208,5 +217,27 @@ mod tests {
         assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o640);
         assert_eq!(delete(&[k.clone(), k]), vec![kept[0].clone()]);
         let _ = std::fs::remove_dir_all(&spool);
+    }
+
+    #[test]
+    fn a_crash_s_leftovers_are_discarded_with_keyed_lines_before_the_configuration() {
+        let root = std::env::temp_dir().join(format!("cc-discard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (state, spool, log) = (root.join("state"), root.join("spool"), root.join("audit.jsonl"));
+        std::fs::create_dir_all(&state).unwrap();
+        create(&spool).unwrap();
+        let secret = crate::secret::load_or_create(&state.join("secret")).unwrap();
+        remember(&state, &spool, &log);
+        let left = staging(&spool).join("cc-1.wav");
+        std::fs::write(&left, vec![0u8; 400]).unwrap();
+        discard_remembered(&state);
+        assert!(!left.exists());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("recording_discarded"), "{text}");
+        let key = crate::audit::audit_key(&secret);
+        let files = [log.to_str().unwrap()];
+        crate::audit::verify_files_with(&files, &crate::audit::Check { key: Some(&key), anchors: &[] })
+            .unwrap_or_else(|e| panic!("the discard's lines do not verify with the key: {e:?}\n{text}"));
+        let _ = std::fs::remove_dir_all(&root);
     }
 }
