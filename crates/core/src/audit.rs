@@ -153,6 +153,8 @@ pub enum Source {
     Ami,
     /// `CallConsentControl()` in the dialplan (features.conf applicationmap).
     Dialplan,
+    /// A desktop control on FreeSWITCH: the `callconsent` API command (fs_cli, ESL).
+    Esl,
     /// The pause lasted `pause_max_seconds`.
     PauseMaxSeconds,
 }
@@ -163,6 +165,7 @@ impl Source {
             Source::Keypad => "keypad",
             Source::Ami => "ami",
             Source::Dialplan => "dialplan",
+            Source::Esl => "esl",
             Source::PauseMaxSeconds => "pause_max_seconds",
         }
     }
