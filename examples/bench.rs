@@ -6,6 +6,9 @@
 //!    and with each controller gone.
 //! 2. cost per call: 100 concurrent recorded calls, Asterisk's CPU time with CallConsent() and its
 //!    framehook versus the same calls with a plain MixMonitor().
+//! 3. capacity: the most concurrent recorded 10 s calls before calls stretch (the p95 of the
+//!    talker's 10 s Playback, timed in the dialplan, over 10.5 s), CallConsent() against a plain
+//!    MixMonitor(), alternating at each step of the same run.
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
@@ -27,7 +30,11 @@ fn dialplan() -> String {
          exten => load,1,Answer()\n same => n,CallConsent(bench)\n same => n,Dial(Local/talker@b)\n\
          exten => plain,1,Answer()\n same => n,Playback({notice})\n same => n,MixMonitor({{D}}/spool/plain-${{UNIQUEID}}.wav)\n same => n,Dial(Local/talker@b)\n\
          exten => talker,1,Answer()\n same => n,Playback({long})\n same => n,Hangup()\n\
-         exten => loaddev,1,Wait(60)\n"
+         exten => loaddev,1,Wait(60)\n\
+         exten => capcc,1,Answer()\n same => n,CallConsent(bench)\n same => n,Dial(Local/timed@b)\n\
+         exten => capplain,1,Answer()\n same => n,Playback({notice})\n same => n,MixMonitor({{D}}/spool/plain-${{UNIQUEID}}.wav)\n same => n,Dial(Local/timed@b)\n\
+         exten => timed,1,Answer()\n same => n,Set(T0=${{STRFTIME(,,%s.%3q)}})\n same => n,Playback({long})\n\
+         same => n,Log(NOTICE,ccbench-play ${{MATH(${{STRFTIME(,,%s.%3q)}}-${{T0}})}})\n same => n,Hangup()\n"
     )
 }
 
@@ -169,4 +176,62 @@ fn main() {
         ratios.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         println!("cost ratio (median of 3 rounds): {:.3}", ratios[1]);
     }
+    if what == "all" || what == "capacity" {
+        capacity(&pbx);
+    }
+}
+
+/// The p95 of the 10 s playbacks of one step: `n` calls originated at once through AMI.
+fn capacity_step(pbx: &Pbx, ami: &mut Ami, mode: &str, n: usize) -> f64 {
+    let log = pbx.path("log/messages");
+    let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
+    for _ in 0..n {
+        ami.action("Originate", &[("Channel", &format!("Local/{mode}@b")), ("Context", "b"), ("Exten", "loaddev"), ("Priority", "1"), ("Async", "true")]);
+    }
+    wait_until("the step's calls to start", Duration::from_secs(60), || pbx.active_calls() > 0);
+    pbx.wait_idle(Duration::from_secs(300));
+    let text = std::fs::read(&log).unwrap_or_default();
+    let mut plays: Vec<f64> = String::from_utf8_lossy(&text[from.min(text.len())..])
+        .lines()
+        .filter_map(|l| l.split("ccbench-play ").nth(1))
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    for f in pbx.spool_files() {
+        let _ = std::fs::remove_file(f);
+    }
+    if plays.len() < n * 9 / 10 {
+        println!("capacity {mode} {n}: only {} of {n} playbacks timed", plays.len());
+        return f64::INFINITY;
+    }
+    plays.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    plays[(plays.len() * 95 / 100).min(plays.len() - 1)]
+}
+
+fn capacity(pbx: &Pbx) {
+    println!("== capacity: concurrent recorded 10 s calls before they stretch (p95 of the 10 s playback > 10.5 s) ==");
+    let mut ami = pbx.ami();
+    let mut best = [0usize; 2];
+    let mut stretched = [false; 2];
+    let mut n = 100;
+    while n <= 800 && !(stretched[0] && stretched[1]) {
+        for (i, mode) in ["capplain", "capcc"].iter().enumerate() {
+            if stretched[i] {
+                continue;
+            }
+            let p95 = capacity_step(pbx, &mut ami, mode, n);
+            println!("capacity {:<28} {n:>4} concurrent calls: p95 playback {p95:.2} s", if i == 0 { "plain MixMonitor" } else { "CallConsent" });
+            if p95 > 10.5 {
+                stretched[i] = true;
+            } else {
+                best[i] = n;
+            }
+        }
+        n += 50;
+    }
+    println!(
+        "capacity: plain MixMonitor {} concurrent calls, CallConsent {} ({:.0} % of plain); steps of 50",
+        best[0],
+        best[1],
+        if best[0] > 0 { 100.0 * best[1] as f64 / best[0] as f64 } else { 0.0 }
+    );
 }

@@ -106,7 +106,13 @@ call_channel!(ChanRef);
 /// Asterisk as a whole: AMI events and channel lookups.
 pub struct Asterisk;
 
+/// The PBX's name in the audit lines.
+pub const PBX: &str = "asterisk";
+
 impl Host for Asterisk {
+    fn name(&self) -> &'static str {
+        PBX
+    }
     fn notify(&self, channel: &str, fields: &[(&'static str, String)]) {
         let body: String = fields.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         ffi::manager_event(channel, &body);

@@ -46,7 +46,7 @@ fn load() -> Result<(), String> {
         log::error!("callconsent: panic at {}: {}", info.location().map(|l| l.to_string()).unwrap_or_default(), info);
     }));
     let state = PathBuf::from(ffi::dir(AstDir::Var)).join("callconsent");
-    Runtime::discard_before_config(&state);
+    Runtime::discard_before_config(&state, crate::channel::PBX);
     let cfg = read_config()?;
     let rt = Runtime::start(cfg, &state, Box::new(Asterisk))?;
     if let Ok(mut g) = RUNTIME.write() {

@@ -90,7 +90,13 @@ impl CallChannel for FsChannel {
 /// FreeSWITCH as a whole: CUSTOM events and session lookups.
 pub struct FreeSwitch;
 
+/// The PBX's name in the audit lines.
+pub const PBX: &str = "freeswitch";
+
 impl Host for FreeSwitch {
+    fn name(&self) -> &'static str {
+        PBX
+    }
     fn notify(&self, _channel: &str, fields: &[(&'static str, String)]) {
         let uuid = fields.iter().find(|(k, _)| *k == "Uniqueid").map(|(_, v)| v.as_str()).unwrap_or("");
         event(STATE_SUBCLASS, uuid, fields);

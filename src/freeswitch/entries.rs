@@ -55,7 +55,7 @@ fn load() -> Result<(), String> {
         log::error!("callconsent: panic at {}: {}", info.location().map(|l| l.to_string()).unwrap_or_default(), info);
     }));
     let state = state_dir();
-    Runtime::discard_before_config(&state);
+    Runtime::discard_before_config(&state, crate::channel::PBX);
     let cfg = read_config()?;
     let rt = Runtime::start(cfg, &state, Box::new(FreeSwitch))?;
     if let Ok(mut g) = RUNTIME.write() {

@@ -57,6 +57,9 @@ impl CallChannel for Chan {
 
 struct NoHost;
 impl Host for NoHost {
+    fn name(&self) -> &'static str {
+        "test"
+    }
     fn notify(&self, _: &str, _: &[(&'static str, String)]) {}
     fn agent_of(&self, _: &str) -> Option<String> {
         None

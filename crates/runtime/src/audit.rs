@@ -65,6 +65,8 @@ pub struct Options {
     pub key: Option<(Vec<u8>, String)>,
     /// Called with the head at every checkpoint and when a write fails.
     pub publish: Option<Box<dyn Fn(Published) + Send>>,
+    /// The PBX that wrote the line (`asterisk`, `freeswitch`): every line carries it as `pbx`.
+    pub pbx: Option<String>,
 }
 
 /// The audit key derived from the installation secret (never the secret itself).
@@ -364,6 +366,9 @@ impl Writer {
         let mut hashes = Vec::with_capacity(recs.len());
         for rec in recs {
             let mut rec = rec.clone();
+            if let Some(pbx) = &self.options.pbx {
+                rec.entry("pbx").or_insert_with(|| Value::String(pbx.clone()));
+            }
             rec.insert("prev".into(), Value::String(prev.clone()));
             if let Some((key, id)) = &self.options.key {
                 rec.insert("mac_key".into(), Value::String(id.clone()));
@@ -612,7 +617,7 @@ mod tests {
     }
 
     fn keyed(path: &Path, key: &[u8]) -> AuditLog {
-        AuditLog::open_with(path, Options { key: Some((key.to_vec(), "k1".into())), publish: None }).unwrap()
+        AuditLog::open_with(path, Options { key: Some((key.to_vec(), "k1".into())), publish: None, pbx: None }).unwrap()
     }
 
     #[test]
@@ -685,7 +690,7 @@ mod tests {
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
         let published = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let p2 = published.clone();
-        let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| p2.lock().unwrap().push(p))) }).unwrap();
+        let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| p2.lock().unwrap().push(p))), pbx: None }).unwrap();
         let ack = log.sender().send_acked(record("1.1", "Local/x", AuditEvent::RecordingKept, Map::new()));
         assert!(ack.recv_timeout(std::time::Duration::from_secs(5)).is_err(), "a line that is not on disk was acknowledged");
         log.flush();
@@ -704,7 +709,7 @@ mod tests {
         let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let h2 = heads.clone();
         {
-            let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| h2.lock().unwrap().push(p.head))) }).unwrap();
+            let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| h2.lock().unwrap().push(p.head))), pbx: None }).unwrap();
             let s = log.sender();
             s.send(record("1.1", "Local/x", AuditEvent::Selected, Map::new()));
             s.send(record("1.2", "Local/x", AuditEvent::Selected, Map::new()));

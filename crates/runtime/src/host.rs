@@ -60,6 +60,8 @@ pub trait CallChannel {
 
 /// The PBX as a whole.
 pub trait Host: Send + Sync + 'static {
+    /// The PBX's name in every audit line (`pbx`): `asterisk`, `freeswitch`.
+    fn name(&self) -> &'static str;
     /// Raises the host's management event (AMI `CallConsent`) for a call's channel.
     fn notify(&self, channel: &str, fields: &[(&'static str, String)]);
     /// The channel a live call's caller is bridged with, looked up by the caller's uniqueid

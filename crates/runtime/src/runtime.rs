@@ -86,7 +86,9 @@ impl Runtime {
         let caps = Caps::open(&state_dir.join("caps.redb"))?;
         let host: Arc<dyn Host> = Arc::from(host);
         let publisher = host.clone();
+        let pbx = host.name().to_string();
         let options = crate::audit::Options {
+            pbx: Some(pbx),
             key: Some((crate::audit::audit_key(&secret), callconsent_core::policy::key_id(&secret))),
             publish: Some(Box::new(move |p: crate::audit::Published| {
                 let mut fields = vec![("File", p.file.display().to_string()), ("Line", p.line.to_string()), ("Head", p.head.clone()), ("Reason", p.reason.to_string())];
@@ -123,8 +125,8 @@ impl Runtime {
 
     /// What a load does first, before it reads the configuration: what the last run left in its
     /// staging tree is discarded, even if the configuration is then refused.
-    pub fn discard_before_config(state_dir: &Path) {
-        spool::discard_remembered(state_dir);
+    pub fn discard_before_config(state_dir: &Path, pbx: &str) {
+        spool::discard_remembered(state_dir, pbx);
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -89,7 +89,7 @@ pub fn remembered(state_dir: &Path) -> Option<(PathBuf, PathBuf)> {
 
 /// At the very start of a load, before the configuration: the remembered staging tree is emptied
 /// (each file audited in the remembered log). Privacy by default, whatever happens next.
-pub fn discard_remembered(state_dir: &Path) {
+pub fn discard_remembered(state_dir: &Path, pbx: &str) {
     let Some((spool, audit_log)) = remembered(state_dir) else { return };
     let has_files = std::fs::read_dir(staging(&spool)).map(|mut d| d.next().is_some()).unwrap_or(false);
     if !has_files {
@@ -104,7 +104,7 @@ pub fn discard_remembered(state_dir: &Path) {
     if key.is_none() {
         log::warn!("callconsent: no readable installation secret in {}: the discarded files' audit lines carry no MAC", state_dir.display());
     }
-    match crate::audit::AuditLog::open_with(&audit_log, crate::audit::Options { key, publish: None }) {
+    match crate::audit::AuditLog::open_with(&audit_log, crate::audit::Options { key, publish: None, pbx: Some(pbx.to_string()) }) {
         Ok(log) => discard_staging(&spool, &log.sender()),
         Err(e) => {
             log::error!("callconsent: audit log {}: {e}; discarding the staging files without an audit line", audit_log.display());
@@ -230,10 +230,10 @@ mod tests {
         remember(&state, &spool, &log);
         let left = staging(&spool).join("cc-1.wav");
         std::fs::write(&left, vec![0u8; 400]).unwrap();
-        discard_remembered(&state);
+        discard_remembered(&state, "test");
         assert!(!left.exists());
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(text.contains("recording_discarded"), "{text}");
+        assert!(text.contains("recording_discarded") && text.contains("\"pbx\":\"test\""), "{text}");
         let key = crate::audit::audit_key(&secret);
         let files = [log.to_str().unwrap()];
         crate::audit::verify_files_with(&files, &crate::audit::Check { key: Some(&key), anchors: &[] })

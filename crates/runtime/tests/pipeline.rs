@@ -100,6 +100,9 @@ impl CallChannel for Fake {
 
 struct NoHost;
 impl Host for NoHost {
+    fn name(&self) -> &'static str {
+        "test"
+    }
     fn notify(&self, _: &str, _: &[(&'static str, String)]) {}
     fn agent_of(&self, _: &str) -> Option<String> {
         None

@@ -1,0 +1,269 @@
+//! mod_callconsent on a real FreeSWITCH 1.10 (the sandbox's, built by
+//! scripts/sandbox-freeswitch.sh) with real SIP calls: the caller is sipp (UAC) with RFC 4733
+//! keys, the agent a sipp UAS the dialplan bridges to. What is asserted is what happened: the
+//! files under the spool, the tones in them (Goertzel), the audit lines, the events over ESL.
+#[path = "fs_harness/mod.rs"]
+mod fs_harness;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use fs_harness::pcap::{rtp_pcap, Part};
+use fs_harness::*;
+use serde_json::Value;
+
+const CALLER_HZ: f32 = 440.0;
+const AGENT_HZ: f32 = 1000.0;
+/// What the agent says while paused: it must never be in a recording.
+const SECRET_HZ: f32 = 1800.0;
+
+/// The inbound extension: the application on the caller's leg, then the bridge to the agent.
+const INBOUND: &str = r#"
+<extension name="in">
+  <condition field="destination_number" expression="^in$">
+    <action application="answer"/>
+    <action application="callconsent" data="inbound"/>
+    <action application="log" data="NOTICE callconsent_status=${callconsent_status}"/>
+    <action application="bridge" data="sofia/callconsent/agent@127.0.0.1:{AGENT_PORT}"/>
+  </condition>
+</extension>
+"#;
+
+/// The test profile: every call selected (with the legal basis that needs), a 1 s notice, the
+/// prompts as tones, kept recordings as WAV so their audio can be measured.
+fn conf(extra: &str) -> String {
+    let params = format!(
+        "<param name=\"legal_basis\" value=\"test: recording every call of this test profile\"/>\n\
+         <param name=\"full_notice\" value=\"tone_stream://%(2000,0,600)\"/>\n\
+         <param name=\"optout_confirm\" value=\"tone_stream://%(600,0,700)\"/>\n{extra}"
+    );
+    default_conf(&fs_profile("inbound", 100, &params)).replace("  </settings>", "    <param name=\"archive\" value=\"wav\"/>\n  </settings>")
+}
+
+fn start(name: &str, extra: &str) -> Fs {
+    Fs::builder(name).conf_xml(&conf(extra)).dialplan(INBOUND).start()
+}
+
+fn count(audit: &[Value], ev: &str) -> usize {
+    audit.iter().filter(|v| v["event"] == ev).count()
+}
+
+fn dump(audit: &[Value]) -> String {
+    audit.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+/// Places one call: the caller plays `caller` from the answer and hangs up after `play_ms`; the
+/// agent answers and plays `agent`. Returns once the call has settled in the audit log.
+fn call(fs: &Fs, caller: &[Part], agent: &[Part], play_ms: u32) -> Vec<Value> {
+    call_until(fs, caller, agent, play_ms, "call_settled")
+}
+
+/// As `call`, done once the audit log holds `last` (a call that was never watched, refused
+/// during the notice or exempt, has no call_ended or call_settled: its trail ends earlier).
+fn call_until(fs: &Fs, caller: &[Part], agent: &[Part], play_ms: u32, last: &str) -> Vec<Value> {
+    fs.write_sound("caller.pcap", &rtp_pcap(caller));
+    let mut phone = fs.agent_phone(&rtp_pcap(agent));
+    fs.sipp_ok(&caller_scenario(play_ms), &["-s", "in"]);
+    // A caller who refused during the notice never reaches the agent: its phone is not waited for.
+    let _ = phone.wait(Duration::from_secs(10));
+    fs.wait_idle(Duration::from_secs(15));
+    fs.wait_event(last, 1, Duration::from_secs(15));
+    fs.audit()
+}
+
+fn kept_wav(audit: &[Value]) -> PathBuf {
+    let kept = audit.iter().find(|v| v["event"] == "recording_kept").unwrap_or_else(|| panic!("no recording_kept line:\n{}", dump(audit)));
+    PathBuf::from(kept["file"].as_str().expect("recording_kept names its file"))
+}
+
+fn dpo_tool(args: &[&str]) -> std::process::Output {
+    Command::new(project_dir().join("target/release/callconsent")).args(args).output().expect("run target/release/callconsent")
+}
+
+/// The caller talks after the 1 s notice, the agent answers in turn; both are in the kept file;
+/// every line says `pbx: freeswitch` and the DPO tool verifies the log; the status variable
+/// says RECORDING; ESL gets `callconsent::state` events.
+#[test]
+fn a_selected_call_is_recorded_from_the_bridge_and_kept() {
+    let fs = start("fs-kept", "");
+    let mut esl = fs.esl();
+    esl.subscribe("CUSTOM callconsent::state");
+    let audit = call(
+        &fs,
+        &[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 3000 }],
+        &[Part::Silence { ms: 2000 }, Part::Tone { freq: AGENT_HZ, ms: 1200 }, Part::Silence { ms: 5000 }],
+        6000,
+    );
+    for ev in ["selected", "notice_played", "agent_cleared", "recording_started", "call_ended", "recording_kept", "call_settled"] {
+        assert_eq!(count(&audit, ev), 1, "{ev}:\n{}", dump(&audit));
+    }
+    let ended = audit.iter().find(|v| v["event"] == "call_ended").unwrap();
+    assert_eq!(ended["outcome"], "recorded", "{ended}");
+    assert!(audit.iter().all(|v| v["pbx"] == "freeswitch"), "every line names the PBX:\n{}", dump(&audit));
+    let started = audit.iter().find(|v| v["event"] == "recording_started").unwrap();
+    assert!(started["agent"].as_str().is_some_and(|a| a.starts_with("sofia/callconsent/agent@")), "{started}");
+
+    let wav = kept_wav(&audit);
+    assert!(wav.starts_with(fs.spool_dir().join("kept")), "{}", wav.display());
+    let samples = wav_samples(&wav);
+    let (caller_ms, agent_ms, notice_ms) = (tone_ms(&samples, CALLER_HZ), tone_ms(&samples, AGENT_HZ), tone_ms(&samples, 500.0));
+    assert!(caller_ms >= 900, "the caller's {CALLER_HZ} Hz: only {caller_ms} ms in {}", wav.display());
+    assert!(agent_ms >= 700, "the agent's {AGENT_HZ} Hz: only {agent_ms} ms in {}", wav.display());
+    assert!(notice_ms < 200, "the notice was recorded ({notice_ms} ms): recording starts at the bridge");
+    assert!(fs.spool_files().iter().all(|f| !f.starts_with(fs.spool_dir().join("staging"))), "staging left: {:?}", fs.spool_files());
+
+    fs.wait_log("the status variable", Duration::from_secs(5), |l| l.contains("callconsent_status=RECORDING"));
+    let ev = esl.wait_for(Duration::from_secs(5), |e| e.get("Event-Subclass").is_some_and(|s| s == "callconsent::state"));
+    assert!(ev.contains_key("State") && ev.contains_key("Unique-ID"), "{ev:#?}");
+
+    let out = dpo_tool(&["audit", "verify", fs.audit_path().to_str().unwrap()]);
+    assert!(out.status.success(), "audit verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+/// The caller presses 9 in the middle of the call: the recording stops and every file of the
+/// call is gone; nothing is kept.
+#[test]
+fn a_refusal_mid_call_deletes_every_file_of_the_call() {
+    let fs = start("fs-optout-mid", "");
+    let audit = call(
+        &fs,
+        &[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Digits("9".into()), Part::Tone { freq: CALLER_HZ, ms: 2000 }],
+        &[Part::Silence { ms: 500 }, Part::Tone { freq: AGENT_HZ, ms: 6000 }],
+        6500,
+    );
+    assert_eq!(count(&audit, "recording_started"), 1, "{}", dump(&audit));
+    let opt = audit.iter().find(|v| v["event"] == "opt_out").unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
+    assert_eq!(opt["during"], "call", "{opt}");
+    assert_eq!(opt["key"], "9");
+    let deleted = audit.iter().find(|v| v["event"] == "recording_deleted").unwrap_or_else(|| panic!("no recording_deleted:\n{}", dump(&audit)));
+    assert_eq!(deleted["by"], "caller", "{deleted}");
+    assert_eq!(count(&audit, "recording_kept"), 0, "{}", dump(&audit));
+    assert_eq!(fs.spool_files(), Vec::<PathBuf>::new(), "files of a refused call remain");
+    let ended = audit.iter().find(|v| v["event"] == "call_ended").unwrap();
+    assert_eq!(ended["outcome"], "opted_out", "{ended}");
+}
+
+/// The caller presses 9 during the notice: nothing is ever recorded, the status says so.
+#[test]
+fn a_refusal_during_the_notice_records_nothing() {
+    let conf = conf("").replace("tone_stream://%(1000,0,500)", "tone_stream://%(4000,0,500)");
+    let fs = Fs::builder("fs-optout-notice").conf_xml(&conf).dialplan(INBOUND).start();
+    let audit = call_until(&fs, &[Part::Silence { ms: 600 }, Part::Digits("9".into()), Part::Silence { ms: 3000 }], &[Part::Tone { freq: AGENT_HZ, ms: 4000 }], 4000, "opt_out");
+    // Never armed: its whole trail is the draw, the interrupted notice and the refusal.
+    let events: Vec<&str> = audit.iter().filter_map(|v| v["event"].as_str()).collect();
+    assert_eq!(events, vec!["selected", "notice_played", "opt_out"], "{}", dump(&audit));
+    let opt = audit.iter().find(|v| v["event"] == "opt_out").unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
+    assert_eq!(opt["during"], "notice", "{opt}");
+    assert_eq!(count(&audit, "recording_started"), 0, "{}", dump(&audit));
+    assert_eq!(fs.spool_files(), Vec::<PathBuf>::new());
+    fs.wait_log("the status variable", Duration::from_secs(5), |l| l.contains("callconsent_status=OPTED_OUT"));
+}
+
+/// The agent pauses with *1, says something secret, resumes with *2: the secret is not in the
+/// kept recording (masked: silence in its place), the rest is.
+#[test]
+fn the_agent_s_pause_keeps_what_is_said_out_of_the_recording() {
+    let fs = start("fs-pause", "");
+    let audit = call(
+        &fs,
+        &[Part::Silence { ms: 9000 }],
+        &[
+            Part::Silence { ms: 300 },
+            Part::Tone { freq: AGENT_HZ, ms: 1200 },
+            Part::Digits("*1".into()),
+            Part::Tone { freq: SECRET_HZ, ms: 1500 },
+            Part::Digits("*2".into()),
+            Part::Tone { freq: AGENT_HZ, ms: 1200 },
+            Part::Silence { ms: 3000 },
+        ],
+        8500,
+    );
+    assert_eq!(count(&audit, "paused"), 1, "{}", dump(&audit));
+    assert_eq!(count(&audit, "resumed"), 1, "{}", dump(&audit));
+    let samples = wav_samples(&kept_wav(&audit));
+    let (secret, agent) = (tone_ms(&samples, SECRET_HZ), tone_ms(&samples, AGENT_HZ));
+    assert!(secret <= 60, "{secret} ms of what the agent said while paused is in the recording");
+    assert!(agent >= 1500, "the agent's speech around the pause: only {agent} ms");
+}
+
+/// The caller pressing the agent's codes changes nothing: no pause, the recording is kept whole.
+#[test]
+fn a_caller_pressing_the_agent_codes_changes_nothing() {
+    let fs = start("fs-caller-codes", "");
+    let audit = call(
+        &fs,
+        &[Part::Silence { ms: 1500 }, Part::Digits("*1".into()), Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Digits("*3".into()), Part::Silence { ms: 2000 }],
+        &[Part::Silence { ms: 6000 }],
+        6000,
+    );
+    assert_eq!(count(&audit, "paused") + count(&audit, "delete_requested") + count(&audit, "recording_deleted"), 0, "{}", dump(&audit));
+    assert_eq!(count(&audit, "recording_kept"), 1, "{}", dump(&audit));
+    assert!(tone_ms(&wav_samples(&kept_wav(&audit)), CALLER_HZ) >= 900);
+}
+
+/// A never-record caller is not recorded whatever the draw; the line carries a keyed hash, not
+/// the number.
+#[test]
+fn a_never_record_caller_is_never_recorded() {
+    // The caller's number, as a trunk would give it (sipp's own is "sipp").
+    let vip = INBOUND.replace(
+        "<action application=\"callconsent\"",
+        "<action application=\"set_profile_var\" data=\"caller_id_number=0145550000\"/>\n    <action application=\"callconsent\"",
+    );
+    let fs = Fs::builder("fs-never").conf_xml(&conf("<param name=\"never_record\" value=\"caller:0145550000\"/>")).dialplan(&vip).start();
+    let audit = call_until(&fs, &[Part::Tone { freq: CALLER_HZ, ms: 4000 }], &[Part::Tone { freq: AGENT_HZ, ms: 4000 }], 4000, "exempt");
+    assert_eq!(count(&audit, "recording_started"), 0, "{}", dump(&audit));
+    let exempt = audit.iter().find(|v| v["event"] == "exempt").unwrap_or_else(|| panic!("no exempt line:\n{}", dump(&audit)));
+    assert!(!exempt.to_string().contains("0145550000"), "the number itself is in the line: {exempt}");
+    assert_eq!(fs.spool_files(), Vec::<PathBuf>::new());
+}
+
+/// A wrong file is refused with the key and the rule, FreeSWITCH stays up; once fixed, `load`
+/// works; a bad reload is refused and the running profiles stay.
+#[test]
+fn a_bad_configuration_is_refused_and_freeswitch_stays_up() {
+    let mut fs = Fs::builder("fs-badconf").conf_xml(&conf("").replace("value=\"100\"", "value=\"150\"")).dialplan(INBOUND).start();
+    fs.wait_log("the refusal", Duration::from_secs(5), |l| l.contains("callconsent: not loaded") && l.contains("record_share"));
+    fs.assert_alive();
+    assert!(fs.api("callconsent show profiles").contains("Command not found"), "the module is not loaded");
+    fs.write_conf("callconsent.conf.xml", &conf(""));
+    fs.reloadxml();
+    let loaded = fs.api("load mod_callconsent");
+    assert!(loaded.contains("+OK"), "{loaded}");
+    assert!(fs.api("callconsent show profiles").contains("inbound"));
+    fs.write_conf("callconsent.conf.xml", &conf("").replace("name=\"inbound\"", "name=\"other\"").replace("value=\"100\"", "value=\"150\""));
+    fs.reloadxml();
+    let reload = fs.api("callconsent reload");
+    assert!(reload.contains("-ERR") && reload.contains("record_share"), "{reload}");
+    let profiles = fs.api("callconsent show profiles");
+    assert!(profiles.contains("inbound") && !profiles.contains("other"), "{profiles}");
+    fs.assert_alive();
+}
+
+/// A desktop pauses and resumes over the API (fs_cli or ESL): the audit lines name the source.
+#[test]
+fn api_pause_and_resume() {
+    let fs = start("fs-api", "");
+    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 9000 }]));
+    let mut phone = fs.agent_phone(&rtp_pcap(&[Part::Tone { freq: AGENT_HZ, ms: 9000 }]));
+    std::thread::scope(|s| {
+        let caller = s.spawn(|| fs.sipp_ok(&caller_scenario(7000), &["-s", "in"]));
+        let started = fs.wait_event("recording_started", 1, Duration::from_secs(15));
+        let uuid = started[0]["call"].as_str().expect("the call's uuid").to_string();
+        let shown = fs.api("callconsent show calls");
+        assert!(shown.contains("sofia/callconsent/sipp@") && shown.contains("recording"), "{shown}");
+        let paused = fs.api(&format!("callconsent pause {uuid}"));
+        assert!(paused.starts_with("+OK"), "{paused}");
+        let line = fs.wait_event("paused", 1, Duration::from_secs(5));
+        assert_eq!(line[0]["source"], "esl", "{}", line[0]);
+        let resumed = fs.api(&format!("callconsent resume {uuid}"));
+        assert!(resumed.starts_with("+OK"), "{resumed}");
+        fs.wait_event("resumed", 1, Duration::from_secs(5));
+        let bad = fs.api("callconsent pause no-such-uuid");
+        assert!(bad.starts_with("-ERR"), "{bad}");
+        caller.join().expect("the caller");
+    });
+    let _ = phone.wait(Duration::from_secs(10));
+    fs.wait_event("call_settled", 1, Duration::from_secs(15));
+}
