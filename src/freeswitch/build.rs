@@ -58,7 +58,12 @@ fn main() {
         .flag("-fPIC")
         .flag_if_supported("-Wno-unused-parameter")
         .warnings(true)
+        .cargo_metadata(false)
         .compile("ccfsshim");
+    // The shim goes whole into the FreeSWITCH module only: a test build of this crate (cargo
+    // build --all-targets) links no switch_* symbol.
+    let lib = out.join("libccfsshim.a");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--whole-archive,{},--no-whole-archive", lib.display());
 
     let bindings = bindgen::Builder::default()
         .header(shim.join("shim.h").display().to_string())

@@ -24,6 +24,7 @@ pub struct ModuleTable {
 /// What FreeSWITCH looks up (dlsym of `<file name>_module_interface`) when it loads
 /// `mod_callconsent.so`. Defined here because a cdylib exports only Rust's own symbols; the load
 /// and shutdown functions are the shim's.
+#[cfg(not(test))]
 #[no_mangle]
 #[used]
 pub static mod_callconsent_module_interface: ModuleTable = ModuleTable {
