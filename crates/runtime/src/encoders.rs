@@ -23,6 +23,10 @@ pub struct Job {
 
 pub struct Pool {
     tx: Option<Sender<Job>>,
+    /// Dropped to stop the threads: the dispatcher still holds senders of `tx` when the pool is
+    /// dropped, so a closed queue alone would never come. A job not started stays on disk with
+    /// its sidecar and is resumed at the next load.
+    stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -61,16 +65,21 @@ pub fn write_sidecar(job: &Job, hash: Option<&str>) {
 impl Pool {
     pub fn start(threads: usize, bitrate: i32, audit: AuditSender) -> std::io::Result<Pool> {
         let (tx, rx) = unbounded::<Job>();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let mut handles = vec![];
         for i in 0..threads.max(1) {
-            let (rx, audit) = (rx.clone(), audit.clone());
-            handles.push(std::thread::Builder::new().name(format!("cc-encoder-{i}")).spawn(move || {
-                while let Ok(job) = rx.recv() {
-                    run(job, bitrate, &audit);
+            let (rx, stop_rx, audit) = (rx.clone(), stop_rx.clone(), audit.clone());
+            handles.push(std::thread::Builder::new().name(format!("cc-encoder-{i}")).spawn(move || loop {
+                crossbeam_channel::select_biased! {
+                    recv(stop_rx) -> _ => break,
+                    recv(rx) -> job => match job {
+                        Ok(job) => run(job, bitrate, &audit),
+                        Err(_) => break,
+                    },
                 }
             })?);
         }
-        Ok(Pool { tx: Some(tx), threads: handles })
+        Ok(Pool { tx: Some(tx), stop: Some(stop_tx), threads: handles })
     }
 
     pub fn sender(&self) -> PoolSender {
@@ -126,6 +135,7 @@ fn kept_line_hash(audit_log: &Path, wav: &Path) -> Option<String> {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.tx.take();
+        self.stop.take();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -216,3 +216,22 @@ fn a_deletion_never_waits_behind_digits_being_sent() {
     assert_eq!(fake.thread_of("digits").as_deref(), Some("cc-signals"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Unloading (dropping the runtime) returns with the Opus archive on: the encoder threads stop
+/// even though the dispatcher still holds a sender of their queue when they are joined.
+#[test]
+fn unloading_with_the_opus_archive_returns() {
+    let dir = std::env::temp_dir().join(format!("cc-pipeline-unload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = "[general]\narchive = opus\n\n[sales]\nnotice = n\nfull_notice = f\noptout_confirm = c\nrecord_share = 20\n";
+    let defaults = Defaults { spool_dir: dir.join("spool"), audit_log: dir.join("log/audit.jsonl") };
+    let cfg = config::parse(&config::entries_from_text(text, "callconsent.conf"), &defaults, &|_| true).expect("config");
+    let rt = Runtime::start(cfg, &dir.join("state"), Box::new(NoHost)).expect("start");
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = done_tx.send(());
+    });
+    assert!(done_rx.recv_timeout(std::time::Duration::from_secs(20)).is_ok(), "dropping the runtime hangs (the encoder threads are never told to stop)");
+    let _ = std::fs::remove_dir_all(&dir);
+}
