@@ -34,7 +34,7 @@ fn dialplan() -> String {
          exten => capcc,1,Answer()\n same => n,CallConsent(bench)\n same => n,Dial(Local/timed@b)\n\
          exten => capplain,1,Answer()\n same => n,Playback({notice})\n same => n,MixMonitor({{D}}/spool/plain-${{UNIQUEID}}.wav)\n same => n,Dial(Local/timed@b)\n\
          exten => timed,1,Answer()\n same => n,Set(T0=${{STRFTIME(,,%s.%3q)}})\n same => n,Playback({long})\n\
-         same => n,Log(NOTICE,ccbench-play ${{MATH(${{STRFTIME(,,%s.%3q)}}-${{T0}})}})\n same => n,Hangup()\n"
+         same => n,Log(NOTICE,ccbench-play ${{T0}} ${{STRFTIME(,,%s.%3q)}})\n same => n,Hangup()\n"
     )
 }
 
@@ -183,7 +183,7 @@ fn main() {
 
 /// The p95 of the 10 s playbacks of one step: `n` calls originated at once through AMI.
 fn capacity_step(pbx: &Pbx, ami: &mut Ami, mode: &str, n: usize) -> f64 {
-    let log = pbx.path("log/messages");
+    let log = pbx.path("log/messages.log");
     let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
     for _ in 0..n {
         ami.action("Originate", &[("Channel", &format!("Local/{mode}@b")), ("Context", "b"), ("Exten", "loaddev"), ("Priority", "1"), ("Async", "true")]);
@@ -194,7 +194,10 @@ fn capacity_step(pbx: &Pbx, ami: &mut Ami, mode: &str, n: usize) -> f64 {
     let mut plays: Vec<f64> = String::from_utf8_lossy(&text[from.min(text.len())..])
         .lines()
         .filter_map(|l| l.split("ccbench-play ").nth(1))
-        .filter_map(|v| v.trim().parse().ok())
+        .filter_map(|v| {
+            let mut t = v.split_whitespace().map(|x| x.parse::<f64>().ok());
+            Some(t.next()??.max(0.0)).zip(t.next()?).map(|(a, b)| b - a)
+        })
         .collect();
     for f in pbx.spool_files() {
         let _ = std::fs::remove_file(f);

@@ -34,6 +34,13 @@ const char *cc_fs_dir(int which)
 	}
 }
 
+void cc_fs_global_var(const char *name, void *ctx)
+{
+	char *v = switch_core_get_variable_dup(name);
+	cc_rs_fs_take_text(ctx, v ? v : "");
+	switch_safe_free(v);
+}
+
 /* ---------------- configuration ---------------- */
 
 static void params(void *ctx, switch_xml_t parent, const char *category, const char *file)
@@ -409,7 +416,8 @@ switch_status_t cc_fs_module_load(switch_loadable_module_interface_t **module_in
 	SWITCH_ADD_APP(app_interface, "callconsent", "Recording consent: notice, refusal key, agent codes",
 		"Plays the recording notice of PROFILE on the caller's leg, draws whether the call is recorded, "
 		"and watches both legs' keys for the rest of the call. Sets callconsent_status to RECORDING, "
-		"NOT_SELECTED, OPTED_OUT or ERROR. Run it before bridge.",
+		"NOT_SELECTED, OPTED_OUT or ERROR. Inbound: on the caller's leg before bridge; outbound: on the "
+		"called leg once it answers (group_confirm_key=exec, see dialplan/freeswitch/callconsent.xml).",
 		callconsent_app, "<profile>[,<dialled number>]", SAF_NONE);
 	SWITCH_ADD_API(api_interface, "callconsent", "callconsent: controls and state", callconsent_api, CC_API_SYNTAX);
 	switch_console_set_complete("add callconsent pause ::console::list_uuid");

@@ -57,6 +57,8 @@ void cc_rs_fs_take_text(void *ctx, const char *text);
 /* ---- Logging (the text is an argument, never a format string) ---- */
 void cc_fs_log(int level, const char *file, int line, const char *func, const char *msg);
 const char *cc_fs_dir(int which);
+/* Hands a global variable (vars.xml, e.g. sound_prefix; empty when unset) to cc_rs_fs_take_text. */
+void cc_fs_global_var(const char *name, void *ctx);
 
 /* ---- Configuration: callconsent.conf from the XML registry ----
  * Returns 0, -1 when there is no callconsent.conf, -2 when it is malformed. */

@@ -21,13 +21,15 @@ fn runtime() -> Option<Arc<Runtime>> {
 }
 
 /// A sound as FreeSWITCH's `playback` takes it: a stream (`tone_stream://`, `silence_stream://`,
-/// ...), an absolute path, or a path under the sounds directory; with or without `.wav`.
+/// ...), an absolute path, or a path under `sound_prefix` (vars.xml) where `playback` looks for
+/// it, else under the sounds directory; with or without `.wav`.
 fn sound_exists(sound: &str) -> bool {
     if sound.contains("://") {
         return true;
     }
-    let path = if Path::new(sound).is_absolute() { PathBuf::from(sound) } else { PathBuf::from(ffi::dir(FsDir::Sounds)).join(sound) };
-    path.is_file() || path.with_extension("wav").is_file() || PathBuf::from(format!("{}.wav", path.display())).is_file()
+    let base = Some(ffi::global_var("sound_prefix")).filter(|p| !p.is_empty()).unwrap_or_else(|| ffi::dir(FsDir::Sounds));
+    let path = if Path::new(sound).is_absolute() { PathBuf::from(sound) } else { PathBuf::from(base).join(sound) };
+    path.is_file() || PathBuf::from(format!("{}.wav", path.display())).is_file()
 }
 
 fn read_config() -> Result<Config, String> {
@@ -41,7 +43,12 @@ fn read_config() -> Result<Config, String> {
         Err(-1) => return Err(format!("{path}: no <configuration name=\"callconsent.conf\"> (copy dialplan/freeswitch/callconsent.conf.xml there, then reloadxml)")),
         Err(_) => return Err(format!("{path}: a <profile> has no name")),
     };
-    config::parse(&entries, &defaults, &sound_exists).map_err(|e| e.to_string())
+    let cfg = config::parse(&entries, &defaults, &sound_exists).map_err(|e| e.to_string())?;
+    // record_session writes both parties into one file: separate legs are an Asterisk option.
+    if let Some((name, _)) = cfg.profiles.iter().find(|(_, p)| p.record_legs) {
+        return Err(format!("{path}: [{name}] record_legs: not supported on FreeSWITCH (record_session writes one file of both parties); remove it"));
+    }
+    Ok(cfg)
 }
 
 fn state_dir() -> PathBuf {

@@ -251,6 +251,13 @@ pub fn dir(which: FsDir) -> String {
     unsafe { text(sys::cc_fs_dir(w as c_int)) }
 }
 
+/// A global variable of FreeSWITCH (vars.xml); empty when unset.
+pub fn global_var(name: &str) -> String {
+    let n = cstring(name);
+    // SAFETY: a valid C string; the value is handed back before the call returns.
+    take_text(|ctx| unsafe { sys::cc_fs_global_var(n.as_ptr(), ctx) })
+}
+
 /// Reads callconsent.conf from the XML registry (entries arrive at `cc_rs_fs_config_entry`).
 pub fn config_read() -> Result<Vec<Entry>, i32> {
     let mut entries: Vec<Entry> = Vec::new();

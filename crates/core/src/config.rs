@@ -267,7 +267,7 @@ impl Reader<'_> {
             return Err(self.err(key, format!("must be a sound name, got \"{v}\"")));
         }
         if !sound_exists(v) {
-            return Err(self.err(key, format!("sound \"{v}\" not found in Asterisk's sounds directory")));
+            return Err(self.err(key, format!("sound \"{v}\" not found in the PBX's sounds directory")));
         }
         Ok(v.to_string())
     }
