@@ -267,3 +267,68 @@ fn api_pause_and_resume() {
     let _ = phone.wait(Duration::from_secs(10));
     fs.wait_event("call_settled", 1, Duration::from_secs(15));
 }
+
+/// An agent's outbound call: the application runs on the called customer's leg once it answers
+/// (`group_confirm_key=exec`), so the customer hears the notice and holds the refusal key; the
+/// agent is bridged after the notice, and the agent's leg is the agent.
+const OUTBOUND: &str = r#"
+<extension name="out">
+  <condition field="destination_number" expression="^0(\d+)$">
+    <action application="bridge" data="{^^:group_confirm_key=exec:group_confirm_file=callconsent outbound,${destination_number}:ignore_early_media=true:group_confirm_timeout=0:originate_timeout=60}sofia/callconsent/customer@127.0.0.1:{AGENT_PORT}"/>
+  </condition>
+</extension>
+"#;
+
+fn outbound(name: &str) -> Fs {
+    let conf = conf("").replace("name=\"inbound\"", "name=\"outbound\"");
+    Fs::builder(name).conf_xml(&conf).dialplan(OUTBOUND).start()
+}
+
+/// The agent (sipp UAC) dials 0555123; the customer (sipp UAS) answers, hears the notice and
+/// plays `customer`; the agent talks 1000 Hz.
+fn outbound_call(fs: &Fs, customer: &[Part], play_ms: u32) -> Vec<Value> {
+    // The agent talks once the customer is done (the Goertzel check cannot tell two tones apart
+    // in the mono mix while both play).
+    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 3500 }, Part::Tone { freq: AGENT_HZ, ms: 1500 }, Part::Silence { ms: 6000 }]));
+    let mut phone = fs.agent_phone(&rtp_pcap(customer));
+    fs.sipp_ok(&caller_scenario(play_ms), &["-s", "0555123"]);
+    let _ = phone.wait(Duration::from_secs(10));
+    fs.wait_idle(Duration::from_secs(15));
+    fs.wait_event("call_settled", 1, Duration::from_secs(15));
+    fs.audit()
+}
+
+/// The customer refuses mid-call: every file of the call goes; the customer's leg is the one
+/// the lines name.
+#[test]
+fn outbound_the_called_customer_refuses_mid_call() {
+    let fs = outbound("fs-out-refuse");
+    let audit = outbound_call(
+        &fs,
+        &[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Digits("9".into()), Part::Tone { freq: CALLER_HZ, ms: 2500 }],
+        7000,
+    );
+    let started = audit.iter().find(|v| v["event"] == "recording_started").unwrap_or_else(|| panic!("not recorded:\n{}", dump(&audit)));
+    assert!(started["channel"].as_str().is_some_and(|c| c.starts_with("sofia/callconsent/customer@")), "the customer's leg is the call: {started}");
+    assert!(started["agent"].as_str().is_some_and(|a| a.starts_with("sofia/callconsent/sipp@")), "the dialling agent is the agent: {started}");
+    let opt = audit.iter().find(|v| v["event"] == "opt_out").unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
+    assert_eq!(opt["during"], "call", "{opt}");
+    assert_eq!(count(&audit, "recording_kept"), 0, "{}", dump(&audit));
+    assert_eq!(fs.spool_files(), Vec::<PathBuf>::new(), "files of a refused call remain");
+}
+
+/// The customer who stays and presses the agent's *1 is recorded whole: the customer's keys
+/// are no agent codes; the agent's own audio is in the file.
+#[test]
+fn outbound_the_customer_s_codes_change_nothing() {
+    let fs = outbound("fs-out-stay");
+    let audit = outbound_call(
+        &fs,
+        &[Part::Silence { ms: 1500 }, Part::Digits("*1".into()), Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 4000 }],
+        7000,
+    );
+    assert_eq!(count(&audit, "paused"), 0, "{}", dump(&audit));
+    let samples = wav_samples(&kept_wav(&audit));
+    assert!(tone_ms(&samples, CALLER_HZ) >= 900, "the customer's speech: {} ms of {} ms, at {:?}", tone_ms(&samples, CALLER_HZ), samples.len() / 8, tone_span_ms(&samples, CALLER_HZ));
+    assert!(tone_ms(&samples, AGENT_HZ) >= 700, "the agent's speech");
+}
