@@ -2,13 +2,15 @@
 # The demo: provisions the sandbox Asterisk, builds and loads res_callconsent with the example
 # configuration from dialplan/, places two scripted calls (one kept, one where the caller presses
 # 9 mid-call), then prints the audit lines, the files left (the kept call as an Ogg Opus archive)
-# and the DPO tool's checks of the audit chain and the archive.
+# and the DPO tool's checks of the audit chain and the archive. Then the same two calls on the
+# sandbox FreeSWITCH with mod_callconsent (sipp caller and agent; examples/demo_fs.rs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 export CALLCONSENT_SANDBOX=${CALLCONSENT_SANDBOX:-$here/.sandbox}
 root=$CALLCONSENT_SANDBOX/sid
 scripts/sandbox.sh
+scripts/sandbox-freeswitch.sh
 scripts/prompts.sh
 cargo build --release
 d=/var/tmp/cc-demo
@@ -90,3 +92,7 @@ done
 ast -rx "core stop now" >/dev/null 2>&1 || true
 wait $pid 2>/dev/null || true
 trap - EXIT
+
+echo; echo "== FreeSWITCH 1.10 with mod_callconsent =="
+cargo run --release --example demo_fs
+

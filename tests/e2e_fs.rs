@@ -332,3 +332,20 @@ fn outbound_the_customer_s_codes_change_nothing() {
     assert!(tone_ms(&samples, CALLER_HZ) >= 900, "the customer's speech: {} ms of {} ms, at {:?}", tone_ms(&samples, CALLER_HZ), samples.len() / 8, tone_span_ms(&samples, CALLER_HZ));
     assert!(tone_ms(&samples, AGENT_HZ) >= 700, "the agent's speech");
 }
+
+/// A forgotten pause resumes by itself after `pause_max_seconds`, with its warning first: the
+/// clock ticks come from the watcher's media bug.
+#[test]
+fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
+    let fs = start("fs-auto-resume", "<param name=\"pause_max_seconds\" value=\"6\"/>");
+    let audit = call(
+        &fs,
+        &[Part::Silence { ms: 12_000 }],
+        &[Part::Silence { ms: 500 }, Part::Digits("*1".into()), Part::Tone { freq: AGENT_HZ, ms: 10_000 }],
+        11_000,
+    );
+    let order: Vec<&str> = audit.iter().filter_map(|v| v["event"].as_str()).filter(|e| matches!(*e, "paused" | "pause_warning" | "resumed")).collect();
+    assert_eq!(order, vec!["paused", "pause_warning", "resumed"], "{}", dump(&audit));
+    let resumed = audit.iter().find(|v| v["event"] == "resumed").unwrap();
+    assert_eq!((resumed["by"].as_str(), resumed["source"].as_str()), (Some("auto"), Some("pause_max_seconds")), "{resumed}");
+}

@@ -15,6 +15,10 @@ pub mod sys {
     include!(concat!(env!("OUT_DIR"), "/shim.rs"));
 }
 
+/// `switch_module_load_t` and the shutdown/runtime function types of the module table.
+pub type LoadFn = unsafe extern "C" fn(*mut *mut c_void, *mut c_void) -> c_int;
+pub type StatusFn = unsafe extern "C" fn() -> c_int;
+
 extern "C" {
     /// `switch_status_t (switch_loadable_module_interface_t **, switch_memory_pool_t *)`: the
     /// status is a C enum (an int), the arguments pointers the shim alone looks into.

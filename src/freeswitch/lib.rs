@@ -15,9 +15,9 @@ use std::ffi::c_int;
 #[repr(C)]
 pub struct ModuleTable {
     pub api_version: c_int,
-    pub load: Option<unsafe extern "C" fn(*mut *mut std::ffi::c_void, *mut std::ffi::c_void) -> c_int>,
-    pub shutdown: Option<unsafe extern "C" fn() -> c_int>,
-    pub runtime: Option<unsafe extern "C" fn() -> c_int>,
+    pub load: Option<ffi::LoadFn>,
+    pub shutdown: Option<ffi::StatusFn>,
+    pub runtime: Option<ffi::StatusFn>,
     pub flags: u32,
 }
 
