@@ -119,6 +119,11 @@ fn a_selected_call_is_recorded_from_the_bridge_and_kept() {
 
     let out = dpo_tool(&["audit", "verify", fs.audit_path().to_str().unwrap()]);
     assert!(out.status.success(), "audit verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // The DPO tool reads a FreeSWITCH log as an Asterisk one: the agent's records (R8).
+    let agent = started["agent"].as_str().unwrap();
+    let out = dpo_tool(&["agent", agent, fs.audit_path().to_str().unwrap()]);
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(out.status.success() && lines >= 2, "callconsent agent {agent}: {lines} lines\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The caller presses 9 in the middle of the call: the recording stops and every file of the
