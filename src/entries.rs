@@ -17,7 +17,6 @@ use crate::ffi::{self, sys, AstDir, Chan, ChanRef, Ctx, Opaque, Writer, WriterFn
 pub const CONFIG_FILE: &str = "callconsent.conf";
 
 static RUNTIME: RwLock<Option<Arc<Runtime>>> = RwLock::new(None);
-static LOGGER: ffi::AstLogger = ffi::AstLogger;
 
 fn runtime() -> Option<Arc<Runtime>> {
     RUNTIME.read().ok().and_then(|m| m.clone())
@@ -40,7 +39,7 @@ fn read_config() -> Result<Config, String> {
 }
 
 fn load() -> Result<(), String> {
-    let _ = log::set_logger(&LOGGER);
+    let _ = log::set_logger(&ffi::LOGGER);
     log::set_max_level(log::LevelFilter::Debug);
     std::panic::set_hook(Box::new(|info| {
         log::error!("callconsent: panic at {}: {}", info.location().map(|l| l.to_string()).unwrap_or_default(), info);

@@ -3,51 +3,20 @@
 //! and in `entries` (the C->Rust functions, all written with `callconsent_guard::entry!`).
 #![allow(non_camel_case_types, non_upper_case_globals, dead_code, clippy::upper_case_acronyms)]
 
-use std::ffi::{c_char, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use callconsent_core::config::Entry;
 use callconsent_guard::FromC;
 
+pub use callconsent_guard::c::{cstring, hook_data, hook_data_take, put_text, Ctx, Opaque, Writer, WriterFn};
+use callconsent_guard::c::{take_text, text};
+
 pub mod sys {
     #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code)]
     include!(concat!(env!("OUT_DIR"), "/shim.rs"));
 }
 
-/// A C string from Rust text; interior NULs (never expected) are dropped rather than unwrapped.
-pub fn cstring(s: &str) -> CString {
-    CString::new(s.replace('\0', "")).unwrap_or_default()
-}
-
-/// Copies a C string the host gave us; NULL reads as empty.
-///
-/// # Safety
-/// `p` is NULL or a valid NUL-terminated string for the duration of the call.
-unsafe fn text(p: *const c_char) -> String {
-    if p.is_null() {
-        String::new()
-    } else {
-        // SAFETY: the caller guarantees a valid NUL-terminated string.
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-    }
-}
-
-/// An opaque context pointer handed back to us (a `Box` we made, or a collector on our stack).
-#[derive(Clone, Copy)]
-pub struct Ctx(NonNull<c_void>);
-
-impl FromC<*mut c_void> for Ctx {
-    unsafe fn from_c(raw: *mut c_void) -> Option<Ctx> {
-        NonNull::new(raw).map(Ctx)
-    }
-}
-
-impl Ctx {
-    pub fn ptr(self) -> *mut c_void {
-        self.0.as_ptr()
-    }
-}
 
 /// A channel the host lent us for the duration of one callback. Not `Send`.
 #[repr(transparent)]
@@ -60,18 +29,6 @@ impl FromC<*mut sys::cc_chan> for Chan<'_> {
     }
 }
 
-/// Collects text the shim hands to `cc_rs_take_text`.
-fn take_text(f: impl FnOnce(*mut c_void)) -> String {
-    let mut out = String::new();
-    f((&mut out as *mut String).cast());
-    out
-}
-
-/// Where `cc_rs_take_text` puts a value.
-pub fn put_text(ctx: Ctx, value: String) {
-    // SAFETY: ctx is the `&mut String` take_text passed for this very call, still on its stack.
-    unsafe { *ctx.ptr().cast::<String>() = value };
-}
 
 impl<'a> Chan<'a> {
     pub fn ptr(self) -> *mut sys::cc_chan {
@@ -198,57 +155,6 @@ impl Drop for ChanRef {
     }
 }
 
-/// The framehook's data: the call, boxed by `hook_attach`, borrowed on every frame.
-pub fn hook_data<'a, T>(ctx: Ctx) -> &'a T {
-    // SAFETY: ctx is the Box<T> given to hook_attach, alive until cc_rs_hook_destroy.
-    unsafe { &*ctx.ptr().cast::<T>() }
-}
-
-/// Takes the framehook's data back at destroy (exactly once, by the shim's contract).
-pub fn hook_data_take<T>(ctx: Ctx) -> Box<T> {
-    // SAFETY: ctx came from Box::into_raw in hook_attach and destroy runs once.
-    unsafe { Box::from_raw(ctx.ptr().cast::<T>()) }
-}
-
-/// A line writer the shim passed (NULL is refused).
-#[derive(Clone, Copy)]
-pub struct WriterFn(unsafe extern "C" fn(*mut c_void, *const c_char));
-
-impl FromC<sys::cc_line_writer> for WriterFn {
-    unsafe fn from_c(raw: sys::cc_line_writer) -> Option<WriterFn> {
-        raw.map(WriterFn)
-    }
-}
-
-/// The writer's context: whatever the shim passed, handed back untouched (NULL allowed).
-#[derive(Clone, Copy)]
-pub struct Opaque(*mut c_void);
-
-impl FromC<*mut c_void> for Opaque {
-    unsafe fn from_c(raw: *mut c_void) -> Option<Opaque> {
-        Some(Opaque(raw))
-    }
-}
-
-/// Writes output one line at a time through the shim's writer, for the entry that received it.
-pub struct Writer<'a>(WriterFn, Opaque, PhantomData<&'a ()>);
-
-impl Writer<'_> {
-    pub fn new(f: WriterFn, ctx: Opaque) -> Self {
-        Writer(f, ctx, PhantomData)
-    }
-    pub fn line(&self, line: &str) {
-        let l = cstring(line);
-        // SAFETY: the shim's writer and its context, valid during the entry that received them
-        // (a Writer lives only inside that entry's body).
-        unsafe { (self.0 .0)(self.1 .0, l.as_ptr()) };
-    }
-    pub fn lines<S: AsRef<str>>(&self, lines: &[S]) {
-        for l in lines {
-            self.line(l.as_ref());
-        }
-    }
-}
 
 pub fn sound_exists(file: &str, language: &str) -> bool {
     let (f, l) = (cstring(file), cstring(language));
@@ -292,10 +198,9 @@ pub fn dir(which: AstDir) -> String {
 
 /// Reads a config file through Asterisk's parser (entries arrive at `cc_rs_config_entry`).
 pub fn config_read(file: &str) -> Result<Vec<Entry>, i32> {
-    let mut entries: Vec<Entry> = Vec::new();
     let f = cstring(file);
     // SAFETY: the shim calls cc_rs_config_entry with this ctx only during this call.
-    let rc = unsafe { sys::cc_config_read(f.as_ptr(), (&mut entries as *mut Vec<Entry>).cast()) };
+    let (entries, rc) = callconsent_guard::c::collect(|ctx| unsafe { sys::cc_config_read(f.as_ptr(), ctx) });
     if rc == 0 {
         Ok(entries)
     } else {
@@ -305,29 +210,17 @@ pub fn config_read(file: &str) -> Result<Vec<Entry>, i32> {
 
 /// Where `cc_rs_config_entry` puts an entry.
 pub fn push_entry(ctx: Ctx, e: Entry) {
-    // SAFETY: ctx is the `&mut Vec<Entry>` config_read passed for this very call.
-    unsafe { (*ctx.ptr().cast::<Vec<Entry>>()).push(e) };
+    callconsent_guard::c::push(ctx, e);
 }
 
 /// The `log` crate, bridged to Asterisk's logger.
-pub struct AstLogger;
-
-impl log::Log for AstLogger {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, r: &log::Record) {
-        let level = match r.level() {
-            log::Level::Error => sys::cc_log_level_CC_LOG_ERROR,
-            log::Level::Warn => sys::cc_log_level_CC_LOG_WARNING,
-            log::Level::Info => sys::cc_log_level_CC_LOG_NOTICE,
-            _ => sys::cc_log_level_CC_LOG_DEBUG,
-        };
-        let msg = cstring(&r.args().to_string());
-        let file = cstring(r.file().unwrap_or("res_callconsent"));
-        let func = cstring(r.module_path().unwrap_or("callconsent"));
-        // SAFETY: valid C strings; the message is passed as an argument to "%s".
-        unsafe { sys::cc_log(level as i32, file.as_ptr(), r.line().unwrap_or(0) as i32, func.as_ptr(), msg.as_ptr()) };
-    }
-    fn flush(&self) {}
-}
+pub static LOGGER: callconsent_guard::c::CLogger = callconsent_guard::c::CLogger {
+    levels: [
+        sys::cc_log_level_CC_LOG_ERROR as i32,
+        sys::cc_log_level_CC_LOG_WARNING as i32,
+        sys::cc_log_level_CC_LOG_NOTICE as i32,
+        sys::cc_log_level_CC_LOG_DEBUG as i32,
+    ],
+    name: "res_callconsent",
+    sink: sys::cc_log,
+};

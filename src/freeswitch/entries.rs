@@ -14,7 +14,6 @@ use crate::channel::{FreeSwitch, FsChannel};
 use crate::ffi::{self, by_uuid, sys, Ctx, FsDir, Opaque, Session, Writer, WriterFn};
 
 static RUNTIME: RwLock<Option<Arc<Runtime>>> = RwLock::new(None);
-static LOGGER: ffi::FsLogger = ffi::FsLogger;
 
 fn runtime() -> Option<Arc<Runtime>> {
     RUNTIME.read().ok().and_then(|m| m.clone())
@@ -56,7 +55,7 @@ fn state_dir() -> PathBuf {
 }
 
 fn load() -> Result<(), String> {
-    let _ = log::set_logger(&LOGGER);
+    let _ = log::set_logger(&ffi::LOGGER);
     log::set_max_level(log::LevelFilter::Debug);
     std::panic::set_hook(Box::new(|info| {
         log::error!("callconsent: panic at {}: {}", info.location().map(|l| l.to_string()).unwrap_or_default(), info);

@@ -21,6 +21,9 @@
 
 #[path = "../harness/pcap.rs"]
 pub mod pcap;
+#[path = "../harness/common.rs"]
+mod common;
+pub use common::*;
 
 use std::collections::HashMap;
 use std::fs;
@@ -40,9 +43,6 @@ use serde_json::Value;
 pub const SPOOL: &str = "{DIR}/recordings/callconsent";
 pub const AUDIT: &str = "{DIR}/log/callconsent/audit.jsonl";
 
-pub fn project_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn sandbox() -> PathBuf {
     std::env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".sandbox"))
@@ -92,13 +92,7 @@ pub fn free_udp_tcp_port() -> u16 {
     panic!("no port free for both UDP and TCP");
 }
 
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
-}
 
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free UDP port")
-}
 
 /// Media ports (FreeSWITCH's RTP range, sipp's media ports) come from 61000-65499, above the
 /// kernel's ephemeral range (32768-60999) and the Asterisk harness's ranges (20000-40000), so
@@ -144,23 +138,7 @@ pub fn udp_port_bound(port: u16) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Waiting
 
-/// Polls `f` every 100 ms until it gives a value; after `timeout`, panics with `what` and the
-/// last observation `f` reported. The way tests wait for a fact instead of sleeping.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(last) => assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last seen: {last}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
-/// Polls `f` every 100 ms until it holds; after `timeout`, panics with `what`.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    wait_for(what, timeout, || if f() { Ok(()) } else { Err("not yet".to_string()) })
-}
 
 // ---------------------------------------------------------------------------------------------
 // Configuration helpers
@@ -956,30 +934,6 @@ pub fn wav_samples(file: &Path) -> Vec<i16> {
     w.samples
 }
 
-/// Milliseconds of a tone in 8 kHz samples: 20 ms Goertzel windows with a 5 ms hop, counting the
-/// hops where `freq` holds most of the window's energy (the Asterisk harness's detector).
-pub fn tone_ms(samples: &[i16], freq: f32) -> u32 {
-    let (n, hop) = (160usize, 40usize);
-    let coeff = 2.0 * (std::f32::consts::TAU * freq / 8000.0).cos();
-    let mut hits = 0;
-    let mut i = 0;
-    while i + n <= samples.len() {
-        let w = &samples[i..i + n];
-        let energy: f32 = w.iter().map(|x| (*x as f32) * (*x as f32)).sum();
-        let (mut s1, mut s2) = (0.0f32, 0.0f32);
-        for x in w {
-            let s0 = *x as f32 + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        if energy > n as f32 * 200.0 * 200.0 && 2.0 * power / (n as f32 * energy) > 0.6 {
-            hits += 1;
-        }
-        i += hop;
-    }
-    hits * 5
-}
 
 /// Where in the samples (ms from the start) a tone is first and last detected, if at all.
 pub fn tone_span_ms(samples: &[i16], freq: f32) -> Option<(u32, u32)> {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 
 pub mod pcap;
+mod common;
+pub use common::*;
 use serde_json::Value;
 
 pub const MODULES: &[&str] = &[
@@ -30,9 +32,6 @@ pub const MODULES: &[&str] = &[
     "res_musiconhold.so", "res_features.so", "func_callerid.so", "res_pjsip_refer.so", "res_clioriginate.so", "func_global.so",
 ];
 
-pub fn project_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 pub fn sandbox_root() -> PathBuf {
     let sandbox = std::env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".sandbox"));
@@ -51,13 +50,7 @@ pub fn module_path() -> PathBuf {
     p
 }
 
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
-}
 
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free UDP port")
-}
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -533,23 +526,7 @@ fn udp_port_bound(port: u16) -> bool {
         .any(|f| fs::read_to_string(f).unwrap_or_default().lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want))))
 }
 
-/// Polls `f` every 100 ms until it gives a value; after `timeout`, panics with `what` and the
-/// last observation `f` reported. The way tests wait for a fact instead of sleeping.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(last) => assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last seen: {last}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
-/// Polls `f` every 100 ms until it holds; after `timeout`, panics with `what`.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    wait_for(what, timeout, || if f() { Ok(()) } else { Err("not yet".to_string()) })
-}
 
 impl Drop for Pbx {
     fn drop(&mut self) {
@@ -659,31 +636,6 @@ pub fn longest_run(v: &[bool], value: bool) -> (usize, usize) {
     (best_start, best)
 }
 
-/// Milliseconds of a tone in 8 kHz samples: 20 ms Goertzel windows with a 5 ms hop, counting the
-/// hops where `freq` holds most of the window's energy.
-pub fn tone_ms(samples: &[i16], freq: f32) -> u32 {
-    let (n, hop) = (160usize, 40usize);
-    // The generalized Goertzel: the exact frequency, not the nearest bin.
-    let coeff = 2.0 * (std::f32::consts::TAU * freq / 8000.0).cos();
-    let mut hits = 0;
-    let mut i = 0;
-    while i + n <= samples.len() {
-        let w = &samples[i..i + n];
-        let energy: f32 = w.iter().map(|x| (*x as f32) * (*x as f32)).sum();
-        let (mut s1, mut s2) = (0.0f32, 0.0f32);
-        for x in w {
-            let s0 = *x as f32 + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        if energy > n as f32 * 200.0 * 200.0 && 2.0 * power / (n as f32 * energy) > 0.6 {
-            hits += 1;
-        }
-        i += hop;
-    }
-    hits * 5
-}
 
 /// Checks a recording: audio, then a silent (paused) span of at least `min_silent_ms`, then audio.
 pub fn assert_paused_span(file: &Path, min_silent_ms: usize) {

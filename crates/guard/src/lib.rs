@@ -160,3 +160,161 @@ mod tests {
         assert_eq!(cc_test_panics(1), -1, "a panic gives the error value");
     }
 }
+
+/// What both adapters' FFI modules need alike: C strings, the opaque context pointers the shims
+/// hand back, and the line writers they pass. The unsafe code stays here, each block with its
+/// contract.
+pub mod c {
+    use std::ffi::{c_char, c_void, CStr, CString};
+    use std::marker::PhantomData;
+    use std::ptr::NonNull;
+
+    use super::FromC;
+
+    /// A C string from Rust text; interior NULs (never expected) are dropped rather than unwrapped.
+    pub fn cstring(s: &str) -> CString {
+        CString::new(s.replace('\0', "")).unwrap_or_default()
+    }
+
+    /// Copies a C string the host gave us; NULL reads as empty.
+    ///
+    /// # Safety
+    /// `p` is NULL or a valid NUL-terminated string for the duration of the call.
+    pub unsafe fn text(p: *const c_char) -> String {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: the caller guarantees a valid NUL-terminated string.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    }
+
+    /// An opaque context pointer handed back to us (a `Box` we made, or a collector on our stack).
+    #[derive(Clone, Copy)]
+    pub struct Ctx(NonNull<c_void>);
+
+    impl FromC<*mut c_void> for Ctx {
+        unsafe fn from_c(raw: *mut c_void) -> Option<Ctx> {
+            NonNull::new(raw).map(Ctx)
+        }
+    }
+
+    impl Ctx {
+        pub fn ptr(self) -> *mut c_void {
+            self.0.as_ptr()
+        }
+    }
+
+    /// Collects the text a shim hands back to its `take_text` entry during `f`.
+    pub fn take_text(f: impl FnOnce(*mut c_void)) -> String {
+        let mut out = String::new();
+        f((&mut out as *mut String).cast());
+        out
+    }
+
+    /// Where a shim's `take_text` entry puts a value.
+    pub fn put_text(ctx: Ctx, value: String) {
+        // SAFETY: ctx is the `&mut String` take_text passed for this very call, still on its stack.
+        unsafe { *ctx.ptr().cast::<String>() = value };
+    }
+
+    /// A watcher's data: the boxed call the adapter attached, borrowed on every callback.
+    pub fn hook_data<'a, T>(ctx: Ctx) -> &'a T {
+        // SAFETY: ctx is the Box<T> given to the attach call, alive until the destroy/close
+        // callback, which is the shim's contract.
+        unsafe { &*ctx.ptr().cast::<T>() }
+    }
+
+    /// Takes a watcher's data back at its destroy/close callback (exactly once, by the shim's
+    /// contract).
+    pub fn hook_data_take<T>(ctx: Ctx) -> Box<T> {
+        // SAFETY: ctx came from Box::into_raw at attach and destroy runs once.
+        unsafe { Box::from_raw(ctx.ptr().cast::<T>()) }
+    }
+
+    /// Collects the values a shim hands, one call each, to a collector entry during `f`; with
+    /// what `f` returned.
+    pub fn collect<T>(f: impl FnOnce(*mut c_void) -> i32) -> (Vec<T>, i32) {
+        let mut out: Vec<T> = Vec::new();
+        let rc = f((&mut out as *mut Vec<T>).cast());
+        (out, rc)
+    }
+
+    /// Where a collector entry puts a value.
+    pub fn push<T>(ctx: Ctx, value: T) {
+        // SAFETY: ctx is the `&mut Vec<T>` collect passed for this very call, still on its stack.
+        unsafe { (*ctx.ptr().cast::<Vec<T>>()).push(value) };
+    }
+
+    /// The `log` crate, bridged to a shim's log function (its text an argument, never a format).
+    pub struct CLogger {
+        /// The host's levels for error, warning, info and debug.
+        pub levels: [i32; 4],
+        /// The file name when the record has none.
+        pub name: &'static str,
+        pub sink: unsafe extern "C" fn(i32, *const c_char, i32, *const c_char, *const c_char),
+    }
+
+    impl log::Log for CLogger {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record) {
+            let level = match r.level() {
+                log::Level::Error => self.levels[0],
+                log::Level::Warn => self.levels[1],
+                log::Level::Info => self.levels[2],
+                _ => self.levels[3],
+            };
+            let msg = cstring(&r.args().to_string());
+            let file = cstring(r.file().unwrap_or(self.name));
+            let func = cstring(r.module_path().unwrap_or("callconsent"));
+            // SAFETY: valid C strings; the shim passes the message as an argument to "%s".
+            unsafe { (self.sink)(level, file.as_ptr(), r.line().unwrap_or(0) as i32, func.as_ptr(), msg.as_ptr()) };
+        }
+        fn flush(&self) {}
+    }
+
+    /// The shims' `cc_line_writer`.
+    pub type LineWriter = Option<unsafe extern "C" fn(*mut c_void, *const c_char)>;
+
+    /// A line writer the shim passed (NULL is refused).
+    #[derive(Clone, Copy)]
+    pub struct WriterFn(unsafe extern "C" fn(*mut c_void, *const c_char));
+
+    impl FromC<LineWriter> for WriterFn {
+        unsafe fn from_c(raw: LineWriter) -> Option<WriterFn> {
+            raw.map(WriterFn)
+        }
+    }
+
+    /// The writer's context: whatever the shim passed, handed back untouched (NULL allowed).
+    #[derive(Clone, Copy)]
+    pub struct Opaque(*mut c_void);
+
+    impl FromC<*mut c_void> for Opaque {
+        unsafe fn from_c(raw: *mut c_void) -> Option<Opaque> {
+            Some(Opaque(raw))
+        }
+    }
+
+    /// Writes output one line at a time through the shim's writer, for the entry that received it.
+    pub struct Writer<'a>(WriterFn, Opaque, PhantomData<&'a ()>);
+
+    impl Writer<'_> {
+        pub fn new(f: WriterFn, ctx: Opaque) -> Self {
+            Writer(f, ctx, PhantomData)
+        }
+        pub fn line(&self, line: &str) {
+            let l = cstring(line);
+            // SAFETY: the shim's writer and its context, valid during the entry that received
+            // them (a Writer lives only inside that entry's body).
+            unsafe { (self.0 .0)(self.1 .0, l.as_ptr()) };
+        }
+        pub fn lines<S: AsRef<str>>(&self, lines: &[S]) {
+            for l in lines {
+                self.line(l.as_ref());
+            }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! What both test harnesses (Asterisk's `harness`, FreeSWITCH's `fs_harness`) share: the
+//! project's directory, free ports, waiting for a fact, and the Goertzel tone measure.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free UDP port")
+}
+
+/// Polls `f` every 100 ms until it gives a value; after `timeout`, panics with `what` and the
+/// last observation `f` reported. The way tests wait for a fact instead of sleeping.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(last) => assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last seen: {last}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `f` every 100 ms until it holds; after `timeout`, panics with `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    wait_for(what, timeout, || if f() { Ok(()) } else { Err("not yet".to_string()) })
+}
+
+/// Milliseconds of a tone in 8 kHz samples: 20 ms Goertzel windows with a 5 ms hop, counting the
+/// hops where `freq` holds most of the window's energy.
+pub fn tone_ms(samples: &[i16], freq: f32) -> u32 {
+    let (n, hop) = (160usize, 40usize);
+    // The generalized Goertzel: the exact frequency, not the nearest bin.
+    let coeff = 2.0 * (std::f32::consts::TAU * freq / 8000.0).cos();
+    let mut hits = 0;
+    let mut i = 0;
+    while i + n <= samples.len() {
+        let w = &samples[i..i + n];
+        let energy: f32 = w.iter().map(|x| (*x as f32) * (*x as f32)).sum();
+        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        for x in w {
+            let s0 = *x as f32 + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        if energy > n as f32 * 200.0 * 200.0 && 2.0 * power / (n as f32 * energy) > 0.6 {
+            hits += 1;
+        }
+        i += hop;
+    }
+    hits * 5
+}
