@@ -354,3 +354,28 @@ fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
     let resumed = audit.iter().find(|v| v["event"] == "resumed").unwrap();
     assert_eq!((resumed["by"].as_str(), resumed["source"].as_str()), (Some("auto"), Some("pause_max_seconds")), "{resumed}");
 }
+
+/// `unload mod_callconsent` while a call is watched is refused (its hooks and media bug still
+/// run the module's code): FreeSWITCH stays up and the call is kept; once no call is watched,
+/// unload works.
+#[test]
+fn unload_is_refused_while_a_call_is_watched() {
+    let mut fs = start("fs-unload", "");
+    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 4000 }]));
+    let mut phone = fs.agent_phone(&rtp_pcap(&[Part::Silence { ms: 3000 }, Part::Tone { freq: AGENT_HZ, ms: 1200 }, Part::Silence { ms: 5000 }]));
+    std::thread::scope(|s| {
+        let caller = s.spawn(|| fs.sipp_ok(&caller_scenario(7000), &["-s", "in"]));
+        fs.wait_event("recording_started", 1, Duration::from_secs(15));
+        let refused = fs.api("unload mod_callconsent");
+        assert!(refused.contains("-ERR"), "unload during a watched call: {refused}");
+        assert!(fs.api("callconsent show calls").contains("1 call(s) watched"), "the module is still there");
+        caller.join().expect("the caller");
+    });
+    let _ = phone.wait(Duration::from_secs(10));
+    fs.wait_event("call_settled", 1, Duration::from_secs(15));
+    assert_eq!(count(&fs.audit(), "recording_kept"), 1, "{}", dump(&fs.audit()));
+    fs.assert_alive();
+    let unloaded = fs.api("unload mod_callconsent");
+    assert!(unloaded.contains("+OK"), "unload with no call watched: {unloaded}");
+    fs.assert_alive();
+}

@@ -14,6 +14,9 @@
 #define CC_BUG_NAME "callconsent"
 
 static switch_event_node_t *bridge_node;
+/* The module's interface: every watched call holds a read lock on its rwlock, so that `unload`
+ * (which try-locks it for writing) is refused while a call could still run the module's hooks. */
+static switch_loadable_module_interface_t *cc_module;
 
 /* ---------------- logging, directories ---------------- */
 
@@ -191,6 +194,9 @@ static switch_bool_t on_bug(switch_media_bug_t *bug, void *data, switch_abc_type
 			void *call = b->call;
 			b->call = NULL;
 			cc_rs_fs_close(call);
+			if (cc_module && cc_module->rwlock) {
+				switch_thread_rwlock_unlock(cc_module->rwlock);
+			}
 		}
 		break;
 	default:
@@ -212,8 +218,15 @@ int cc_fs_watch(const char *uuid, void *call, const int *ticks)
 	b = switch_core_session_alloc(session, sizeof(*b));
 	b->call = call;
 	b->ticks = ticks;
+	if (cc_module && cc_module->rwlock) {
+		switch_thread_rwlock_rdlock(cc_module->rwlock);
+	}
 	if (switch_core_media_bug_add(session, CC_BUG_NAME, NULL, on_bug, b, 0,
-			SMBF_READ_PING | SMBF_NO_PAUSE, &bug) == SWITCH_STATUS_SUCCESS) {
+			SMBF_READ_PING | SMBF_NO_PAUSE, &bug) != SWITCH_STATUS_SUCCESS) {
+		if (cc_module && cc_module->rwlock) {
+			switch_thread_rwlock_unlock(cc_module->rwlock);
+		}
+	} else {
 		switch_core_event_hook_add_recv_dtmf(session, on_recv_dtmf);
 		switch_core_event_hook_add_send_dtmf(session, on_send_dtmf);
 		rc = 0;
@@ -413,6 +426,7 @@ switch_status_t cc_fs_module_load(switch_loadable_module_interface_t **module_in
 		return SWITCH_STATUS_FALSE;
 	}
 	*module_interface = switch_loadable_module_create_module_interface(pool, "mod_callconsent");
+	cc_module = *module_interface;
 	SWITCH_ADD_APP(app_interface, "callconsent", "Recording consent: notice, refusal key, agent codes",
 		"Plays the recording notice of PROFILE on the caller's leg, draws whether the call is recorded, "
 		"and watches both legs' keys for the rest of the call. Sets callconsent_status to RECORDING, "
@@ -437,6 +451,7 @@ switch_status_t cc_fs_module_load(switch_loadable_module_interface_t **module_in
 
 switch_status_t cc_fs_module_shutdown(void)
 {
+	cc_module = NULL;
 	switch_event_unbind(&bridge_node);
 	switch_console_set_complete("del callconsent");
 	cc_rs_fs_unload();
