@@ -1377,30 +1377,6 @@ fn paused_check(samples: &[i16], spans: &str, wall_ms: Option<u64>) -> PauseChec
     pc
 }
 
-/// As the harness's `tone_ms` (20 ms Goertzel windows, 5 ms hop), counting the hops where `freq`
-/// holds at least `share` of the window's energy.
-fn tone_share_ms(samples: &[i16], freq: f32, share: f32) -> u64 {
-    let (n, hop) = (160usize, 40usize);
-    let coeff = 2.0 * (std::f32::consts::TAU * freq / 8000.0).cos();
-    let mut hits = 0;
-    let mut i = 0;
-    while i + n <= samples.len() {
-        let w = &samples[i..i + n];
-        let energy: f32 = w.iter().map(|x| (*x as f32) * (*x as f32)).sum();
-        let (mut s1, mut s2) = (0.0f32, 0.0f32);
-        for x in w {
-            let s0 = *x as f32 + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        if energy > n as f32 * 200.0 * 200.0 && 2.0 * power / (n as f32 * energy) > share {
-            hits += 1;
-        }
-        i += hop;
-    }
-    hits * 5
-}
 
 /// sipp's final statistics: (successful, failed) calls.
 fn sipp_counts(text: &str) -> (u64, u64) {

@@ -44,10 +44,6 @@ pub const SPOOL: &str = "{DIR}/recordings/callconsent";
 pub const AUDIT: &str = "{DIR}/log/callconsent/audit.jsonl";
 
 
-fn sandbox() -> PathBuf {
-    std::env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".sandbox"))
-}
-
 /// The sandbox's FreeSWITCH prefix (bin/, mod/).
 pub fn fs_prefix() -> PathBuf {
     let p = sandbox().join("freeswitch");

@@ -10,6 +10,11 @@ pub fn project_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The project's sandbox (`CALLCONSENT_SANDBOX`, default `.sandbox`): the sid tree, FreeSWITCH.
+pub fn sandbox() -> PathBuf {
+    std::env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".sandbox"))
+}
+
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
 }
@@ -39,6 +44,12 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// Milliseconds of a tone in 8 kHz samples: 20 ms Goertzel windows with a 5 ms hop, counting the
 /// hops where `freq` holds most of the window's energy.
 pub fn tone_ms(samples: &[i16], freq: f32) -> u32 {
+    tone_share_ms(samples, freq, 0.6) as u32
+}
+
+/// As `tone_ms` (20 ms windows, 5 ms hop), counting the hops where `freq` holds at least `share`
+/// of the window's energy (a lower share finds a tone under other audio of the mix).
+pub fn tone_share_ms(samples: &[i16], freq: f32, share: f32) -> u64 {
     let (n, hop) = (160usize, 40usize);
     // The generalized Goertzel: the exact frequency, not the nearest bin.
     let coeff = 2.0 * (std::f32::consts::TAU * freq / 8000.0).cos();
@@ -54,7 +65,7 @@ pub fn tone_ms(samples: &[i16], freq: f32) -> u32 {
             s1 = s0;
         }
         let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        if energy > n as f32 * 200.0 * 200.0 && 2.0 * power / (n as f32 * energy) > 0.6 {
+        if energy > n as f32 * 200.0 * 200.0 && 2.0 * power / (n as f32 * energy) > share {
             hits += 1;
         }
         i += hop;

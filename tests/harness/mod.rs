@@ -34,8 +34,7 @@ pub const MODULES: &[&str] = &[
 
 
 pub fn sandbox_root() -> PathBuf {
-    let sandbox = std::env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".sandbox"));
-    let root = sandbox.join("sid");
+    let root = sandbox().join("sid");
     assert!(
         root.join("usr/sbin/asterisk").is_file(),
         "no sandbox Asterisk at {} (run scripts/sandbox.sh; end-to-end tests never skip)",

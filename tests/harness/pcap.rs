@@ -103,31 +103,24 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// A pcap file's header, the RTP stream `offset_ms` on (sequence numbers and timestamps).
+    fn start(offset_ms: u32) -> Writer {
+        let mut w = Writer { out: Vec::new(), seq: 1000u16.wrapping_add((offset_ms / 20) as u16), ts: 8000 + offset_ms * 8, time_us: 1_000_000 };
+        w.out.extend(0xa1b2_c3d4u32.to_le_bytes());
+        w.out.extend(2u16.to_le_bytes());
+        w.out.extend(4u16.to_le_bytes());
+        w.out.extend([0u8; 8]);
+        w.out.extend(65535u32.to_le_bytes());
+        w.out.extend(1u32.to_le_bytes());
+        w
+    }
+}
+
 /// The bytes of a pcap file playing these parts in order.
 pub fn rtp_pcap(parts: &[Part]) -> Vec<u8> {
-    let mut w = Writer { out: Vec::new(), seq: 1000, ts: 8000, time_us: 1_000_000 };
-    w.out.extend(0xa1b2_c3d4u32.to_le_bytes());
-    w.out.extend(2u16.to_le_bytes());
-    w.out.extend(4u16.to_le_bytes());
-    w.out.extend([0u8; 8]);
-    w.out.extend(65535u32.to_le_bytes());
-    w.out.extend(1u32.to_le_bytes());
-    for p in parts {
-        match p {
-            Part::Tone { freq, ms } => {
-                let n = (*ms as usize) * 8;
-                let s: Vec<i16> = (0..n).map(|i| ((i as f32 * freq * std::f32::consts::TAU / 8000.0).sin() * 12000.0) as i16).collect();
-                w.audio(&s);
-            }
-            Part::Silence { ms } => w.audio(&vec![0i16; (*ms as usize) * 8]),
-            Part::Digits(ds) => {
-                for d in ds.chars() {
-                    w.digit(d);
-                    w.audio(&[0i16; 800]);
-                }
-            }
-        }
-    }
+    let mut w = Writer::start(0);
+    write_parts(&mut w, parts);
     w.out
 }
 
@@ -167,13 +160,7 @@ pub struct Flood<'a> {
 /// another on the same call goes on with the stream instead of going back in it.
 pub fn flood_pcap(offset_ms: u32, before: &[Part], flood: &Flood, after: &[Part]) -> Vec<u8> {
     assert!(flood.gap_us >= 250 && !flood.digits.is_empty() || flood.count == 0, "a flood needs digits and at least 250 µs between keys");
-    let mut w = Writer { out: Vec::new(), seq: 1000u16.wrapping_add((offset_ms / 20) as u16), ts: 8000 + offset_ms * 8, time_us: 1_000_000 };
-    w.out.extend(0xa1b2_c3d4u32.to_le_bytes());
-    w.out.extend(2u16.to_le_bytes());
-    w.out.extend(4u16.to_le_bytes());
-    w.out.extend([0u8; 8]);
-    w.out.extend(65535u32.to_le_bytes());
-    w.out.extend(1u32.to_le_bytes());
+    let mut w = Writer::start(offset_ms);
     write_parts(&mut w, before);
     // The flood: audio every 20 ms, a key every gap_us, in time order; every timestamp from the
     // one 8 kHz clock (a key's is the moment it starts).
