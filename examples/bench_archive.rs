@@ -34,7 +34,7 @@ fn main() {
     let t = Instant::now();
     let mut cc_bytes = 0;
     for i in 0..FILES {
-        let e = callconsent_runtime::archive::encode(&dir.join(format!("in/{i:03}.wav")), &dir.join(format!("cc/{i:03}.opus")), &[("CALLCONSENT_CALL".into(), format!("bench.{i}"))], 16000).expect("encode");
+        let e = callconsent_runtime::archive::encode(&dir.join(format!("in/{i:03}.wav")), &dir.join(format!("cc/{i:03}.opus")), &[("CALLCONSENT_CALL".into(), format!("bench.{i}"))], 16000, &[]).expect("encode");
         cc_bytes += e.opus_bytes;
     }
     let cc_secs = t.elapsed().as_secs_f64();

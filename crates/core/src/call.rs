@@ -314,6 +314,9 @@ pub struct Call {
     transfer_check: Option<String>,
     /// The caller's keys, paced to what the PBX can relay (a flood cannot hold the opt-out back).
     caller_pace: Pacer,
+    /// The keyed hash of the customer's number (normalised), on the call's first line: how a
+    /// caller's request finds their calls without the log holding the number.
+    number_hash: Option<String>,
 }
 
 
@@ -357,6 +360,7 @@ impl Call {
             join_muted: false,
             actor: None,
             transfer_check: None,
+            number_hash: None,
         }
     }
 
@@ -523,6 +527,18 @@ impl Call {
         (verdict, out)
     }
 
+    /// The customer's number hash (see [`policy::number_hash`]), named on the call's first line.
+    pub fn with_number_hash(mut self, hash: String) -> Call {
+        if !hash.is_empty() {
+            self.number_hash = Some(hash);
+        }
+        self
+    }
+
+    pub fn number_hash(&self) -> Option<&str> {
+        self.number_hash.as_deref()
+    }
+
     fn audit(&self, event: AuditEvent, v: Value) -> Action {
         let mut m = Map::new();
         m.insert("profile".into(), Value::String(self.profile.name.clone()));
@@ -537,6 +553,10 @@ impl Call {
         if let Some((reason, hash)) = &self.exempt {
             // R12: never recorded whatever the draw; no notice about a recording that cannot happen.
             self.phase = Phase::NotRecording;
+            let hash = match (*reason, &self.number_hash) {
+                ("never_record_caller", Some(h)) => h,
+                _ => hash,
+            };
             out.push(self.audit(AuditEvent::Exempt, json!({ "reason": reason, "number_hash": hash, "key_id": self.key_id })));
             out.push(Action::SetStatus(Status::NotSelected));
             return;
@@ -548,6 +568,9 @@ impl Call {
             "rule": draw::RULE,
             "key_id": self.key_id,
         });
+        if let Some(h) = &self.number_hash {
+            f["number_hash"] = Value::String(h.clone());
+        }
         if self.draw.selected {
             if let Some(lb) = &p.legal_basis {
                 f["legal_basis"] = Value::String(lb.clone());

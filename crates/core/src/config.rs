@@ -58,6 +58,61 @@ pub struct General {
     pub archive_opus: bool,
     pub opus_bitrate: u64,
     pub encoder_threads: u64,
+    /// R11: kept archives are encrypted to these age X25519 recipients (`age1...`); the PBX holds
+    /// no identity and cannot read them. Empty: archives stay plain Ogg Opus (warned at start).
+    pub encrypt_to: Vec<String>,
+    /// ISO 3166 country (`FR`) of national numbers, so `0612...` and `+33612...` hash alike.
+    pub default_country: Option<String>,
+}
+
+/// Who may reach recordings and how much listening is allowed (R6, R11): the `[access]` section,
+/// read by the DPO's tool (the module only checks it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// The hash-chained log of every listen, export and erasure (the tool writes it).
+    pub access_log: PathBuf,
+    pub listen_period: CapPeriod,
+    /// Listens of one agent's calls per period, whoever listens (0: no maximum).
+    pub max_listens_per_agent: u64,
+    /// Listens of one agent's calls each period should reach (coaching actually done).
+    pub min_listens_per_agent: u64,
+    pub people: Vec<Person>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every recording (R11), and the callers' requests.
+    Dpo,
+    /// The recordings of the agents of their team.
+    Coach,
+    /// The recordings of their own calls.
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Dpo => "dpo",
+            Role::Coach => "coach",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+/// A person of `[access]`: `dpo = NAME`, `coach = NAME: AGENT[, AGENT...]`, `agent = NAME: AGENT`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Person {
+    pub name: String,
+    pub role: Role,
+    /// The agents (as the audit log names them, e.g. PJSIP/anna) whose calls this person may
+    /// reach: a coach's team, an agent's own line; empty for the DPO (everything).
+    pub agents: Vec<String>,
+}
+
+impl Access {
+    pub fn person(&self, name: &str) -> Option<&Person> {
+        self.people.iter().find(|p| p.name == name)
+    }
 }
 
 pub const RETENTION_DAYS_MAX: u64 = 183;
@@ -97,6 +152,7 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub general: General,
+    pub access: Access,
     pub profiles: BTreeMap<String, Arc<Profile>>,
 }
 
@@ -104,8 +160,13 @@ pub struct Config {
 /// 20-30 % is the call-centre norm, 50 % was judged excessive).
 pub const SHARE_WITHOUT_LEGAL_BASIS_MAX: u8 = 30;
 
-const GENERAL_KEYS: &[&str] =
-    &["spool_dir", "audit_log", "retention_days", "audit_retention_days", "archive", "opus_bitrate", "encoder_threads"];
+const GENERAL_KEYS: &[&str] = &[
+    "spool_dir", "audit_log", "retention_days", "audit_retention_days", "archive", "opus_bitrate", "encoder_threads",
+    "encrypt_to", "default_country",
+];
+const ACCESS_KEYS: &[&str] = &["access_log", "listen_period", "max_listens_per_agent", "min_listens_per_agent", "dpo", "coach", "agent"];
+/// Keys that may be repeated: their values are collected in order.
+const LIST_KEYS: &[&str] = &["never_record", "encrypt_to", "dpo", "coach", "agent"];
 const PROFILE_KEYS: &[&str] = &[
     "notice", "full_notice", "optout_key", "info_key", "optout_confirm", "record_share",
     "legal_basis", "record_legs", "pause_code", "resume_code", "delete_code", "code_timeout_ms",
@@ -119,8 +180,8 @@ pub fn is_dtmf(c: char) -> bool {
 
 /// Parses and checks the whole file. `sound_exists` asks the host whether a prompt exists.
 pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
-    // (section, file, key -> (value, line))
-    type Section = (String, String, BTreeMap<String, (String, u32)>);
+    // (section, file, key -> (value, line), every (key, value, line) of the repeatable keys)
+    type Section = (String, String, BTreeMap<String, (String, u32)>, Vec<(String, String, u32)>);
     let mut sections: Vec<Section> = Vec::new();
     let mut seen_sections = HashSet::new();
     for e in entries {
@@ -136,19 +197,27 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
                 if !seen_sections.insert(e.category.clone()) {
                     return Err(err("(section)", "a section may appear only once".into()));
                 }
-                sections.push((e.category.clone(), e.file.clone(), BTreeMap::new()));
+                sections.push((e.category.clone(), e.file.clone(), BTreeMap::new(), Vec::new()));
             }
             Some(name) => {
                 let Some(section) = sections.last_mut() else {
                     return Err(err(name, "a key must be inside a section".into()));
                 };
-                let allowed = if e.category == "general" { GENERAL_KEYS } else { PROFILE_KEYS };
+                let allowed = match e.category.as_str() {
+                    "general" => GENERAL_KEYS,
+                    "access" => ACCESS_KEYS,
+                    _ => PROFILE_KEYS,
+                };
                 if !allowed.contains(&name.as_str()) {
                     return Err(err(name, format!("unknown key (known keys here: {})", allowed.join(", "))));
                 }
+                if LIST_KEYS.contains(&name.as_str()) {
+                    section.3.push((name.clone(), e.value.trim().to_string(), e.line));
+                }
                 if let Some(prev) = section.2.get_mut(name) {
-                    // never_record may be repeated; every other key is given once.
-                    if name != "never_record" {
+                    // never_record, encrypt_to and the people of [access] may be repeated; every
+                    // other key is given once.
+                    if !LIST_KEYS.contains(&name.as_str()) {
                         return Err(err(name, "the key is given twice in this section".into()));
                     }
                     prev.0.push(',');
@@ -168,10 +237,18 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
         archive_opus: true,
         opus_bitrate: 16000,
         encoder_threads: 1,
+        encrypt_to: Vec::new(),
+        default_country: None,
     };
+    let mut access = None;
     let mut profiles = BTreeMap::new();
-    for (name, file, keys) in &sections {
+    for (name, file, keys, lists) in &sections {
         let mut r = Reader { file, section: name, keys };
+        if name == "access" {
+            access = Some((r.access(lists)?, file.clone(), r.line("access_log")));
+            // [access] is no profile.
+            continue;
+        }
         if name == "general" {
             if let Some(p) = r.opt("spool_dir") {
                 general.spool_dir = r.abs_path("spool_dir", p)?;
@@ -189,6 +266,30 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
             };
             general.opus_bitrate = r.number("opus_bitrate", 16000, 6000, 64000, " bits per second")?;
             general.encoder_threads = r.number("encoder_threads", 1, 1, 16, "")?;
+            for (key, value, line) in lists.iter().filter(|(k, _, _)| k == "encrypt_to") {
+                for rcp in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                    if rcp.parse::<age::x25519::Recipient>().is_err() {
+                        return Err(ConfigError {
+                            file: file.clone(),
+                            line: *line,
+                            section: name.clone(),
+                            key: key.clone(),
+                            rule: format!("must be age X25519 recipients (age1..., as age-keygen prints them), separated by commas, got \"{rcp}\""),
+                        });
+                    }
+                    if !general.encrypt_to.iter().any(|r| r == rcp) {
+                        general.encrypt_to.push(rcp.to_string());
+                    }
+                }
+            }
+            if !general.encrypt_to.is_empty() && !general.archive_opus {
+                return Err(r.err("encrypt_to", "needs archive = opus: kept recordings are encrypted as they are archived".into()));
+            }
+            general.default_country = match r.opt("default_country").filter(|v| !v.is_empty()) {
+                None => None,
+                Some(c) if crate::policy::country_known(c) => Some(c.to_ascii_uppercase()),
+                Some(c) => return Err(r.err("default_country", format!("must be a two-letter ISO 3166 country code such as FR or DE, got \"{c}\""))),
+            };
             continue;
         }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -197,7 +298,26 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
         let profile = r.profile(name, sound_exists)?;
         profiles.insert(name.clone(), Arc::new(profile));
     }
-    Ok(Config { general, profiles })
+    let access = match access {
+        // The access log lives beside the audit log unless [access] names it.
+        Some((a, _, _)) if a.access_log.as_os_str().is_empty() => Access { access_log: general.audit_log.with_file_name("access.jsonl"), ..a },
+        Some((a, _, _)) => a,
+        None => Access::defaults(&general.audit_log),
+    };
+    Ok(Config { general, access, profiles })
+}
+
+impl Access {
+    /// No `[access]` section: nobody is listed (the tool refuses every listen), no bounds.
+    pub fn defaults(audit_log: &std::path::Path) -> Access {
+        Access {
+            access_log: audit_log.with_file_name("access.jsonl"),
+            listen_period: CapPeriod::Month,
+            max_listens_per_agent: 0,
+            min_listens_per_agent: 0,
+            people: Vec::new(),
+        }
+    }
 }
 
 struct Reader<'a> {
@@ -297,6 +417,50 @@ impl Reader<'_> {
         }
     }
 
+    fn access(&self, lists: &[(String, String, u32)]) -> Result<Access, ConfigError> {
+        let mut a = Access::defaults(std::path::Path::new("/var/log/asterisk/callconsent/audit.jsonl"));
+        a.access_log = match self.opt("access_log") {
+            Some(p) => self.abs_path("access_log", p)?,
+            None => PathBuf::new(),
+        };
+        a.listen_period = match self.opt("listen_period") {
+            None => CapPeriod::Month,
+            Some(p) => CapPeriod::parse(p).ok_or_else(|| self.err("listen_period", format!("must be day, week, month or quarter, got \"{p}\"")))?,
+        };
+        a.max_listens_per_agent = self.number("max_listens_per_agent", 0, 0, 100_000, " (R6: listens of one agent's calls per period; 0: no maximum)")?;
+        a.min_listens_per_agent = self.number("min_listens_per_agent", 0, 0, 100_000, "")?;
+        if a.max_listens_per_agent > 0 && a.min_listens_per_agent > a.max_listens_per_agent {
+            return Err(self.err("min_listens_per_agent", format!("must not exceed max_listens_per_agent ({})", a.max_listens_per_agent)));
+        }
+        for (key, value, line) in lists {
+            let err = |rule: String| ConfigError { file: self.file.to_string(), line: *line, section: self.section.to_string(), key: key.clone(), rule };
+            let role = match key.as_str() {
+                "dpo" => Role::Dpo,
+                "coach" => Role::Coach,
+                _ => Role::Agent,
+            };
+            let (name, agents) = match value.split_once(':') {
+                Some((n, list)) => (n.trim(), list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect::<Vec<_>>()),
+                None => (value.trim(), vec![]),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
+                return Err(err(format!("a person's name uses only letters, digits and . _ - @, got \"{name}\"")));
+            }
+            match (role, agents.len()) {
+                (Role::Dpo, 0) | (Role::Agent, 1) => {}
+                (Role::Coach, n) if n > 0 => {}
+                (Role::Dpo, _) => return Err(err(format!("is one name (the DPO reaches every recording), got \"{value}\""))),
+                (Role::Coach, _) => return Err(err(format!("must be NAME: AGENT[, AGENT...] (the coach's team, as the audit log names agents), got \"{value}\""))),
+                (Role::Agent, _) => return Err(err(format!("must be NAME: AGENT (the person and their own line, e.g. anna: PJSIP/anna), got \"{value}\""))),
+            }
+            if a.people.iter().any(|p| p.name == name) {
+                return Err(err(format!("\"{name}\" is listed twice in [access]: one person, one role")));
+            }
+            a.people.push(Person { name: name.to_string(), role, agents });
+        }
+        Ok(a)
+    }
+
     fn profile(&mut self, name: &str, sound_exists: &dyn Fn(&str) -> bool) -> Result<Profile, ConfigError> {
         let optout_key = self.digit("optout_key", '9')?;
         let info_key = self.digit("info_key", '0')?;
@@ -365,7 +529,7 @@ impl Reader<'_> {
             max_per_agent: self.number("max_per_agent", 0, 0, 100_000, " (0: no cap)")?,
             cap_period: match self.opt("cap_period") {
                 None => CapPeriod::Week,
-                Some(p) => CapPeriod::parse(p).ok_or_else(|| self.err("cap_period", format!("must be day, week or month, got \"{p}\"")))?,
+                Some(p) => CapPeriod::parse(p).ok_or_else(|| self.err("cap_period", format!("must be day, week, month or quarter, got \"{p}\"")))?,
             },
         })
     }

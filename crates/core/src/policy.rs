@@ -221,6 +221,7 @@ pub enum CapPeriod {
     Day,
     Week,
     Month,
+    Quarter,
 }
 
 impl CapPeriod {
@@ -229,6 +230,7 @@ impl CapPeriod {
             "day" => Some(CapPeriod::Day),
             "week" => Some(CapPeriod::Week),
             "month" => Some(CapPeriod::Month),
+            "quarter" => Some(CapPeriod::Quarter),
             _ => None,
         }
     }
@@ -242,8 +244,59 @@ impl CapPeriod {
                 format!("{}-W{:02}", w.year(), w.week())
             }
             CapPeriod::Month => at.format("%Y-%m").to_string(),
+            CapPeriod::Quarter => format!("{}-Q{}", at.year(), at.month0() / 3 + 1),
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapPeriod::Day => "day",
+            CapPeriod::Week => "week",
+            CapPeriod::Month => "month",
+            CapPeriod::Quarter => "quarter",
+        }
+    }
+}
+
+/// Whether `code` is an ISO 3166 alpha-2 country the number plan knows (`default_country`).
+pub fn country_known(code: &str) -> bool {
+    code.len() == 2 && code.to_ascii_uppercase().parse::<phonenumber::country::Id>().is_ok()
+}
+
+/// A caller's number in E.164 (`+33612345678`), so that the national form (`0612345678`, with
+/// `default_country = FR`), the international prefix (`0033...`) and the E.164 form are one
+/// subject. What the number plan cannot read is kept as its digits (and a leading `+`).
+pub fn normalize_number(raw: &str, default_country: Option<&str>) -> String {
+    let trimmed: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '/')).collect();
+    let plus = match trimmed.strip_prefix("00") {
+        Some(rest) if !rest.is_empty() => format!("+{rest}"),
+        _ => trimmed.clone(),
+    };
+    let country = default_country.and_then(|c| c.to_ascii_uppercase().parse::<phonenumber::country::Id>().ok());
+    if plus.starts_with('+') || country.is_some() {
+        if let Ok(n) = phonenumber::parse(country, &plus) {
+            return n.format().mode(phonenumber::Mode::E164).to_string();
+        }
+    }
+    let digits: String = plus.chars().filter(|c| c.is_ascii_digit()).collect();
+    if plus.starts_with('+') {
+        format!("+{digits}")
+    } else {
+        digits
+    }
+}
+
+/// The keyed hash of a caller's number (normalised), the only form in which the audit log and
+/// the archives name a caller: `callconsent subject find` recomputes it from the number.
+pub fn number_hash(secret: &[u8], raw: &str, default_country: Option<&str>) -> String {
+    keyed_hash(secret, &normalize_number(raw, default_country))
+}
+
+/// A short public name of an encryption recipient, for the audit lines.
+pub fn recipient_fingerprint(recipient: &str) -> String {
+    use sha2::Digest;
+    let d = Sha256::new().chain_update(b"callconsent-recipient:").chain_update(recipient.trim().as_bytes()).finalize();
+    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -281,6 +334,33 @@ mod tests {
         for (g, t, want) in [("PJSIP/rep-*", "PJSIP/rep-anna", true), ("Local/rep@*", "Local/rep@test", true), ("a?c", "abc", true), ("a?c", "ac", false), ("*", "", true)] {
             assert_eq!(glob_matches(g, t), want, "{g} vs {t}");
         }
+    }
+
+    #[test]
+    fn national_and_international_forms_are_one_number() {
+        let fr = Some("FR");
+        for n in ["0612345678", "+33612345678", "0033612345678", "06 12 34 56 78", "+33 6 12-34-56-78"] {
+            assert_eq!(normalize_number(n, fr), "+33612345678", "{n}");
+        }
+        assert_eq!(normalize_number("+33612345678", None), "+33612345678");
+        assert_eq!(normalize_number("0612345678", None), "0612345678", "no country: the digits as they are");
+        // Italy keeps its leading 0 in E.164: no rule of thumb, the number plan decides.
+        assert_eq!(normalize_number("0612345678", Some("IT")), "+390612345678");
+        assert_eq!(normalize_number("agent-anna", fr), "", "not a number: no digits");
+        let k = b"k";
+        assert_eq!(number_hash(k, "0612345678", fr), number_hash(k, "+33612345678", None));
+        assert_ne!(number_hash(k, "0612345678", fr), number_hash(k, "0612345679", fr));
+        assert!(country_known("fr") && country_known("DE") && !country_known("XX") && !country_known("FRA"));
+    }
+
+    #[test]
+    fn quarters_are_calendar_quarters() {
+        use chrono::TimeZone;
+        let at = |m| chrono::Utc.with_ymd_and_hms(2026, m, 15, 12, 0, 0).unwrap();
+        assert_eq!(CapPeriod::Quarter.key(at(1)), "2026-Q1");
+        assert_eq!(CapPeriod::Quarter.key(at(6)), "2026-Q2");
+        assert_eq!(CapPeriod::Quarter.key(at(12)), "2026-Q4");
+        assert_eq!(CapPeriod::parse("quarter"), Some(CapPeriod::Quarter));
     }
 
     #[test]

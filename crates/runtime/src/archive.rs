@@ -1,6 +1,10 @@
 //! Ogg Opus archives of kept recordings (issue 5): mono, VBR, DTX (a paused span costs almost
 //! nothing), the consent facts in the OpusTags comments. Written crash-safe: `.opus.tmp`, fsync,
 //! rename, fsync the directory; the WAV is removed only then.
+//!
+//! With recipients (R11, issue 12) the Ogg stream is encrypted as it is written, in the age
+//! format to X25519 recipients (`<name>.opus.age`): no plaintext Opus ever reaches the disk, and
+//! only a holder of a recipient's identity (the DPO, not the PBX) can read it.
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -83,6 +87,74 @@ pub struct Encoded {
     pub opus_bytes: u64,
     pub samples: usize,
     pub rate: u32,
+    /// SHA-256 of the file as written (encrypted when it is), for the audit line.
+    pub sha256: String,
+}
+
+/// A writer that hashes what goes through it.
+struct Hashing<W: Write> {
+    inner: W,
+    hash: sha2::Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where the Ogg pages go: the file, or the age stream over it.
+enum Sink {
+    Plain(BufWriter<Hashing<File>>),
+    Age(age::stream::StreamWriter<BufWriter<Hashing<File>>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Age(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn open(file: File, recipients: &[String]) -> Result<Sink, String> {
+        let out = BufWriter::new(Hashing { inner: file, hash: sha2::Digest::new() });
+        if recipients.is_empty() {
+            return Ok(Sink::Plain(out));
+        }
+        let parsed = parse_recipients(recipients)?;
+        let enc = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient)).map_err(|e| format!("encryption: {e}"))?;
+        Ok(Sink::Age(enc.wrap_output(out).map_err(|e| format!("encryption: {e}"))?))
+    }
+    /// Ends the age stream (its last chunk), flushes; returns the file and the hash of its bytes.
+    fn finish(self) -> std::io::Result<(File, String)> {
+        let buffered = match self {
+            Sink::Plain(w) => w,
+            Sink::Age(w) => w.finish()?,
+        };
+        let h = buffered.into_inner().map_err(|e| e.into_error())?;
+        let digest = sha2::Digest::finalize(h.hash);
+        Ok((h.inner, digest.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+}
+
+/// Recipients as the age crate reads them (`age1...`).
+pub fn parse_recipients(recipients: &[String]) -> Result<Vec<age::x25519::Recipient>, String> {
+    recipients.iter().map(|r| r.parse::<age::x25519::Recipient>().map_err(|e| format!("recipient \"{r}\": {e}"))).collect()
 }
 
 fn opus_head(pre_skip: u16, rate: u32) -> Vec<u8> {
@@ -109,8 +181,9 @@ fn opus_tags(tags: &[(String, String)]) -> Vec<u8> {
     t
 }
 
-/// Encodes `wav` to `out` (Ogg Opus). `out` appears only complete.
-pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32) -> Result<Encoded, String> {
+/// Encodes `wav` to `out` (Ogg Opus, encrypted to `recipients` when there are any). `out`
+/// appears only complete.
+pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32, recipients: &[String]) -> Result<Encoded, String> {
     let mut input = WavStream::open(wav)?;
     let rate = input.rate;
     if ![8000, 12000, 16000, 24000, 48000].contains(&rate) {
@@ -130,7 +203,7 @@ pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32) -
             use std::os::unix::fs::OpenOptionsExt;
             fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?
         };
-        let mut w = ogg::PacketWriter::new(BufWriter::new(file));
+        let mut w = ogg::PacketWriter::new(Sink::open(file, recipients)?);
         let serial = input.samples as u32 ^ 0x6363_6f6e;
         let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
         w.write_packet(opus_head(pre_skip, rate), serial, PacketWriteEndInfo::EndPage, 0).map_err(io)?;
@@ -155,16 +228,15 @@ pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32) -
             };
             w.write_packet(buf[..len].to_vec(), serial, info, granule).map_err(io)?;
         }
-        let mut inner = w.into_inner();
-        inner.flush().map_err(io)?;
-        inner.get_ref().sync_all().map_err(io)?;
-        drop(inner);
+        let (file, sha256) = w.into_inner().finish().map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
         fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
         if let Some(dir) = out.parent() {
             File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let opus_bytes = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-        Ok(Encoded { opus_bytes, samples: total, rate })
+        Ok(Encoded { opus_bytes, samples: total, rate, sha256 })
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -192,10 +264,62 @@ impl Archive {
     }
 }
 
+/// Whether a file is an encrypted archive (by its age header, not its name).
+pub fn is_encrypted(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 21];
+    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head.starts_with(b"age-encryption.org/v1")
+}
+
+/// The identities of an age identity file (`AGE-SECRET-KEY-1...` lines, as age-keygen writes).
+pub fn read_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, String> {
+    let file = age::IdentityFile::from_file(path.display().to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let ids = file.into_identities().map_err(|e| format!("{}: {e}", path.display()))?;
+    if ids.is_empty() {
+        return Err(format!("{}: no identity in the file", path.display()));
+    }
+    Ok(ids)
+}
+
+/// The recipient (public key) of each X25519 identity of a file, to name it in the access log.
+pub fn identity_recipients(path: &Path) -> Vec<String> {
+    let Ok(text) = fs::read_to_string(path) else { return vec![] };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .filter_map(|l| l.parse::<age::x25519::Identity>().ok())
+        .map(|i| i.to_public().to_string())
+        .collect()
+}
+
+/// An archive's Ogg Opus bytes, in memory: decrypted with `identities` when it is encrypted
+/// (the plaintext never touches the disk), read as it is otherwise.
+pub fn open_bytes(path: &Path, identities: &[Box<dyn age::Identity + Send + Sync>]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let bad = |what: String| format!("{}: {what}", path.display());
+    if !is_encrypted(path) {
+        return fs::read(path).map_err(|e| bad(e.to_string()));
+    }
+    if identities.is_empty() {
+        return Err(bad("encrypted: an identity is needed (--identity FILE)".into()));
+    }
+    let f = File::open(path).map_err(|e| bad(e.to_string()))?;
+    let d = age::Decryptor::new_buffered(std::io::BufReader::new(f)).map_err(|e| bad(e.to_string()))?;
+    let mut r = d.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| bad(format!("cannot decrypt: {e}")))?;
+    let mut out = vec![];
+    r.read_to_end(&mut out).map_err(|e| bad(format!("cannot decrypt: {e}")))?;
+    Ok(out)
+}
+
 pub fn read_archive(path: &Path) -> Result<Archive, String> {
-    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut r = ogg::PacketReader::new(std::io::BufReader::new(f));
-    let bad = |what: &str| format!("{}: {what}", path.display());
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    read_archive_bytes(&bytes, &path.display().to_string())
+}
+
+/// Decodes Ogg Opus bytes (`name` for the errors).
+pub fn read_archive_bytes(bytes: &[u8], name: &str) -> Result<Archive, String> {
+    let mut r = ogg::PacketReader::new(std::io::Cursor::new(bytes));
+    let bad = |what: &str| format!("{name}: {what}");
     let head = r.read_packet().map_err(|e| bad(&e.to_string()))?.ok_or_else(|| bad("empty"))?;
     if head.data.len() < 19 || &head.data[..8] != b"OpusHead" {
         return Err(bad("no OpusHead"));
@@ -274,7 +398,7 @@ mod tests {
         s.extend(tone(16000));
         wav(&dir.join("a.wav"), &s);
         let tags = vec![("CALLCONSENT_CALL".to_string(), "1763800000.1".to_string())];
-        let e = encode(&dir.join("a.wav"), &dir.join("a.opus"), &tags, 16000).unwrap();
+        let e = encode(&dir.join("a.wav"), &dir.join("a.opus"), &tags, 16000, &[]).unwrap();
         assert_eq!(e.samples, 48000);
         assert!(e.opus_bytes * 8 < 96000 * 2, "about 16 kb/s: {} bytes", e.opus_bytes);
         let a = read_archive(&dir.join("a.opus")).unwrap();
@@ -288,12 +412,48 @@ mod tests {
     }
 
     #[test]
+    fn an_encrypted_archive_opens_only_with_a_recipients_identity() {
+        use age::secrecy::ExposeSecret;
+        let dir = std::env::temp_dir().join(format!("cc-arch-age-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let tone = (0..24000).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect::<Vec<_>>();
+        wav(&dir.join("a.wav"), &tone);
+        let (dpo, coach, stranger) = (age::x25519::Identity::generate(), age::x25519::Identity::generate(), age::x25519::Identity::generate());
+        let recipients = vec![dpo.to_public().to_string(), coach.to_public().to_string()];
+        let tags = vec![("CALLCONSENT_CALL".to_string(), "1763800000.2".to_string())];
+        let out = dir.join("a.opus.age");
+        let e = encode(&dir.join("a.wav"), &out, &tags, 16000, &recipients).unwrap();
+        let on_disk = fs::read(&out).unwrap();
+        assert!(on_disk.starts_with(b"age-encryption.org/v1") && is_encrypted(&out));
+        assert!(!on_disk.windows(4).any(|w| w == b"OggS"), "no plaintext Ogg page on disk");
+        use sha2::Digest;
+        assert_eq!(e.sha256, sha2::Sha256::digest(&on_disk).iter().map(|b| format!("{b:02x}")).collect::<String>());
+        for id in [&dpo, &coach] {
+            let idfile = dir.join("id.txt");
+            fs::write(&idfile, format!("# test\n{}\n", id.to_string().expose_secret())).unwrap();
+            assert_eq!(identity_recipients(&idfile), vec![id.to_public().to_string()]);
+            let bytes = open_bytes(&out, &read_identities(&idfile).unwrap()).unwrap();
+            let a = read_archive_bytes(&bytes, "a").unwrap();
+            assert_eq!((a.duration_ms, a.tag("CALLCONSENT_CALL")), (3000, Some("1763800000.2")));
+        }
+        let idfile = dir.join("stranger.txt");
+        fs::write(&idfile, format!("{}\n", stranger.to_string().expose_secret())).unwrap();
+        let err = open_bytes(&out, &read_identities(&idfile).unwrap()).unwrap_err();
+        assert!(err.contains("cannot decrypt"), "{err}");
+        assert!(open_bytes(&out, &[]).unwrap_err().contains("an identity is needed"));
+        assert!(encode(&dir.join("a.wav"), &dir.join("b.opus.age"), &tags, 16000, &["age1nope".into()]).is_err());
+        assert!(!dir.join("b.opus.age").exists() && !dir.join("b.opus.age.tmp").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_failed_encode_leaves_no_output() {
         let dir = std::env::temp_dir().join(format!("cc-arch-fail-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("bad.wav"), b"not a wav").unwrap();
-        assert!(encode(&dir.join("bad.wav"), &dir.join("bad.opus"), &[], 16000).is_err());
+        assert!(encode(&dir.join("bad.wav"), &dir.join("bad.opus"), &[], 16000, &[]).is_err());
         assert!(!dir.join("bad.opus").exists() && !dir.join("bad.opus.tmp").exists());
         let _ = fs::remove_dir_all(&dir);
     }

@@ -140,9 +140,10 @@ impl AuditLog {
             None => (String::new(), 0),
         };
         let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+        let len = file.metadata()?.len();
         let (tx, rx) = unbounded();
         let status = std::sync::Arc::new(std::sync::Mutex::new(Status { head: prev.clone(), ..Status::default() }));
-        let mut w = Writer { file, prev, lines, path: path.to_path_buf(), day: day_of(path), options, unwritten: Vec::new(), status: status.clone() };
+        let mut w = Writer { file, len, prev, lines, path: path.to_path_buf(), day: day_of(path), options, unwritten: Vec::new(), status: status.clone() };
         if torn > 0 {
             let mut f = Map::new();
             f.insert("bytes_dropped".into(), Value::from(torn));
@@ -272,6 +273,8 @@ fn day_of(path: &Path) -> String {
 
 struct Writer {
     file: File,
+    /// The file's length after our last write: another length means another writer appended.
+    len: u64,
     /// The hash of the newest line durably written.
     prev: String,
     /// Lines in the current file.
@@ -356,37 +359,30 @@ impl Writer {
     }
 
     /// Chains and writes the records; returns each line's hash. On error the file is cut back to
-    /// where it was, so no part of the batch stays.
+    /// where it was, so no part of the batch stays. The file is locked while it is written: the
+    /// DPO's tool appends lines too (`recording_erased`), and the chain goes on from its last one.
     fn write(&mut self, recs: &[Map<String, Value>]) -> std::io::Result<Vec<String>> {
         if recs.is_empty() {
             return Ok(vec![]);
         }
-        let mut prev = self.prev.clone();
-        let mut buf = String::new();
-        let mut hashes = Vec::with_capacity(recs.len());
-        for rec in recs {
-            let mut rec = rec.clone();
-            if let Some(pbx) = &self.options.pbx {
-                rec.entry("pbx").or_insert_with(|| Value::String(pbx.clone()));
-            }
-            rec.insert("prev".into(), Value::String(prev.clone()));
-            if let Some((key, id)) = &self.options.key {
-                rec.insert("mac_key".into(), Value::String(id.clone()));
-                let mac = hmac_hex(key, &Value::Object(rec.clone()).to_string());
-                rec.insert("mac".into(), Value::String(mac));
-            }
-            let line = Value::Object(rec).to_string();
-            prev = line_hash(&line);
-            hashes.push(prev.clone());
-            buf.push_str(&line);
-            buf.push('\n');
-        }
+        let _lock = Locked::new(&self.file)?;
         let before = self.file.metadata()?.len();
-        if let Err(e) = self.file.write_all(buf.as_bytes()).and_then(|_| self.file.sync_data()) {
+        if before != self.len {
+            // Another writer appended (or the file was cut): the chain goes on from the last line.
+            let (prev, lines) = match last_line(&self.path)? {
+                Some((l, n)) => (line_hash(&l), n),
+                None => (String::new(), 0),
+            };
+            self.prev = prev;
+            self.lines = lines;
+        }
+        let (buf, hashes) = chain(&self.prev, recs, &self.options);
+        if let Err(e) = (&self.file).write_all(buf.as_bytes()).and_then(|_| self.file.sync_data()) {
             let _ = self.file.set_len(before);
             return Err(e);
         }
-        self.prev = prev;
+        self.len = before + buf.len() as u64;
+        self.prev = hashes.last().cloned().unwrap_or_default();
         self.lines += recs.len() as u64;
         if let Err(e) = write_head(&self.path, &self.prev) {
             log::error!("callconsent: cannot write {}: {e}", head_path(&self.path).display());
@@ -407,6 +403,15 @@ impl Writer {
             return;
         }
         let empty = self.file.metadata().map(|m| m.len() == 0).unwrap_or(true);
+        // Renamed under the lock, after any line the tool appended is counted in the chain.
+        let old = self.file.try_clone().ok();
+        let _lock = old.as_ref().and_then(|f| Locked::new(f).ok());
+        if self.file.metadata().map(|m| m.len()).unwrap_or(self.len) != self.len {
+            if let Ok(Some((l, n))) = last_line(&self.path) {
+                self.prev = line_hash(&l);
+                self.lines = n;
+            }
+        }
         if !empty {
             let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("audit");
             let rotated = self.path.with_file_name(format!("{stem}-{}.jsonl", self.day));
@@ -414,6 +419,7 @@ impl Writer {
                 match OpenOptions::new().create(true).append(true).mode(0o640).open(&self.path) {
                     Ok(f) => {
                         self.file = f;
+                        self.len = 0;
                         let (name, lines, head) = (rotated.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), self.lines, self.prev.clone());
                         self.lines = 0;
                         let rec = self.checkpoint_record("rotated", Some((&name, lines, &head)));
@@ -425,6 +431,84 @@ impl Writer {
         }
         self.day = today;
     }
+}
+
+/// An exclusive lock on a log file (flock), released on drop.
+struct Locked<'a>(&'a File);
+
+impl<'a> Locked<'a> {
+    fn new(f: &'a File) -> std::io::Result<Locked<'a>> {
+        f.lock()?;
+        Ok(Locked(f))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// The lines of `recs` chained after `prev` (stamped with `pbx`, keyed when there is a key),
+/// and each line's hash.
+fn chain(prev: &str, recs: &[Map<String, Value>], options: &Options) -> (String, Vec<String>) {
+    let mut prev = prev.to_string();
+    let mut buf = String::new();
+    let mut hashes = Vec::with_capacity(recs.len());
+    for rec in recs {
+        let mut rec = rec.clone();
+        if let Some(pbx) = &options.pbx {
+            rec.entry("pbx").or_insert_with(|| Value::String(pbx.clone()));
+        }
+        rec.insert("prev".into(), Value::String(prev.clone()));
+        if let Some((key, id)) = &options.key {
+            rec.insert("mac_key".into(), Value::String(id.clone()));
+            let mac = hmac_hex(key, &Value::Object(rec.clone()).to_string());
+            rec.insert("mac".into(), Value::String(mac));
+        }
+        let line = Value::Object(rec).to_string();
+        prev = line_hash(&line);
+        hashes.push(prev.clone());
+        buf.push_str(&line);
+        buf.push('\n');
+    }
+    (buf, hashes)
+}
+
+/// Appends records to a chained log from outside the module (the DPO's tool: the access log,
+/// a `recording_erased` line in the audit log), under the same lock the module's writer takes,
+/// chained after whatever line is last. Returns each line's hash.
+pub fn append(path: &Path, recs: &[Map<String, Value>], options: &Options) -> std::io::Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
+    }
+    loop {
+        let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+        let _lock = Locked::new(&file)?;
+        // The module may have rotated the file between the open and the lock: write to the
+        // current one.
+        let (ours, now) = (file.metadata()?, fs::metadata(path)?);
+        if (ours.dev(), ours.ino()) != (now.dev(), now.ino()) {
+            continue;
+        }
+        if repair_torn_tail(path)? > 0 {
+            log::warn!("callconsent: {}: a torn last line was cut off", path.display());
+        }
+        let prev = last_line(path)?.map(|(l, _)| line_hash(&l)).unwrap_or_default();
+        let (buf, hashes) = chain(&prev, recs, options);
+        (&file).write_all(buf.as_bytes())?;
+        file.sync_data()?;
+        if let Some(h) = hashes.last() {
+            write_head(path, h)?;
+        }
+        return Ok(hashes);
+    }
+}
+
+/// Whether a chained log's lines carry a keyed MAC (its last line has one).
+pub fn is_keyed(path: &Path) -> bool {
+    last_line(path).ok().flatten().and_then(|(l, _)| serde_json::from_str::<Value>(&l).ok()).is_some_and(|v| v.get("mac").is_some())
 }
 
 /// Checks the hash chain of an audit file: returns the 1-based number of the first line whose
@@ -656,6 +740,36 @@ mod tests {
         assert!(verify_files(&[&p]).is_ok(), "without the key the forgery passes the plain chain");
         let e = verify_files_with(&[&p], &Check { key: Some(&key), anchors: &[] }).unwrap_err();
         assert_eq!(e.1, 2, "{e:?}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn lines_appended_by_the_tool_while_the_module_writes_keep_one_chain() {
+        let dir = tmp("append");
+        let path = dir.join("audit.jsonl");
+        let key = audit_key(b"0123456789abcdef0123456789abcdef");
+        let tool = Options { key: Some((key.clone(), "k1".into())), publish: None, pbx: None };
+        let line = |n: i64| {
+            let mut f = Map::new();
+            f.insert("n".into(), Value::from(n));
+            record("1.1", "", AuditEvent::Selected, f)
+        };
+        {
+            let log = keyed(&path, &key);
+            for round in 0..3 {
+                log.sender().send(line(round));
+                log.flush();
+                // The DPO's tool appends between two of the module's lines.
+                let h = append(&path, &[line(100 + round), line(200 + round)], &tool).unwrap();
+                assert_eq!(h.len(), 2);
+                assert_eq!(fs::read_to_string(head_path(&path)).unwrap(), h[1]);
+            }
+            log.sender().send(line(9));
+        }
+        let p = path.display().to_string();
+        let ok = verify_files_with(&[&p], &Check { key: Some(&key), anchors: &[] }).unwrap();
+        assert_eq!((ok.lines, ok.keyed_lines), (10, 10));
+        assert!(is_keyed(&path));
         let _ = fs::remove_dir_all(&dir);
     }
 

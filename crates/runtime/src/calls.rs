@@ -34,6 +34,8 @@ pub struct Slot {
     pub profile: String,
     /// The notice the caller heard (its sound name: the notice's version).
     pub notice: String,
+    /// The customer's keyed number hash (empty when the number is unknown).
+    pub number_hash: String,
     files: Mutex<Vec<PathBuf>>,
     recorder_id: Mutex<String>,
     started: Instant,
@@ -49,9 +51,11 @@ pub struct Slot {
 impl Slot {
     pub fn new(call: Call, ids: CallIds) -> Slot {
         let (profile, notice) = (call.profile().name.clone(), call.profile().notice.clone());
+        let number_hash = call.number_hash().unwrap_or_default().to_string();
         Slot {
             call: Mutex::new(call),
             channel: ids.channel,
+            number_hash,
             uniqueid: ids.uniqueid,
             linkedid: ids.linkedid,
             profile,

@@ -35,6 +35,9 @@ pub struct Executor {
     pub(crate) spool: PathBuf,
     pub(crate) archiver: Option<PoolSender>,
     pub(crate) calls: Calls,
+    /// R11: the age recipients new archives are encrypted to (a reload may rotate them; files
+    /// already written keep theirs).
+    pub(crate) encrypt_to: std::sync::RwLock<Arc<Vec<String>>>,
     /// The recorder's worker (start, stop, files, caps) and the signals' worker (prompts, tones,
     /// digits), each with a bounded queue.
     recorder: Sender<Msg>,
@@ -83,7 +86,7 @@ impl Executor {
     pub(crate) fn new(audit: AuditSender, caps: Caps, host: Arc<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, [Jobs; 2]) {
         let (recorder, rrx) = bounded(timing::QUEUE_CAPACITY);
         let (signals, srx) = bounded(timing::QUEUE_CAPACITY);
-        let exec = Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), recorder, signals });
+        let exec = Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), encrypt_to: Default::default(), recorder, signals });
         (exec, [Jobs(rrx, Queue::Recorder), Jobs(srx, Queue::Signals)])
     }
 
@@ -339,7 +342,15 @@ impl Executor {
                 return;
             }
         };
-        let rec = slot.record(AuditEvent::RecordingKept, spool::kept_facts(&kept, duration_ms, pauses, spans, slot.agent()));
+        let recipients = self.encrypt_to.read().map(|r| r.clone()).unwrap_or_default();
+        let mut facts = spool::kept_facts(&kept, duration_ms, pauses, spans, slot.agent());
+        if !slot.number_hash.is_empty() {
+            facts.insert("number_hash".into(), json!(slot.number_hash));
+        }
+        if self.archiver.is_some() && !recipients.is_empty() {
+            facts.insert("encrypted_to".into(), json!(recipients.iter().map(|r| callconsent_core::policy::recipient_fingerprint(r)).collect::<Vec<_>>()));
+        }
+        let rec = slot.record(AuditEvent::RecordingKept, facts);
         let Some(archiver) = self.archiver.as_ref().filter(|_| finished) else {
             self.audit.send(rec);
             return;
@@ -353,13 +364,16 @@ impl Executor {
             ("CALLCONSENT_AGENT".to_string(), slot.agent().unwrap_or_default()),
             ("CALLCONSENT_PAUSES".to_string(), spans.to_string()),
         ];
+        if !slot.number_hash.is_empty() {
+            tags.push(("CALLCONSENT_NUMBER_HASH".to_string(), slot.number_hash.clone()));
+        }
         // The mixed recording carries the hash; the per-leg files name the call.
         let mut hash = Some(hash);
         for k in &kept {
             let wav = PathBuf::from(k);
             tags.retain(|(key, _)| key != "CALLCONSENT_FILE");
             tags.push(("CALLCONSENT_FILE".to_string(), wav.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-            let job = encoders::Job { wav, call: slot.linkedid.clone(), channel: slot.channel.clone(), tags: tags.clone(), audit_hash: hash.take() };
+            let job = encoders::Job { wav, call: slot.linkedid.clone(), channel: slot.channel.clone(), tags: tags.clone(), audit_hash: hash.take(), recipients: recipients.to_vec() };
             encoders::write_sidecar(&job, None);
             archiver.send(job);
         }

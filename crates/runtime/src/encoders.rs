@@ -19,6 +19,8 @@ pub struct Job {
     pub tags: Vec<(String, String)>,
     /// The hash of the `recording_kept` line, once the audit writer has it on disk.
     pub audit_hash: Option<Receiver<String>>,
+    /// R11: the age recipients the archive is encrypted to (none: plain Ogg Opus).
+    pub recipients: Vec<String>,
 }
 
 pub struct Pool {
@@ -45,13 +47,18 @@ pub fn sidecar(wav: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-pub fn opus_path(wav: &Path) -> PathBuf {
-    wav.with_extension("opus")
+/// The archive of a kept WAV: `<name>.opus`, or `<name>.opus.age` when it is encrypted.
+pub fn opus_path(wav: &Path, encrypted: bool) -> PathBuf {
+    if encrypted {
+        wav.with_extension("opus.age")
+    } else {
+        wav.with_extension("opus")
+    }
 }
 
 /// Writes the sidecar (atomically) that lets an interrupted job resume.
 pub fn write_sidecar(job: &Job, hash: Option<&str>) {
-    let v = json!({ "call": job.call, "channel": job.channel, "tags": job.tags, "audit_hash": hash });
+    let v = json!({ "call": job.call, "channel": job.channel, "tags": job.tags, "audit_hash": hash, "recipients": job.recipients });
     let path = sidecar(&job.wav);
     let tmp = path.with_extension("json.tmp");
     use std::io::Write;
@@ -116,6 +123,7 @@ impl Pool {
                         channel: v["channel"].as_str().unwrap_or("").into(),
                         tags,
                         audit_hash: Some(hrx),
+                        recipients: serde_json::from_value(v["recipients"].clone()).unwrap_or_default(),
                     });
                 }
             }
@@ -148,10 +156,10 @@ fn run(mut job: Job, bitrate: i32, audit: &AuditSender) {
         job.tags.push(("CALLCONSENT_AUDIT".into(), h.clone()));
         write_sidecar(&job, Some(h));
     }
-    let out = opus_path(&job.wav);
+    let out = opus_path(&job.wav, !job.recipients.is_empty());
     let wav_bytes = std::fs::metadata(&job.wav).map(|m| m.len()).unwrap_or(0);
     let mut f = Map::new();
-    match archive::encode(&job.wav, &out, &job.tags, bitrate) {
+    match archive::encode(&job.wav, &out, &job.tags, bitrate, &job.recipients) {
         Ok(e) => {
             let _ = std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o640));
             let _ = std::fs::remove_file(&job.wav);
@@ -161,6 +169,11 @@ fn run(mut job: Job, bitrate: i32, audit: &AuditSender) {
             f.insert("duration_ms".into(), json!(e.samples as u64 * 1000 / u64::from(e.rate.max(1))));
             f.insert("wav_bytes".into(), json!(wav_bytes));
             f.insert("opus_bytes".into(), json!(e.opus_bytes));
+            // Checkable without the identity: the bytes on disk are the ones written.
+            f.insert("sha256".into(), json!(e.sha256));
+            if !job.recipients.is_empty() {
+                f.insert("encrypted_to".into(), json!(job.recipients.iter().map(|r| callconsent_core::policy::recipient_fingerprint(r)).collect::<Vec<_>>()));
+            }
             audit.send(record(&job.call, &job.channel, AuditEvent::RecordingArchived, f));
         }
         Err(e) => {

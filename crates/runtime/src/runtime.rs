@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use callconsent_core::audit::Source;
 use callconsent_core::call::{Call, Command, Dir, Event, Press, Status};
 use callconsent_core::config::Config;
+use callconsent_core::policy;
 
 use crate::audit::AuditLog;
 use crate::calls::{CallIds, Calls, Slot};
@@ -69,6 +70,10 @@ impl ControlRequest {
     }
 }
 
+fn fingerprints(recipients: &[String]) -> String {
+    recipients.iter().map(|r| policy::recipient_fingerprint(r)).collect::<Vec<_>>().join(", ")
+}
+
 fn mkdir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(|e| format!("{}: {e}", dir.display()))
@@ -111,6 +116,16 @@ impl Runtime {
         };
         let archiver = encoders.as_ref().map(|p| p.sender());
         let (exec, jobs) = Executor::new(audit_tx.clone(), caps, host, g.spool_dir.clone(), archiver);
+        if let Ok(mut r) = exec.encrypt_to.write() {
+            *r = Arc::new(g.encrypt_to.clone());
+        }
+        if g.encrypt_to.is_empty() {
+            log::warn!(
+                "callconsent: [general] encrypt_to is not set: kept recordings are plain Ogg Opus that anyone reading the spool can play (R11: give the DPO's age recipient so the PBX cannot read them)"
+            );
+        } else {
+            log::info!("callconsent: kept recordings are encrypted to {} recipient(s): {}", g.encrypt_to.len(), fingerprints(&g.encrypt_to));
+        }
         let worker = Worker::start(exec.clone(), jobs).map_err(|e| format!("worker thread: {e}"))?;
         let sweeper = Sweeper::start(g.clone(), audit_tx).map_err(|e| format!("retention thread: {e}"))?;
         log::info!(
@@ -137,12 +152,21 @@ impl Runtime {
     /// the next load. Returns the profile names.
     pub fn reload(&self, cfg: Config) -> String {
         let old = self.config();
-        if cfg.general != old.general {
-            log::warn!("callconsent: [general] changes take effect when the module is loaded again; profiles reloaded");
+        // encrypt_to is rotated by a reload (new archives get the new recipients, files already
+        // written keep theirs); every other [general] key waits for the next load.
+        let general = callconsent_core::config::General { encrypt_to: cfg.general.encrypt_to.clone(), ..old.general.clone() };
+        if cfg.general != general {
+            log::warn!("callconsent: [general] changes other than encrypt_to take effect when the module is loaded again; profiles reloaded");
+        }
+        if general.encrypt_to != old.general.encrypt_to {
+            if let Ok(mut r) = self.exec.encrypt_to.write() {
+                *r = Arc::new(general.encrypt_to.clone());
+            }
+            log::info!("callconsent: new archives are encrypted to {} recipient(s): {}; files already kept keep theirs", general.encrypt_to.len(), fingerprints(&general.encrypt_to));
         }
         let names = cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
         if let Ok(mut g) = self.config.write() {
-            *g = Arc::new(Config { general: old.general.clone(), profiles: cfg.profiles });
+            *g = Arc::new(Config { general, access: cfg.access, profiles: cfg.profiles });
         }
         // A reload is a moment an admin chose: the audit head is written down and published.
         self.audit.sender().checkpoint("reload");
@@ -170,7 +194,10 @@ impl Runtime {
             log::warn!("callconsent: CallConsent() already ran on {}; ignored", ids.channel);
             return Begun::Continue;
         }
-        let call = Call::new(p, &self.secret, &ids.linkedid, caller, dialled);
+        // The customer: the caller, or on an outbound call the number the agent dialled.
+        let customer = if dialled.is_empty() { caller } else { dialled };
+        let hash = if customer.chars().any(|c| c.is_ascii_digit()) { policy::number_hash(&self.secret, customer, cfg.general.default_country.as_deref()) } else { String::new() };
+        let call = Call::new(p, &self.secret, &ids.linkedid, caller, dialled).with_number_hash(hash);
         let slot = Arc::new(Slot::new(call, ids));
         if self.exec.feed(&slot, Some(chan), Event::Start).hung_up {
             Begun::HungUp

@@ -98,7 +98,7 @@ fn policy_keys() {
     assert_eq!(p.never_record.len(), 3, "repeatable and comma-separated");
     assert_eq!((p.max_per_agent, p.cap_period), (5, crate::policy::CapPeriod::Month));
     assert_eq!(p.private_prefix.as_deref(), Some("8"));
-    assert!(err(&format!("{GOOD}cap_period = year\n")).contains("cap_period: must be day, week or month"));
+    assert!(err(&format!("{GOOD}cap_period = year\n")).contains("cap_period: must be day, week, month or quarter"));
     assert!(err(&format!("{GOOD}never_record = 0145\n")).contains("never_record: \"0145\" must start with caller: or agent:"));
 }
 
@@ -115,4 +115,51 @@ fn the_dpo_tool_reads_the_same_file() {
     let e = entries_from_text("[general]\nretention_days => 30 ; a month\n[sales]\nnotice = n\n", "x.conf");
     assert_eq!(e.len(), 4);
     assert_eq!((e[1].name.as_deref(), e[1].value.as_str(), e[1].line), (Some("retention_days"), "30", 2));
+}
+
+const DPO_KEY: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+#[test]
+fn encryption_recipients_are_age_keys_and_need_opus_archives() {
+    let c = parse_text(&GOOD.replace("[general]\n", &format!("[general]\nencrypt_to = {DPO_KEY}\nencrypt_to = {DPO_KEY}\n"))).expect("good");
+    assert_eq!(c.general.encrypt_to, vec![DPO_KEY.to_string()], "repeated, kept once");
+    let e = err(&GOOD.replace("[general]\n", "[general]\nencrypt_to = age1notakey\n"));
+    assert!(e.contains(":2: [general] encrypt_to: must be age X25519 recipients") && e.contains("age1notakey"), "{e}");
+    let e = err(&GOOD.replace("[general]\n", &format!("[general]\nencrypt_to = {DPO_KEY}\narchive = wav\n")));
+    assert!(e.contains("encrypt_to: needs archive = opus"), "{e}");
+    assert!(parse_text(GOOD).unwrap().general.encrypt_to.is_empty());
+    let e = err(&GOOD.replace("[general]\n", "[general]\ndefault_country = France\n"));
+    assert!(e.contains("default_country: must be a two-letter ISO 3166 country code"), "{e}");
+    assert_eq!(parse_text(&GOOD.replace("[general]\n", "[general]\ndefault_country = fr\n")).unwrap().general.default_country.as_deref(), Some("FR"));
+}
+
+#[test]
+fn the_access_section_names_people_roles_and_bounds() {
+    let text = format!(
+        "{GOOD}\n[access]\nlisten_period = week\nmax_listens_per_agent = 3\nmin_listens_per_agent = 1\ndpo = claire\n\
+         coach = marc: PJSIP/anna, PJSIP/bob\nagent = anna: PJSIP/anna\n"
+    );
+    let c = parse_text(&text).expect("good");
+    let a = &c.access;
+    assert_eq!((a.listen_period, a.max_listens_per_agent, a.min_listens_per_agent), (CapPeriod::Week, 3, 1));
+    assert_eq!(a.access_log, PathBuf::from("/var/log/asterisk/callconsent/access.jsonl"), "beside the audit log");
+    assert_eq!(a.person("marc").map(|p| (p.role, p.agents.clone())), Some((Role::Coach, vec!["PJSIP/anna".to_string(), "PJSIP/bob".to_string()])));
+    assert_eq!(a.person("claire").map(|p| p.role), Some(Role::Dpo));
+    assert_eq!(a.person("anna").map(|p| p.agents.clone()), Some(vec!["PJSIP/anna".to_string()]));
+    assert!(!c.profiles.contains_key("access"), "[access] is no profile");
+    for (bad, want) in [
+        ("coach = marc\n", "coach: must be NAME: AGENT"),
+        ("agent = anna: PJSIP/anna, PJSIP/bob\n", "agent: must be NAME: AGENT"),
+        ("dpo = claire: PJSIP/x\n", "dpo: is one name"),
+        ("dpo = marc\n", "\"marc\" is listed twice"),
+        ("listen_period = year\n", "listen_period: must be day, week, month or quarter"),
+        ("min_listens_per_agent = 9\n", "min_listens_per_agent: must not exceed max_listens_per_agent (3)"),
+        ("colour = blue\n", "unknown key"),
+    ] {
+        let key = bad.split(' ').next().unwrap_or("");
+        let base: String = text.lines().filter(|l| !(l.starts_with(key) && (key.starts_with("min_") || key.starts_with("listen_")))).map(|l| format!("{l}\n")).collect();
+        let e = err(&format!("{base}{bad}"));
+        assert!(e.contains("[access]") && e.contains(want), "{bad}: {e}");
+    }
+    assert!(parse_text(GOOD).unwrap().access.people.is_empty(), "no [access]: nobody may listen");
 }
