@@ -44,10 +44,12 @@ pub enum AuditEvent {
     AuditCheckpoint,
     /// A last line torn by a crash was cut off at load.
     LogRepaired,
+    /// A caller's recordings deleted at their request (GDPR Art. 17), with its reference.
+    RecordingErased,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 27] = [
+    pub const ALL: [AuditEvent; 28] = [
         AuditEvent::Selected,
         AuditEvent::NotSelected,
         AuditEvent::Exempt,
@@ -75,6 +77,7 @@ impl AuditEvent {
         AuditEvent::QueueFull,
         AuditEvent::AuditCheckpoint,
         AuditEvent::LogRepaired,
+        AuditEvent::RecordingErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +109,7 @@ impl AuditEvent {
             AuditEvent::QueueFull => "queue_full",
             AuditEvent::AuditCheckpoint => "audit_checkpoint",
             AuditEvent::LogRepaired => "log_repaired",
+            AuditEvent::RecordingErased => "recording_erased",
         }
     }
 
@@ -115,6 +119,75 @@ impl AuditEvent {
 }
 
 impl std::fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One kind of access-log line (`access.jsonl`, written by the DPO's tool and the console): every
+/// listen, export and caller's request, done or refused (R6, R11, GDPR Art. 15 and 17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccessEvent {
+    /// A recording decrypted to a player.
+    Listen,
+    /// A recording decrypted to an Opus file.
+    Export,
+    /// A caller's recordings and audit lines bundled for them (Art. 15).
+    SubjectExport,
+    /// A caller's recordings erased (Art. 17); the audit log has the `recording_erased` lines.
+    SubjectErase,
+    ListenRefused,
+    ExportRefused,
+    SubjectExportRefused,
+    SubjectEraseRefused,
+}
+
+impl AccessEvent {
+    pub const ALL: [AccessEvent; 8] = [
+        AccessEvent::Listen,
+        AccessEvent::Export,
+        AccessEvent::SubjectExport,
+        AccessEvent::SubjectErase,
+        AccessEvent::ListenRefused,
+        AccessEvent::ExportRefused,
+        AccessEvent::SubjectExportRefused,
+        AccessEvent::SubjectEraseRefused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessEvent::Listen => "listen",
+            AccessEvent::Export => "export",
+            AccessEvent::SubjectExport => "subject_export",
+            AccessEvent::SubjectErase => "subject_erase",
+            AccessEvent::ListenRefused => "listen_refused",
+            AccessEvent::ExportRefused => "export_refused",
+            AccessEvent::SubjectExportRefused => "subject_export_refused",
+            AccessEvent::SubjectEraseRefused => "subject_erase_refused",
+        }
+    }
+
+    /// The line written when this access is refused.
+    pub fn refused(self) -> AccessEvent {
+        match self {
+            AccessEvent::Listen | AccessEvent::ListenRefused => AccessEvent::ListenRefused,
+            AccessEvent::Export | AccessEvent::ExportRefused => AccessEvent::ExportRefused,
+            AccessEvent::SubjectExport | AccessEvent::SubjectExportRefused => AccessEvent::SubjectExportRefused,
+            AccessEvent::SubjectErase | AccessEvent::SubjectEraseRefused => AccessEvent::SubjectEraseRefused,
+        }
+    }
+
+    /// Whether this line counts against the listening bounds (R6): a listen or an export done.
+    pub fn is_listen(self) -> bool {
+        matches!(self, AccessEvent::Listen | AccessEvent::Export)
+    }
+
+    pub fn parse(s: &str) -> Option<AccessEvent> {
+        AccessEvent::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for AccessEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -181,8 +254,12 @@ mod tests {
         for e in AuditEvent::ALL {
             assert_eq!(AuditEvent::parse(e.as_str()), Some(e));
         }
+        for e in AccessEvent::ALL {
+            assert_eq!(AccessEvent::parse(e.as_str()), Some(e));
+            names.push(e.as_str());
+        }
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), AuditEvent::ALL.len());
+        assert_eq!(names.len(), AuditEvent::ALL.len() + AccessEvent::ALL.len());
     }
 }

@@ -2,6 +2,7 @@
 //! call state machine. No I/O and nothing of any PBX: a call is a value fed [`call::Event`]s that
 //! returns [`call::Action`]s. Every rule of REQUIREMENTS.md (R1-R15) that decides something lives
 //! here and is tested here.
+pub mod access;
 pub mod audit;
 pub mod call;
 pub mod config;

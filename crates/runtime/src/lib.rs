@@ -2,6 +2,7 @@
 //! the one effect executor and its worker, the audit writer, the caps store, the recordings
 //! spool, the archive encoder, retention and the installation secret. It reaches a PBX only
 //! through the [`host`] traits that an adapter implements.
+pub mod access;
 pub mod archive;
 pub mod audit;
 pub mod calls;

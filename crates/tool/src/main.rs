@@ -6,6 +6,10 @@
 //!   callconsent retention SPOOL_KEPT_DIR DAYS      what retention would delete now (R7, dry run)
 //!   callconsent draw CALL SECRET_FILE SHARE        replay a selection decision (R5)
 //!   callconsent archive verify FILE.opus AUDIT...  decode an archive, check its length and tags against the audit log
+//!   callconsent listen|export RECORDING --identity FILE --as PERSON --purpose TEXT
+//!                                                  decrypt a recording to a player or an Opus file, logged and bounded (R6, R11)
+//!   callconsent access report                      listens per agent and period against the bounds (R6)
+//!   callconsent subject find|export|erase --number NUMBER   a caller's rights of access and erasure (GDPR Art. 15, 17)
 //!
 //! Exit codes: 0 success, 1 a check failed or a file could not be read, 2 usage error (clap's).
 //! The parsing and the help are clap's; every output line below is a contract (scripts and the
@@ -18,6 +22,9 @@ use callconsent_core::audit::AuditEvent;
 use callconsent_core::config::{self, Defaults};
 use callconsent_core::{describe, draw};
 use callconsent_runtime::audit::{audit_key, verify_files_with, Check};
+
+mod access;
+use access::Where;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -32,9 +39,12 @@ It reads what the module writes and changes nothing (retention is a dry run).
 Default locations:
   audit log      /var/log/asterisk/callconsent/audit.jsonl
                  (rotated daily to audit-YYYY-MM-DD.jsonl beside it)
+  access log     /var/log/asterisk/callconsent/access.jsonl
+                 (every listen, export and caller's request; [access] access_log)
   recordings     /var/spool/asterisk/callconsent/kept
+                 (.opus.age when [general] encrypt_to is set: only an identity opens them)
   selection key  /var/lib/asterisk/callconsent/secret
-  configuration  /etc/asterisk/callconsent.conf";
+  configuration  /etc/asterisk/callconsent.conf (or CALLCONSENT_CONFIG)";
 
 /// The data protection officer's tool for lawful call recording (res_callconsent)
 #[derive(Debug, Parser)]
@@ -59,7 +69,10 @@ enum Command {
     #[command(
         long_about = "Print every audit record concerning one agent, for an employee's request (R8)\n\n\
                       Prints, one per line and unchanged, every audit line whose \"agent\" field is AGENT,\n\
-                      then on stderr \"N record(s) concern AGENT\".",
+                      then on stderr \"N record(s) concern AGENT\". Without FILE, the audit log of the\n\
+                      configuration (rotated files included). When the configuration can be read, also one\n\
+                      JSON line {\"recording\": PATH, ...} per recording of AGENT on disk now, and every line\n\
+                      of the access log about AGENT's calls (each listen, export and refusal).",
         after_help = "Exit codes:\n  0  listed (possibly none)\n  1  a file could not be read\n  2  usage error"
     )]
     Agent(AgentArgs),
@@ -93,6 +106,174 @@ enum Command {
     /// Check that an Opus archive is the recording the audit log describes
     #[command(subcommand, arg_required_else_help = true)]
     Archive(ArchiveCommand),
+    /// Listen to a recording: decrypted to a player, written to the access log, bounded (R6, R11)
+    #[command(
+        long_about = "Listen to a recording: decrypted to a player, written to the access log, bounded (R6, R11)\n\n\
+                      RECORDING is an archive's path or file name (as the audit log's recording_archived line\n\
+                      names it). PERSON must be listed in [access]: the DPO reaches every recording, a coach\n\
+                      their team's, an agent their own. A listen of an agent's calls past\n\
+                      max_listens_per_agent in the listen_period is refused. Every listen, and every refusal,\n\
+                      is a line of the access log (who, which recording, which agent, purpose, when), written\n\
+                      before any audio is released. The Ogg Opus stream goes to --player's input, or to stdout\n\
+                      when it is not a terminal (callconsent listen ... | mpv -); a summary goes to stderr.",
+        after_help = "Exit codes:\n  0  listened\n  1  refused (the reason is on stderr and in the access log), or the recording cannot be opened\n  2  usage error, or no player and stdout is a terminal"
+    )]
+    Listen(ListenArgs),
+    /// Export a recording as the call's Ogg Opus file, written to the access log, bounded (R6, R11)
+    #[command(
+        long_about = "Export a recording as the call's Ogg Opus file, written to the access log, bounded (R6, R11)\n\n\
+                      The same rules as listen (an export counts as a listen); the output is the decrypted Ogg\n\
+                      Opus stream, never a WAV: --out must end in .opus (or be a directory), and is never\n\
+                      overwritten. The file is written 0600.",
+        after_help = "Exit codes:\n  0  exported\n  1  refused, or the recording cannot be opened, or --out exists or is not .opus\n  2  usage error"
+    )]
+    Export(ExportArgs),
+    /// Reports on accesses: listens per agent and period against the bounds (R6)
+    #[command(subcommand, arg_required_else_help = true)]
+    Access(AccessCommand),
+    /// A caller's rights: find, export or erase their recordings by number (GDPR Art. 15, 17, 21)
+    #[command(subcommand, arg_required_else_help = true)]
+    Subject(SubjectCommand),
+}
+
+#[derive(Debug, Args)]
+struct ListenArgs {
+    /// The recording: an archive's path or file name, e.g. cc-1764590000.12.opus.age
+    #[arg(value_name = "RECORDING")]
+    recording: String,
+    /// An age identity file (age-keygen) of one of the encrypt_to recipients
+    #[arg(long, value_name = "FILE")]
+    identity: Option<String>,
+    /// Who listens: a person of [access]
+    #[arg(long = "as", value_name = "PERSON")]
+    person: String,
+    /// Why (written to the access log), e.g. "coaching session 2026-12"
+    #[arg(long, value_name = "TEXT")]
+    purpose: String,
+    /// A command that plays Ogg Opus from its standard input, e.g. "mpv -" or "paplay"
+    #[arg(long, value_name = "CMD")]
+    player: Option<String>,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The recording: an archive's path or file name
+    #[arg(value_name = "RECORDING")]
+    recording: String,
+    /// An age identity file (age-keygen) of one of the encrypt_to recipients
+    #[arg(long, value_name = "FILE")]
+    identity: Option<String>,
+    /// Who exports: a person of [access]
+    #[arg(long = "as", value_name = "PERSON")]
+    person: String,
+    /// Why (written to the access log)
+    #[arg(long, value_name = "TEXT")]
+    purpose: String,
+    /// The Opus file to write (or a directory: the recording's name there); default: the
+    /// recording's name in the current directory
+    #[arg(long, value_name = "FILE.opus")]
+    out: Option<String>,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Debug, Subcommand)]
+enum AccessCommand {
+    /// Listens per agent in a period, against min_listens_per_agent and max_listens_per_agent (R6)
+    #[command(
+        long_about = "Listens per agent in a period, against min_listens_per_agent and max_listens_per_agent (R6)\n\n\
+                      One line per agent (the agents of [access] and those the audit log names): listens and\n\
+                      exports of their calls by others in the period, refusals, and whether the count is\n\
+                      within the bounds, at the maximum, or below the minimum (never coached).",
+        after_help = "Exit codes:\n  0  printed\n  1  the configuration or a log cannot be read\n  2  usage error"
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The period, as the access log's "period" field names it (2026-12-01, 2026-W49, 2026-12,
+    /// 2026-Q4); default: the current one
+    #[arg(long, value_name = "PERIOD")]
+    period: Option<String>,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Debug, Subcommand)]
+enum SubjectCommand {
+    /// Every recording and audit line of a caller, found by the keyed hash of their number (Art. 15)
+    #[command(
+        long_about = "Every recording and audit line of a caller, found by the keyed hash of their number (Art. 15)\n\n\
+                      The number is normalised to E.164 ([general] default_country for national numbers, so\n\
+                      0612345678 and +33612345678 are one caller) and hashed with the installation secret, as\n\
+                      the module does: the logs never hold the number itself. Prints a summary line, one\n\
+                      \"recording ...\" line per kept recording, then \"audit FILE:LINE LINE\" per audit line.",
+        after_help = "Exit codes:\n  0  searched (possibly nothing found)\n  1  the configuration, the secret or a log cannot be read\n  2  usage error"
+    )]
+    Find(SubjectFindArgs),
+    /// Bundle a caller's recordings (Ogg Opus) and the audit lines about them into a new directory (Art. 15)
+    #[command(after_help = "Exit codes:\n  0  exported\n  1  refused (only the DPO serves callers' requests), or a file cannot be read or written\n  2  usage error")]
+    Export(SubjectExportArgs),
+    /// Erase a caller's recordings; each call gets a recording_erased line with the request reference (Art. 17, 21)
+    #[command(
+        long_about = "Erase a caller's recordings; each call gets a recording_erased line with the request reference (Art. 17, 21)\n\n\
+                      Every file of the caller's calls is deleted; the audit lines stay (they hold no number,\n\
+                      only its keyed hash) and the chain goes on, so audit verify still passes. Asks for\n\
+                      confirmation on a terminal unless --yes.",
+        after_help = "Exit codes:\n  0  erased (possibly nothing)\n  1  refused (only the DPO), not confirmed, or a file cannot be deleted\n  2  usage error"
+    )]
+    Erase(SubjectEraseArgs),
+}
+
+#[derive(Debug, Args)]
+struct SubjectFindArgs {
+    /// The caller's number, in any form (0612345678, +33 6 12 34 56 78, 0033612345678)
+    #[arg(long, value_name = "NUMBER")]
+    number: String,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Debug, Args)]
+struct SubjectExportArgs {
+    /// The caller's number, in any form
+    #[arg(long, value_name = "NUMBER")]
+    number: String,
+    /// Who serves the request: the DPO of [access]
+    #[arg(long = "as", value_name = "PERSON")]
+    person: String,
+    /// The request's reference (written to the access log)
+    #[arg(long, value_name = "REF")]
+    request: String,
+    /// An age identity file of one of the encrypt_to recipients
+    #[arg(long, value_name = "FILE")]
+    identity: Option<String>,
+    /// A new directory for the bundle (0700): the recordings as .opus, audit.jsonl, README.txt
+    #[arg(long, value_name = "DIR")]
+    out: String,
+    #[command(flatten)]
+    place: Where,
+}
+
+#[derive(Debug, Args)]
+struct SubjectEraseArgs {
+    /// The caller's number, in any form
+    #[arg(long, value_name = "NUMBER")]
+    number: String,
+    /// Who serves the request: the DPO of [access]
+    #[arg(long = "as", value_name = "PERSON")]
+    person: String,
+    /// The request's reference (on each recording_erased line)
+    #[arg(long, value_name = "REF")]
+    request: String,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    place: Where,
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,9 +310,11 @@ struct AgentArgs {
     /// The agent as the audit log names it (its "agent" field), e.g. PJSIP/anna
     #[arg(value_name = "AGENT")]
     agent: String,
-    /// Audit files to search (rotated files and audit.jsonl)
-    #[arg(value_name = "FILE", required = true)]
+    /// Audit files to search (rotated files and audit.jsonl); default: the configuration's
+    #[arg(value_name = "FILE")]
     files: Vec<String>,
+    #[command(flatten)]
+    place: Where,
 }
 
 #[derive(Debug, Args)]
@@ -189,16 +372,31 @@ struct ArchiveVerifyArgs {
     /// Audit files holding its recording_kept line (rotated files and audit.jsonl)
     #[arg(value_name = "AUDIT", required = true)]
     audits: Vec<String>,
+    /// An age identity file, for an encrypted archive (.opus.age)
+    #[arg(long, value_name = "FILE")]
+    identity: Option<String>,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Audit(AuditCommand::Verify(a)) => audit_verify(&strs(&a.files), a.key.as_deref(), &a.anchor),
-        Command::Agent(a) => agent(&a.agent, &strs(&a.files)),
+        Command::Agent(a) => agent(&a.agent, &strs(&a.files), &a.place),
         Command::Describe(a) => describe(&a.conf, &a.lang),
         Command::Retention(a) => retention(&a.dir, a.days),
         Command::Draw(a) => draw(&a.call, &a.secret, a.share),
-        Command::Archive(ArchiveCommand::Verify(a)) => archive_verify(&a.file, &strs(&a.audits)),
+        Command::Archive(ArchiveCommand::Verify(a)) => archive_verify(&a.file, &strs(&a.audits), a.identity.as_deref()),
+        Command::Listen(a) => access::listen(
+            &a.place,
+            &access::Listen { recording: &a.recording, identity: a.identity.as_deref(), person: &a.person, purpose: &a.purpose, player: a.player.as_deref(), out: None },
+        ),
+        Command::Export(a) => {
+            let out = a.out.clone().unwrap_or_else(|| ".".into());
+            access::listen(&a.place, &access::Listen { recording: &a.recording, identity: a.identity.as_deref(), person: &a.person, purpose: &a.purpose, player: None, out: Some(&out) })
+        }
+        Command::Access(AccessCommand::Report(a)) => access::report(&a.place, a.period.as_deref()),
+        Command::Subject(SubjectCommand::Find(a)) => access::subject_find(&a.place, &a.number),
+        Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, &a.person, &a.request, a.identity.as_deref(), &a.out),
+        Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, &a.person, &a.request, a.yes),
     }
 }
 
@@ -236,9 +434,22 @@ fn audit_verify(files: &[&str], key_file: Option<&str>, anchors: &[String]) -> E
     }
 }
 
-fn agent(agent: &str, files: &[&str]) -> ExitCode {
+fn agent(agent: &str, files: &[&str], place: &Where) -> ExitCode {
     let mut n = 0;
-    for f in files {
+    let from_config: Vec<String> = if files.is_empty() {
+        match access::load_config(&place.config) {
+            Ok(cfg) => callconsent_runtime::access::log_files(&cfg.general.audit_log).iter().map(|p| p.display().to_string()).collect(),
+            Err(e) => {
+                eprintln!("callconsent: {e} (give the audit files, or --config)");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        vec![]
+    };
+    let files: Vec<&str> = if files.is_empty() { strs(&from_config) } else { files.to_vec() };
+    let mut printed = std::collections::HashSet::new();
+    for f in &files {
         let Ok(text) = std::fs::read_to_string(f) else {
             eprintln!("{f}: cannot read");
             return ExitCode::from(1);
@@ -247,11 +458,27 @@ fn agent(agent: &str, files: &[&str]) -> ExitCode {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
             if v["agent"].as_str() == Some(agent) {
                 println!("{line}");
+                printed.insert(line.to_string());
                 n += 1;
             }
         }
     }
     eprintln!("{n} record(s) concern {agent}");
+    // R8: what exists about them now, and who listened.
+    if std::path::Path::new(&place.config).exists() {
+        match access::agent_extra(place, agent) {
+            Ok((lines, present, accesses)) => {
+                for l in lines.iter().filter(|l| !printed.contains(*l)) {
+                    println!("{l}");
+                }
+                eprintln!("{present} recording(s) of {agent} on disk now; {accesses} access line(s) about them");
+            }
+            Err(e) => {
+                eprintln!("callconsent: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -295,8 +522,8 @@ fn draw(call: &str, secret_file: &str, share: u8) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn archive_verify(file: &str, audits: &[&str]) -> ExitCode {
-    match verify_archive(file, audits) {
+fn archive_verify(file: &str, audits: &[&str], identity: Option<&str>) -> ExitCode {
+    match verify_archive(file, audits, identity) {
         Ok(msg) => {
             println!("{msg}");
             ExitCode::SUCCESS
@@ -308,9 +535,14 @@ fn archive_verify(file: &str, audits: &[&str]) -> ExitCode {
     }
 }
 
-fn verify_archive(file: &str, audits: &[&str]) -> Result<String, String> {
-    use callconsent_runtime::archive::read_archive;
-    let a = read_archive(std::path::Path::new(file))?;
+fn verify_archive(file: &str, audits: &[&str], identity: Option<&str>) -> Result<String, String> {
+    use callconsent_runtime::archive;
+    let path = std::path::Path::new(file);
+    let ids = match identity {
+        Some(i) => archive::read_identities(std::path::Path::new(i))?,
+        None => vec![],
+    };
+    let a = archive::read_archive_bytes(&archive::open_bytes(path, &ids)?, file)?;
     let tag = |k: &str| a.tag(k).map(str::to_string).ok_or(format!("no {k} tag"));
     let (call, name, hash) = (tag("CALLCONSENT_CALL")?, tag("CALLCONSENT_FILE")?, tag("CALLCONSENT_AUDIT")?);
     for f in audits {

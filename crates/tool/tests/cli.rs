@@ -55,7 +55,7 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
     let o = run(&["--help"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let text = stdout(&o);
-    for cmd in ["audit", "agent", "describe", "retention", "draw", "archive"] {
+    for cmd in ["audit", "agent", "describe", "retention", "draw", "archive", "listen", "export", "access", "subject"] {
         assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))), "{cmd} missing from:\n{text}");
     }
     for req in ["R5", "R7", "R8", "R14", "R15"] {
@@ -100,7 +100,12 @@ fn usage_errors_exit_2() {
         &["frobnicate"],
         &["audit"],
         &["audit", "verify"],
-        &["agent", "PJSIP/anna"],
+        &["listen", "cc-1.opus.age"],
+        &["listen", "cc-1.opus.age", "--as", "marc"],
+        &["export", "cc-1.opus.age", "--purpose", "x"],
+        &["access"],
+        &["subject", "find"],
+        &["subject", "erase", "--number", "0612345678", "--as", "claire"],
         &["describe", "x.conf", "--lang", "de"],
         &["retention", "/tmp", "ninety"],
         &["draw", "1.1", "secret"],

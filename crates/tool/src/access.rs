@@ -1,0 +1,469 @@
+//! `listen`, `export`, `access report`, `subject find|export|erase` and the recordings part of
+//! `agent` (issue 12): every access decided by the core's rules and written to the access log
+//! before any byte of audio is released, through `callconsent_runtime::access` (the console
+//! goes through the same code).
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::{json, Map, Value};
+
+use callconsent_core::audit::AccessEvent;
+use callconsent_core::config::{self, Config, Defaults};
+use callconsent_core::policy;
+use callconsent_runtime::access::{self, Ask, Recording, Store};
+use callconsent_runtime::archive;
+
+pub const DEFAULT_CONFIG: &str = "/etc/asterisk/callconsent.conf";
+pub const DEFAULT_SECRET: &str = "/var/lib/asterisk/callconsent/secret";
+
+/// The options every command of this module takes.
+#[derive(Debug, clap::Args)]
+pub struct Where {
+    /// The module's configuration ([general] paths, [access] people and bounds)
+    #[arg(long, value_name = "CONF", env = "CALLCONSENT_CONFIG", default_value = DEFAULT_CONFIG)]
+    pub config: String,
+    /// The installation secret: the keyed number hashes, and the keyed MAC of the lines written
+    #[arg(long, value_name = "SECRET_FILE", default_value = DEFAULT_SECRET)]
+    pub secret: String,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("callconsent: {msg}");
+    ExitCode::from(1)
+}
+
+pub fn load_config(path: &str) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
+    let defaults = Defaults { spool_dir: "/var/spool/asterisk/callconsent".into(), audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into() };
+    config::parse(&config::entries_from_text(&text, path), &defaults, &|_| true).map_err(|e| e.to_string())
+}
+
+struct Ctx {
+    cfg: Config,
+    store: Store,
+}
+
+fn open(w: &Where, need_secret: bool) -> Result<Ctx, String> {
+    let cfg = load_config(&w.config)?;
+    let secret = match std::fs::read(&w.secret) {
+        Ok(s) => Some(s),
+        Err(e) if need_secret => return Err(format!("{}: cannot read the installation secret: {e}", w.secret)),
+        Err(_) => None,
+    };
+    let store = Store::new(&cfg, secret);
+    Ok(Ctx { cfg, store })
+}
+
+fn identities(path: &str) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, String> {
+    archive::read_identities(Path::new(path))
+}
+
+fn fingerprints(identity: &str) -> Vec<String> {
+    archive::identity_recipients(Path::new(identity)).iter().map(|r| policy::recipient_fingerprint(r)).collect()
+}
+
+/// The recording named (a path or a file name), as the audit log describes it, and its file on disk.
+fn find(ctx: &Ctx, name: &str) -> Result<(Recording, PathBuf), String> {
+    let lines = ctx.store.audit_lines()?;
+    let recs = access::recordings(&lines);
+    let Some(rec) = recs.into_iter().rev().find(|r| r.names(name)) else {
+        return Err(format!("{name}: no recording_kept line of {} names it", ctx.store.audit_log.display()));
+    };
+    if let Some(by) = &rec.removed_by {
+        return Err(format!("{name}: the recording of call {} is gone ({by})", rec.call));
+    }
+    let given = PathBuf::from(name);
+    let path = if given.is_file() {
+        given
+    } else {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        match rec.present().into_iter().find(|f| f.rsplit('/').next() == Some(base)) {
+            Some(f) => PathBuf::from(f),
+            None => return Err(format!("{name}: not on disk (the audit log names {})", rec.archives.first().or(rec.files.first()).map(String::as_str).unwrap_or("nothing"))),
+        }
+    };
+    Ok((rec, path))
+}
+
+/// Decrypts (in memory) and decodes the archive; its tags must be the audit log's.
+fn open_checked(rec: &Recording, path: &Path, identity: Option<&str>) -> Result<(Vec<u8>, u64), String> {
+    let ids = match identity {
+        Some(i) => identities(i)?,
+        None => vec![],
+    };
+    let bytes = archive::open_bytes(path, &ids)?;
+    let a = archive::read_archive_bytes(&bytes, &path.display().to_string())?;
+    if a.tag("CALLCONSENT_CALL") != Some(rec.call.as_str()) {
+        return Err(format!("{}: its CALLCONSENT_CALL tag is {:?}, the audit log says {}", path.display(), a.tag("CALLCONSENT_CALL"), rec.call));
+    }
+    if let Some(h) = a.tag("CALLCONSENT_AUDIT") {
+        if h != rec.kept_line {
+            return Err(format!("{}: CALLCONSENT_AUDIT is not the hash of the recording_kept line", path.display()));
+        }
+    }
+    Ok((bytes, a.duration_ms))
+}
+
+pub struct Listen<'a> {
+    pub recording: &'a str,
+    pub identity: Option<&'a str>,
+    pub person: &'a str,
+    pub purpose: &'a str,
+    pub player: Option<&'a str>,
+    /// `export`: the Opus file to write.
+    pub out: Option<&'a str>,
+}
+
+/// `listen` (to a player, or to stdout when it is not a terminal) and `export` (to an Opus file).
+pub fn listen(w: &Where, l: &Listen) -> ExitCode {
+    let export = l.out.is_some();
+    if !export && l.player.is_none() && std::io::stdout().is_terminal() {
+        eprintln!("callconsent: give --player CMD (e.g. --player 'mpv -'), or pipe the output into a player");
+        return ExitCode::from(2);
+    }
+    let ctx = match open(w, false) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (rec, path) = match find(&ctx, l.recording) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let out = l.out.map(|o| {
+        let p = PathBuf::from(o);
+        if p.is_dir() {
+            p.join(path.file_name().and_then(|n| n.to_str()).unwrap_or("recording.opus").trim_end_matches(".age"))
+        } else {
+            p
+        }
+    });
+    if let Some(o) = &out {
+        if o.extension().and_then(|e| e.to_str()) != Some("opus") {
+            return fail(format!("{}: export writes the call's Ogg Opus only: name the file .opus", o.display()));
+        }
+        if o.exists() {
+            return fail(format!("{}: exists; not overwritten", o.display()));
+        }
+    }
+    let event = if export { AccessEvent::Export } else { AccessEvent::Listen };
+    let ask = Ask { person: l.person, purpose: l.purpose, event, identity: l.identity.map(fingerprints).unwrap_or_default() };
+    // The rules first (a refusal is logged and nothing is decrypted), then the archive, then the
+    // access line, and only then the audio.
+    let facts = match access::check(&ctx.cfg, &ctx.store, &ask, &rec, &path.display().to_string()) {
+        Ok(f) => f,
+        Err(why) => return fail(format!("refused: {why}")),
+    };
+    let (bytes, duration_ms) = match open_checked(&rec, &path, l.identity) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let mut extra = Map::new();
+    extra.insert("duration_ms".into(), json!(duration_ms));
+    if let Some(o) = &out {
+        extra.insert("out".into(), json!(o.display().to_string()));
+    }
+    let role = facts.1;
+    let line = match ctx.store.log_access(event, merge(facts.0, extra)) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let released = match (&out, l.player) {
+        (Some(o), _) => write_new(o, &bytes),
+        (None, Some(cmd)) => play(cmd, &bytes),
+        (None, None) => std::io::stdout().write_all(&bytes).and_then(|_| std::io::stdout().flush()).map_err(|e| format!("stdout: {e}")),
+    };
+    if let Err(e) = released {
+        return fail(e);
+    }
+    let what = match &out {
+        Some(o) => format!("exported to {}", o.display()),
+        None => "listened".to_string(),
+    };
+    let bound = match (&rec.agent, ctx.cfg.access.max_listens_per_agent) {
+        (Some(a), max) if max > 0 && role != "agent" => {
+            let n = ctx.store.access_lines().map(|lines| access::listens(&ctx.cfg, &lines, a, &access::current_period(&ctx.cfg))).unwrap_or(0);
+            format!("; {n} of {max} listen(s) of {a}'s calls this {}", ctx.cfg.access.listen_period.as_str())
+        }
+        _ => String::new(),
+    };
+    eprintln!(
+        "callconsent: {} {what}: call {}, agent {}, {duration_ms} ms (the audit log says {} ms), by {} ({role}); access line {line}{bound}",
+        path.display(),
+        rec.call,
+        rec.agent.as_deref().unwrap_or("none"),
+        rec.duration_ms,
+        l.person
+    );
+    ExitCode::SUCCESS
+}
+
+fn merge(mut a: Map<String, Value>, b: Map<String, Value>) -> Map<String, Value> {
+    a.extend(b);
+    a
+}
+
+/// Writes a new file (0600, never over another), complete or not at all.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("opus.part");
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
+    let done = f.write_all(bytes).and_then(|_| f.sync_all()).and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    done.map_err(err)
+}
+
+fn play(cmd: &str, bytes: &[u8]) -> Result<(), String> {
+    let mut child = std::process::Command::new("sh").arg("-c").arg(cmd).stdin(std::process::Stdio::piped()).spawn().map_err(|e| format!("player {cmd:?}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A player that quits early closes its input: not an error of ours.
+        let _ = stdin.write_all(bytes);
+    }
+    let status = child.wait().map_err(|e| format!("player {cmd:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("player {cmd:?} exited with {status}"));
+    }
+    Ok(())
+}
+
+/// `access report`: per agent, listens done in a period against the bounds (R6).
+pub fn report(w: &Where, period: Option<&str>) -> ExitCode {
+    let ctx = match open(w, false) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (audit, acc) = match (ctx.store.audit_lines(), ctx.store.access_lines()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let a = &ctx.cfg.access;
+    let key = period.map(str::to_string).unwrap_or_else(|| access::current_period(&ctx.cfg));
+    let mut agents: std::collections::BTreeSet<String> = a.people.iter().flat_map(|p| p.agents.iter().cloned()).collect();
+    agents.extend(access::recordings(&audit).into_iter().filter_map(|r| r.agent));
+    let bound = |n: u64| if n == 0 { "none".to_string() } else { n.to_string() };
+    println!(
+        "listening per agent, {} {key} (min_listens_per_agent {}, max_listens_per_agent {})",
+        a.listen_period.as_str(),
+        bound(a.min_listens_per_agent),
+        bound(a.max_listens_per_agent)
+    );
+    let width = agents.iter().map(String::len).max().unwrap_or(0);
+    for agent in &agents {
+        let n = access::listens(&ctx.cfg, &acc, agent, &key);
+        let refused = acc
+            .iter()
+            .filter(|l| l.value["agent"].as_str() == Some(agent.as_str()) && l.value["event"].as_str().is_some_and(|e| e.ends_with("_refused")))
+            .filter(|l| access::period_of(&ctx.cfg, l.value["ts"].as_str().unwrap_or("")).as_deref() == Some(key.as_str()))
+            .count();
+        let state = if a.max_listens_per_agent > 0 && n >= a.max_listens_per_agent {
+            "at the maximum"
+        } else if n < a.min_listens_per_agent {
+            if n == 0 {
+                "below the minimum (never listened to)"
+            } else {
+                "below the minimum"
+            }
+        } else {
+            "within the bounds"
+        };
+        println!("{agent:width$}  {n} listen(s), {refused} refused  {state}");
+    }
+    eprintln!("{} agent(s)", agents.len());
+    ExitCode::SUCCESS
+}
+
+fn subject_hash(ctx: &Ctx, number: &str) -> Result<(String, String), String> {
+    let secret = ctx.store.secret.as_ref().ok_or("the installation secret is needed to find a caller (--secret FILE)")?;
+    let country = ctx.cfg.general.default_country.as_deref();
+    let normal = policy::normalize_number(number, country);
+    if !normal.chars().any(|c| c.is_ascii_digit()) {
+        return Err(format!("\"{number}\" is not a phone number"));
+    }
+    Ok((normal, policy::number_hash(secret, number, country)))
+}
+
+/// `subject find`: every recording and audit line of a caller (GDPR Art. 15).
+pub fn subject_find(w: &Where, number: &str) -> ExitCode {
+    let ctx = match open(w, true) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (normal, hash) = match subject_hash(&ctx, number) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let lines = match ctx.store.audit_lines() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let calls = access::subject_calls(&lines, &hash);
+    let recs: Vec<Recording> = access::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call)).collect();
+    let present: Vec<&Recording> = recs.iter().filter(|r| !r.present().is_empty()).collect();
+    println!("subject {normal} (number hash {hash}): {} call(s), {} recording(s) on disk", calls.len(), present.len());
+    for r in &recs {
+        let files = r.present();
+        let state = match (&r.removed_by, files.is_empty()) {
+            (_, false) => files.join(" "),
+            (Some(by), true) => format!("gone ({by})"),
+            (None, true) => "gone".to_string(),
+        };
+        println!("recording call {} kept {} {} ms agent {}: {state}", r.call, r.kept_at, r.duration_ms, r.agent.as_deref().unwrap_or("none"));
+    }
+    for l in access::subject_lines(&lines, &calls) {
+        println!("audit {}:{} {}", l.file, l.number, l.text);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `subject export`: the caller's recordings (decrypted, Opus) and the audit lines about them, in
+/// a new directory for the caller (GDPR Art. 15).
+pub fn subject_export(w: &Where, number: &str, person: &str, request: &str, identity: Option<&str>, out: &str) -> ExitCode {
+    let ctx = match open(w, true) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (normal, hash) = match subject_hash(&ctx, number) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, AccessEvent::SubjectExport, request, &hash) {
+        return fail(format!("refused: {why}"));
+    }
+    let lines = match ctx.store.audit_lines() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let calls = access::subject_calls(&lines, &hash);
+    let recs: Vec<Recording> = access::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
+    let dir = PathBuf::from(out);
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            return fail(format!("{out}: cannot create a new directory: {e}"));
+        }
+    }
+    let mut written = vec![];
+    for r in &recs {
+        for f in r.present().iter().filter(|f| f.ends_with(".opus") || f.ends_with(".opus.age")) {
+            let p = PathBuf::from(f);
+            let (bytes, _) = match open_checked(r, &p, identity) {
+                Ok(b) => b,
+                Err(e) => return fail(e),
+            };
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("recording.opus").trim_end_matches(".age").to_string();
+            if let Err(e) = write_new(&dir.join(&name), &bytes) {
+                return fail(e);
+            }
+            written.push(name);
+        }
+    }
+    let audit: String = access::subject_lines(&lines, &calls).iter().map(|l| format!("{}\n", l.text)).collect();
+    let readme = format!(
+        "Your call recordings (request {request})\n\nNumber: {normal}\nCalls found: {}\nRecordings: {}\n\n\
+         Each .opus file is one recording (Ogg Opus: most players read it). audit.jsonl lists every\n\
+         record the call-recording system kept about these calls, one per line; it never holds your\n\
+         number, only a keyed hash of it.\n",
+        calls.len(),
+        written.len()
+    );
+    for (name, text) in [("audit.jsonl", audit), ("README.txt", readme)] {
+        if let Err(e) = write_text(&dir.join(name), &text) {
+            return fail(e);
+        }
+    }
+    let mut f = Map::new();
+    f.insert("person".into(), json!(person));
+    f.insert("role".into(), json!("dpo"));
+    f.insert("request".into(), json!(request));
+    f.insert("number_hash".into(), json!(hash));
+    f.insert("calls".into(), json!(calls));
+    f.insert("recordings".into(), json!(written));
+    f.insert("out".into(), json!(out));
+    if let Some(i) = identity {
+        f.insert("identity".into(), json!(fingerprints(i)));
+    }
+    if let Err(e) = ctx.store.log_access(AccessEvent::SubjectExport, f) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return fail(e);
+    }
+    println!("subject {normal}: {} recording(s) and {} audit line(s) of {} call(s) exported to {out}", written.len(), access::subject_lines(&lines, &calls).len(), calls.len());
+    ExitCode::SUCCESS
+}
+
+fn write_text(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `subject erase`: the caller's recordings deleted, a `recording_erased` line per call in the
+/// audit log with the request reference (GDPR Art. 17, 21).
+pub fn subject_erase(w: &Where, number: &str, person: &str, request: &str, yes: bool) -> ExitCode {
+    let ctx = match open(w, true) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (normal, hash) = match subject_hash(&ctx, number) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, AccessEvent::SubjectErase, request, &hash) {
+        return fail(format!("refused: {why}"));
+    }
+    let lines = match ctx.store.audit_lines() {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    let calls = access::subject_calls(&lines, &hash);
+    let all = access::recordings(&lines);
+    let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
+    if !yes && std::io::stdin().is_terminal() {
+        eprint!("erase {} recording(s) of {} call(s) of {normal} (request {request})? [y/N] ", recs.len(), calls.len());
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("callconsent: nothing erased");
+            return ExitCode::from(1);
+        }
+    }
+    let erased = match access::erase(&ctx.store, &recs, person, request) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    let files: usize = erased.iter().map(|(_, f)| f.len()).sum();
+    let mut f = Map::new();
+    f.insert("person".into(), json!(person));
+    f.insert("role".into(), json!("dpo"));
+    f.insert("request".into(), json!(request));
+    f.insert("number_hash".into(), json!(hash));
+    f.insert("calls".into(), json!(erased.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()));
+    f.insert("files_deleted".into(), json!(files));
+    if let Err(e) = ctx.store.log_access(AccessEvent::SubjectErase, f) {
+        return fail(e);
+    }
+    for (call, files) in &erased {
+        println!("erased call {call}: {}", if files.is_empty() { "no file was left".to_string() } else { files.join(" ") });
+    }
+    println!("subject {normal}: {} recording(s) of {} call(s) erased ({files} file(s)); recording_erased lines in {}", erased.len(), calls.len(), ctx.store.audit_log.display());
+    ExitCode::SUCCESS
+}
+
+/// For `agent`: the agent's recordings on disk now, and every access to them, as JSON lines.
+pub fn agent_extra(w: &Where, agent: &str) -> Result<(Vec<String>, usize, usize), String> {
+    let ctx = open(w, false)?;
+    let lines = ctx.store.audit_lines()?;
+    let mut out = vec![];
+    let mut present = 0;
+    for r in access::recordings(&lines).iter().filter(|r| r.agent.as_deref() == Some(agent)) {
+        for f in r.present() {
+            present += 1;
+            out.push(json!({"recording": f, "call": r.call, "agent": agent, "kept_at": r.kept_at, "duration_ms": r.duration_ms, "encrypted_to": r.encrypted_to}).to_string());
+        }
+    }
+    let mut accesses = 0;
+    for l in ctx.store.access_lines()?.iter().filter(|l| l.value["agent"].as_str() == Some(agent)) {
+        accesses += 1;
+        out.push(l.text.clone());
+    }
+    Ok((out, present, accesses))
+}
