@@ -208,6 +208,9 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
                     "access" => ACCESS_KEYS,
                     _ => PROFILE_KEYS,
                 };
+                if e.category == "access" && PROFILE_KEYS.contains(&name.as_str()) {
+                    return Err(err(name, "[access] names who may reach recordings: no profile may be called access (rename the profile)".into()));
+                }
                 if !allowed.contains(&name.as_str()) {
                     return Err(err(name, format!("unknown key (known keys here: {})", allowed.join(", "))));
                 }

@@ -155,6 +155,7 @@ fn the_access_section_names_people_roles_and_bounds() {
         ("listen_period = year\n", "listen_period: must be day, week, month or quarter"),
         ("min_listens_per_agent = 9\n", "min_listens_per_agent: must not exceed max_listens_per_agent (3)"),
         ("colour = blue\n", "unknown key"),
+        ("notice = callconsent/notice\n", "no profile may be called access"),
     ] {
         let key = bad.split(' ').next().unwrap_or("");
         let base: String = text.lines().filter(|l| !(l.starts_with(key) && (key.starts_with("min_") || key.starts_with("listen_")))).map(|l| format!("{l}\n")).collect();
