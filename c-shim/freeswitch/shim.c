@@ -62,7 +62,7 @@ static void params(void *ctx, switch_xml_t parent, const char *category, const c
 
 int cc_fs_config_read(void *ctx)
 {
-	switch_xml_t xml, cfg, settings, profiles, profile;
+	switch_xml_t xml, cfg, settings, access, profiles, profile;
 	const char *file = "callconsent.conf.xml";
 
 	if (!(xml = switch_xml_open_cfg("callconsent.conf", &cfg, NULL))) {
@@ -70,6 +70,10 @@ int cc_fs_config_read(void *ctx)
 	}
 	if ((settings = switch_xml_child(cfg, "settings"))) {
 		params(ctx, settings, "general", file);
+	}
+	/* <access>: who may reach recordings (read by the DPO's tool; checked here). */
+	if ((access = switch_xml_child(cfg, "access"))) {
+		params(ctx, access, "access", file);
 	}
 	if ((profiles = switch_xml_child(cfg, "profiles"))) {
 		for (profile = switch_xml_child(profiles, "profile"); profile; profile = profile->next) {
