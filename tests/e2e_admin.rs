@@ -167,3 +167,92 @@ fn example_dialplans_load() {
     assert!(!pbx.messages().contains("ERROR[") || !pbx.messages().contains("extensions.conf"), "{}", pbx.logs());
     pbx.assert_alive();
 }
+
+/// What the admin reads on screen: ANSI colours removed, runs of whitespace (Asterisk wraps help
+/// at 74 columns) made one space.
+fn plain(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The keys `crates/core/src/config.rs` accepts in one kind of section (`GENERAL_KEYS`,
+/// `ACCESS_KEYS`, `PROFILE_KEYS`), so the help cannot fall behind the parser.
+fn keys_of(list: &str) -> Vec<String> {
+    let src = std::fs::read_to_string(project_dir().join("crates/core/src/config.rs")).expect("read config.rs");
+    let start = src.find(&format!("const {list}: &[&str] = &[")).unwrap_or_else(|| panic!("{list} is not in config.rs"));
+    let body = &src[start..];
+    let body = &body[body.find("&[").unwrap() + 2..body.find("];").unwrap()];
+    body.split('"').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+#[test]
+fn config_show_help_documents_callconsent_conf() {
+    let mut pbx = Pbx::builder("cfghelp").file("callconsent.conf", &consent_conf(&profile("desk", 20, ""))).start();
+    assert!(pbx.rx("module show like res_callconsent").contains("res_callconsent.so"), "the module is loaded");
+    // Asterisk builds this help from the configInfo of doc/res_callconsent-en_US.xml at startup.
+    let modules = pbx.rx("config show help");
+    assert!(modules.lines().any(|l| l.trim() == "res_callconsent"), "res_callconsent is not among the modules with configuration help:\n{modules}");
+    let objects = pbx.rx("config show help res_callconsent");
+    let listed = plain(&objects);
+    assert!(listed.contains("Configuration option types for res_callconsent:"), "{objects}");
+    for (object, synopsis) in [
+        ("general", "The [general] section: where files go, retention, archives."),
+        ("access", "The [access] section: who may reach recordings, how often."),
+        ("profile", "Any other section: a profile, named as in CallConsent(profile)."),
+    ] {
+        assert!(listed.contains(&format!("{object} -- {synopsis}")), "callconsent.conf's object {object} is not listed:\n{objects}");
+    }
+    // Each object lists every key the parser accepts there.
+    for (object, list) in [("general", "GENERAL_KEYS"), ("access", "ACCESS_KEYS"), ("profile", "PROFILE_KEYS")] {
+        let out = pbx.rx(&format!("config show help res_callconsent {object}"));
+        let names: Vec<String> = plain(&out).split(" -- ").map(|s| s.rsplit(' ').next().unwrap_or("").to_string()).collect();
+        for key in keys_of(list) {
+            assert!(names.contains(&key), "[{object}] {key} is accepted by config.rs but not documented:\n{out}");
+        }
+    }
+    let profile = plain(&pbx.rx("config show help res_callconsent profile"));
+    assert!(profile.contains("The section name is the profile's name"), "{profile}");
+
+    // The new keys, in the detail the admin gets for one option.
+    let encrypt_to = pbx.rx("config show help res_callconsent general encrypt_to");
+    let text = plain(&encrypt_to);
+    assert!(text.starts_with("-= Info about Config Option 'res_callconsent:general:encrypt_to' =-"), "{encrypt_to}");
+    assert!(text.contains("[Synopsis] Encrypt kept archives to these age X25519 recipients (age1...)."), "the synopsis of encrypt_to:\n{encrypt_to}");
+    assert!(text.contains("[Syntax] encrypt_to = [String] (Default: ) (Regex: False)"), "{encrypt_to}");
+    for fact in ["NAME.opus.age", "the PBX holds no identity", "archive = opus", "new files get the new list, files already kept keep theirs", "(R11)"] {
+        assert!(text.contains(fact), "encrypt_to's help does not say {fact:?}:\n{encrypt_to}");
+    }
+    let country = plain(&pbx.rx("config show help res_callconsent general default_country"));
+    assert!(country.contains("ISO 3166") && country.contains("E.164") && country.contains("+33612345678"), "{country}");
+    let max = pbx.rx("config show help res_callconsent access max_listens_per_agent");
+    let text = plain(&max);
+    assert!(text.starts_with("-= Info about Config Option 'res_callconsent:access:max_listens_per_agent' =-"), "{max}");
+    assert!(text.contains("[Synopsis] Most listens of one agent's calls per period (0: no maximum)."), "the synopsis of max_listens_per_agent:\n{max}");
+    assert!(text.contains("max_listens_per_agent = [Unsigned Integer] (Default: 0)"), "{max}");
+    assert!(text.contains("by anyone but the agent") && text.contains("(R6"), "{max}");
+    let coach = plain(&pbx.rx("config show help res_callconsent access coach"));
+    assert!(coach.contains("coach = NAME: AGENT[, AGENT...]") && coach.contains("PJSIP/anna"), "{coach}");
+    let cap = plain(&pbx.rx("config show help res_callconsent profile cap_period"));
+    assert!(cap.contains("(Default: week)") && cap.contains("quarter"), "{cap}");
+    let listen = plain(&pbx.rx("config show help res_callconsent access listen_period"));
+    assert!(listen.contains("(Default: month)") && listen.contains("quarter"), "{listen}");
+    // A key the file does not have is not invented.
+    let none = plain(&pbx.rx("config show help res_callconsent general no_such_key"));
+    assert!(none.contains("No option no_such_key found for res_callconsent:general"), "{none}");
+    pbx.assert_alive();
+}
