@@ -1,6 +1,8 @@
 //! Issue 5's benchmark (run by `scripts/bench.sh archive`): the same 200 one-minute recordings
 //! (8 kHz 16-bit mono speech, as MixMonitor writes them) encoded by callconsent's encoder and by
-//! `opusenc` from Debian's opus-tools at 16 kb/s, one after the other on one core, in one run.
+//! `opusenc` from Debian's opus-tools at 16 kb/s, one after the other on one core, in one run;
+//! then (issue 12) callconsent's encoder without and with encryption to two age recipients,
+//! alternated over three rounds each, in the same run: the cost of encryption as a ratio.
 #[path = "../tests/harness/mod.rs"]
 mod harness;
 
@@ -55,5 +57,35 @@ fn main() {
     println!("callconsent: {cc_secs:.1} s, {:.0}x real time, {:.1} KiB/min, {:.1}x smaller than WAV", minutes * 60.0 / cc_secs, cc_bytes as f64 / minutes / 1024.0, wav_bytes as f64 / cc_bytes as f64);
     println!("opusenc:     {oe_secs:.1} s, {:.0}x real time, {:.1} KiB/min, {:.1}x smaller than WAV", minutes * 60.0 / oe_secs, oe_bytes as f64 / minutes / 1024.0, wav_bytes as f64 / oe_bytes as f64);
     println!("wall time ratio callconsent/opusenc: {:.2}", cc_secs / oe_secs);
+
+    // Encryption at rest: plain and encrypted rounds alternate so drift hits both alike.
+    let recipients: Vec<String> = (0..2).map(|_| age::x25519::Identity::generate().to_public().to_string()).collect();
+    std::fs::create_dir_all(dir.join("age")).unwrap();
+    let round = |encrypt: bool| -> (f64, u64) {
+        let t = Instant::now();
+        let mut bytes = 0;
+        for i in 0..FILES {
+            let (out, rcp) = if encrypt { (dir.join(format!("age/{i:03}.opus.age")), &recipients[..]) } else { (dir.join(format!("cc/{i:03}.opus")), &[][..]) };
+            bytes += callconsent_runtime::archive::encode(&dir.join(format!("in/{i:03}.wav")), &out, &[("CALLCONSENT_CALL".into(), format!("bench.{i}"))], 16000, rcp).expect("encode").opus_bytes;
+        }
+        (t.elapsed().as_secs_f64(), bytes)
+    };
+    let (mut plain, mut enc) = (vec![], vec![]);
+    let mut enc_bytes = 0;
+    for _ in 0..3 {
+        plain.push(round(false).0);
+        let (secs, bytes) = round(true);
+        enc.push(secs);
+        enc_bytes = bytes;
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (p, e) = (median(&mut plain), median(&mut enc));
+    println!("== encryption at rest: the same {FILES} recordings, plain and encrypted to 2 age recipients, 3 alternated rounds each ==");
+    println!("plain:     {p:.2} s (median), {:.0}x real time", minutes * 60.0 / p);
+    println!("encrypted: {e:.2} s (median), {:.0}x real time, {:.1} KiB/min ({} bytes more per file)", minutes * 60.0 / e, enc_bytes as f64 / minutes / 1024.0, enc_bytes.saturating_sub(cc_bytes) / FILES as u64);
+    println!("encryption cost: {:+.1} % (wall time ratio encrypted/plain {:.3})", (e / p - 1.0) * 100.0, e / p);
     let _ = std::fs::remove_dir_all(&dir);
 }
