@@ -126,6 +126,48 @@ fn a_selected_call_is_recorded_from_the_bridge_and_kept() {
     assert!(out.status.success() && lines >= 2, "callconsent agent {agent}: {lines} lines\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Encryption at rest on FreeSWITCH (issue 12, the same runtime as Asterisk's): the kept call is
+/// archived to `.opus.age` for the DPO's age recipient, nothing else is left in the spool, and the
+/// DPO's identity opens it to the length the audit log says; the number's hash is on the lines.
+#[test]
+fn a_kept_call_is_archived_encrypted_to_the_dpo() {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let xml = conf("").replace(
+        "    <param name=\"archive\" value=\"wav\"/>\n",
+        &format!("    <param name=\"archive\" value=\"opus\"/>\n    <param name=\"encrypt_to\" value=\"{recipient}\"/>\n    <param name=\"default_country\" value=\"FR\"/>\n"),
+    );
+    let fs = Fs::builder("fs-encrypted").conf_xml(&xml).dialplan(INBOUND).start();
+    // The caller calls from 0612345678 (the From of the INVITE).
+    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 2000 }]));
+    let mut phone = fs.agent_phone(&rtp_pcap(&[Part::Silence { ms: 6000 }]));
+    fs.sipp_ok(&caller_scenario(5000).replace("sip:sipp@", "sip:0612345678@"), &["-s", "in"]);
+    let _ = phone.wait(Duration::from_secs(10));
+    fs.wait_idle(Duration::from_secs(15));
+    fs.wait_event("call_settled", 1, Duration::from_secs(15));
+    let audit = fs.audit();
+    let archived = fs.wait_event("recording_archived", 1, Duration::from_secs(20));
+    let kept = audit.iter().find(|v| v["event"] == "recording_kept").unwrap_or_else(|| panic!("no recording_kept:\n{}", dump(&audit)));
+    assert_eq!(kept["encrypted_to"], serde_json::json!([callconsent_core::policy::recipient_fingerprint(&recipient)]), "{kept}");
+    let secret = std::fs::read(fs.path("db/callconsent/secret")).expect("the installation secret");
+    let hash = callconsent_core::policy::number_hash(&secret, "+33612345678", None);
+    assert_eq!(kept["number_hash"].as_str(), Some(hash.as_str()), "the keyed hash of the E.164 number: {kept}");
+    let files = fs.spool_files();
+    let file = PathBuf::from(archived[0]["file"].as_str().unwrap());
+    assert_eq!(files, vec![file.clone()], "only the encrypted archive is left");
+    assert!(file.to_string_lossy().ends_with(".opus.age"));
+    assert!(callconsent_runtime::archive::is_encrypted(&file));
+    let key = fs.path("dpo.key");
+    std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let bytes = callconsent_runtime::archive::open_bytes(&file, &callconsent_runtime::archive::read_identities(&key).unwrap()).expect("the DPO's identity opens it");
+    let a = callconsent_runtime::archive::read_archive_bytes(&bytes, "archive").unwrap();
+    let expected = kept["duration_ms"].as_u64().unwrap();
+    assert!(expected > 2000 && a.duration_ms.abs_diff(expected) <= 50, "decoded {} ms, the audit log says {expected} ms", a.duration_ms);
+    assert_eq!(a.tag("CALLCONSENT_NUMBER_HASH"), kept["number_hash"].as_str());
+    assert!(!fs.logs().contains("encrypt_to is not set"));
+}
+
 /// The caller presses 9 in the middle of the call: the recording stops and every file of the
 /// call is gone; nothing is kept.
 #[test]
