@@ -181,9 +181,24 @@ fn kept_calls_are_encrypted_listened_within_bounds_and_erased_on_request() {
     assert!(v.status.success(), "{}", out(&v));
     let v = dpo_tool(&["audit", "verify", pbx.path("log/callconsent/access.jsonl").to_str().unwrap(), "--key", secret.to_str().unwrap()]);
     assert!(v.status.success(), "{}", out(&v));
-    // The module goes on writing after the tool's lines: the chain still holds.
+    // Rotation: a reload with a new recipient; the next call is encrypted to it alone, and the
+    // module goes on writing after the tool's lines: the chain still holds.
+    assert!(pbx.rx("callconsent show status").contains(&format!("age, 1 recipient(s): {fp}")));
+    let new = age::x25519::Identity::generate();
+    std::fs::write(dpo.host.join("new.key"), format!("{}\n", new.to_string().expose_secret())).unwrap();
+    let conf = std::fs::read_to_string(pbx.path("etc/callconsent.conf")).unwrap().replace(&dpo.recipient, &new.to_public().to_string());
+    std::fs::write(pbx.path("etc/callconsent.conf"), conf).unwrap();
+    pbx.rx("module reload res_callconsent.so");
+    pbx.wait_log("the rotation", Duration::from_secs(5), |l| l.contains("new archives are encrypted to 1 recipient(s)"));
     pbx.originate("Local/national@test", "dev@test");
-    pbx.wait_event("recording_archived", 3, Duration::from_secs(40));
+    let archived = pbx.wait_event("recording_archived", 3, Duration::from_secs(40));
+    let third = pbx.host_path(archived[2]["file"].as_str().unwrap());
+    assert_eq!(archived[2]["encrypted_to"], serde_json::json!([callconsent_core::policy::recipient_fingerprint(&new.to_public().to_string())]));
+    let verify = |key: &str| dpo_tool(&["archive", "verify", third.to_str().unwrap(), pbx.audit_path().to_str().unwrap(), "--identity", dpo.host.join(key).to_str().unwrap()]);
+    let o = verify("dpo.key");
+    assert!(o.status.code() == Some(1) && out(&o).contains("cannot decrypt"), "the old identity cannot open a new file: {}", out(&o));
+    let o = verify("new.key");
+    assert!(o.status.success() && out(&o).contains("tags match the audit log"), "{}", out(&o));
     let v = dpo_tool(&["audit", "verify", pbx.audit_path().to_str().unwrap(), "--key", secret.to_str().unwrap()]);
     assert!(v.status.success(), "{}", out(&v));
     pbx.assert_alive();

@@ -68,6 +68,14 @@ pub fn status(rt: &Runtime) -> Vec<String> {
         format!("Chain head:     {}", if a.head.is_empty() { "-" } else { &a.head }),
         format!("Key id:         {}", rt.key_id()),
         format!("Recordings:     {}", cfg.general.spool_dir.display()),
+        format!(
+            "Encryption:     {}",
+            if cfg.general.encrypt_to.is_empty() {
+                "off: kept recordings are readable in the spool (R11: set encrypt_to)".to_string()
+            } else {
+                format!("age, {} recipient(s): {}", cfg.general.encrypt_to.len(), cfg.general.encrypt_to.iter().map(|r| callconsent_core::policy::recipient_fingerprint(r)).collect::<Vec<_>>().join(", "))
+            }
+        ),
         format!("Live calls:     {}", rt.calls().all().len()),
         format!("Profiles:       {}", cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ")),
     ]
