@@ -46,10 +46,14 @@ pub enum AuditEvent {
     LogRepaired,
     /// A caller's recordings deleted at their request (GDPR Art. 17), with its reference.
     RecordingErased,
+    /// A secure card entry began: the recorder is muted, the caller's keys are the card's.
+    SecureEntryStarted,
+    /// It ended (end key, maximum digits, timeout, hangup): how many digits, never a digit.
+    SecureEntryEnded,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 28] = [
+    pub const ALL: [AuditEvent; 30] = [
         AuditEvent::Selected,
         AuditEvent::NotSelected,
         AuditEvent::Exempt,
@@ -78,6 +82,8 @@ impl AuditEvent {
         AuditEvent::AuditCheckpoint,
         AuditEvent::LogRepaired,
         AuditEvent::RecordingErased,
+        AuditEvent::SecureEntryStarted,
+        AuditEvent::SecureEntryEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -110,6 +116,8 @@ impl AuditEvent {
             AuditEvent::AuditCheckpoint => "audit_checkpoint",
             AuditEvent::LogRepaired => "log_repaired",
             AuditEvent::RecordingErased => "recording_erased",
+            AuditEvent::SecureEntryStarted => "secure_entry_started",
+            AuditEvent::SecureEntryEnded => "secure_entry_ended",
         }
     }
 

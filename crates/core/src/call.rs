@@ -13,6 +13,7 @@ use crate::config::Profile;
 use crate::draw::{self, Draw};
 use crate::policy::{self, CapPeriod};
 use crate::pace::Pacer;
+use crate::secure::{EndReason, SecretDigits};
 use crate::timing::{self, Retry};
 
 /// Which party a DTMF frame comes from, seen from the caller's channel.
@@ -35,6 +36,8 @@ pub enum Command {
     Pause,
     Resume,
     Delete,
+    /// Start a secure card entry (issue 16).
+    Secure,
 }
 
 impl Command {
@@ -43,6 +46,7 @@ impl Command {
             "pause" => Some(Command::Pause),
             "resume" => Some(Command::Resume),
             "delete" => Some(Command::Delete),
+            "secure" => Some(Command::Secure),
             _ => None,
         }
     }
@@ -140,6 +144,9 @@ pub enum Action {
     ToneToAgent(String),
     /// Digits held back as a possible code that turned out not to be one: pass them on, in order.
     SendToCaller(String),
+    /// A secure entry ended: hand the digits to the payment side (the profile's `secure_gosub` on
+    /// the caller's channel, where `CALLCONSENT(secure_digits)` returns them once).
+    SecureDigits(SecretDigits),
     SetStatus(Status),
     /// An audit line about this call (stamped with time, call and channel by the runtime).
     Audit { event: AuditEvent, facts: Map<String, Value> },
@@ -180,7 +187,7 @@ pub enum OnFull {
 impl Action {
     pub fn queue(&self) -> Queue {
         match self {
-            Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) => Queue::Signals,
+            Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) | Action::SecureDigits(_) => Queue::Signals,
             _ => Queue::Recorder,
         }
     }
@@ -197,6 +204,8 @@ impl Action {
             // Not finding the agent leaves the call unrecorded (armed) or muted (a transfer).
             Action::FindAgent => OnFull::Drop,
             Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) => OnFull::Drop,
+            // The digits are dropped (wiped), never kept waiting: the payment is asked again.
+            Action::SecureDigits(_) => OnFull::Drop,
             Action::Play { .. } | Action::Watch | Action::Mute | Action::Unmute | Action::SetStatus(_) | Action::Audit { .. } | Action::Notify => OnFull::Drop,
         }
     }
@@ -213,7 +222,8 @@ impl Action {
             | Action::DeleteLate { .. }
             | Action::PlayToCaller(_)
             | Action::ToneToAgent(_)
-            | Action::SendToCaller(_) => Lane::Deferred,
+            | Action::SendToCaller(_)
+            | Action::SecureDigits(_) => Lane::Deferred,
         }
     }
 
@@ -317,6 +327,19 @@ pub struct Call {
     /// The keyed hash of the customer's number (normalised), on the call's first line: how a
     /// caller's request finds their calls without the log holding the number.
     number_hash: Option<String>,
+    /// The host watches the call's keys and bridges (armed, or kept watched for secure entry).
+    watched: bool,
+    /// A secure card entry in progress (issue 16).
+    secure: Option<Secure>,
+}
+
+/// A secure card entry in progress.
+#[derive(Debug, Clone)]
+struct Secure {
+    since_ms: u64,
+    digits: SecretDigits,
+    /// The entry muted the recorder (and opened a span of the pause tags): it unmutes at the end.
+    muted: bool,
 }
 
 
@@ -361,6 +384,8 @@ impl Call {
             actor: None,
             transfer_check: None,
             number_hash: None,
+            watched: false,
+            secure: None,
         }
     }
 
@@ -382,10 +407,21 @@ impl Call {
     }
     /// Whether the host must feed `Tick`s (a pause may auto-resume, or digits are held).
     pub fn wants_ticks(&self) -> bool {
-        (self.paused() && self.profile.pause_max_seconds > 0) || !self.held.is_empty()
+        (self.paused() && self.profile.pause_max_seconds > 0) || !self.held.is_empty() || self.secure.is_some()
+    }
+    /// Whether a secure card entry runs (the caller's keys are the card's).
+    pub fn in_secure_entry(&self) -> bool {
+        self.secure.is_some()
+    }
+    /// Secure card entry is available on this call: the profile names its gosub, and the call is
+    /// watched.
+    fn secure_available(&self) -> bool {
+        self.profile.secure_gosub.is_some() && self.watched && self.phase != Phase::Ended
     }
     pub fn state_name(&self) -> &'static str {
-        if self.phase == Phase::Recording && self.paused() {
+        if self.secure.is_some() {
+            "secure_entry"
+        } else if self.phase == Phase::Recording && self.paused() {
             "paused"
         } else {
             self.phase.as_str()
@@ -398,6 +434,9 @@ impl Call {
         let verdict = match ev {
             Event::Start => {
                 self.start(&mut out);
+                if self.phase == Phase::NotRecording {
+                    self.watch_for_secure_entry(&mut out);
+                }
                 Verdict::Pass
             }
             Event::PromptDone(o) => {
@@ -420,6 +459,11 @@ impl Call {
                     self.phase = Phase::Recording;
                     out.push(self.audit(AuditEvent::RecordingStarted, json!({ "file": file, "agent": self.agent })));
                     self.file = Some(file);
+                    if self.secure.as_ref().is_some_and(|s| !s.muted) {
+                        // A card is being keyed: nothing of it reaches the new recording.
+                        out.push(Action::Mute);
+                        self.open_secure_span(now_ms);
+                    }
                     // R8: the agent hears that this call is recorded.
                     if let Some(t) = &self.profile.start_tone {
                         out.push(Action::ToneToAgent(t.clone()));
@@ -439,6 +483,7 @@ impl Call {
             }
             Event::Dtmf { dir, press, digit, len_ms, now_ms } => {
                 self.expire_held(now_ms, &mut out);
+                self.secure_timeout(now_ms, &mut out);
                 match dir {
                     Dir::Caller => self.caller_key(press, digit, len_ms, now_ms, &mut out),
                     Dir::Agent => self.agent_key(press, digit, now_ms, &mut out),
@@ -446,6 +491,7 @@ impl Call {
             }
             Event::Tick { now_ms } => {
                 self.expire_held(now_ms, &mut out);
+                self.secure_timeout(now_ms, &mut out);
                 self.auto_resume(now_ms, &mut out);
                 Verdict::Pass
             }
@@ -464,8 +510,9 @@ impl Call {
                     }
                     self.join_muted = true;
                 }
-                // Only a call that may still start, stop or confirm something needs its agent.
-                if matches!(self.phase, Phase::Armed | Phase::Recording) || (self.phase == Phase::OptedOut && self.confirm_at_bridge) {
+                // Only a call that may still start, stop or confirm something needs its agent (and
+                // one where the agent may start a secure entry: who did is audited).
+                if matches!(self.phase, Phase::Armed | Phase::Recording) || (self.phase == Phase::OptedOut && self.confirm_at_bridge) || self.secure_available() {
                     out.push(Action::FindAgent);
                 }
                 Verdict::Pass
@@ -617,11 +664,13 @@ impl Call {
                 if self.draw.selected {
                     // R13: the recorder starts when an agent is bridged, after the agent-side checks.
                     self.phase = Phase::Armed;
+                    self.watched = true;
                     out.push(Action::Watch);
                     out.push(Action::SetStatus(Status::Recording));
                 } else {
                     self.phase = Phase::NotRecording;
                     out.push(Action::SetStatus(Status::NotSelected));
+                    self.watch_for_secure_entry(out);
                 }
             }
             PromptOutcome::Missing => {
@@ -635,6 +684,17 @@ impl Call {
     }
 
     fn caller_key(&mut self, press: Press, digit: char, len_ms: u32, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
+        if self.secure.is_some() {
+            return self.secure_key(press, digit, now_ms, out);
+        }
+        // The END of a key whose BEGIN was swallowed is swallowed too (the key that ended a
+        // secure entry, or the opt-out key): the agent never gets half a key.
+        if press == Press::End {
+            if let Some(i) = self.swallowing.iter().position(|s| *s == (Dir::Caller, digit)) {
+                self.swallowing.remove(i);
+                return Verdict::Drop;
+            }
+        }
         let paced = |c: &mut Call| if c.caller_pace.admit(press, digit, len_ms, now_ms) { Verdict::Pass } else { Verdict::Drop };
         if digit != self.profile.optout_key {
             return paced(self);
@@ -688,9 +748,21 @@ impl Call {
         }
     }
 
-    fn codes(&self) -> [(&str, Command); 3] {
+    /// The agent's codes that count now: the recording's controls while recording, the secure
+    /// entry's code wherever it is available; none during an entry (the agent's keys pass).
+    fn codes(&self) -> Vec<(&str, Command)> {
         let p = &self.profile;
-        [(&p.pause_code, Command::Pause), (&p.resume_code, Command::Resume), (&p.delete_code, Command::Delete)]
+        let mut v = vec![];
+        if self.secure.is_some() {
+            return v;
+        }
+        if self.phase == Phase::Recording {
+            v.extend([(p.pause_code.as_str(), Command::Pause), (p.resume_code.as_str(), Command::Resume), (p.delete_code.as_str(), Command::Delete)]);
+        }
+        if self.secure_available() {
+            v.push((p.secure_code.as_str(), Command::Secure));
+        }
+        v
     }
 
     fn agent_key(&mut self, press: Press, digit: char, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
@@ -700,7 +772,7 @@ impl Call {
                 return Verdict::Drop;
             }
         }
-        if !matches!(self.phase, Phase::Recording) {
+        if self.codes().is_empty() {
             return Verdict::Pass;
         }
         // A key press is acted on at its first frame: BEGIN, or END when no BEGIN came.
@@ -741,7 +813,15 @@ impl Call {
     }
 
     fn command(&mut self, cmd: Command, source: Source, now_ms: u64, out: &mut Vec<Action>) {
+        if cmd == Command::Secure {
+            self.secure_start(source, now_ms, out);
+            return;
+        }
         if self.phase != Phase::Recording {
+            return;
+        }
+        // During a secure entry the recorder stays muted: a pause or resume waits for its end.
+        if self.secure.is_some() && matches!(cmd, Command::Pause | Command::Resume) {
             return;
         }
         match cmd {
@@ -766,7 +846,7 @@ impl Call {
                     out.push(Action::ToneToAgent(t.clone()));
                 }
             }
-            _ => {}
+            Command::Secure | Command::Pause | Command::Resume => {}
         }
     }
 
@@ -847,6 +927,8 @@ impl Call {
                 out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
             }
             Phase::Recording => self.transferred_to(agent, out),
+            // Not recorded: the agent is known for a secure entry's audit lines.
+            Phase::NotRecording | Phase::Stopped | Phase::OptedOut | Phase::Deleted | Phase::Starting => self.agent = Some(agent),
             _ => {}
         }
     }
@@ -855,7 +937,7 @@ impl Call {
     /// whoever takes the call hears that it is recorded, and whether it is paused (R8).
     fn transferred_to(&mut self, agent: String, out: &mut Vec<Action>) {
         self.agent = Some(agent);
-        if std::mem::take(&mut self.join_muted) && !self.paused() {
+        if std::mem::take(&mut self.join_muted) && !self.paused() && self.secure.is_none() {
             out.push(Action::Unmute);
         }
         if let Some(t) = &self.profile.start_tone {
@@ -885,9 +967,115 @@ impl Call {
         out.push(Action::Notify);
     }
 
+    /// A call not recorded stays watched when the profile offers secure card entry: the agent
+    /// may start one on any call (recorded or not).
+    fn watch_for_secure_entry(&mut self, out: &mut Vec<Action>) {
+        if self.profile.secure_gosub.is_some() && !self.watched {
+            self.watched = true;
+            out.push(Action::Watch);
+        }
+    }
+
+    fn open_secure_span(&mut self, now_ms: u64) {
+        if let Some(s) = self.secure.as_mut() {
+            s.muted = true;
+            self.pauses += 1;
+            self.spans.push((now_ms.saturating_sub(self.recording_since_ms), None));
+        }
+    }
+
+    /// The agent's code or a desktop control: the recorder is muted in this frame (a span of the
+    /// pause tags), the agent hears the start tone, the caller's keys are the card's from now on.
+    fn secure_start(&mut self, source: Source, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.secure_available() || self.secure.is_some() {
+            return;
+        }
+        self.held.clear();
+        self.secure = Some(Secure { since_ms: now_ms, digits: SecretDigits::new(), muted: false });
+        // Muted unless it already is (a pause, a transfer being checked): then it stays muted.
+        if self.phase == Phase::Recording && !self.paused() && !self.join_muted {
+            out.push(Action::Mute);
+            self.open_secure_span(now_ms);
+        }
+        out.push(self.audit(AuditEvent::SecureEntryStarted, json!({ "by": By::Agent.as_str(), "source": source.as_str(), "agent": self.agent, "actor": self.actor })));
+        if let Some(t) = &self.profile.secure_start_tone {
+            out.push(Action::ToneToAgent(t.clone()));
+        }
+        out.push(Action::Notify);
+    }
+
+    /// A caller's key during an entry: a card digit (the opt-out key too), the end key, or
+    /// nothing; never passed on (the agent hears the mask tone instead).
+    fn secure_key(&mut self, press: Press, digit: char, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
+        // A key is acted on at its first frame: BEGIN, or END when no BEGIN came.
+        if press == Press::End {
+            if let Some(i) = self.swallowing.iter().position(|s| *s == (Dir::Caller, digit)) {
+                self.swallowing.remove(i);
+                return Verdict::Drop;
+            }
+        } else {
+            self.swallowing.push((Dir::Caller, digit));
+        }
+        let (end_key, max) = (self.profile.secure_end_key, self.profile.secure_max_digits as usize);
+        if digit == end_key {
+            self.secure_end(EndReason::EndKey, now_ms, out);
+        } else if digit.is_ascii_digit() {
+            let full = match self.secure.as_mut() {
+                Some(s) => {
+                    s.digits.push(digit);
+                    s.digits.len() >= max
+                }
+                None => false,
+            };
+            if let Some(t) = &self.profile.secure_mask_tone {
+                out.push(Action::ToneToAgent(t.clone()));
+            }
+            if full {
+                self.secure_end(EndReason::MaxDigits, now_ms, out);
+            }
+        }
+        Verdict::Drop
+    }
+
+    fn secure_timeout(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        if self.secure.as_ref().is_some_and(|s| now_ms.saturating_sub(s.since_ms) >= self.profile.secure_timeout_ms) {
+            self.secure_end(EndReason::Timeout, now_ms, out);
+        }
+    }
+
+    /// The entry ends: the recorder is unmuted (unless something else holds it muted), the agent
+    /// hears the end tone, the audit line counts the digits, and the digits go to the payment
+    /// gosub (not after a hangup: then they are dropped). `now_ms` is u64::MAX at a hangup.
+    fn secure_end(&mut self, reason: EndReason, now_ms: u64, out: &mut Vec<Action>) {
+        let Some(entry) = self.secure.take() else { return };
+        let duration_ms = (now_ms != u64::MAX).then(|| now_ms.saturating_sub(entry.since_ms));
+        if entry.muted {
+            if let (Some(last), Some(_)) = (self.spans.last_mut(), duration_ms) {
+                last.1 = Some(now_ms.saturating_sub(self.recording_since_ms));
+            }
+            if self.phase == Phase::Recording && !self.paused() && !self.join_muted {
+                out.push(Action::Unmute);
+            }
+        }
+        out.push(self.audit(
+            AuditEvent::SecureEntryEnded,
+            json!({ "reason": reason.as_str(), "digits": entry.digits.len(), "duration_ms": duration_ms, "agent": self.agent }),
+        ));
+        if reason != EndReason::Hangup {
+            if let Some(t) = &self.profile.secure_end_tone {
+                out.push(Action::ToneToAgent(t.clone()));
+            }
+            out.push(Action::SecureDigits(entry.digits));
+        }
+        out.push(Action::Notify);
+    }
+
     /// The call ended: `call_ended` first (so it precedes whatever the deferred work writes),
     /// then the recording is kept, or a refused one's files are looked for again.
     fn hangup(&mut self, out: &mut Vec<Action>) {
+        if self.secure.is_some() && self.phase != Phase::Ended {
+            self.secure_end(EndReason::Hangup, u64::MAX, out);
+        }
         let mut work = Vec::new();
         let status = match self.phase {
             Phase::Ended => return,

@@ -147,6 +147,19 @@ pub struct Profile {
     /// R6: recordings per agent and period (0: no cap).
     pub max_per_agent: u64,
     pub cap_period: CapPeriod,
+    /// Secure card entry (PCI DSS), available when `secure_gosub` is set: the agent's code.
+    pub secure_code: String,
+    /// The caller's key that ends the entry (never part of the digits).
+    pub secure_end_key: char,
+    pub secure_max_digits: u64,
+    pub secure_timeout_ms: u64,
+    /// What the agent hears for each key the caller types (never the DTMF itself).
+    pub secure_mask_tone: Option<String>,
+    pub secure_start_tone: Option<String>,
+    pub secure_end_tone: Option<String>,
+    /// `context,exten,priority` run on the caller's channel when an entry ends, where
+    /// `CALLCONSENT(secure_digits)` returns the digits once. None: no secure entry.
+    pub secure_gosub: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +185,8 @@ const PROFILE_KEYS: &[&str] = &[
     "legal_basis", "record_legs", "pause_code", "resume_code", "delete_code", "code_timeout_ms",
     "pause_max_seconds", "start_tone", "optout_tone", "pause_tone", "resume_tone", "delete_tone",
     "warn_tone", "never_record", "private_prefix", "max_per_agent", "cap_period",
+    "secure_code", "secure_end_key", "secure_max_digits", "secure_timeout_ms", "secure_mask_tone",
+    "secure_start_tone", "secure_end_tone", "secure_gosub",
 ];
 
 pub fn is_dtmf(c: char) -> bool {
@@ -487,7 +502,8 @@ impl Reader<'_> {
         let pause_code = self.code("pause_code", "*1")?;
         let resume_code = self.code("resume_code", "*2")?;
         let delete_code = self.code("delete_code", "*3")?;
-        let codes = [("pause_code", &pause_code), ("resume_code", &resume_code), ("delete_code", &delete_code)];
+        let secure_code = self.code("secure_code", "*4")?;
+        let codes = [("pause_code", &pause_code), ("resume_code", &resume_code), ("delete_code", &delete_code), ("secure_code", &secure_code)];
         for (i, (ka, a)) in codes.iter().enumerate() {
             for (kb, b) in codes.iter().skip(i + 1) {
                 if a.starts_with(b.as_str()) || b.starts_with(a.as_str()) {
@@ -495,6 +511,21 @@ impl Reader<'_> {
                 }
             }
         }
+        let secure_end_key = self.digit("secure_end_key", '#')?;
+        if secure_end_key.is_ascii_digit() {
+            return Err(self.err("secure_end_key", format!("must not be a digit: card digits are 0-9, got \"{secure_end_key}\"")));
+        }
+        let secure_gosub = match self.opt("secure_gosub").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => {
+                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+                let ok = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.')));
+                if !ok {
+                    return Err(self.err("secure_gosub", format!("must be context,exten,priority (letters, digits, _ - + .), got \"{v}\"")));
+                }
+                Some(parts.join(","))
+            }
+        };
         Ok(Profile {
             name: name.to_string(),
             notice: self.sound("notice", sound_exists)?,
@@ -534,6 +565,14 @@ impl Reader<'_> {
                 None => CapPeriod::Week,
                 Some(p) => CapPeriod::parse(p).ok_or_else(|| self.err("cap_period", format!("must be day, week, month or quarter, got \"{p}\"")))?,
             },
+            secure_code,
+            secure_end_key,
+            secure_max_digits: self.number("secure_max_digits", 19, 1, 32, " (card digits; 19 is the longest card number)")?,
+            secure_timeout_ms: self.number("secure_timeout_ms", 60000, 1000, 600_000, "")?,
+            secure_mask_tone: self.tone("secure_mask_tone", "800/60")?,
+            secure_start_tone: self.tone("secure_start_tone", "600/100,900/100")?,
+            secure_end_tone: self.tone("secure_end_tone", "900/100,600/100")?,
+            secure_gosub,
         })
     }
 }

@@ -10,4 +10,5 @@ pub mod describe;
 pub mod draw;
 pub mod pace;
 pub mod policy;
+pub mod secure;
 pub mod timing;

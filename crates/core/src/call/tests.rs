@@ -37,6 +37,14 @@ fn profile(share: u8, pause_max: u64) -> Arc<Profile> {
         private_prefix: Some("8".into()),
         max_per_agent: 0,
         cap_period: CapPeriod::Week,
+        secure_code: "*4".into(),
+        secure_end_key: '#',
+        secure_max_digits: 19,
+        secure_timeout_ms: 60000,
+        secure_mask_tone: Some("800/60".into()),
+        secure_start_tone: Some("600/100".into()),
+        secure_end_tone: Some("900/100".into()),
+        secure_gosub: None,
     })
 }
 
@@ -651,4 +659,174 @@ fn a_flood_of_caller_keys_cannot_hold_back_the_opt_out() {
     let (_, a) = c.on(Event::Hangup);
     let ended = a.iter().find_map(|x| match x { Action::Audit { event: AuditEvent::CallEnded, facts } => Some(facts.clone()), _ => None }).expect("call_ended");
     assert!(ended["keys_dropped"].as_u64().is_some_and(|n| n > 2000), "{ended:?}");
+}
+
+// ---- secure card entry (issue 16) ----
+
+fn secure_profile(share: u8) -> Arc<Profile> {
+    let mut p = (*profile(share, 0)).clone();
+    p.secure_gosub = Some("pay,s,1".into());
+    p.secure_max_digits = 19;
+    Arc::new(p)
+}
+
+fn key(c: &mut Call, dir: Dir, k: char, now_ms: u64) -> (Verdict, Vec<Action>) {
+    let (v1, mut a) = c.on(Event::Dtmf { dir, press: Press::Begin, digit: k, len_ms: 0, now_ms });
+    let (v2, a2) = c.on(Event::Dtmf { dir, press: Press::End, digit: k, len_ms: 100, now_ms: now_ms + 100 });
+    a.extend(a2);
+    assert_eq!(v1, v2, "BEGIN and END of {k} meet the same verdict");
+    (v1, a)
+}
+
+fn recording_secure_call(share: u8) -> Call {
+    let mut c = Call::new(secure_profile(share), K, "1763800000.7", "0299000000", "");
+    c.on(Event::Start);
+    c.on(Event::PromptDone(PromptOutcome::Completed));
+    c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+    c.on(Event::RecorderStarted { file: "/spool/cc-1.wav".into(), now_ms: 1000 });
+    c
+}
+
+fn secure_digits(a: &[Action]) -> Option<String> {
+    a.iter().find_map(|x| if let Action::SecureDigits(d) = x { Some(d.expose().to_string()) } else { None })
+}
+
+#[test]
+fn a_secure_entry_mutes_masks_and_hands_the_digits_over_once() {
+    let mut c = recording_secure_call(100);
+    // The agent's *4: muted in that frame, the start tone, the audit line.
+    let (v, _) = key(&mut c, Dir::Agent, '*', 2000);
+    assert_eq!(v, Verdict::Drop);
+    let (v, a) = key(&mut c, Dir::Agent, '4', 2200);
+    assert_eq!(v, Verdict::Drop, "the code is never heard by the caller");
+    assert_eq!(a.first(), Some(&Action::Mute));
+    assert!(events(&a).contains(&"secure_entry_started"));
+    assert!(a.contains(&Action::ToneToAgent("600/100".into())));
+    assert!(c.in_secure_entry() && c.wants_ticks());
+    assert_eq!(c.state_name(), "secure_entry");
+    // 16 digits, the opt-out key among them: each swallowed, a mask tone each, no opt-out.
+    let card = "4111119111111111";
+    let mut t = 3000;
+    for d in card.chars() {
+        let (v, a) = key(&mut c, Dir::Caller, d, t);
+        assert_eq!(v, Verdict::Drop, "{d} reaches the agent");
+        assert_eq!(a.iter().filter(|x| **x == Action::ToneToAgent("800/60".into())).count(), 1, "{d}: {a:?}");
+        assert!(!events(&a).contains(&"opt_out"), "the opt-out key is a card digit during an entry");
+        assert!(!a.iter().any(|x| matches!(x, Action::StopAndDelete { .. } | Action::Unmute | Action::SendToCaller(_))));
+        t += 300;
+    }
+    // The agent's keys pass during an entry (no code counts, the pause code neither).
+    assert_eq!(key(&mut c, Dir::Agent, '*', t).0, Verdict::Pass);
+    let (v, a) = key(&mut c, Dir::Caller, '#', t + 300);
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(a.first(), Some(&Action::Unmute));
+    let ended = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    assert_eq!((ended["reason"].as_str(), ended["digits"].as_u64()), (Some("end_key"), Some(16)));
+    assert!(!serde_json::Value::Object(ended).to_string().contains("4111"), "no digit in the audit line");
+    assert_eq!(secure_digits(&a).as_deref(), Some(card));
+    assert!(!format!("{a:?}").contains("4111"), "no digit in a debug print of the actions");
+    // The opt-out key is the caller's again.
+    let (_, a) = key(&mut c, Dir::Caller, '9', t + 2000);
+    assert!(events(&a).contains(&"opt_out"));
+}
+
+#[test]
+fn the_entry_is_a_span_of_the_pause_tags_and_ends_at_the_maximum_or_the_timeout() {
+    let mut c = recording_secure_call(100);
+    c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: "AMI Channel: PJSIP/anna".into(), now_ms: 3000 });
+    assert!(c.in_secure_entry());
+    let mut last = vec![];
+    for (i, d) in "1234567890123456789".chars().enumerate() {
+        last = key(&mut c, Dir::Caller, d, 4000 + i as u64 * 200).1;
+    }
+    let ended = events(&last);
+    assert!(ended.contains(&"secure_entry_ended") && !c.in_secure_entry(), "ends at secure_max_digits");
+    assert_eq!(secure_digits(&last).map(|d| d.len()), Some(19));
+    let (_, a) = c.on(Event::Hangup);
+    let keep = a.iter().find_map(|x| if let Action::Keep { pauses, spans } = x { Some((*pauses, spans.clone())) } else { None }).unwrap();
+    assert_eq!(keep.0, 1);
+    assert!(keep.1.starts_with("2000-"), "{keep:?}");
+    // The timeout: ticks end it and unmute.
+    let mut c = recording_secure_call(100);
+    c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: String::new(), now_ms: 3000 });
+    key(&mut c, Dir::Caller, '9', 4000);
+    let (_, a) = c.on(Event::Tick { now_ms: 3000 + 59_999 });
+    assert!(a.is_empty() && c.in_secure_entry());
+    let (_, a) = c.on(Event::Tick { now_ms: 3000 + 60_000 });
+    assert_eq!(a.first(), Some(&Action::Unmute));
+    assert_eq!(secure_digits(&a).as_deref(), Some("9"));
+    let ended = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    assert_eq!(ended["reason"], "timeout");
+}
+
+#[test]
+fn a_secure_entry_works_on_an_unrecorded_call_and_a_hangup_drops_the_digits() {
+    // Not selected: watched anyway when the profile offers secure entry.
+    let mut c = Call::new(secure_profile(0), K, "1763800000.7", "0299000000", "");
+    c.on(Event::Start);
+    let (_, a) = c.on(Event::PromptDone(PromptOutcome::Completed));
+    assert!(a.contains(&Action::Watch), "{a:?}");
+    let (_, a) = c.on(Event::JoinedBridge);
+    assert!(a.contains(&Action::FindAgent));
+    c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+    key(&mut c, Dir::Agent, '*', 100);
+    let (_, a) = key(&mut c, Dir::Agent, '4', 300);
+    assert!(!a.contains(&Action::Mute), "nothing to mute");
+    let started = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryStarted, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    assert_eq!(started["agent"], "PJSIP/anna");
+    assert_eq!(key(&mut c, Dir::Caller, '5', 500).0, Verdict::Drop);
+    let (_, a) = c.on(Event::Hangup);
+    assert!(secure_digits(&a).is_none(), "no gosub after a hangup");
+    let ended = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    assert_eq!((ended["reason"].as_str(), ended["digits"].as_u64()), (Some("hangup"), Some(1)));
+    // Without secure_gosub nothing changes: unselected calls are not watched, *4 is no code.
+    let mut c = in_state("not_recording");
+    assert_eq!(key(&mut c, Dir::Agent, '*', 0).0, Verdict::Pass);
+    let mut c = in_state("recording");
+    key(&mut c, Dir::Agent, '*', 0);
+    let (_, a) = key(&mut c, Dir::Agent, '4', 200);
+    assert_eq!(a, vec![Action::SendToCaller("*4".into())], "released as plain digits");
+}
+
+#[test]
+fn a_pause_or_a_transfer_never_unmutes_an_entry() {
+    let mut c = recording_secure_call(100);
+    c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: String::new(), now_ms: 2000 });
+    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 2100 });
+    assert!(a.is_empty(), "{a:?}");
+    c.on(Event::JoinedBridge);
+    let (_, a) = c.on(Event::Bridged { agent: "PJSIP/bob".into() });
+    assert!(!a.contains(&Action::Unmute), "the new agent is cleared, the card entry goes on muted: {a:?}");
+    let (_, a) = key(&mut c, Dir::Caller, '#', 3000);
+    assert!(a.contains(&Action::Unmute));
+}
+
+proptest! {
+    /// Whatever the keys and controls, no Unmute happens while an entry runs, and no digit keyed
+    /// during an entry reaches the agent.
+    #[test]
+    fn nothing_unmutes_or_leaks_during_an_entry(ops in proptest::collection::vec((0u8..6, 0usize..16), 1..80)) {
+        let mut c = recording_secure_call(100);
+        let mut now = 2000;
+        for (op, k) in ops {
+            now += 150;
+            let digit = KEYS.chars().nth(k).unwrap_or('1');
+            let was_secure = c.in_secure_entry();
+            let (v, a) = match op {
+                0 => key(&mut c, Dir::Caller, digit, now),
+                1 => key(&mut c, Dir::Agent, digit, now),
+                2 => c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: String::new(), now_ms: now }),
+                3 => c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: now }),
+                4 => c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: now }),
+                _ => c.on(Event::Tick { now_ms: now }),
+            };
+            if was_secure && c.in_secure_entry() {
+                prop_assert!(!a.contains(&Action::Unmute), "unmuted during an entry: {a:?}");
+            }
+            if was_secure && op == 0 {
+                prop_assert_eq!(v, Verdict::Drop);
+                prop_assert!(!a.iter().any(|x| matches!(x, Action::SendToCaller(_))));
+            }
+        }
+    }
 }
