@@ -84,6 +84,9 @@ macro_rules! call_channel {
             fn play_to_caller(&self, sound: &str) -> bool {
                 self.chan().play_to_self(sound) == 0
             }
+            fn run_gosub(&self, target: &str) -> bool {
+                self.chan().run_gosub(target) == 0
+            }
             fn tone_to_agent(&self, tones: &str) -> bool {
                 self.chan().tones_to_peer(tones) == 0
             }

@@ -87,6 +87,7 @@ fn control_request(c: c_int) -> Option<ControlRequest> {
         x if x == sys::cc_control_CC_CONTROL_RESUME as c_int => Some(ControlRequest::Command(Command::Resume)),
         x if x == sys::cc_control_CC_CONTROL_DELETE as c_int => Some(ControlRequest::Command(Command::Delete)),
         x if x == sys::cc_control_CC_CONTROL_STATUS as c_int => Some(ControlRequest::Status),
+        x if x == sys::cc_control_CC_CONTROL_SECURE as c_int => Some(ControlRequest::Command(Command::Secure)),
         _ => None,
     }
 }
@@ -218,7 +219,7 @@ entry! {
         }
         let name = target.unwrap_or_else(|| chan.name());
         let result = ControlRequest::parse(&action)
-            .ok_or_else(|| format!("unknown action {action} (pause, resume, delete, status)"))
+            .ok_or_else(|| format!("unknown action {action} (pause, resume, delete, secure, status)"))
             .and_then(|r| control(&name, r, Source::Dialplan, &chan.name()));
         match result {
             Ok(_) => chan.setvar("CALLCONSENT_CONTROL", "OK"),
@@ -255,6 +256,18 @@ entry! {
         let out = Writer::new(out, ctx);
         let Some(rt) = runtime() else { return -1 };
         let Some((slot, _)) = find_call(&rt, &chan.uniqueid()) else { return 0 };
+        if field.trim().eq_ignore_ascii_case("secure_digits") {
+            // Once: the read takes them (wiped when `digits` drops). Only on the caller's own
+            // channel, where the payment gosub runs; never logged here.
+            if slot.uniqueid == chan.uniqueid() {
+                if let Some(digits) = slot.take_secure_digits() {
+                    out.line(digits.expose());
+                }
+            } else {
+                log::warn!("callconsent: CALLCONSENT(secure_digits) read on {}, not the caller's channel: refused", chan.name());
+            }
+            return 0;
+        }
         match show::field(&slot, &field) {
             Ok(v) => {
                 out.line(&v);

@@ -110,6 +110,12 @@ impl<'a> Chan<'a> {
         // SAFETY: live channel; queued, never blocks.
         unsafe { sys::cc_play_to_self(self.ptr(), f.as_ptr()) }
     }
+    /// Queues `Gosub(target)` to the channel's bridge thread (`context,exten,priority`).
+    pub fn run_gosub(self, target: &str) -> i32 {
+        let t = cstring(target);
+        // SAFETY: live channel; queued to its bridge channel, never blocks.
+        unsafe { sys::cc_run_gosub(self.ptr(), t.as_ptr()) }
+    }
     pub fn tones_to_peer(self, tones: &str) -> i32 {
         let t = cstring(tones);
         // SAFETY: live channel; queued, never blocks.

@@ -287,6 +287,23 @@ int cc_play_to_self(cc_chan *c, const char *file)
 	return res;
 }
 
+int cc_run_gosub(cc_chan *c, const char *target)
+{
+	struct ast_bridge_channel *bc;
+	int res;
+
+	ast_channel_lock(chan_of(c));
+	bc = ast_channel_get_bridge_channel(chan_of(c));
+	ast_channel_unlock(chan_of(c));
+	if (!bc) {
+		return -1;
+	}
+	/* The bridge channel's thread runs it (ast_bridge_channel_run_app: Gosub is ast_app_exec_sub). */
+	res = ast_bridge_channel_queue_app(bc, "Gosub", target, NULL);
+	ao2_ref(bc, -1);
+	return res;
+}
+
 /* Sum of the durations of a tone list such as "950/200,0/100,950/200". */
 static int tones_ms(const char *spec)
 {
@@ -399,6 +416,7 @@ static int ami_pause(struct mansession *s, const struct message *m) { return ami
 static int ami_resume(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_RESUME); }
 static int ami_delete(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_DELETE); }
 static int ami_status(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_STATUS); }
+static int ami_secure(struct mansession *s, const struct message *m) { return ami_control(s, m, CC_CONTROL_SECURE); }
 
 /* ---------------- CLI ---------------- */
 
@@ -535,6 +553,7 @@ static int unload_module(void)
 	ast_manager_unregister("CallConsentResume");
 	ast_manager_unregister("CallConsentDelete");
 	ast_manager_unregister("CallConsentStatus");
+	ast_manager_unregister("CallConsentSecureEntry");
 	ast_unregister_application(app_control);
 	ast_unregister_application(app_consent);
 	cc_rs_unload();
@@ -552,6 +571,7 @@ static int load_module(void)
 		|| ast_manager_register_xml("CallConsentResume", EVENT_FLAG_CALL, ami_resume)
 		|| ast_manager_register_xml("CallConsentDelete", EVENT_FLAG_CALL, ami_delete)
 		|| ast_manager_register_xml("CallConsentStatus", EVENT_FLAG_CALL | EVENT_FLAG_REPORTING, ami_status)
+		|| ast_manager_register_xml("CallConsentSecureEntry", EVENT_FLAG_CALL, ami_secure)
 		|| ast_custom_function_register(&callconsent_function)
 		|| ast_cli_register_multiple(cli_entries, ARRAY_LEN(cli_entries))) {
 		unload_module();

@@ -24,7 +24,7 @@ enum cc_answer { CC_PASS = 0, CC_DROP = 1 };
 enum cc_stream_result { CC_STREAM_DONE = 0, CC_STREAM_HANGUP = -1, CC_STREAM_MISSING = -2 };
 
 /* What a control asks for (AMI actions, CallConsentControl()). */
-enum cc_control { CC_CONTROL_PAUSE = 0, CC_CONTROL_RESUME = 1, CC_CONTROL_DELETE = 2, CC_CONTROL_STATUS = 3 };
+enum cc_control { CC_CONTROL_PAUSE = 0, CC_CONTROL_RESUME = 1, CC_CONTROL_DELETE = 2, CC_CONTROL_STATUS = 3, CC_CONTROL_SECURE = 4 };
 /* Where a control comes from. */
 enum cc_source { CC_SOURCE_AMI = 0, CC_SOURCE_DIALPLAN = 1 };
 /* What the CLI shows. */
@@ -113,6 +113,9 @@ cc_chan *cc_chan_local_peer(cc_chan *chan);
  * cc_tones_to_peer: a tone (Asterisk tone syntax, e.g. "950/200") to the bridged peer of chan.
  * Both return -1 when the channel is not in a bridge. */
 int cc_play_to_self(cc_chan *chan, const char *file);
+/* cc_run_gosub: Gosub(target) ("context,exten,priority") queued to this channel's bridge
+ * channel, run on its own thread while it stays bridged. 0, or -1 when it is not bridged. */
+int cc_run_gosub(cc_chan *chan, const char *target);
 int cc_tones_to_peer(cc_chan *chan, const char *tones);
 /* Sends DTMF digits to a channel from a worker thread (not the channel's own thread). */
 int cc_send_digits_external(cc_chan *chan, const char *digits);

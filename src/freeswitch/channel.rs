@@ -69,6 +69,11 @@ impl CallChannel for FsChannel {
             log::debug!("callconsent: the recording {id} was already stopped");
         }
     }
+    fn run_gosub(&self, target: &str) -> bool {
+        // Asterisk's Gosub has no FreeSWITCH twin here yet: the entry ends, the digits are dropped.
+        log::warn!("callconsent: secure_gosub {target}: secure card entry hands digits over on Asterisk only (not yet on FreeSWITCH)");
+        false
+    }
     fn play_to_caller(&self, sound: &str) -> bool {
         !by_uuid::partner_uuid(&self.uuid).is_empty() && by_uuid::broadcast(&self.uuid, sound) == 0
     }

@@ -29,7 +29,7 @@ pub const MODULES: &[&str] = &[
     "res_pjsip_sdp_rtp.so", "res_pjsip_endpoint_identifier_ip.so", "res_pjsip_endpoint_identifier_user.so",
     "res_pjproject.so", "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
     "res_pjsip_caller_id.so", "res_pjsip_dtmf_info.so", "res_pjsip_logger.so", "res_timing_timerfd.so",
-    "res_musiconhold.so", "res_features.so", "func_callerid.so", "res_pjsip_refer.so", "res_clioriginate.so", "func_global.so",
+    "res_musiconhold.so", "res_features.so", "func_callerid.so", "func_sha1.so", "res_pjsip_refer.so", "res_clioriginate.so", "func_global.so",
 ];
 
 
@@ -78,7 +78,7 @@ pub struct PbxBuilder {
 
 impl PbxBuilder {
     /// A file under the instance's etc/ ("{D}" in the text is replaced by the instance directory,
-    /// as seen from inside the chroot).
+    /// as seen from inside the chroot; "{SIP_PORT}" and "{AGENT_PORT}" by the instance's ports).
     pub fn file(mut self, name: &str, text: &str) -> Self {
         self.files.push((name.into(), text.into()));
         self
@@ -119,7 +119,8 @@ impl PbxBuilder {
         let rtp_base = 20000 + (std::process::id() % 200) * 100 + (n % 20) * 20;
         let data = if self.installed { "/usr/share/asterisk".to_string() } else { format!("{cdir}/data") };
         let w = |name: &str, text: &str| {
-            fs::write(dir.join("etc").join(name), text.replace("{DATA}", &data).replace("{D}", &cdir)).expect("write a config file");
+            let text = text.replace("{DATA}", &data).replace("{D}", &cdir).replace("{SIP_PORT}", &sip_port.to_string()).replace("{AGENT_PORT}", &agent_port.to_string());
+            fs::write(dir.join("etc").join(name), text).expect("write a config file");
         };
         // The data directory: the stock one, with this build's documentation beside the core's.
         let stock = root.join("usr/share/asterisk");
@@ -757,8 +758,13 @@ impl Pbx {
     /// As `agent_phone`, with another UAS scenario of tests/sipp/ (e.g. an outbound call's callee
     /// who hangs up by itself); it plays `pcap` as {D}/sounds/agent.pcap.
     pub fn uas_phone(&self, scenario: &str, pcap: &[u8]) -> Sipp {
-        fs::write(self.path("sounds/agent.pcap"), pcap).expect("write the phone's capture");
         let text = fs::read_to_string(project_dir().join("tests/sipp").join(scenario)).expect("read the UAS scenario");
+        self.uas_phone_text(scenario, &text, pcap)
+    }
+
+    /// As `uas_phone`, with the scenario's text (named `scenario` in the instance's sounds/).
+    pub fn uas_phone_text(&self, scenario: &str, text: &str, pcap: &[u8]) -> Sipp {
+        fs::write(self.path("sounds/agent.pcap"), pcap).expect("write the phone's capture");
         fs::write(self.path("sounds").join(scenario), text.replace("{D}", &self.cdir)).expect("write the UAS scenario");
         let media = (32000 + (std::process::id() % 500) * 8 + 4).to_string();
         let log = fs::File::create(self.path("log/sipp-agent.log")).expect("create the sipp log");

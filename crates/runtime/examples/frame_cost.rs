@@ -41,6 +41,9 @@ impl CallChannel for Chan {
     fn play_to_caller(&self, _: &str) -> bool {
         true
     }
+    fn run_gosub(&self, _: &str) -> bool {
+        true
+    }
     fn tone_to_agent(&self, _: &str) -> bool {
         true
     }

@@ -38,6 +38,9 @@ pub struct Slot {
     pub number_hash: String,
     files: Mutex<Vec<PathBuf>>,
     recorder_id: Mutex<String>,
+    /// A secure entry's card digits until `CALLCONSENT(secure_digits)` reads them (once); wiped
+    /// when read, replaced, or dropped with the call.
+    secure_digits: Mutex<Option<callconsent_core::secure::SecretDigits>>,
     started: Instant,
     /// Effects of this call not done yet, plus dispatches under way (see `effects`).
     pub(crate) pending: AtomicU32,
@@ -62,6 +65,7 @@ impl Slot {
             notice,
             files: Mutex::new(Vec::new()),
             recorder_id: Mutex::new(String::new()),
+            secure_digits: Mutex::new(None),
             started: Instant::now(),
             pending: AtomicU32::new(0),
             settled: AtomicBool::new(false),
@@ -74,6 +78,13 @@ impl Slot {
     pub(crate) fn set_recorder(&self, files: Vec<PathBuf>, id: String) {
         *lock(&self.files) = files;
         *lock(&self.recorder_id) = id;
+    }
+    pub(crate) fn set_secure_digits(&self, digits: callconsent_core::secure::SecretDigits) {
+        *lock(&self.secure_digits) = Some(digits);
+    }
+    /// The card digits of the last secure entry, once: a second read finds none.
+    pub fn take_secure_digits(&self) -> Option<callconsent_core::secure::SecretDigits> {
+        lock(&self.secure_digits).take()
     }
     pub fn recorder_id(&self) -> String {
         lock(&self.recorder_id).clone()

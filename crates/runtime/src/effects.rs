@@ -158,7 +158,8 @@ impl Executor {
                 | Action::DeleteLate { .. }
                 | Action::PlayToCaller(_)
                 | Action::ToneToAgent(_)
-                | Action::SendToCaller(_)) => {
+                | Action::SendToCaller(_)
+                | Action::SecureDigits(_)) => {
                     let queue_of = deferred.queue();
                     let on_full = deferred.on_full_queue();
                     slot.busy();
@@ -313,6 +314,17 @@ impl Executor {
             Action::SendToCaller(digits) => {
                 if !chan.is_some_and(|c| c.send_to_caller(digits)) {
                     log::warn!("callconsent: could not pass digits on to the caller");
+                }
+                Answer::Done
+            }
+            Action::SecureDigits(digits) => {
+                // The digits wait in the slot for CALLCONSENT(secure_digits), read once by the
+                // payment gosub; they are wiped when read, or with the call.
+                let Some(gosub) = slot.with_call(|c| c.profile().secure_gosub.clone()) else { return Answer::Done };
+                slot.set_secure_digits(digits.clone());
+                if !chan.is_some_and(|c| c.run_gosub(&gosub)) {
+                    drop(slot.take_secure_digits());
+                    log::warn!("callconsent: {}: the payment gosub {gosub} could not be run on the caller's channel (not in a bridge?); the card digits were dropped", slot.channel);
                 }
                 Answer::Done
             }

@@ -52,6 +52,9 @@ pub trait CallChannel {
     fn tone_to_agent(&self, tones: &str) -> bool;
     /// Passes digits on to the caller (digits held back as a possible code that was not one).
     fn send_to_caller(&self, digits: &str) -> bool;
+    /// Runs a dialplan subroutine (`context,exten,priority`) on the caller's channel while it is
+    /// bridged (queued to the channel's own thread); false when it cannot.
+    fn run_gosub(&self, target: &str) -> bool;
     /// The channel the caller is bridged with (the agent), if any.
     fn bridge_peer(&self) -> Option<String>;
     /// A reference the worker may hold after this callback returns.

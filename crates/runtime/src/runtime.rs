@@ -65,6 +65,7 @@ impl ControlRequest {
             ControlRequest::Command(Command::Pause) => "pause",
             ControlRequest::Command(Command::Resume) => "resume",
             ControlRequest::Command(Command::Delete) => "delete",
+            ControlRequest::Command(Command::Secure) => "secure",
             ControlRequest::Status => "status",
         }
     }
@@ -121,7 +122,7 @@ impl Runtime {
         }
         if g.encrypt_to.is_empty() {
             log::warn!(
-                "callconsent: [general] encrypt_to is not set: kept recordings are plain Ogg Opus that anyone reading the spool can play (R11: give the DPO's age recipient so the PBX cannot read them)"
+                "callconsent: [general] encrypt_to is not set: kept recordings are not encrypted, anyone who can read the spool can play them (R11: give the DPO's age recipient so the PBX cannot read them)"
             );
         } else {
             log::info!("callconsent: kept recordings are encrypted to {} recipient(s): {}", g.encrypt_to.len(), fingerprints(&g.encrypt_to));
@@ -244,7 +245,12 @@ impl Runtime {
                 self.exec.dispatch_from_host(slot, caller, actions);
                 let what = request.as_str();
                 let state = slot.with_call(|c| c.state_name());
-                out.push(("Message", if acted { format!("{what} done") } else { format!("nothing to {what}: the recording is {state}") }));
+                let message = match (acted, cmd) {
+                    (true, _) => format!("{what} done"),
+                    (false, Command::Secure) => format!("no secure entry started: the profile \"{}\" has no secure_gosub, or one already runs (state {state})", slot.profile),
+                    (false, _) => format!("nothing to {what}: the recording is {state}"),
+                };
+                out.push(("Message", message));
             }
         }
         out.extend(slot.status_fields());

@@ -93,6 +93,6 @@ pub fn field(slot: &Arc<Slot>, name: &str) -> Result<String, String> {
         "profile" => Ok(slot.profile.clone()),
         "paused" => Ok(if slot.with_call(|c| c.paused()) { "1" } else { "0" }.to_string()),
         "file" => Ok(slot.with_call(|c| c.file().unwrap_or("").to_string())),
-        other => Err(format!("CALLCONSENT({other}): unknown field (state, profile, paused, file)")),
+        other => Err(format!("CALLCONSENT({other}): unknown field (state, profile, paused, file, secure_digits)")),
     }
 }

@@ -80,6 +80,10 @@ impl CallChannel for Fake {
         self.note(&format!("play_to_caller {sound}"));
         true
     }
+    fn run_gosub(&self, target: &str) -> bool {
+        self.note(&format!("gosub {target}"));
+        true
+    }
     fn tone_to_agent(&self, tones: &str) -> bool {
         self.note(&format!("tone {tones}"));
         true
