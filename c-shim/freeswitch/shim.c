@@ -409,7 +409,7 @@ SWITCH_STANDARD_API(callconsent_api)
 	return SWITCH_STATUS_SUCCESS;
 }
 
-#define CC_API_SYNTAX "pause|resume|delete|status <uuid> | show calls|profiles|status | reload"
+#define CC_API_SYNTAX "pause|resume|delete|secure|status <uuid> | show calls|profiles|status | reload"
 
 switch_status_t cc_fs_module_load(switch_loadable_module_interface_t **module_interface, switch_memory_pool_t *pool);
 switch_status_t cc_fs_module_shutdown(void);

@@ -78,7 +78,7 @@ fn find_call(rt: &Runtime, uuid: &str) -> Option<Arc<Slot>> {
     })
 }
 
-const USAGE: &str = "usage: callconsent pause|resume|delete|status <uuid> | show calls|profiles|status | reload";
+const USAGE: &str = "usage: callconsent pause|resume|delete|secure|status <uuid> | show calls|profiles|status | reload";
 
 /// The `callconsent` API command: its output lines, or the error line.
 fn api(cmd: &str) -> Result<Vec<String>, String> {
