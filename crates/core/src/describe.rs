@@ -57,6 +57,9 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
             if !never.is_empty() {
                 out.push_str(&format!(" Jamais enregistrés : {}.", never.join(", ")));
             }
+            if p.secure_gosub.is_some() {
+                out.push_str(&format!(" Paiement par carte : après le code {} du conseiller, les chiffres tapés par l'appelant ne sont ni enregistrés, ni entendus du conseiller, ni écrits dans aucun journal ; ils ne vont qu'au système de paiement.", p.secure_code));
+            }
         } else {
             out.push_str(&format!("Profile \"{}\": {} % of calls", p.name, p.record_share));
             if let Some(lb) = &p.legal_basis {
@@ -81,6 +84,9 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
             }
             if !never.is_empty() {
                 out.push_str(&format!(" Never recorded: {}.", never.join(", ")));
+            }
+            if p.secure_gosub.is_some() {
+                out.push_str(&format!(" Card payments: after the agent's code {}, the digits the caller types are neither recorded, nor heard by the agent, nor written to any log; they go to the payment system only.", p.secure_code));
             }
         }
         out.push('\n');
