@@ -655,6 +655,8 @@ impl Call {
                 out.push(Action::Play { file: self.profile.optout_confirm.clone(), keys: String::new() });
                 out.push(Action::SetStatus(Status::OptedOut));
                 out.push(Action::Notify);
+                // Refusing the recording is no reason to hear a card number: still watched.
+                self.watch_for_secure_entry(out);
             }
             PromptOutcome::Key(k) if k == self.profile.info_key && self.phase == Phase::Notice => {
                 self.phase = Phase::FullNotice;
@@ -678,6 +680,7 @@ impl Call {
                 self.phase = Phase::NotRecording;
                 out.push(self.audit(AuditEvent::NotRecorded, json!({ "reason": "the notice could not be played" })));
                 out.push(Action::SetStatus(Status::Error));
+                self.watch_for_secure_entry(out);
             }
             PromptOutcome::Hangup => self.hangup(out),
         }

@@ -789,6 +789,26 @@ fn a_secure_entry_works_on_an_unrecorded_call_and_a_hangup_drops_the_digits() {
 }
 
 #[test]
+fn a_caller_who_refused_during_the_notice_can_still_pay_unheard() {
+    // Found in review: an opt-out during the notice left the call unwatched, so the agent
+    // would have heard the card digits.
+    for outcome in [PromptOutcome::Key('9'), PromptOutcome::Missing] {
+        let mut c = Call::new(secure_profile(100), K, "1763800000.7", "0299000000", "");
+        c.on(Event::Start);
+        let (_, a) = c.on(Event::PromptDone(outcome.clone()));
+        assert!(a.contains(&Action::Watch), "{outcome:?}: {a:?}");
+        c.on(Event::JoinedBridge);
+        c.on(Event::Bridged { agent: "PJSIP/anna".into() });
+        key(&mut c, Dir::Agent, '*', 100);
+        key(&mut c, Dir::Agent, '4', 300);
+        assert!(c.in_secure_entry(), "{outcome:?}");
+        assert_eq!(key(&mut c, Dir::Caller, '4', 500).0, Verdict::Drop);
+        let (_, a) = key(&mut c, Dir::Caller, '#', 800);
+        assert_eq!(secure_digits(&a).as_deref(), Some("4"));
+    }
+}
+
+#[test]
 fn a_pause_or_a_transfer_never_unmutes_an_entry() {
     let mut c = recording_secure_call(100);
     c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: String::new(), now_ms: 2000 });
