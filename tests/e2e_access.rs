@@ -58,7 +58,8 @@ fn start(name: &str, dpo: &Dpo) -> Pbx {
             dpo.recipient
         ),
     );
-    let pbx = Pbx::builder(name).file("callconsent.conf", &conf).file("extensions.conf", &dialplan()).start();
+    // As Debian runs it: Asterisk as the asterisk user, the DPO's tool as root.
+    let pbx = Pbx::builder(name).file("callconsent.conf", &conf).file("extensions.conf", &dialplan()).as_asterisk_user().start();
     // The DPO's tool runs on the PBX's tree (the paths the audit log names).
     std::fs::copy(project_dir().join("target/release/callconsent"), pbx.path("callconsent")).expect("copy the DPO's tool");
     pbx

@@ -116,7 +116,7 @@ fn sha1_hex(text: &str) -> String {
 #[test]
 fn a_card_keyed_during_a_secure_entry_reaches_only_the_payment_gosub() {
     let dialplan = format!("[test]\nexten => in,1,Answer()\n same => n,CallConsent(sec)\n same => n,Dial(PJSIP/agent)\n same => n,Hangup()\n\n{PAY}");
-    let mut pbx = Pbx::builder("secure").sip().file("pjsip.conf", PJSIP).file("callconsent.conf", &conf("")).file("extensions.conf", &dialplan).start();
+    let mut pbx = Pbx::builder("secure").sip().file("pjsip.conf", PJSIP).file("callconsent.conf", &conf("")).file("extensions.conf", &dialplan).as_asterisk_user().start();
     let capture = Capture::start();
     // The agent's phone: its SDP names the capture's port; it presses *4 four seconds in.
     let uas = std::fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml")).expect("read the UAS scenario").replace("m=audio [media_port]", &format!("m=audio {}", capture.port));

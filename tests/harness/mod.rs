@@ -65,6 +65,8 @@ pub struct Pbx {
     pub agent_port: u16,
     child: Option<Child>,
     pub name: String,
+    /// Asterisk runs as this user (`-U`/`-G`), as Debian's package runs it; None: root.
+    user: Option<String>,
 }
 
 pub struct PbxBuilder {
@@ -74,6 +76,7 @@ pub struct PbxBuilder {
     module: bool,
     sip: bool,
     installed: bool,
+    user: Option<String>,
 }
 
 impl PbxBuilder {
@@ -101,6 +104,12 @@ impl PbxBuilder {
     }
     pub fn sip(mut self) -> Self {
         self.sip = true;
+        self
+    }
+    /// Run Asterisk as the unprivileged `asterisk` user (`asterisk -U asterisk -G asterisk`, as
+    /// Debian's package does with `runuser`), the instance directory owned by it.
+    pub fn as_asterisk_user(mut self) -> Self {
+        self.user = Some("asterisk".into());
         self
     }
 
@@ -193,7 +202,11 @@ impl PbxBuilder {
         for (name, text) in &self.files {
             w(name, text);
         }
-        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, agent_port, child: None, name: self.name };
+        if let Some(user) = &self.user {
+            let st = Command::new("chroot").arg(&root).args(["chown", "-R", &format!("{user}:{user}"), &cdir]).status().expect("chown the instance in the sandbox");
+            assert!(st.success(), "chown -R {user} {cdir} failed (does the sandbox have the {user} user?)");
+        }
+        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, agent_port, child: None, name: self.name, user: self.user };
         pbx.launch();
         pbx
     }
@@ -201,7 +214,7 @@ impl PbxBuilder {
 
 impl Pbx {
     pub fn builder(name: &str) -> PbxBuilder {
-        PbxBuilder { name: name.into(), files: vec![], var_files: vec![], module: true, sip: false, installed: false }
+        PbxBuilder { name: name.into(), files: vec![], var_files: vec![], module: true, sip: false, installed: false, user: None }
     }
 
     fn launch(&mut self) {
@@ -210,6 +223,7 @@ impl Pbx {
             .arg(&self.root)
             .args(["/usr/sbin/asterisk", "-f", "-C"])
             .arg(format!("{}/etc/asterisk.conf", self.cdir))
+            .args(self.user.as_ref().map(|u| vec!["-U".to_string(), u.clone(), "-G".to_string(), u.clone()]).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup the log"))
             .stderr(log)
