@@ -337,6 +337,7 @@ pub struct Call {
 #[derive(Debug, Clone)]
 struct Secure {
     since_ms: u64,
+    source: Source,
     digits: SecretDigits,
     /// The entry muted the recorder (and opened a span of the pause tags): it unmutes at the end.
     muted: bool,
@@ -413,10 +414,10 @@ impl Call {
     pub fn in_secure_entry(&self) -> bool {
         self.secure.is_some()
     }
-    /// Secure card entry is available on this call: the profile names its gosub, and the call is
-    /// watched.
+    /// Secure card entry is available on every watched call (every recorded call; calls not
+    /// recorded are watched for it when the profile names its payment gosub).
     fn secure_available(&self) -> bool {
-        self.profile.secure_gosub.is_some() && self.watched && self.phase != Phase::Ended
+        self.watched && self.phase != Phase::Ended
     }
     pub fn state_name(&self) -> &'static str {
         if self.secure.is_some() {
@@ -994,7 +995,7 @@ impl Call {
             return;
         }
         self.held.clear();
-        self.secure = Some(Secure { since_ms: now_ms, digits: SecretDigits::new(), muted: false });
+        self.secure = Some(Secure { since_ms: now_ms, source, digits: SecretDigits::new(), muted: false });
         // Muted unless it already is (a pause, a transfer being checked): then it stays muted.
         if self.phase == Phase::Recording && !self.paused() && !self.join_muted {
             out.push(Action::Mute);
@@ -1062,7 +1063,7 @@ impl Call {
         }
         out.push(self.audit(
             AuditEvent::SecureEntryEnded,
-            json!({ "reason": reason.as_str(), "digits": entry.digits.len(), "duration_ms": duration_ms, "agent": self.agent }),
+            json!({ "reason": reason.as_str(), "digits": entry.digits.len(), "duration_ms": duration_ms, "agent": self.agent, "source": entry.source.as_str() }),
         ));
         if reason != EndReason::Hangup {
             if let Some(t) = &self.profile.secure_end_tone {

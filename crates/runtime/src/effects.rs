@@ -320,7 +320,10 @@ impl Executor {
             Action::SecureDigits(digits) => {
                 // The digits wait in the slot for CALLCONSENT(secure_digits), read once by the
                 // payment gosub; they are wiped when read, or with the call.
-                let Some(gosub) = slot.with_call(|c| c.profile().secure_gosub.clone()) else { return Answer::Done };
+                let Some(gosub) = slot.with_call(|c| c.profile().secure_gosub.clone()) else {
+                    log::info!("callconsent: {}: a secure entry ended; the profile has no secure_gosub, so its {} digit(s) were discarded", slot.channel, digits.len());
+                    return Answer::Done;
+                };
                 slot.set_secure_digits(digits.clone());
                 if !chan.is_some_and(|c| c.run_gosub(&gosub)) {
                     drop(slot.take_secure_digits());

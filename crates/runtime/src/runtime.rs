@@ -247,7 +247,7 @@ impl Runtime {
                 let state = slot.with_call(|c| c.state_name());
                 let message = match (acted, cmd) {
                     (true, _) => format!("{what} done"),
-                    (false, Command::Secure) => format!("no secure entry started: the profile \"{}\" has no secure_gosub, or one already runs (state {state})", slot.profile),
+                    (false, Command::Secure) => format!("no secure entry started: one already runs, or the call is over (state {state})"),
                     (false, _) => format!("nothing to {what}: the recording is {state}"),
                 };
                 out.push(("Message", message));

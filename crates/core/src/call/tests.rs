@@ -152,7 +152,8 @@ fn every_agent_key_in_every_state() {
             let before = c.phase();
             let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: key, len_ms: 0, now_ms: 10 });
             let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::End, digit: key, len_ms: 0, now_ms: 60 });
-            let watching_codes = matches!(*state, "recording" | "paused");
+            // Every watched call offers the secure entry's code (`*4`); recorded ones the others too.
+            let watching_codes = matches!(*state, "armed" | "starting" | "recording" | "paused" | "opted_out" | "deleted");
             if watching_codes && key == '*' {
                 assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}: a code's first key is held back");
                 assert!(c.wants_ticks());
@@ -779,13 +780,14 @@ fn a_secure_entry_works_on_an_unrecorded_call_and_a_hangup_drops_the_digits() {
     assert!(secure_digits(&a).is_none(), "no gosub after a hangup");
     let ended = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x { Some(facts.clone()) } else { None }).unwrap();
     assert_eq!((ended["reason"].as_str(), ended["digits"].as_u64()), (Some("hangup"), Some(1)));
-    // Without secure_gosub nothing changes: unselected calls are not watched, *4 is no code.
+    // Without secure_gosub unselected calls are not watched (nothing to start an entry on), but
+    // a recorded call still offers the entry: the digits are masked, and dropped at its end.
     let mut c = in_state("not_recording");
     assert_eq!(key(&mut c, Dir::Agent, '*', 0).0, Verdict::Pass);
     let mut c = in_state("recording");
     key(&mut c, Dir::Agent, '*', 0);
     let (_, a) = key(&mut c, Dir::Agent, '4', 200);
-    assert_eq!(a, vec![Action::SendToCaller("*4".into())], "released as plain digits");
+    assert!(events(&a).contains(&"secure_entry_started") && a.contains(&Action::Mute), "{a:?}");
 }
 
 #[test]
