@@ -273,8 +273,12 @@ pub fn subject_lines<'a>(lines: &'a [Line], calls: &BTreeSet<String>) -> Vec<&'a
     lines.iter().filter(|l| l.value["call"].as_str().is_some_and(|c| calls.contains(c))).collect()
 }
 
-/// The DPO's decision on a caller's request; the refusal is logged.
-pub fn authorize_subject(cfg: &Config, store: &Store, person: &str, event: AccessEvent, request: &str, number_hash: &str) -> Result<(), String> {
+/// The decision on a caller's request; the refusal is logged. A person named (`--as`, a console
+/// sign-in) must be the DPO; the tool run without a name acts for the Unix user running it.
+pub fn authorize_subject(cfg: &Config, store: &Store, person: &str, named: bool, event: AccessEvent, request: &str, number_hash: &str) -> Result<(), String> {
+    if !named {
+        return Ok(());
+    }
     let mut f = Map::new();
     f.insert("person".into(), json!(person));
     f.insert("role".into(), json!(cfg.access.person(person).map(|p| p.role.as_str())));

@@ -318,7 +318,21 @@ pub fn subject_find(w: &Where, number: &str) -> ExitCode {
 
 /// `subject export`: the caller's recordings (decrypted, Opus) and the audit lines about them, in
 /// a new directory for the caller (GDPR Art. 15).
-pub fn subject_export(w: &Where, number: &str, person: &str, request: &str, identity: Option<&str>, out: &str) -> ExitCode {
+/// Who serves a caller's request: the DPO named by `--as` (checked), or else the Unix user
+/// running the tool (who holds the secret and the spool: the file permissions are the boundary).
+fn requester(person: Option<&str>) -> (String, bool) {
+    match person {
+        Some(p) => (p.to_string(), true),
+        None => {
+            let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+            (format!("unix:{user}"), false)
+        }
+    }
+}
+
+pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request: &str, identity: Option<&str>, out: &str) -> ExitCode {
+    let (person, named) = requester(person);
+    let person = person.as_str();
     let ctx = match open(w, true) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -327,7 +341,7 @@ pub fn subject_export(w: &Where, number: &str, person: &str, request: &str, iden
         Ok(h) => h,
         Err(e) => return fail(e),
     };
-    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, AccessEvent::SubjectExport, request, &hash) {
+    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, named, AccessEvent::SubjectExport, request, &hash) {
         return fail(format!("refused: {why}"));
     }
     let lines = match ctx.store.audit_lines() {
@@ -374,7 +388,7 @@ pub fn subject_export(w: &Where, number: &str, person: &str, request: &str, iden
     }
     let mut f = Map::new();
     f.insert("person".into(), json!(person));
-    f.insert("role".into(), json!("dpo"));
+    f.insert("role".into(), json!(if named { Some("dpo") } else { None }));
     f.insert("request".into(), json!(request));
     f.insert("number_hash".into(), json!(hash));
     f.insert("calls".into(), json!(calls));
@@ -398,7 +412,9 @@ fn write_text(path: &Path, text: &str) -> Result<(), String> {
 
 /// `subject erase`: the caller's recordings deleted, a `recording_erased` line per call in the
 /// audit log with the request reference (GDPR Art. 17, 21).
-pub fn subject_erase(w: &Where, number: &str, person: &str, request: &str, yes: bool) -> ExitCode {
+pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request: &str, yes: bool) -> ExitCode {
+    let (person, named) = requester(person);
+    let person = person.as_str();
     let ctx = match open(w, true) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -407,7 +423,7 @@ pub fn subject_erase(w: &Where, number: &str, person: &str, request: &str, yes: 
         Ok(h) => h,
         Err(e) => return fail(e),
     };
-    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, AccessEvent::SubjectErase, request, &hash) {
+    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, named, AccessEvent::SubjectErase, request, &hash) {
         return fail(format!("refused: {why}"));
     }
     let lines = match ctx.store.audit_lines() {
@@ -433,7 +449,7 @@ pub fn subject_erase(w: &Where, number: &str, person: &str, request: &str, yes: 
     let files: usize = erased.iter().map(|(_, f)| f.len()).sum();
     let mut f = Map::new();
     f.insert("person".into(), json!(person));
-    f.insert("role".into(), json!("dpo"));
+    f.insert("role".into(), json!(if named { Some("dpo") } else { None }));
     f.insert("request".into(), json!(request));
     f.insert("number_hash".into(), json!(hash));
     f.insert("calls".into(), json!(erased.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()));

@@ -215,7 +215,7 @@ enum SubjectCommand {
     )]
     Find(SubjectFindArgs),
     /// Bundle a caller's recordings (Ogg Opus) and the audit lines about them into a new directory (Art. 15)
-    #[command(after_help = "Exit codes:\n  0  exported\n  1  refused (only the DPO serves callers' requests), or a file cannot be read or written\n  2  usage error")]
+    #[command(after_help = "Exit codes:\n  0  exported\n  1  refused (--as names someone who is not the DPO), or a file cannot be read or written\n  2  usage error")]
     Export(SubjectExportArgs),
     /// Erase a caller's recordings; each call gets a recording_erased line with the request reference (Art. 17, 21)
     #[command(
@@ -223,7 +223,7 @@ enum SubjectCommand {
                       Every file of the caller's calls is deleted; the audit lines stay (they hold no number,\n\
                       only its keyed hash) and the chain goes on, so audit verify still passes. Asks for\n\
                       confirmation on a terminal unless --yes.",
-        after_help = "Exit codes:\n  0  erased (possibly nothing)\n  1  refused (only the DPO), not confirmed, or a file cannot be deleted\n  2  usage error"
+        after_help = "Exit codes:\n  0  erased (possibly nothing)\n  1  refused (--as names someone who is not the DPO), not confirmed, or a file cannot be deleted\n  2  usage error"
     )]
     Erase(SubjectEraseArgs),
 }
@@ -242,11 +242,12 @@ struct SubjectExportArgs {
     /// The caller's number, in any form
     #[arg(long, value_name = "NUMBER")]
     number: String,
-    /// Who serves the request: the DPO of [access]
+    /// Who serves the request: the DPO of [access] (default: the Unix user running the tool,
+    /// named in the logs as unix:USER)
     #[arg(long = "as", value_name = "PERSON")]
-    person: String,
+    person: Option<String>,
     /// The request's reference (written to the access log)
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", visible_aliases = ["ref", "reference"])]
     request: String,
     /// An age identity file of one of the encrypt_to recipients
     #[arg(long, value_name = "FILE")]
@@ -263,11 +264,12 @@ struct SubjectEraseArgs {
     /// The caller's number, in any form
     #[arg(long, value_name = "NUMBER")]
     number: String,
-    /// Who serves the request: the DPO of [access]
+    /// Who serves the request: the DPO of [access] (default: the Unix user running the tool,
+    /// named in the logs as unix:USER)
     #[arg(long = "as", value_name = "PERSON")]
-    person: String,
+    person: Option<String>,
     /// The request's reference (on each recording_erased line)
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", visible_aliases = ["ref", "reference"])]
     request: String,
     /// Do not ask for confirmation
     #[arg(long)]
@@ -395,8 +397,8 @@ fn main() -> ExitCode {
         }
         Command::Access(AccessCommand::Report(a)) => access::report(&a.place, a.period.as_deref()),
         Command::Subject(SubjectCommand::Find(a)) => access::subject_find(&a.place, &a.number),
-        Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, &a.person, &a.request, a.identity.as_deref(), &a.out),
-        Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, &a.person, &a.request, a.yes),
+        Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, a.person.as_deref(), &a.request, a.identity.as_deref(), &a.out),
+        Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),
     }
 }
 

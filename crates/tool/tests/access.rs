@@ -172,6 +172,10 @@ fn a_callers_calls_are_found_exported_and_erased_by_number() {
     let mut names: Vec<String> = std::fs::read_dir(&bundle).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, ["README.txt", "audit.jsonl", "cc-1764590000.1.opus", "cc-1764590000.2.opus"]);
+    // Without --as the Unix user running the tool is named.
+    let o = run(&site, &["subject", "export", "--number", "0612345678", "--ref", "REQ-1b", "--identity", site.identity.to_str().unwrap(), "--out", site.dir.join("bundle2").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(access_lines(&site).last().unwrap()["person"].as_str().is_some_and(|p| p.starts_with("unix:")));
     let o = run(&site, &["subject", "erase", "--number", "0033612345678", "--as", "claire", "--request", "REQ-2"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!site.dir.join("kept/cc-1764590000.1.opus.age").exists() && !site.dir.join("kept/cc-1764590000.2.opus.age").exists());
