@@ -83,23 +83,6 @@ fn access_log(pbx: &Pbx) -> Vec<serde_json::Value> {
     std::fs::read_to_string(pbx.path("log/callconsent/access.jsonl")).unwrap_or_default().lines().map(|l| serde_json::from_str(l).expect("an access line is JSON")).collect()
 }
 
-/// Every file under a directory, recursively.
-fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.is_symlink() {
-                stack.push(p);
-            } else if p.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn kept_calls_are_encrypted_listened_within_bounds_and_erased_on_request() {
     let dpo = dpo();

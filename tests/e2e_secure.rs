@@ -8,7 +8,6 @@
 mod harness;
 
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,22 +86,6 @@ fn alaw_decode(a: u8) -> i16 {
         _ => (t + 0x108) << (seg - 1),
     };
     (if a & 0x80 != 0 { t } else { -t }) as i16
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.is_symlink() {
-                stack.push(p);
-            } else if p.is_file() {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn sha1_hex(text: &str) -> String {

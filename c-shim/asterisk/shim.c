@@ -271,14 +271,22 @@ cc_chan *cc_chan_local_peer(cc_chan *c)
 
 /* ---------------- prompts and tones while bridged ---------------- */
 
-int cc_play_to_self(cc_chan *c, const char *file)
+/* The channel's bridge channel (a reference), or NULL when it is not bridged. */
+static struct ast_bridge_channel *bridge_channel_of(struct ast_channel *chan)
 {
 	struct ast_bridge_channel *bc;
+
+	ast_channel_lock(chan);
+	bc = ast_channel_get_bridge_channel(chan);
+	ast_channel_unlock(chan);
+	return bc;
+}
+
+int cc_play_to_self(cc_chan *c, const char *file)
+{
+	struct ast_bridge_channel *bc = bridge_channel_of(chan_of(c));
 	int res;
 
-	ast_channel_lock(chan_of(c));
-	bc = ast_channel_get_bridge_channel(chan_of(c));
-	ast_channel_unlock(chan_of(c));
 	if (!bc) {
 		return -1;
 	}
@@ -289,12 +297,9 @@ int cc_play_to_self(cc_chan *c, const char *file)
 
 int cc_run_gosub(cc_chan *c, const char *target)
 {
-	struct ast_bridge_channel *bc;
+	struct ast_bridge_channel *bc = bridge_channel_of(chan_of(c));
 	int res;
 
-	ast_channel_lock(chan_of(c));
-	bc = ast_channel_get_bridge_channel(chan_of(c));
-	ast_channel_unlock(chan_of(c));
 	if (!bc) {
 		return -1;
 	}
@@ -341,9 +346,7 @@ int cc_tones_to_peer(cc_chan *c, const char *tones)
 	if (!peer) {
 		return -1;
 	}
-	ast_channel_lock(peer);
-	bc = ast_channel_get_bridge_channel(peer);
-	ast_channel_unlock(peer);
+	bc = bridge_channel_of(peer);
 	ast_channel_unref(peer);
 	if (!bc) {
 		return -1;

@@ -578,6 +578,23 @@ pub fn sound(name: &str, freq: u32, secs: f32) -> String {
     format!("{cdir}/{name}")
 }
 
+/// Every file under a directory, recursively (symbolic links not followed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Runs the DPO's tool, `target/release/callconsent`.
 pub fn dpo_tool(args: &[&str]) -> std::process::Output {
     Command::new(project_dir().join("target/release/callconsent")).args(args).output().expect("run target/release/callconsent")

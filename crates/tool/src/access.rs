@@ -316,8 +316,6 @@ pub fn subject_find(w: &Where, number: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `subject export`: the caller's recordings (decrypted, Opus) and the audit lines about them, in
-/// a new directory for the caller (GDPR Art. 15).
 /// Who serves a caller's request: the DPO named by `--as` (checked), or else the Unix user
 /// running the tool (who holds the secret and the spool: the file permissions are the boundary).
 fn requester(person: Option<&str>) -> (String, bool) {
@@ -330,25 +328,36 @@ fn requester(person: Option<&str>) -> (String, bool) {
     }
 }
 
-pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request: &str, identity: Option<&str>, out: &str) -> ExitCode {
+/// What serving one caller's request starts from: the decision (a refusal is logged), the
+/// caller's number and hash, the audit lines and the caller's calls.
+struct Request {
+    ctx: Ctx,
+    person: String,
+    named: bool,
+    normal: String,
+    hash: String,
+    lines: Vec<access::Line>,
+    calls: std::collections::BTreeSet<String>,
+}
+
+fn request(w: &Where, number: &str, person: Option<&str>, event: AccessEvent, reference: &str) -> Result<Request, ExitCode> {
     let (person, named) = requester(person);
-    let person = person.as_str();
-    let ctx = match open(w, true) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let (normal, hash) = match subject_hash(&ctx, number) {
-        Ok(h) => h,
-        Err(e) => return fail(e),
-    };
-    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, named, AccessEvent::SubjectExport, request, &hash) {
-        return fail(format!("refused: {why}"));
-    }
-    let lines = match ctx.store.audit_lines() {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
+    let ctx = open(w, true).map_err(fail)?;
+    let (normal, hash) = subject_hash(&ctx, number).map_err(fail)?;
+    access::authorize_subject(&ctx.cfg, &ctx.store, &person, named, event, reference, &hash).map_err(|why| fail(format!("refused: {why}")))?;
+    let lines = ctx.store.audit_lines().map_err(fail)?;
     let calls = access::subject_calls(&lines, &hash);
+    Ok(Request { ctx, person, named, normal, hash, lines, calls })
+}
+
+/// `subject export`: the caller's recordings (decrypted, Opus) and the audit lines about them, in
+/// a new directory for the caller (GDPR Art. 15).
+pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request_ref: &str, identity: Option<&str>, out: &str) -> ExitCode {
+    let Request { ctx, person, named, normal, hash, lines, calls } = match request(w, number, person, AccessEvent::SubjectExport, request_ref) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let request = request_ref;
     let recs: Vec<Recording> = access::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
     let dir = PathBuf::from(out);
     {
@@ -412,25 +421,12 @@ fn write_text(path: &Path, text: &str) -> Result<(), String> {
 
 /// `subject erase`: the caller's recordings deleted, a `recording_erased` line per call in the
 /// audit log with the request reference (GDPR Art. 17, 21).
-pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request: &str, yes: bool) -> ExitCode {
-    let (person, named) = requester(person);
-    let person = person.as_str();
-    let ctx = match open(w, true) {
-        Ok(c) => c,
-        Err(e) => return fail(e),
+pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request_ref: &str, yes: bool) -> ExitCode {
+    let Request { ctx, person, named, normal, hash, lines, calls } = match request(w, number, person, AccessEvent::SubjectErase, request_ref) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
-    let (normal, hash) = match subject_hash(&ctx, number) {
-        Ok(h) => h,
-        Err(e) => return fail(e),
-    };
-    if let Err(why) = access::authorize_subject(&ctx.cfg, &ctx.store, person, named, AccessEvent::SubjectErase, request, &hash) {
-        return fail(format!("refused: {why}"));
-    }
-    let lines = match ctx.store.audit_lines() {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
-    let calls = access::subject_calls(&lines, &hash);
+    let request = request_ref;
     let all = access::recordings(&lines);
     let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
     if !yes && std::io::stdin().is_terminal() {
@@ -442,7 +438,7 @@ pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request: &st
             return ExitCode::from(1);
         }
     }
-    let erased = match access::erase(&ctx.store, &recs, person, request) {
+    let erased = match access::erase(&ctx.store, &recs, &person, request) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };

@@ -136,20 +136,27 @@ enum Command {
     Subject(SubjectCommand),
 }
 
+/// What every listen and export names: the recording, the key, who and why.
 #[derive(Debug, Args)]
-struct ListenArgs {
+struct Access {
     /// The recording: an archive's path or file name, e.g. cc-1764590000.12.opus.age
     #[arg(value_name = "RECORDING")]
     recording: String,
     /// An age identity file (age-keygen) of one of the encrypt_to recipients
     #[arg(long, value_name = "FILE")]
     identity: Option<String>,
-    /// Who listens: a person of [access]
+    /// Who listens or exports: a person of [access]
     #[arg(long = "as", value_name = "PERSON")]
     person: String,
     /// Why (written to the access log), e.g. "coaching session 2026-12"
     #[arg(long, value_name = "TEXT")]
     purpose: String,
+}
+
+#[derive(Debug, Args)]
+struct ListenArgs {
+    #[command(flatten)]
+    who: Access,
     /// A command that plays Ogg Opus from its standard input, e.g. "mpv -" or "paplay"
     #[arg(long, value_name = "CMD")]
     player: Option<String>,
@@ -159,18 +166,8 @@ struct ListenArgs {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// The recording: an archive's path or file name
-    #[arg(value_name = "RECORDING")]
-    recording: String,
-    /// An age identity file (age-keygen) of one of the encrypt_to recipients
-    #[arg(long, value_name = "FILE")]
-    identity: Option<String>,
-    /// Who exports: a person of [access]
-    #[arg(long = "as", value_name = "PERSON")]
-    person: String,
-    /// Why (written to the access log)
-    #[arg(long, value_name = "TEXT")]
-    purpose: String,
+    #[command(flatten)]
+    who: Access,
     /// The Opus file to write (or a directory: the recording's name there); default: the
     /// recording's name in the current directory
     #[arg(long, value_name = "FILE.opus")]
@@ -387,19 +384,20 @@ fn main() -> ExitCode {
         Command::Retention(a) => retention(&a.dir, a.days),
         Command::Draw(a) => draw(&a.call, &a.secret, a.share),
         Command::Archive(ArchiveCommand::Verify(a)) => archive_verify(&a.file, &strs(&a.audits), a.identity.as_deref()),
-        Command::Listen(a) => access::listen(
-            &a.place,
-            &access::Listen { recording: &a.recording, identity: a.identity.as_deref(), person: &a.person, purpose: &a.purpose, player: a.player.as_deref(), out: None },
-        ),
+        Command::Listen(a) => access::listen(&a.place, &listen_of(&a.who, a.player.as_deref(), None)),
         Command::Export(a) => {
             let out = a.out.clone().unwrap_or_else(|| ".".into());
-            access::listen(&a.place, &access::Listen { recording: &a.recording, identity: a.identity.as_deref(), person: &a.person, purpose: &a.purpose, player: None, out: Some(&out) })
+            access::listen(&a.place, &listen_of(&a.who, None, Some(&out)))
         }
         Command::Access(AccessCommand::Report(a)) => access::report(&a.place, a.period.as_deref()),
         Command::Subject(SubjectCommand::Find(a)) => access::subject_find(&a.place, &a.number),
         Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, a.person.as_deref(), &a.request, a.identity.as_deref(), &a.out),
         Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),
     }
+}
+
+fn listen_of<'a>(w: &'a Access, player: Option<&'a str>, out: Option<&'a str>) -> access::Listen<'a> {
+    access::Listen { recording: &w.recording, identity: w.identity.as_deref(), person: &w.person, purpose: &w.purpose, player, out }
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
