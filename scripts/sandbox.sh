@@ -13,7 +13,9 @@ box=${CALLCONSENT_SANDBOX:-$here/.sandbox}
 root=$box/sid
 mirror=${CALLCONSENT_MIRROR:-http://deb.debian.org/debian}
 stamp=$root/.callconsent-ready-v1
-packages="asterisk asterisk-dev sip-tester sox espeak-ng opus-tools"
+# lintian: scripts/package.sh and tests/e2e_package.rs check the .deb files with the lintian of the
+# Debian they are for (sid), not the host's.
+packages="asterisk asterisk-dev sip-tester sox espeak-ng opus-tools lintian"
 
 need_host=()
 command -v debootstrap >/dev/null || need_host+=(debootstrap)
@@ -24,6 +26,11 @@ command -v sox >/dev/null || need_host+=(sox)
 command -v unshare >/dev/null || need_host+=(util-linux)
 # The opus crate links the host's libopus through pkg-config.
 pkg-config --exists opus 2>/dev/null || need_host+=(libopus-dev pkg-config)
+# scripts/package.sh: the tool's man page (help2man), the packages' library dependencies
+# (dpkg-shlibdeps) and the tests' mount namespace (nsenter, with unshare above).
+command -v help2man >/dev/null || need_host+=(help2man)
+command -v dpkg-shlibdeps >/dev/null || need_host+=(dpkg-dev)
+command -v nsenter >/dev/null || need_host+=(util-linux)
 if [ ${#need_host[@]} -gt 0 ]; then
   echo "sandbox: installing host packages: ${need_host[*]}"
   apt-get update -qq
