@@ -168,6 +168,41 @@ fn a_kept_call_is_archived_encrypted_to_the_dpo() {
     assert!(!fs.logs().contains("encrypt_to is not set"));
 }
 
+/// Secure card entry on FreeSWITCH (issue 16): the agent's *4, the caller's 16 digits and #;
+/// the payment extension (secure_gosub = context,exten,priority: the extension of that context)
+/// reads them once with ${callconsent(secure_digits ${uuid})}; the audit log counts them.
+#[test]
+fn a_card_entry_reaches_the_payment_extension_once() {
+    const CARD: &str = "4111111111111111";
+    const PAY: &str = r#"
+<extension name="pay">
+  <condition field="destination_number" expression="^pay$">
+    <action application="log" data="INFO secure payment md5 ${md5(${callconsent(secure_digits ${uuid})})} again [${callconsent(secure_digits ${uuid})}]"/>
+  </condition>
+</extension>
+"#;
+    let xml = conf("<param name=\"secure_gosub\" value=\"public,pay,1\"/>\n<param name=\"start_tone\" value=\"off\"/>");
+    let fs = Fs::builder("fs-secure").conf_xml(&xml).dialplan(&format!("{PAY}{INBOUND}")).start();
+    let audit = call(
+        &fs,
+        &[Part::Silence { ms: 4500 }, Part::Digits(format!("{CARD}#")), Part::Silence { ms: 1500 }],
+        &[Part::Silence { ms: 2000 }, Part::Digits("*4".into()), Part::Silence { ms: 10000 }],
+        11500,
+    );
+    let ended = audit.iter().find(|v| v["event"] == "secure_entry_ended").unwrap_or_else(|| panic!("no secure_entry_ended:\n{}", dump(&audit)));
+    assert_eq!((ended["reason"].as_str(), ended["digits"].as_u64()), (Some("end_key"), Some(16)), "{ended}");
+    assert_eq!(count(&audit, "opt_out"), 0, "the 9 is never in the card here, and no key opted out");
+    let md5 = {
+        use std::io::Write;
+        let mut c = Command::new("md5sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("md5sum");
+        c.stdin.take().unwrap().write_all(CARD.as_bytes()).unwrap();
+        String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).split_whitespace().next().unwrap_or("").to_string()
+    };
+    let line = fs.wait_log("the payment extension", Duration::from_secs(5), |l| l.contains("secure payment md5") && !l.contains("${"));
+    assert!(line.contains(&format!("md5 {md5} again []")), "{line}");
+    assert!(!fs.logs().contains(CARD), "the card number is in freeswitch.log");
+}
+
 /// The caller presses 9 in the middle of the call: the recording stops and every file of the
 /// call is gone; nothing is kept.
 #[test]

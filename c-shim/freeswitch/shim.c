@@ -403,13 +403,22 @@ static void stream_line(void *ctx, const char *line)
 	stream->write_function(stream, "%s\n", line);
 }
 
+/* The digits of a secure entry, as they are: ${callconsent(secure_digits ${uuid})} expands to
+ * them without a line end. */
+static void stream_text(void *ctx, const char *line)
+{
+	switch_stream_handle_t *stream = ctx;
+	stream->write_function(stream, "%s", line);
+}
+
 SWITCH_STANDARD_API(callconsent_api)
 {
-	cc_rs_fs_api(cmd ? cmd : "", stream_line, stream);
+	const char *c = cmd ? cmd : "";
+	cc_rs_fs_api(c, strncmp(c, "secure_digits ", 14) ? stream_line : stream_text, stream);
 	return SWITCH_STATUS_SUCCESS;
 }
 
-#define CC_API_SYNTAX "pause|resume|delete|secure|status <uuid> | show calls|profiles|status | reload"
+#define CC_API_SYNTAX "pause|resume|delete|secure|status|secure_digits <uuid> | show calls|profiles|status | reload"
 
 switch_status_t cc_fs_module_load(switch_loadable_module_interface_t **module_interface, switch_memory_pool_t *pool);
 switch_status_t cc_fs_module_shutdown(void);

@@ -70,9 +70,13 @@ impl CallChannel for FsChannel {
         }
     }
     fn run_gosub(&self, target: &str) -> bool {
-        // Asterisk's Gosub has no FreeSWITCH twin here yet: the entry ends, the digits are dropped.
-        log::warn!("callconsent: secure_gosub {target}: secure card entry hands digits over on Asterisk only (not yet on FreeSWITCH)");
-        false
+        // `context,exten,priority` as FreeSWITCH runs it: the extension of that XML dialplan
+        // context, executed on the caller's session while it stays bridged (uuid_broadcast of
+        // execute_extension); the priority has no meaning there. The extension reads the digits
+        // once with `${callconsent(secure_digits ${uuid})}`.
+        let mut parts = target.split(',');
+        let (Some(context), Some(exten)) = (parts.next(), parts.next()) else { return false };
+        by_uuid::broadcast(&self.uuid, &format!("execute_extension::{exten} XML {context}")) == 0
     }
     fn play_to_caller(&self, sound: &str) -> bool {
         !by_uuid::partner_uuid(&self.uuid).is_empty() && by_uuid::broadcast(&self.uuid, sound) == 0

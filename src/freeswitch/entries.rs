@@ -78,7 +78,7 @@ fn find_call(rt: &Runtime, uuid: &str) -> Option<Arc<Slot>> {
     })
 }
 
-const USAGE: &str = "usage: callconsent pause|resume|delete|secure|status <uuid> | show calls|profiles|status | reload";
+const USAGE: &str = "usage: callconsent pause|resume|delete|secure|status|secure_digits <uuid> | show calls|profiles|status | reload";
 
 /// The `callconsent` API command: its output lines, or the error line.
 fn api(cmd: &str) -> Result<Vec<String>, String> {
@@ -99,6 +99,12 @@ fn api(cmd: &str) -> Result<Vec<String>, String> {
                 "status" => Ok(show::status(&rt)),
                 _ => Err(USAGE.into()),
             }
+        }
+        // The payment extension's read of a secure entry's digits: once, on the caller's session.
+        ["secure_digits", uuid] => {
+            let rt = runtime().ok_or("callconsent is not loaded")?;
+            let slot = rt.calls().get(uuid).ok_or_else(|| format!("no call watched by callconsent on session {uuid} (secure_digits is read on the caller's)"))?;
+            Ok(slot.take_secure_digits().map(|d| vec![d.expose().to_string()]).unwrap_or_else(|| vec![String::new()]))
         }
         [action, uuid] => {
             let request = ControlRequest::parse(action).ok_or(USAGE)?;
