@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: provisions the sandbox Asterisk, builds and loads res_callconsent with the example
 # configuration from dialplan/, places two scripted calls (one kept, one where the caller presses
-# 9 mid-call), then prints the audit lines, the files left (the kept call as an Ogg Opus archive)
-# and the DPO tool's checks of the audit chain and the archive. Then the same two calls on the
+# 9 mid-call), then prints the audit lines, the files left (the kept call as an Ogg Opus archive
+# encrypted to the DPO's age key, made here outside the PBX's directories) and the DPO tool's
+# checks: the audit chain, the archive opened with the DPO's key, a logged listen. Then the same two calls on the
 # sandbox FreeSWITCH with mod_callconsent (sipp caller and agent; examples/demo_fs.rs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,8 +39,13 @@ astlogdir => $d/log
 verbose = 3
 CONF
 printf '[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n' >"$root$d/etc/logger.conf"
-# The example configuration, plus a demo profile that selects every call to show both outcomes.
-{ cat dialplan/callconsent.conf.sample
+# The DPO's key, outside the PBX's directories; the PBX gets its public half only (R11).
+rm -rf "$root$d-dpo"; mkdir -p "$root$d-dpo"
+recipient=$(target/release/callconsent identity new "$root$d-dpo/dpo.key")
+# The example configuration (encrypted archives, a DPO in [access]), plus a demo profile that
+# selects every call to show both outcomes.
+{ sed "s|^\[general\]\$|[general]\nencrypt_to = $recipient\nspool_dir = $d/spool/callconsent\naudit_log = $d/log/callconsent/audit.jsonl|" dialplan/callconsent.conf.sample
+  printf '\n[access]\ndpo = claire\nmax_listens_per_agent = 4\n'
   printf '\n[demo]\nnotice = callconsent/notice\nfull_notice = callconsent/full-notice\n'
   printf 'optout_confirm = callconsent/optout-confirm\nrecord_share = 100\n'
   printf 'legal_basis = demo: every call is recorded to show both outcomes\n'
@@ -86,9 +92,15 @@ echo; echo "== files left in the spool =="
 find "$root$d/spool" -type f -printf '%p  %s bytes\n'
 echo; echo "== the DPO's checks =="
 target/release/callconsent audit verify --key "$root$d/db/callconsent/secret" "$root$d/log/callconsent/audit.jsonl"
-for f in $(find "$root$d/spool" -name '*.opus'); do
-  target/release/callconsent archive verify "$f" "$root$d/log/callconsent/audit.jsonl"
+for f in $(find "$root$d/spool" -name '*.opus.age'); do
+  target/release/callconsent archive verify "$f" "$root$d/log/callconsent/audit.jsonl" --identity "$root$d-dpo/dpo.key"
+  # A listen as the PBX's own tool runs it (paths as the audit log names them): logged, bounded.
+  cp target/release/callconsent "$root$d/callconsent"
+  chroot "$root" "$d/callconsent" listen "$(basename "$f")" --identity "$d-dpo/dpo.key" --as claire \
+    --purpose "demo: quality check" --player "cat >/dev/null" --config "$d/etc/callconsent.conf" --secret "$d/db/callconsent/secret"
 done
+echo; echo "== the access log ($d/log/callconsent/access.jsonl) =="
+cat "$root$d/log/callconsent/access.jsonl"
 ast -rx "core stop now" >/dev/null 2>&1 || true
 wait $pid 2>/dev/null || true
 trap - EXIT

@@ -479,3 +479,31 @@ pub fn agent_extra(w: &Where, agent: &str) -> Result<(Vec<String>, usize, usize)
     }
     Ok((out, present, accesses))
 }
+
+/// `identity new`: an age X25519 identity, written as age-keygen writes it (0600, never over a file).
+pub fn identity_new(file: &str) -> ExitCode {
+    use age::secrecy::ExposeSecret;
+    use std::os::unix::fs::OpenOptionsExt;
+    let id = age::x25519::Identity::generate();
+    let recipient = id.to_public().to_string();
+    let text = format!("# created: {}\n# public key: {recipient}\n{}\n", callconsent_runtime::audit::now_rfc3339(), id.to_string().expose_secret());
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file).and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()));
+    if let Err(e) = written {
+        return fail(format!("{file}: {e} (an identity is never overwritten)"));
+    }
+    println!("{recipient}");
+    eprintln!("callconsent: {file}: identity created; give encrypt_to = {recipient} (fingerprint {})", policy::recipient_fingerprint(&recipient));
+    ExitCode::SUCCESS
+}
+
+/// `identity recipient`: the recipient and fingerprint of each X25519 identity of a file.
+pub fn identity_recipient(file: &str) -> ExitCode {
+    let recipients = archive::identity_recipients(Path::new(file));
+    if recipients.is_empty() {
+        return fail(format!("{file}: no age X25519 identity can be read there"));
+    }
+    for r in &recipients {
+        println!("{r} {}", policy::recipient_fingerprint(r));
+    }
+    ExitCode::SUCCESS
+}

@@ -134,6 +134,32 @@ enum Command {
     /// A caller's rights: find, export or erase their recordings by number (GDPR Art. 15, 17, 21)
     #[command(subcommand, arg_required_else_help = true)]
     Subject(SubjectCommand),
+    /// The DPO's decryption key: create one, or print the recipient to give encrypt_to (R11)
+    #[command(subcommand, arg_required_else_help = true)]
+    Identity(IdentityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Create an age X25519 identity file (0600) and print its recipient for [general] encrypt_to
+    #[command(
+        long_about = "Create an age X25519 identity file (0600) and print its recipient for [general] encrypt_to (R11)\n\n\
+                      The file is what age-keygen writes (comment lines, then AGE-SECRET-KEY-1...); keep it\n\
+                      where the DPO works, never on the PBX. Prints the recipient (age1...) on stdout and its\n\
+                      fingerprint (as the audit lines' encrypted_to name it) on stderr. Never overwrites.",
+        after_help = "Exit codes:\n  0  created\n  1  FILE exists or cannot be written\n  2  usage error"
+    )]
+    New(IdentityFileArgs),
+    /// Print the recipient (age1...) and fingerprint of each identity in a file
+    #[command(after_help = "Exit codes:\n  0  printed\n  1  FILE cannot be read or holds no X25519 identity\n  2  usage error")]
+    Recipient(IdentityFileArgs),
+}
+
+#[derive(Debug, Args)]
+struct IdentityFileArgs {
+    /// The identity file
+    #[arg(value_name = "FILE")]
+    file: String,
 }
 
 /// What every listen and export names: the recording, the key, who and why.
@@ -390,6 +416,8 @@ fn main() -> ExitCode {
             access::listen(&a.place, &listen_of(&a.who, None, Some(&out)))
         }
         Command::Access(AccessCommand::Report(a)) => access::report(&a.place, a.period.as_deref()),
+        Command::Identity(IdentityCommand::New(a)) => access::identity_new(&a.file),
+        Command::Identity(IdentityCommand::Recipient(a)) => access::identity_recipient(&a.file),
         Command::Subject(SubjectCommand::Find(a)) => access::subject_find(&a.place, &a.number),
         Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, a.person.as_deref(), &a.request, a.identity.as_deref(), &a.out),
         Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),

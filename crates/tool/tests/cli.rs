@@ -55,7 +55,7 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
     let o = run(&["--help"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let text = stdout(&o);
-    for cmd in ["audit", "agent", "describe", "retention", "draw", "archive", "listen", "export", "access", "subject"] {
+    for cmd in ["audit", "agent", "describe", "retention", "draw", "archive", "listen", "export", "access", "subject", "identity"] {
         assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))), "{cmd} missing from:\n{text}");
     }
     for req in ["R5", "R7", "R8", "R14", "R15"] {
@@ -228,4 +228,22 @@ fn retention_is_a_dry_run() {
     assert_eq!(stdout(&o), format!("would delete {} (100 days old)\n", old.display()));
     assert_eq!(stderr(&o), "1 file(s) past 90 days (dry run: nothing deleted)\n");
     assert!(old.exists() && new.exists());
+}
+
+#[test]
+fn identity_new_creates_a_key_once_and_prints_its_recipient() {
+    let dir = TempDir::new("identity");
+    let key = dir.path("dpo.key");
+    let o = run(&["identity", "new", key.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let recipient = stdout(&o).trim().to_string();
+    assert!(recipient.starts_with("age1") && recipient.parse::<age::x25519::Recipient>().is_ok(), "{recipient}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&key).unwrap().contains("AGE-SECRET-KEY-1"));
+    let o = run(&["identity", "recipient", key.to_str().unwrap()]);
+    assert!(stdout(&o).starts_with(&recipient), "{o:?}");
+    let o = run(&["identity", "new", key.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "never overwritten: {o:?}");
+    assert!(stderr(&o).contains("never overwritten"));
 }
