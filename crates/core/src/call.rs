@@ -754,8 +754,7 @@ impl Call {
 
     /// The agent's codes that count now: the recording's controls while recording, the secure
     /// entry's code wherever it is available; none during an entry (the agent's keys pass).
-    fn codes(&self) -> Vec<(&str, Command)> {
-        let p = &self.profile;
+    fn codes<'p>(&self, p: &'p Profile) -> Vec<(&'p str, Command)> {
         let mut v = vec![];
         if self.secure.is_some() {
             return v;
@@ -776,13 +775,16 @@ impl Call {
                 return Verdict::Drop;
             }
         }
-        if self.codes().is_empty() {
+        // Computed once per key, from the profile (shared), so the call itself can change below.
+        let profile = self.profile.clone();
+        let codes = self.codes(&profile);
+        if codes.is_empty() {
             return Verdict::Pass;
         }
         // A key press is acted on at its first frame: BEGIN, or END when no BEGIN came.
         let mut candidate = self.held.clone();
         candidate.push(digit);
-        if !self.codes().iter().any(|(c, _)| c.starts_with(&candidate)) {
+        if !codes.iter().any(|(c, _)| c.starts_with(&candidate)) {
             if self.held.is_empty() {
                 return Verdict::Pass;
             }
@@ -798,7 +800,7 @@ impl Call {
         if press == Press::Begin {
             self.swallowing.push((Dir::Agent, digit));
         }
-        if let Some(cmd) = self.codes().iter().find(|(c, _)| *c == candidate).map(|(_, cmd)| *cmd) {
+        if let Some(cmd) = codes.iter().find(|(c, _)| *c == candidate).map(|(_, cmd)| *cmd) {
             self.held.clear();
             self.command(cmd, Source::Keypad, now_ms, out);
         } else {

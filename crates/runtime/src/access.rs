@@ -179,27 +179,27 @@ impl Store {
         Options { key: self.secret.as_ref().map(|s| (audit::audit_key(s), callconsent_core::policy::key_id(s))), publish: None, pbx: None }
     }
 
+    /// Appends lines to a chained log, after its last line, keyed when the log is (then the
+    /// secret is needed).
+    fn append(&self, log: &Path, recs: &[Map<String, Value>]) -> Result<Vec<String>, String> {
+        if self.secret.is_none() && audit::is_keyed(log) {
+            return Err(format!("{}: the log is keyed: the installation secret must be readable (--secret FILE) to add a line to it", log.display()));
+        }
+        audit::append(log, recs, &self.options()).map_err(|e| format!("{}: cannot write: {e}", log.display()))
+    }
+
     /// Writes one access line (before any byte of audio is released); returns its hash.
     pub fn log_access(&self, event: AccessEvent, facts: Map<String, Value>) -> Result<String, String> {
-        if self.secret.is_none() && audit::is_keyed(&self.access_log) {
-            return Err(format!("{}: the access log is keyed: the installation secret must be readable (--secret FILE) to add a line to it", self.access_log.display()));
-        }
         let mut m = Map::new();
         m.insert("ts".into(), Value::String(now_rfc3339()));
         m.insert("event".into(), Value::String(event.as_str().into()));
         m.extend(facts);
-        audit::append(&self.access_log, &[m], &self.options())
-            .map_err(|e| format!("{}: cannot write the access log: {e} (no access without its line)", self.access_log.display()))
-            .map(|h| h.into_iter().next().unwrap_or_default())
+        self.append(&self.access_log, &[m]).map(|h| h.into_iter().next().unwrap_or_default()).map_err(|e| format!("{e} (no access without its line)"))
     }
 
-    /// Appends lines to the module's audit log, chained after its last line (with the keyed MAC
-    /// when the log is keyed: then the secret is needed).
+    /// Appends lines to the module's audit log, chained after its last line.
     pub fn log_audit(&self, recs: &[Map<String, Value>]) -> Result<Vec<String>, String> {
-        if self.secret.is_none() && audit::is_keyed(&self.audit_log) {
-            return Err(format!("{}: the audit log is keyed: the installation secret must be readable (--secret FILE) to add a line to it", self.audit_log.display()));
-        }
-        audit::append(&self.audit_log, recs, &self.options()).map_err(|e| format!("{}: cannot write: {e}", self.audit_log.display()))
+        self.append(&self.audit_log, recs)
     }
 }
 

@@ -83,6 +83,28 @@ impl WavStream {
     }
 }
 
+/// A 16-bit PCM mono WAV file's bytes, header final (as MixMonitor leaves it at close): what
+/// [`WavStream`] reads. For tests and benchmarks that need a recording.
+pub fn wav_bytes(rate: u32, samples: &[i16]) -> Vec<u8> {
+    let data = samples.len() as u32 * 2;
+    let mut b = b"RIFF".to_vec();
+    b.extend((36 + data).to_le_bytes());
+    b.extend(b"WAVEfmt ");
+    b.extend(16u32.to_le_bytes());
+    b.extend(1u16.to_le_bytes());
+    b.extend(1u16.to_le_bytes());
+    b.extend(rate.to_le_bytes());
+    b.extend((rate * 2).to_le_bytes());
+    b.extend(2u16.to_le_bytes());
+    b.extend(16u16.to_le_bytes());
+    b.extend(b"data");
+    b.extend(data.to_le_bytes());
+    for s in samples {
+        b.extend(s.to_le_bytes());
+    }
+    b
+}
+
 pub struct Encoded {
     pub opus_bytes: u64,
     pub samples: usize,
@@ -368,22 +390,7 @@ mod tests {
     use super::*;
 
     fn wav(path: &Path, samples: &[i16]) {
-        let mut b = b"RIFF".to_vec();
-        b.extend((36 + samples.len() as u32 * 2).to_le_bytes());
-        b.extend(b"WAVEfmt ");
-        b.extend(16u32.to_le_bytes());
-        b.extend(1u16.to_le_bytes());
-        b.extend(1u16.to_le_bytes());
-        b.extend(8000u32.to_le_bytes());
-        b.extend(16000u32.to_le_bytes());
-        b.extend(2u16.to_le_bytes());
-        b.extend(16u16.to_le_bytes());
-        b.extend(b"data");
-        b.extend((samples.len() as u32 * 2).to_le_bytes());
-        for s in samples {
-            b.extend(s.to_le_bytes());
-        }
-        fs::write(path, b).unwrap();
+        fs::write(path, wav_bytes(8000, samples)).unwrap();
     }
 
     #[test]

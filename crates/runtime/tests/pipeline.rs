@@ -34,22 +34,7 @@ impl Fake {
 
 /// A WAV whose header is final (as Asterisk's writer leaves it at close), with 100 ms of audio.
 fn write_wav(path: &Path) {
-    let data = 1600u32;
-    let mut h = Vec::new();
-    h.extend(b"RIFF");
-    h.extend((36 + data).to_le_bytes());
-    h.extend(b"WAVEfmt ");
-    h.extend(16u32.to_le_bytes());
-    h.extend(1u16.to_le_bytes());
-    h.extend(1u16.to_le_bytes());
-    h.extend(8000u32.to_le_bytes());
-    h.extend(16000u32.to_le_bytes());
-    h.extend(2u16.to_le_bytes());
-    h.extend(16u16.to_le_bytes());
-    h.extend(b"data");
-    h.extend(data.to_le_bytes());
-    h.extend(vec![0u8; data as usize]);
-    std::fs::write(path, h).unwrap();
+    std::fs::write(path, callconsent_runtime::archive::wav_bytes(8000, &[0; 800])).unwrap();
 }
 
 impl CallChannel for Fake {

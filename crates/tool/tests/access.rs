@@ -30,23 +30,8 @@ fn text(o: &Output) -> String {
 }
 
 fn wav(path: &Path, secs: usize) {
-    let n = secs * 8000;
-    let mut b = b"RIFF".to_vec();
-    b.extend((36 + n as u32 * 2).to_le_bytes());
-    b.extend(b"WAVEfmt ");
-    b.extend(16u32.to_le_bytes());
-    b.extend(1u16.to_le_bytes());
-    b.extend(1u16.to_le_bytes());
-    b.extend(8000u32.to_le_bytes());
-    b.extend(16000u32.to_le_bytes());
-    b.extend(2u16.to_le_bytes());
-    b.extend(16u16.to_le_bytes());
-    b.extend(b"data");
-    b.extend((n as u32 * 2).to_le_bytes());
-    for i in 0..n {
-        b.extend(((((i as f32) * 0.3).sin() * 6000.0) as i16).to_le_bytes());
-    }
-    std::fs::write(path, b).unwrap();
+    let tone: Vec<i16> = (0..secs * 8000).map(|i| ((i as f32 * 0.3).sin() * 6000.0) as i16).collect();
+    std::fs::write(path, callconsent_runtime::archive::wav_bytes(8000, &tone)).unwrap();
 }
 
 /// What the module leaves after three kept calls: two of +33612345678 (anna, bob), one of
