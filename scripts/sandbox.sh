@@ -31,6 +31,11 @@ pkg-config --exists opus 2>/dev/null || need_host+=(libopus-dev pkg-config)
 command -v help2man >/dev/null || need_host+=(help2man)
 command -v dpkg-shlibdeps >/dev/null || need_host+=(dpkg-dev)
 command -v nsenter >/dev/null || need_host+=(util-linux)
+# The console's end-to-end tests: a real headless Chromium driven over WebDriver (issue 13).
+command -v chromium >/dev/null || need_host+=(chromium)
+command -v chromedriver >/dev/null || need_host+=(chromium-driver)
+# The shared store's tests: a throwaway PostgreSQL cluster (issue 14).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_host+=(postgresql)
 if [ ${#need_host[@]} -gt 0 ]; then
   echo "sandbox: installing host packages: ${need_host[*]}"
   apt-get update -qq

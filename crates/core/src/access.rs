@@ -53,7 +53,7 @@ mod tests {
     use crate::policy::CapPeriod;
 
     fn access() -> Access {
-        let person = |name: &str, role, agents: &[&str]| Person { name: name.into(), role, agents: agents.iter().map(|a| a.to_string()).collect() };
+        let person = |name: &str, role, agents: &[&str]| Person { name: name.into(), role, agents: agents.iter().map(|a| a.to_string()).collect(), password_hash: None };
         Access {
             access_log: "/l/access.jsonl".into(),
             listen_period: CapPeriod::Week,

@@ -63,6 +63,56 @@ pub struct General {
     pub encrypt_to: Vec<String>,
     /// ISO 3166 country (`FR`) of national numbers, so `0612...` and `+33612...` hash alike.
     pub default_country: Option<String>,
+    /// Issue 14: `postgresql://...` shares caps, listen counts, the audit trail and callers'
+    /// requests between nodes. None: the embedded local store (caps.redb), as on one node.
+    pub store: Option<String>,
+    /// The file holding the database password (never in the URL, the audit log or CLI output).
+    pub store_password_file: Option<PathBuf>,
+    /// The CA certificate (PEM) the database's TLS certificate must chain to.
+    pub store_ca: Option<PathBuf>,
+    /// This node's name in the shared store (default: the host name).
+    pub node: Option<String>,
+    /// R15: who is responsible for the processing, and how to reach the DPO (processing record).
+    pub controller: Option<String>,
+    pub dpo_contact: Option<String>,
+}
+
+/// What a profile's calls do when the shared store cannot be reached (issue 14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreUnavailable {
+    /// Privacy wins: the call is not recorded (the default).
+    NoRecord,
+    /// Caps are counted on this node only, for at most `store_local_seconds` of outage.
+    Local,
+}
+
+impl StoreUnavailable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreUnavailable::NoRecord => "no_record",
+            StoreUnavailable::Local => "local",
+        }
+    }
+}
+
+/// The DPO's web console (issue 13): `[console]`, read by `callconsent console` only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Console {
+    /// `ADDR:PORT` to listen on; plain HTTP only on loopback, HTTPS with a certificate.
+    pub listen: String,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Failed sign-ins of one person before the account is locked for `lockout_seconds`.
+    pub max_failed_signins: u64,
+    pub lockout_seconds: u64,
+    /// A session ends after this many minutes without a request.
+    pub session_minutes: u64,
+}
+
+impl Default for Console {
+    fn default() -> Console {
+        Console { listen: "127.0.0.1:8470".into(), tls_certificate: None, tls_key: None, max_failed_signins: 5, lockout_seconds: 300, session_minutes: 30 }
+    }
 }
 
 /// Who may reach recordings and how much listening is allowed (R6, R11): the `[access]` section,
@@ -107,6 +157,8 @@ pub struct Person {
     /// The agents (as the audit log names them, e.g. PJSIP/anna) whose calls this person may
     /// reach: a coach's team, an agent's own line; empty for the DPO (everything).
     pub agents: Vec<String>,
+    /// The console's sign-in: `password = NAME: $argon2id$...` (a PHC string). None: no sign-in.
+    pub password_hash: Option<String>,
 }
 
 impl Access {
@@ -160,12 +212,18 @@ pub struct Profile {
     /// `context,exten,priority` run on the caller's channel when an entry ends, where
     /// `CALLCONSENT(secure_digits)` returns the digits once. None: no secure entry.
     pub secure_gosub: Option<String>,
+    /// When `[general] store` cannot be reached before a recording starts (issue 14).
+    pub store_unavailable: StoreUnavailable,
+    /// With `store_unavailable = local`: how long an outage may last before calls are no
+    /// longer recorded (seconds).
+    pub store_local_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub general: General,
     pub access: Access,
+    pub console: Console,
     pub profiles: BTreeMap<String, Arc<Profile>>,
 }
 
@@ -175,18 +233,19 @@ pub const SHARE_WITHOUT_LEGAL_BASIS_MAX: u8 = 30;
 
 const GENERAL_KEYS: &[&str] = &[
     "spool_dir", "audit_log", "retention_days", "audit_retention_days", "archive", "opus_bitrate", "encoder_threads",
-    "encrypt_to", "default_country",
+    "encrypt_to", "default_country", "store", "store_password_file", "store_ca", "node", "controller", "dpo_contact",
 ];
-const ACCESS_KEYS: &[&str] = &["access_log", "listen_period", "max_listens_per_agent", "min_listens_per_agent", "dpo", "coach", "agent"];
+const ACCESS_KEYS: &[&str] = &["access_log", "listen_period", "max_listens_per_agent", "min_listens_per_agent", "dpo", "coach", "agent", "password"];
+const CONSOLE_KEYS: &[&str] = &["listen", "tls_certificate", "tls_key", "max_failed_signins", "lockout_seconds", "session_minutes"];
 /// Keys that may be repeated: their values are collected in order.
-const LIST_KEYS: &[&str] = &["never_record", "encrypt_to", "dpo", "coach", "agent"];
+const LIST_KEYS: &[&str] = &["never_record", "encrypt_to", "dpo", "coach", "agent", "password"];
 const PROFILE_KEYS: &[&str] = &[
     "notice", "full_notice", "optout_key", "info_key", "optout_confirm", "record_share",
     "legal_basis", "record_legs", "pause_code", "resume_code", "delete_code", "code_timeout_ms",
     "pause_max_seconds", "start_tone", "optout_tone", "pause_tone", "resume_tone", "delete_tone",
     "warn_tone", "never_record", "private_prefix", "max_per_agent", "cap_period",
     "secure_code", "secure_end_key", "secure_max_digits", "secure_timeout_ms", "secure_mask_tone",
-    "secure_start_tone", "secure_end_tone", "secure_gosub",
+    "secure_start_tone", "secure_end_tone", "secure_gosub", "store_unavailable", "store_local_seconds",
 ];
 
 pub fn is_dtmf(c: char) -> bool {
@@ -221,10 +280,14 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
                 let allowed = match e.category.as_str() {
                     "general" => GENERAL_KEYS,
                     "access" => ACCESS_KEYS,
+                    "console" => CONSOLE_KEYS,
                     _ => PROFILE_KEYS,
                 };
                 if e.category == "access" && PROFILE_KEYS.contains(&name.as_str()) {
                     return Err(err(name, "[access] names who may reach recordings: no profile may be called access (rename the profile)".into()));
+                }
+                if e.category == "console" && PROFILE_KEYS.contains(&name.as_str()) {
+                    return Err(err(name, "[console] configures the DPO's web console: no profile may be called console (rename the profile)".into()));
                 }
                 if !allowed.contains(&name.as_str()) {
                     return Err(err(name, format!("unknown key (known keys here: {})", allowed.join(", "))));
@@ -257,14 +320,25 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
         encoder_threads: 1,
         encrypt_to: Vec::new(),
         default_country: None,
+        store: None,
+        store_password_file: None,
+        store_ca: None,
+        node: None,
+        controller: None,
+        dpo_contact: None,
     };
     let mut access = None;
+    let mut console = Console::default();
     let mut profiles = BTreeMap::new();
     for (name, file, keys, lists) in &sections {
         let mut r = Reader { file, section: name, keys };
         if name == "access" {
             access = Some((r.access(lists)?, file.clone(), r.line("access_log")));
             // [access] is no profile.
+            continue;
+        }
+        if name == "console" {
+            console = r.console()?;
             continue;
         }
         if name == "general" {
@@ -308,6 +382,7 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
                 Some(c) if crate::policy::country_known(c) => Some(c.to_ascii_uppercase()),
                 Some(c) => return Err(r.err("default_country", format!("must be a two-letter ISO 3166 country code such as FR or DE, got \"{c}\""))),
             };
+            r.store(&mut general)?;
             continue;
         }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
@@ -322,7 +397,7 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
         Some((a, _, _)) => a,
         None => Access::defaults(&general.audit_log),
     };
-    Ok(Config { general, access, profiles })
+    Ok(Config { general, access, console, profiles })
 }
 
 impl Access {
@@ -474,9 +549,72 @@ impl Reader<'_> {
             if a.people.iter().any(|p| p.name == name) {
                 return Err(err(format!("\"{name}\" is listed twice in [access]: one person, one role")));
             }
-            a.people.push(Person { name: name.to_string(), role, agents });
+            a.people.push(Person { name: name.to_string(), role, agents, password_hash: None });
+        }
+        for (key, value, line) in lists.iter().filter(|(k, _, _)| k == "password") {
+            let err = |rule: String| ConfigError { file: self.file.to_string(), line: *line, section: self.section.to_string(), key: key.clone(), rule };
+            let Some((name, hash)) = value.split_once(':') else {
+                return Err(err("must be NAME: HASH (the PHC string `callconsent console password` prints, $argon2id$...)".into()));
+            };
+            let (name, hash) = (name.trim(), hash.trim());
+            if !hash.starts_with("$argon2") || hash.split('$').count() < 5 {
+                return Err(err(format!("the hash of {name} must be an argon2 PHC string ($argon2id$v=19$...), as `callconsent console password` prints it")));
+            }
+            let Some(person) = a.people.iter_mut().find(|p| p.name == name) else {
+                return Err(err(format!("\"{name}\" is not a person of [access] (dpo, coach or agent)")));
+            };
+            if person.password_hash.is_some() {
+                return Err(err(format!("\"{name}\" has two passwords")));
+            }
+            person.password_hash = Some(hash.to_string());
         }
         Ok(a)
+    }
+
+    fn console(&self) -> Result<Console, ConfigError> {
+        let mut c = Console::default();
+        if let Some(l) = self.opt("listen") {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                return Err(self.err("listen", format!("must be ADDRESS:PORT such as 127.0.0.1:8470 or [::]:8470, got \"{l}\"")));
+            }
+            c.listen = l.to_string();
+        }
+        c.tls_certificate = self.opt("tls_certificate").filter(|v| !v.is_empty()).map(|p| self.abs_path("tls_certificate", p)).transpose()?;
+        c.tls_key = self.opt("tls_key").filter(|v| !v.is_empty()).map(|p| self.abs_path("tls_key", p)).transpose()?;
+        if c.tls_certificate.is_some() != c.tls_key.is_some() {
+            return Err(self.err(if c.tls_key.is_none() { "tls_certificate" } else { "tls_key" }, "tls_certificate and tls_key go together (the certificate chain and its private key, PEM)".into()));
+        }
+        let loopback = c.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback());
+        if c.tls_certificate.is_none() && !loopback {
+            return Err(self.err("listen", format!("{} is not a loopback address: set tls_certificate and tls_key (plain HTTP is served on loopback only)", c.listen)));
+        }
+        c.max_failed_signins = self.number("max_failed_signins", 5, 1, 100, " (then the account is locked for lockout_seconds)")?;
+        c.lockout_seconds = self.number("lockout_seconds", 300, 1, 86400, "")?;
+        c.session_minutes = self.number("session_minutes", 30, 1, 1440, "")?;
+        Ok(c)
+    }
+
+    fn store(&self, g: &mut General) -> Result<(), ConfigError> {
+        if let Some(url) = self.opt("store").filter(|v| !v.is_empty() && *v != "local") {
+            let Some(rest) = url.strip_prefix("postgresql://").or_else(|| url.strip_prefix("postgres://")) else {
+                return Err(self.err("store", format!("must be local or a postgresql:// URL, got \"{}\"", url.split('@').last().unwrap_or(""))));
+            };
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if authority.split('@').next().is_some_and(|userinfo| authority.contains('@') && userinfo.contains(':')) {
+                return Err(self.err("store", "must not hold a password: name a file with store_password_file (the URL is shown in logs)".into()));
+            }
+            g.store = Some(url.to_string());
+        }
+        g.store_password_file = self.opt("store_password_file").filter(|v| !v.is_empty()).map(|p| self.abs_path("store_password_file", p)).transpose()?;
+        g.store_ca = self.opt("store_ca").filter(|v| !v.is_empty()).map(|p| self.abs_path("store_ca", p)).transpose()?;
+        g.node = match self.opt("node").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(n) if n.len() <= 63 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) => Some(n.to_string()),
+            Some(n) => return Err(self.err("node", format!("must be 1 to 63 letters, digits, . _ or -, got \"{n}\""))),
+        };
+        g.controller = self.opt("controller").filter(|v| !v.is_empty()).map(str::to_string);
+        g.dpo_contact = self.opt("dpo_contact").filter(|v| !v.is_empty()).map(str::to_string);
+        Ok(())
     }
 
     fn profile(&mut self, name: &str, sound_exists: &dyn Fn(&str) -> bool) -> Result<Profile, ConfigError> {
@@ -573,6 +711,12 @@ impl Reader<'_> {
             secure_start_tone: self.tone("secure_start_tone", "600/100,900/100")?,
             secure_end_tone: self.tone("secure_end_tone", "900/100,600/100")?,
             secure_gosub,
+            store_unavailable: match self.opt("store_unavailable") {
+                None | Some("no_record") => StoreUnavailable::NoRecord,
+                Some("local") => StoreUnavailable::Local,
+                Some(v) => return Err(self.err("store_unavailable", format!("must be no_record (privacy wins) or local, got \"{v}\""))),
+            },
+            store_local_seconds: self.number("store_local_seconds", 900, 1, 86400, " (how long caps are counted on this node alone)")?,
         })
     }
 }

@@ -167,7 +167,7 @@ impl Runtime {
         }
         let names = cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
         if let Ok(mut g) = self.config.write() {
-            *g = Arc::new(Config { general, access: cfg.access, profiles: cfg.profiles });
+            *g = Arc::new(Config { general, access: cfg.access, console: cfg.console, profiles: cfg.profiles });
         }
         // A reload is a moment an admin chose: the audit head is written down and published.
         self.audit.sender().checkpoint("reload");

@@ -25,6 +25,7 @@ use callconsent_runtime::audit::{audit_key, verify_files_with, Check};
 
 mod access;
 use access::Where;
+mod console;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -137,6 +138,8 @@ enum Command {
     /// The DPO's decryption key: create one, or print the recipient to give encrypt_to (R11)
     #[command(subcommand, arg_required_else_help = true)]
     Identity(IdentityCommand),
+    /// The DPO's and coaches' web console (issue 13): `callconsent console --config FILE ...`
+    Console(console::ConsoleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -421,6 +424,7 @@ fn main() -> ExitCode {
         Command::Subject(SubjectCommand::Find(a)) => access::subject_find(&a.place, &a.number),
         Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, a.person.as_deref(), &a.request, a.identity.as_deref(), &a.out),
         Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),
+        Command::Console(a) => console::run(a),
     }
 }
 
