@@ -45,6 +45,8 @@ fn profile(share: u8, pause_max: u64) -> Arc<Profile> {
         secure_start_tone: Some("600/100".into()),
         secure_end_tone: Some("900/100".into()),
         secure_gosub: None,
+        store_unavailable: crate::config::StoreUnavailable::NoRecord,
+        store_local_seconds: 900,
     })
 }
 
