@@ -46,6 +46,15 @@ pub enum AuditEvent {
     LogRepaired,
     /// A caller's recordings deleted at their request (GDPR Art. 17), with its reference.
     RecordingErased,
+    /// The shared store (issue 14) was reached at load: node, schema version.
+    StoreConnected,
+    /// The shared store could not be reached for a call's cap: what the profile chose instead
+    /// (`fallback`: no_record or local).
+    StoreUnavailable,
+    /// The shared store is back after an outage: how long it lasted, what was counted locally.
+    StoreRestored,
+    /// A caller's erasure request from the shared store, done on this node.
+    ErasureApplied,
     /// A secure card entry began: the recorder is muted, the caller's keys are the card's.
     SecureEntryStarted,
     /// It ended (end key, maximum digits, timeout, hangup): how many digits, never a digit.
@@ -53,7 +62,7 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 30] = [
+    pub const ALL: [AuditEvent; 34] = [
         AuditEvent::Selected,
         AuditEvent::NotSelected,
         AuditEvent::Exempt,
@@ -82,6 +91,10 @@ impl AuditEvent {
         AuditEvent::AuditCheckpoint,
         AuditEvent::LogRepaired,
         AuditEvent::RecordingErased,
+        AuditEvent::StoreConnected,
+        AuditEvent::StoreUnavailable,
+        AuditEvent::StoreRestored,
+        AuditEvent::ErasureApplied,
         AuditEvent::SecureEntryStarted,
         AuditEvent::SecureEntryEnded,
     ];
@@ -116,6 +129,10 @@ impl AuditEvent {
             AuditEvent::AuditCheckpoint => "audit_checkpoint",
             AuditEvent::LogRepaired => "log_repaired",
             AuditEvent::RecordingErased => "recording_erased",
+            AuditEvent::StoreConnected => "store_connected",
+            AuditEvent::StoreUnavailable => "store_unavailable",
+            AuditEvent::StoreRestored => "store_restored",
+            AuditEvent::ErasureApplied => "erasure_applied",
             AuditEvent::SecureEntryStarted => "secure_entry_started",
             AuditEvent::SecureEntryEnded => "secure_entry_ended",
         }

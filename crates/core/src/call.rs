@@ -171,6 +171,8 @@ pub enum Lane {
 pub enum Queue {
     Recorder,
     Signals,
+    /// The caps store (a shared database may take its time; nothing else waits behind it).
+    Store,
 }
 
 /// What to do with a deferred action when its worker's queue is full: the safe side wins.
@@ -188,6 +190,7 @@ impl Action {
     pub fn queue(&self) -> Queue {
         match self {
             Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) | Action::SecureDigits(_) => Queue::Signals,
+            Action::ReserveCap { .. } => Queue::Store,
             _ => Queue::Recorder,
         }
     }

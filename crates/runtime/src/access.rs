@@ -176,7 +176,7 @@ impl Store {
     }
 
     fn options(&self) -> Options {
-        Options { key: self.secret.as_ref().map(|s| (audit::audit_key(s), callconsent_core::policy::key_id(s))), publish: None, pbx: None }
+        Options { key: self.secret.as_ref().map(|s| (audit::audit_key(s), callconsent_core::policy::key_id(s))), publish: None, pbx: None, wake: None }
     }
 
     /// Appends lines to a chained log, after its last line, keyed when the log is (then the
@@ -301,30 +301,41 @@ pub fn erase(store: &Store, recs: &[&Recording], person: &str, request: &str) ->
     let mut out = vec![];
     let mut lines = vec![];
     for r in recs {
-        let mut deleted = vec![];
-        for f in r.archives.iter().chain(r.files.iter()) {
-            for p in [PathBuf::from(f), crate::encoders::sidecar(Path::new(f))] {
-                match std::fs::remove_file(&p) {
-                    Ok(()) => deleted.push(p.display().to_string()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(format!("{}: cannot delete: {e}", p.display())),
-                }
-            }
-        }
-        let mut f = Map::new();
-        f.insert("profile".into(), json!(r.profile));
-        f.insert("request".into(), json!(request));
-        f.insert("by".into(), json!(person));
-        f.insert("number_hash".into(), json!(r.number_hash));
-        f.insert("files".into(), json!(deleted));
-        f.insert("kept_line".into(), json!(r.kept_line));
-        lines.push(audit::record(&r.call, "", AuditEvent::RecordingErased, f));
+        let deleted = delete_files(r)?;
+        lines.push(erased_record(r, person, request, &deleted));
         out.push((r.call.clone(), deleted));
     }
     if !lines.is_empty() {
         store.log_audit(&lines)?;
     }
     Ok(out)
+}
+
+/// Deletes every file of one recording (archives, WAVs, sidecars); returns what was deleted.
+pub fn delete_files(r: &Recording) -> Result<Vec<String>, String> {
+    let mut deleted = vec![];
+    for f in r.archives.iter().chain(r.files.iter()) {
+        for p in [PathBuf::from(f), crate::encoders::sidecar(Path::new(f))] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => deleted.push(p.display().to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: cannot delete: {e}", p.display())),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// The `recording_erased` line of one recording.
+pub fn erased_record(r: &Recording, person: &str, request: &str, deleted: &[String]) -> Map<String, Value> {
+    let mut f = Map::new();
+    f.insert("profile".into(), json!(r.profile));
+    f.insert("request".into(), json!(request));
+    f.insert("by".into(), json!(person));
+    f.insert("number_hash".into(), json!(r.number_hash));
+    f.insert("files".into(), json!(deleted));
+    f.insert("kept_line".into(), json!(r.kept_line));
+    audit::record(&r.call, "", AuditEvent::RecordingErased, f)
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub struct Options {
     pub publish: Option<Box<dyn Fn(Published) + Send>>,
     /// The PBX that wrote the line (`asterisk`, `freeswitch`): every line carries it as `pbx`.
     pub pbx: Option<String>,
+    /// Told (without waiting) after every write: the shipper of the shared store (issue 14).
+    pub wake: Option<crossbeam_channel::Sender<()>>,
 }
 
 /// The audit key derived from the installation secret (never the secret itself).
@@ -387,6 +389,9 @@ impl Writer {
         if let Err(e) = write_head(&self.path, &self.prev) {
             log::error!("callconsent: cannot write {}: {e}", head_path(&self.path).display());
         }
+        if let Some(w) = &self.options.wake {
+            let _ = w.try_send(());
+        }
         if let Ok(mut s) = self.status.lock() {
             s.lines_written += recs.len() as u64;
             s.head = self.prev.clone();
@@ -701,7 +706,7 @@ mod tests {
     }
 
     fn keyed(path: &Path, key: &[u8]) -> AuditLog {
-        AuditLog::open_with(path, Options { key: Some((key.to_vec(), "k1".into())), publish: None, pbx: None }).unwrap()
+        AuditLog::open_with(path, Options { key: Some((key.to_vec(), "k1".into())), publish: None, pbx: None, wake: None }).unwrap()
     }
 
     #[test]
@@ -748,7 +753,7 @@ mod tests {
         let dir = tmp("append");
         let path = dir.join("audit.jsonl");
         let key = audit_key(b"0123456789abcdef0123456789abcdef");
-        let tool = Options { key: Some((key.clone(), "k1".into())), publish: None, pbx: None };
+        let tool = Options { key: Some((key.clone(), "k1".into())), publish: None, pbx: None, wake: None };
         let line = |n: i64| {
             let mut f = Map::new();
             f.insert("n".into(), Value::from(n));
@@ -804,7 +809,7 @@ mod tests {
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
         let published = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let p2 = published.clone();
-        let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| p2.lock().unwrap().push(p))), pbx: None }).unwrap();
+        let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| p2.lock().unwrap().push(p))), pbx: None, wake: None }).unwrap();
         let ack = log.sender().send_acked(record("1.1", "Local/x", AuditEvent::RecordingKept, Map::new()));
         assert!(ack.recv_timeout(std::time::Duration::from_secs(5)).is_err(), "a line that is not on disk was acknowledged");
         log.flush();
@@ -823,7 +828,7 @@ mod tests {
         let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let h2 = heads.clone();
         {
-            let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| h2.lock().unwrap().push(p.head))), pbx: None }).unwrap();
+            let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| h2.lock().unwrap().push(p.head))), pbx: None, wake: None }).unwrap();
             let s = log.sender();
             s.send(record("1.1", "Local/x", AuditEvent::Selected, Map::new()));
             s.send(record("1.2", "Local/x", AuditEvent::Selected, Map::new()));

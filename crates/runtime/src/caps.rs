@@ -36,6 +36,20 @@ impl Caps {
         Ok(result)
     }
 
+    /// Raises the count to at least `n` (the shared store's count, mirrored for a fallback).
+    pub fn raise_to(&self, agent: &str, period: &str, n: u64) -> Result<(), String> {
+        let key = format!("{agent}|{period}");
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut table = txn.open_table(CAPS).map_err(|e| e.to_string())?;
+            let count = table.get(key.as_str()).map_err(|e| e.to_string())?.map(|v| v.value()).unwrap_or(0);
+            if count < n {
+                table.insert(key.as_str(), n).map_err(|e| e.to_string())?;
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+
     pub fn count(&self, agent: &str, period: &str) -> u64 {
         let key = format!("{agent}|{period}");
         self.db

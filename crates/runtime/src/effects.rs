@@ -22,7 +22,7 @@ use callconsent_core::timing;
 
 use crate::audit::AuditSender;
 use crate::calls::{Calls, Slot};
-use crate::caps::Caps;
+use crate::shared::CapStore;
 use crate::encoders::{self, PoolSender};
 use crate::host::{CallChannel, Host};
 use crate::spool;
@@ -30,7 +30,7 @@ use crate::spool;
 /// What every effect needs: the runtime's shared parts.
 pub struct Executor {
     pub(crate) audit: AuditSender,
-    pub(crate) caps: Caps,
+    pub(crate) caps: CapStore,
     pub(crate) host: Arc<dyn Host>,
     pub(crate) spool: PathBuf,
     pub(crate) archiver: Option<PoolSender>,
@@ -42,6 +42,7 @@ pub struct Executor {
     /// digits), each with a bounded queue.
     recorder: Sender<Msg>,
     signals: Sender<Msg>,
+    store: Sender<Msg>,
 }
 
 /// A deferred action of one call, with a reference to the caller's channel when there is one.
@@ -83,17 +84,19 @@ enum Answer {
 }
 
 impl Executor {
-    pub(crate) fn new(audit: AuditSender, caps: Caps, host: Arc<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, [Jobs; 2]) {
+    pub(crate) fn new(audit: AuditSender, caps: CapStore, host: Arc<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, [Jobs; 3]) {
         let (recorder, rrx) = bounded(timing::QUEUE_CAPACITY);
         let (signals, srx) = bounded(timing::QUEUE_CAPACITY);
-        let exec = Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), encrypt_to: Default::default(), recorder, signals });
-        (exec, [Jobs(rrx, Queue::Recorder), Jobs(srx, Queue::Signals)])
+        let (store, strx) = bounded(timing::QUEUE_CAPACITY);
+        let exec = Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), encrypt_to: Default::default(), recorder, signals, store });
+        (exec, [Jobs(rrx, Queue::Recorder), Jobs(srx, Queue::Signals), Jobs(strx, Queue::Store)])
     }
 
     fn sender(&self, q: Queue) -> &Sender<Msg> {
         match q {
             Queue::Recorder => &self.recorder,
             Queue::Signals => &self.signals,
+            Queue::Store => &self.store,
         }
     }
 
@@ -243,7 +246,12 @@ impl Executor {
             },
             Action::ReserveCap { agent, period, period_max } => {
                 let key = period.key(chrono::Utc::now());
-                let outcome = match self.caps.reserve(agent, &key, *period_max) {
+                let (fallback, local_seconds) = slot.with_call(|call| (call.profile().store_unavailable, call.profile().store_local_seconds));
+                let reserved = self.caps.reserve(agent, &key, *period_max, fallback, local_seconds);
+                if let Some(facts) = reserved.unavailable {
+                    self.audit.send(slot.record(AuditEvent::StoreUnavailable, facts));
+                }
+                let outcome = match reserved.result {
                     Ok((count, true)) => CapOutcome::Reserved { count },
                     Ok((count, false)) => CapOutcome::Reached { count },
                     Err(e) => {
@@ -414,13 +422,14 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn start(exec: Arc<Executor>, jobs: [Jobs; 2]) -> std::io::Result<Worker> {
+    pub(crate) fn start(exec: Arc<Executor>, jobs: [Jobs; 3]) -> std::io::Result<Worker> {
         let mut w = Worker { exec: exec.clone(), threads: vec![] };
         for Jobs(rx, q) in jobs {
             let e = exec.clone();
             let name = match q {
                 Queue::Recorder => "cc-worker",
                 Queue::Signals => "cc-signals",
+                Queue::Store => "cc-store",
             };
             w.threads.push(std::thread::Builder::new().name(name.into()).spawn(move || work(&e, &rx, q))?);
         }
@@ -432,6 +441,7 @@ impl Drop for Worker {
     fn drop(&mut self) {
         // The signals first: their jobs may still queue recorder work (never the other way).
         let _ = self.exec.signals.send(Msg::Stop);
+        let _ = self.exec.store.send(Msg::Stop);
         let _ = self.exec.recorder.send(Msg::Stop);
         for t in self.threads.drain(..) {
             let _ = t.join();

@@ -7,6 +7,8 @@ pub mod archive;
 pub mod audit;
 pub mod calls;
 pub mod caps;
+pub mod shared;
+pub mod store;
 mod effects;
 pub mod encoders;
 pub mod host;

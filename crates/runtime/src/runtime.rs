@@ -11,6 +11,7 @@ use callconsent_core::policy;
 use crate::audit::AuditLog;
 use crate::calls::{CallIds, Calls, Slot};
 use crate::caps::Caps;
+use crate::shared::CapStore;
 use crate::effects::{Executor, Fed, Worker};
 use crate::encoders;
 use crate::host::{CallChannel, Host};
@@ -20,6 +21,7 @@ use crate::sweeper::Sweeper;
 /// A loaded callconsent. Field order is drop order: the threads holding audit senders stop first
 /// (sweeper, worker, encoders), the audit writer last, after writing everything queued.
 pub struct Runtime {
+    _shipper: Option<crate::shared::Shipper>,
     _sweeper: Sweeper,
     _worker: Worker,
     _encoders: Option<encoders::Pool>,
@@ -75,6 +77,28 @@ fn fingerprints(recipients: &[String]) -> String {
     recipients.iter().map(|r| policy::recipient_fingerprint(r)).collect::<Vec<_>>().join(", ")
 }
 
+/// At load: the store's schema is created or migrated, and the node says it is there. A store
+/// away at load is no reason to refuse the module: calls follow `store_unavailable`.
+fn connect_and_migrate(pg: &crate::store::Pg, health: &std::sync::Mutex<crate::shared::Health>, audit: &crate::audit::AuditSender) {
+    let r = pg.connect().and_then(|mut c| crate::store::migrate(&mut c));
+    let mut f = serde_json::Map::new();
+    f.insert("node".into(), serde_json::json!(pg.node));
+    f.insert("store".into(), serde_json::json!(pg.shown));
+    match r {
+        Ok(v) => {
+            log::info!("callconsent: shared store {} (schema {v}), node {}", pg.shown, pg.node);
+            f.insert("schema".into(), serde_json::json!(v));
+            audit.send(crate::audit::record("", "", callconsent_core::audit::AuditEvent::StoreConnected, f));
+        }
+        Err(e) => {
+            log::error!("callconsent: shared store {}: {e}; calls follow each profile's store_unavailable until it answers", pg.shown);
+            if let Ok(mut h) = health.lock() {
+                h.fail(&e);
+            }
+        }
+    }
+}
+
 fn mkdir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(|e| format!("{}: {e}", dir.display()))
@@ -90,6 +114,8 @@ impl Runtime {
         spool::remember(state_dir, &g.spool_dir, &g.audit_log);
         let secret = crate::secret::load_or_create(&state_dir.join("secret"))?;
         let caps = Caps::open(&state_dir.join("caps.redb"))?;
+        let pg = crate::store::Pg::from_general(&g)?;
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         let host: Arc<dyn Host> = Arc::from(host);
         let publisher = host.clone();
         let pbx = host.name().to_string();
@@ -103,6 +129,7 @@ impl Runtime {
                 }
                 publisher.module_event("CallConsentAudit", &fields);
             })),
+            wake: pg.as_ref().map(|_| wake_tx),
         };
         let audit = AuditLog::open_with(&g.audit_log, options).map_err(|e| format!("audit_log {}: {e}", g.audit_log.display()))?;
         let audit_tx = audit.sender();
@@ -116,6 +143,21 @@ impl Runtime {
             None
         };
         let archiver = encoders.as_ref().map(|p| p.sender());
+        let health = Arc::new(std::sync::Mutex::new(crate::shared::Health::default()));
+        let caps = match &pg {
+            None => CapStore::Local(caps),
+            Some(pg) => {
+                connect_and_migrate(pg, &health, &audit_tx);
+                CapStore::shared(pg.clone(), caps, health.clone(), audit_tx.clone())
+            }
+        };
+        let shipper = match pg {
+            None => None,
+            Some(pg) => Some(
+                crate::shared::Shipper::start(pg, host.name().to_string(), g.audit_log.clone(), audit_tx.clone(), health, wake_rx, crate::shared::ErasureWork { cfg: cfg.clone() })
+                    .map_err(|e| format!("shipper thread: {e}"))?,
+            ),
+        };
         let (exec, jobs) = Executor::new(audit_tx.clone(), caps, host, g.spool_dir.clone(), archiver);
         if let Ok(mut r) = exec.encrypt_to.write() {
             *r = Arc::new(g.encrypt_to.clone());
@@ -136,7 +178,7 @@ impl Runtime {
             g.spool_dir.display(),
             g.audit_log.display()
         );
-        Ok(Runtime { _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, audit, secret, config: RwLock::new(Arc::new(cfg)) })
+        Ok(Runtime { _shipper: shipper, _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, audit, secret, config: RwLock::new(Arc::new(cfg)) })
     }
 
     /// What a load does first, before it reads the configuration: what the last run left in its

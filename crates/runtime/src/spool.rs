@@ -104,7 +104,7 @@ pub fn discard_remembered(state_dir: &Path, pbx: &str) {
     if key.is_none() {
         log::warn!("callconsent: no readable installation secret in {}: the discarded files' audit lines carry no MAC", state_dir.display());
     }
-    match crate::audit::AuditLog::open_with(&audit_log, crate::audit::Options { key, publish: None, pbx: Some(pbx.to_string()) }) {
+    match crate::audit::AuditLog::open_with(&audit_log, crate::audit::Options { key, publish: None, pbx: Some(pbx.to_string()), wake: None }) {
         Ok(log) => discard_staging(&spool, &log.sender()),
         Err(e) => {
             log::error!("callconsent: audit log {}: {e}; discarding the staging files without an audit line", audit_log.display());
