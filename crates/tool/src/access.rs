@@ -39,12 +39,14 @@ pub fn load_config(path: &str) -> Result<Config, String> {
     config::parse(&config::entries_from_text(&text, path), &defaults, &|_| true).map_err(|e| e.to_string())
 }
 
-struct Ctx {
-    cfg: Config,
-    store: Store,
+/// The configuration and where its logs are: what every access starts from (the tool and the
+/// console alike).
+pub struct Ctx {
+    pub cfg: Config,
+    pub store: Store,
 }
 
-fn open(w: &Where, need_secret: bool) -> Result<Ctx, String> {
+pub fn open(w: &Where, need_secret: bool) -> Result<Ctx, String> {
     let cfg = load_config(&w.config)?;
     let secret = match std::fs::read(&w.secret) {
         Ok(s) => Some(s),
@@ -59,7 +61,7 @@ fn identities(path: &str) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, S
     archive::read_identities(Path::new(path))
 }
 
-fn fingerprints(identity: &str) -> Vec<String> {
+pub fn fingerprints(identity: &str) -> Vec<String> {
     archive::identity_recipients(Path::new(identity)).iter().map(|r| policy::recipient_fingerprint(r)).collect()
 }
 
@@ -87,7 +89,7 @@ fn find(ctx: &Ctx, name: &str) -> Result<(Recording, PathBuf), String> {
 }
 
 /// Decrypts (in memory) and decodes the archive; its tags must be the audit log's.
-fn open_checked(rec: &Recording, path: &Path, identity: Option<&str>) -> Result<(Vec<u8>, u64), String> {
+pub fn open_checked(rec: &Recording, path: &Path, identity: Option<&str>) -> Result<(Vec<u8>, u64), String> {
     let ids = match identity {
         Some(i) => identities(i)?,
         None => vec![],
@@ -147,26 +149,14 @@ pub fn listen(w: &Where, l: &Listen) -> ExitCode {
         }
     }
     let event = if export { AccessEvent::Export } else { AccessEvent::Listen };
-    let ask = Ask { person: l.person, purpose: l.purpose, event, identity: l.identity.map(fingerprints).unwrap_or_default() };
-    // The rules first (a refusal is logged and nothing is decrypted), then the archive, then the
-    // access line, and only then the audio.
-    let facts = match access::check(&ctx.cfg, &ctx.store, &ask, &rec, &path.display().to_string()) {
-        Ok(f) => f,
-        Err(why) => return fail(format!("refused: {why}")),
-    };
-    let (bytes, duration_ms) = match open_checked(&rec, &path, l.identity) {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
     let mut extra = Map::new();
-    extra.insert("duration_ms".into(), json!(duration_ms));
     if let Some(o) = &out {
         extra.insert("out".into(), json!(o.display().to_string()));
     }
-    let role = facts.1;
-    let line = match ctx.store.log_access(event, merge(facts.0, extra)) {
-        Ok(h) => h,
-        Err(e) => return fail(e),
+    let Released { bytes, duration_ms, line, role } = match access_audio(&ctx, &rec, &path, l.person, l.purpose, event, l.identity, extra) {
+        Ok(r) => r,
+        Err(Denied::Refused(why)) => return fail(format!("refused: {why}")),
+        Err(Denied::Failed(e)) => return fail(e),
     };
     let released = match (&out, l.player) {
         (Some(o), _) => write_new(o, &bytes),
@@ -196,6 +186,49 @@ pub fn listen(w: &Where, l: &Listen) -> ExitCode {
         l.person
     );
     ExitCode::SUCCESS
+}
+
+/// The audio of one allowed access, and its access line.
+pub struct Released {
+    pub bytes: Vec<u8>,
+    pub duration_ms: u64,
+    /// The hash of the access line written.
+    pub line: String,
+    pub role: &'static str,
+}
+
+/// Why an access released nothing.
+#[derive(Debug)]
+pub enum Denied {
+    /// The rules refused it (the refusal is in the access log).
+    Refused(String),
+    /// The archive or the access log could not be opened or written.
+    Failed(String),
+}
+
+/// One listen or export: the rules first (a refusal is logged and nothing is decrypted), then
+/// the archive (decrypted in memory, its tags checked), then the access line, and only then the
+/// audio is returned. `extra` goes on the access line (after `duration_ms`).
+#[allow(clippy::too_many_arguments)]
+pub fn access_audio(ctx: &Ctx, rec: &Recording, path: &Path, person: &str, purpose: &str, event: AccessEvent, identity: Option<&str>, extra: Map<String, Value>) -> Result<Released, Denied> {
+    let ask = Ask { person, purpose, event, identity: identity.map(fingerprints).unwrap_or_default() };
+    let facts = access::check(&ctx.cfg, &ctx.store, &ask, rec, &path.display().to_string()).map_err(Denied::Refused)?;
+    let (bytes, duration_ms) = open_checked(rec, path, identity).map_err(Denied::Failed)?;
+    let mut more = Map::new();
+    more.insert("duration_ms".into(), json!(duration_ms));
+    more.extend(extra);
+    let role = facts.1;
+    let line = ctx.store.log_access(event, merge(facts.0, more)).map_err(Denied::Failed)?;
+    Ok(Released { bytes, duration_ms, line, role })
+}
+
+/// The file of a recording on disk now (its archive first): the console names recordings by
+/// their index, never by a path from a request.
+pub fn file_of(rec: &Recording) -> Result<PathBuf, String> {
+    if let Some(by) = &rec.removed_by {
+        return Err(format!("the recording of call {} is gone ({by})", rec.call));
+    }
+    rec.present().into_iter().next().map(PathBuf::from).ok_or_else(|| format!("the recording of call {} is not on disk", rec.call))
 }
 
 fn merge(mut a: Map<String, Value>, b: Map<String, Value>) -> Map<String, Value> {
@@ -239,8 +272,7 @@ pub fn report(w: &Where, period: Option<&str>) -> ExitCode {
     };
     let a = &ctx.cfg.access;
     let key = period.map(str::to_string).unwrap_or_else(|| access::current_period(&ctx.cfg));
-    let mut agents: std::collections::BTreeSet<String> = a.people.iter().flat_map(|p| p.agents.iter().cloned()).collect();
-    agents.extend(access::recordings(&audit).into_iter().filter_map(|r| r.agent));
+    let rows = listening(&ctx.cfg, &audit, &acc, &key);
     let bound = |n: u64| if n == 0 { "none".to_string() } else { n.to_string() };
     println!(
         "listening per agent, {} {key} (min_listens_per_agent {}, max_listens_per_agent {})",
@@ -248,13 +280,35 @@ pub fn report(w: &Where, period: Option<&str>) -> ExitCode {
         bound(a.min_listens_per_agent),
         bound(a.max_listens_per_agent)
     );
-    let width = agents.iter().map(String::len).max().unwrap_or(0);
-    for agent in &agents {
-        let n = access::listens(&ctx.cfg, &acc, agent, &key);
+    let width = rows.iter().map(|r| r.agent.len()).max().unwrap_or(0);
+    for r in &rows {
+        println!("{:width$}  {} listen(s), {} refused  {}", r.agent, r.listens, r.refused, r.state);
+    }
+    eprintln!("{} agent(s)", rows.len());
+    ExitCode::SUCCESS
+}
+
+/// One agent's listening in a period, against the bounds (R6).
+pub struct AgentListening {
+    pub agent: String,
+    pub listens: u64,
+    pub refused: usize,
+    pub state: &'static str,
+}
+
+/// Per agent (those of [access] and those the audit log names), the listens of their calls by
+/// others in the period `key`, the refusals, and where that stands against the bounds.
+pub fn listening(cfg: &Config, audit: &[access::Line], acc: &[access::Line], key: &str) -> Vec<AgentListening> {
+    let a = &cfg.access;
+    let mut agents: std::collections::BTreeSet<String> = a.people.iter().flat_map(|p| p.agents.iter().cloned()).collect();
+    agents.extend(access::recordings(audit).into_iter().filter_map(|r| r.agent));
+    let mut out = vec![];
+    for agent in agents {
+        let n = access::listens(cfg, acc, &agent, key);
         let refused = acc
             .iter()
             .filter(|l| l.value["agent"].as_str() == Some(agent.as_str()) && l.value["event"].as_str().is_some_and(|e| e.ends_with("_refused")))
-            .filter(|l| access::period_of(&ctx.cfg, l.value["ts"].as_str().unwrap_or("")).as_deref() == Some(key.as_str()))
+            .filter(|l| access::period_of(cfg, l.value["ts"].as_str().unwrap_or("")).as_deref() == Some(key))
             .count();
         let state = if a.max_listens_per_agent > 0 && n >= a.max_listens_per_agent {
             "at the maximum"
@@ -267,13 +321,12 @@ pub fn report(w: &Where, period: Option<&str>) -> ExitCode {
         } else {
             "within the bounds"
         };
-        println!("{agent:width$}  {n} listen(s), {refused} refused  {state}");
+        out.push(AgentListening { agent, listens: n, refused, state });
     }
-    eprintln!("{} agent(s)", agents.len());
-    ExitCode::SUCCESS
+    out
 }
 
-fn subject_hash(ctx: &Ctx, number: &str) -> Result<(String, String), String> {
+pub fn subject_hash(ctx: &Ctx, number: &str) -> Result<(String, String), String> {
     let secret = ctx.store.secret.as_ref().ok_or("the installation secret is needed to find a caller (--secret FILE)")?;
     let country = ctx.cfg.general.default_country.as_deref();
     let normal = policy::normalize_number(number, country);
@@ -330,22 +383,28 @@ fn requester(person: Option<&str>) -> (String, bool) {
 
 /// What serving one caller's request starts from: the decision (a refusal is logged), the
 /// caller's number and hash, the audit lines and the caller's calls.
-struct Request {
-    ctx: Ctx,
-    person: String,
-    named: bool,
-    normal: String,
-    hash: String,
-    lines: Vec<access::Line>,
-    calls: std::collections::BTreeSet<String>,
+pub struct Request {
+    pub ctx: Ctx,
+    pub person: String,
+    pub named: bool,
+    pub normal: String,
+    pub hash: String,
+    pub lines: Vec<access::Line>,
+    pub calls: std::collections::BTreeSet<String>,
 }
 
 fn request(w: &Where, number: &str, person: Option<&str>, event: AccessEvent, reference: &str) -> Result<Request, ExitCode> {
-    let (person, named) = requester(person);
     let ctx = open(w, true).map_err(fail)?;
-    let (normal, hash) = subject_hash(&ctx, number).map_err(fail)?;
-    access::authorize_subject(&ctx.cfg, &ctx.store, &person, named, event, reference, &hash).map_err(|why| fail(format!("refused: {why}")))?;
-    let lines = ctx.store.audit_lines().map_err(fail)?;
+    request_in(ctx, number, person, event, reference).map_err(fail)
+}
+
+/// The start of serving a caller's request (the tool's and the console's): the person named
+/// must be the DPO (a refusal is logged, and returned as "refused: why").
+pub fn request_in(ctx: Ctx, number: &str, person: Option<&str>, event: AccessEvent, reference: &str) -> Result<Request, String> {
+    let (person, named) = requester(person);
+    let (normal, hash) = subject_hash(&ctx, number)?;
+    access::authorize_subject(&ctx.cfg, &ctx.store, &person, named, event, reference, &hash).map_err(|why| format!("refused: {why}"))?;
+    let lines = ctx.store.audit_lines()?;
     let calls = access::subject_calls(&lines, &hash);
     Ok(Request { ctx, person, named, normal, hash, lines, calls })
 }
@@ -353,35 +412,41 @@ fn request(w: &Where, number: &str, person: Option<&str>, event: AccessEvent, re
 /// `subject export`: the caller's recordings (decrypted, Opus) and the audit lines about them, in
 /// a new directory for the caller (GDPR Art. 15).
 pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request_ref: &str, identity: Option<&str>, out: &str) -> ExitCode {
-    let Request { ctx, person, named, normal, hash, lines, calls } = match request(w, number, person, AccessEvent::SubjectExport, request_ref) {
+    let req = match request(w, number, person, AccessEvent::SubjectExport, request_ref) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    match export_subject(&req, request_ref, identity, Path::new(out), out) {
+        Ok((written, lines)) => {
+            println!("subject {}: {written} recording(s) and {lines} audit line(s) of {} call(s) exported to {out}", req.normal, req.calls.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Writes a caller's recordings (decrypted, Opus), the audit lines about them and a README into
+/// the new directory `dir`, and the access line (`out` names the directory there). Returns the
+/// number of recordings and of audit lines.
+pub fn export_subject(req: &Request, request_ref: &str, identity: Option<&str>, dir: &Path, out: &str) -> Result<(usize, usize), String> {
+    let Request { ctx, person, named, normal, hash, lines, calls } = req;
     let request = request_ref;
     let recs: Vec<Recording> = access::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
-    let dir = PathBuf::from(out);
     {
         use std::os::unix::fs::DirBuilderExt;
-        if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            return fail(format!("{out}: cannot create a new directory: {e}"));
-        }
+        std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| format!("{out}: cannot create a new directory: {e}"))?;
     }
     let mut written = vec![];
     for r in &recs {
         for f in r.present().iter().filter(|f| f.ends_with(".opus") || f.ends_with(".opus.age")) {
             let p = PathBuf::from(f);
-            let (bytes, _) = match open_checked(r, &p, identity) {
-                Ok(b) => b,
-                Err(e) => return fail(e),
-            };
+            let (bytes, _) = open_checked(r, &p, identity)?;
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("recording.opus").trim_end_matches(".age").to_string();
-            if let Err(e) = write_new(&dir.join(&name), &bytes) {
-                return fail(e);
-            }
+            write_new(&dir.join(&name), &bytes)?;
             written.push(name);
         }
     }
-    let audit: String = access::subject_lines(&lines, &calls).iter().map(|l| format!("{}\n", l.text)).collect();
+    let audit: String = access::subject_lines(lines, calls).iter().map(|l| format!("{}\n", l.text)).collect();
     let readme = format!(
         "Your call recordings (request {request})\n\nNumber: {normal}\nCalls found: {}\nRecordings: {}\n\n\
          Each .opus file is one recording (Ogg Opus: most players read it). audit.jsonl lists every\n\
@@ -391,13 +456,11 @@ pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request_ref
         written.len()
     );
     for (name, text) in [("audit.jsonl", audit), ("README.txt", readme)] {
-        if let Err(e) = write_text(&dir.join(name), &text) {
-            return fail(e);
-        }
+        write_text(&dir.join(name), &text)?;
     }
     let mut f = Map::new();
     f.insert("person".into(), json!(person));
-    f.insert("role".into(), json!(if named { Some("dpo") } else { None }));
+    f.insert("role".into(), json!(if *named { Some("dpo") } else { None }));
     f.insert("request".into(), json!(request));
     f.insert("number_hash".into(), json!(hash));
     f.insert("calls".into(), json!(calls));
@@ -407,11 +470,10 @@ pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request_ref
         f.insert("identity".into(), json!(fingerprints(i)));
     }
     if let Err(e) = ctx.store.log_access(AccessEvent::SubjectExport, f) {
-        let _ = std::fs::remove_dir_all(&dir);
-        return fail(e);
+        let _ = std::fs::remove_dir_all(dir);
+        return Err(e);
     }
-    println!("subject {normal}: {} recording(s) and {} audit line(s) of {} call(s) exported to {out}", written.len(), access::subject_lines(&lines, &calls).len(), calls.len());
-    ExitCode::SUCCESS
+    Ok((written.len(), access::subject_lines(lines, calls).len()))
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), String> {
@@ -422,12 +484,12 @@ fn write_text(path: &Path, text: &str) -> Result<(), String> {
 /// `subject erase`: the caller's recordings deleted, a `recording_erased` line per call in the
 /// audit log with the request reference (GDPR Art. 17, 21).
 pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request_ref: &str, yes: bool) -> ExitCode {
-    let Request { ctx, person, named, normal, hash, lines, calls } = match request(w, number, person, AccessEvent::SubjectErase, request_ref) {
+    let req = match request(w, number, person, AccessEvent::SubjectErase, request_ref) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let request = request_ref;
-    let all = access::recordings(&lines);
+    let (normal, calls, request) = (&req.normal, &req.calls, request_ref);
+    let all = access::recordings(&req.lines);
     let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
     if !yes && std::io::stdin().is_terminal() {
         eprint!("erase {} recording(s) of {} call(s) of {normal} (request {request})? [y/N] ", recs.len(), calls.len());
@@ -438,26 +500,34 @@ pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request_ref:
             return ExitCode::from(1);
         }
     }
-    let erased = match access::erase(&ctx.store, &recs, &person, request) {
+    let (erased, files) = match erase_subject(&req, request) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
+    for (call, files) in &erased {
+        println!("erased call {call}: {}", if files.is_empty() { "no file was left".to_string() } else { files.join(" ") });
+    }
+    println!("subject {normal}: {} recording(s) of {} call(s) erased ({files} file(s)); recording_erased lines in {}", erased.len(), calls.len(), req.ctx.store.audit_log.display());
+    ExitCode::SUCCESS
+}
+
+/// Erases a caller's recordings (the `recording_erased` lines) and writes the access line.
+/// Returns (call, files deleted) and the number of files.
+pub fn erase_subject(req: &Request, request: &str) -> Result<(Vec<(String, Vec<String>)>, usize), String> {
+    let Request { ctx, person, named, hash, lines, calls, .. } = req;
+    let all = access::recordings(lines);
+    let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
+    let erased = access::erase(&ctx.store, &recs, person, request)?;
     let files: usize = erased.iter().map(|(_, f)| f.len()).sum();
     let mut f = Map::new();
     f.insert("person".into(), json!(person));
-    f.insert("role".into(), json!(if named { Some("dpo") } else { None }));
+    f.insert("role".into(), json!(if *named { Some("dpo") } else { None }));
     f.insert("request".into(), json!(request));
     f.insert("number_hash".into(), json!(hash));
     f.insert("calls".into(), json!(erased.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>()));
     f.insert("files_deleted".into(), json!(files));
-    if let Err(e) = ctx.store.log_access(AccessEvent::SubjectErase, f) {
-        return fail(e);
-    }
-    for (call, files) in &erased {
-        println!("erased call {call}: {}", if files.is_empty() { "no file was left".to_string() } else { files.join(" ") });
-    }
-    println!("subject {normal}: {} recording(s) of {} call(s) erased ({files} file(s)); recording_erased lines in {}", erased.len(), calls.len(), ctx.store.audit_log.display());
-    ExitCode::SUCCESS
+    ctx.store.log_access(AccessEvent::SubjectErase, f)?;
+    Ok((erased, files))
 }
 
 /// For `agent`: the agent's recordings on disk now, and every access to them, as JSON lines.
