@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver};
 
 pub mod pcap;
+pub mod webdriver;
 mod common;
 pub use common::*;
 use serde_json::Value;

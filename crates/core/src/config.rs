@@ -525,7 +525,7 @@ impl Reader<'_> {
         if a.max_listens_per_agent > 0 && a.min_listens_per_agent > a.max_listens_per_agent {
             return Err(self.err("min_listens_per_agent", format!("must not exceed max_listens_per_agent ({})", a.max_listens_per_agent)));
         }
-        for (key, value, line) in lists {
+        for (key, value, line) in lists.iter().filter(|(k, _, _)| k != "password") {
             let err = |rule: String| ConfigError { file: self.file.to_string(), line: *line, section: self.section.to_string(), key: key.clone(), rule };
             let role = match key.as_str() {
                 "dpo" => Role::Dpo,
