@@ -16,6 +16,7 @@ use crossbeam_channel::{unbounded, Receiver};
 
 pub mod pcap;
 pub mod webdriver;
+pub mod pg;
 mod common;
 pub use common::*;
 use serde_json::Value;

@@ -553,6 +553,11 @@ pub struct Verified {
     pub keyed_lines: usize,
 }
 
+/// Whether a parsed line carries the keyed MAC of `key` (the shared store's verification).
+pub fn mac_matches(key: &[u8], v: &Value) -> bool {
+    mac_ok(key, v)
+}
+
 fn mac_ok(key: &[u8], v: &Value) -> bool {
     let Some(obj) = v.as_object() else { return false };
     let Some(mac) = obj.get("mac").and_then(Value::as_str) else { return false };

@@ -137,20 +137,28 @@ impl SharedCaps {
 
     fn try_reserve(&self, agent: &str, period: &str, max: u64) -> Result<(u64, bool), String> {
         let mut guard = self.conn.lock().map_err(|_| "the store connection's lock is poisoned".to_string())?;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(self.pg.connect()?);
-        }
-        let Some(c) = guard.as_mut() else { return Err("no connection".into()) };
-        match store::reserve_cap(c, agent, period, max) {
-            Ok((used, ok)) => {
-                restore_if_down(&self.health, c, &self.audit);
-                // The local store mirrors the shared count: a fallback starts from it.
-                let _ = self.local.raise_to(agent, period, used);
-                Ok((used, ok))
+        // A connection kept from before may have been cut by the server (a restart): one more
+        // try on a new one before the store counts as away.
+        let mut reused = guard.as_ref().is_some_and(|c| !c.is_closed());
+        loop {
+            if !reused {
+                *guard = Some(self.pg.connect()?);
             }
-            Err(e) => {
-                *guard = None;
-                Err(e)
+            let Some(c) = guard.as_mut() else { return Err("no connection".into()) };
+            match store::reserve_cap(c, agent, period, max) {
+                Ok((used, ok)) => {
+                    restore_if_down(&self.health, c, &self.audit);
+                    // The local store mirrors the shared count: a fallback starts from it.
+                    let _ = self.local.raise_to(agent, period, used);
+                    return Ok((used, ok));
+                }
+                Err(e) => {
+                    *guard = None;
+                    if !reused {
+                        return Err(e);
+                    }
+                    reused = false;
+                }
             }
         }
     }

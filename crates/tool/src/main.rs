@@ -26,6 +26,7 @@ use callconsent_runtime::audit::{audit_key, verify_files_with, Check};
 mod access;
 use access::Where;
 mod console;
+mod shared;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -320,8 +321,22 @@ enum AuditCommand {
 #[derive(Debug, Args)]
 struct AuditVerifyArgs {
     /// Audit files, oldest first: the rotated audit-YYYY-MM-DD.jsonl, then audit.jsonl
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE", required_unless_present = "store")]
     files: Vec<String>,
+    /// Verify every node's chain as shipped to the shared store (postgresql://...) instead of
+    /// files: prints "node NODE line N: reason" at the first break
+    #[arg(long, value_name = "URL", conflicts_with = "files")]
+    store: Option<String>,
+    /// The store's password file (default: store_password_file of --config when it names the
+    /// same store)
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_password_file: Option<String>,
+    /// The CA certificate the store's TLS certificate must chain to (default: store_ca of --config)
+    #[arg(long, value_name = "FILE", requires = "store")]
+    store_ca: Option<String>,
+    /// The configuration naming the store (its password file and CA)
+    #[arg(long, value_name = "CONF", env = "CALLCONSENT_CONFIG", default_value = access::DEFAULT_CONFIG)]
+    config: String,
     /// The installation secret (/var/lib/asterisk/callconsent/secret): every line's keyed MAC
     /// is checked too, which nobody without the secret can recompute after an edit
     #[arg(long, value_name = "SECRET_FILE")]
@@ -407,6 +422,7 @@ struct ArchiveVerifyArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Audit(AuditCommand::Verify(a)) if a.store.is_some() => audit_verify_store(&a),
         Command::Audit(AuditCommand::Verify(a)) => audit_verify(&strs(&a.files), a.key.as_deref(), &a.anchor),
         Command::Agent(a) => agent(&a.agent, &strs(&a.files), &a.place),
         Command::Describe(a) => describe(&a.conf, &a.lang),
@@ -421,11 +437,90 @@ fn main() -> ExitCode {
         Command::Access(AccessCommand::Report(a)) => access::report(&a.place, a.period.as_deref()),
         Command::Identity(IdentityCommand::New(a)) => access::identity_new(&a.file),
         Command::Identity(IdentityCommand::Recipient(a)) => access::identity_recipient(&a.file),
+        Command::Subject(SubjectCommand::Find(a)) if shared_store(&a.place).is_some() => shared_subject_find(&a.place, &a.number),
         Command::Subject(SubjectCommand::Find(a)) => access::subject_find(&a.place, &a.number),
+        Command::Subject(SubjectCommand::Erase(a)) if shared_store(&a.place).is_some() => shared_subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),
         Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, a.person.as_deref(), &a.request, a.identity.as_deref(), &a.out),
         Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),
         Command::Console(a) => console::run(a),
     }
+}
+
+/// The configuration's shared store, when it names one (issue 14).
+fn shared_store(place: &Where) -> Option<callconsent_core::config::General> {
+    access::load_config(&place.config).ok().map(|c| c.general).filter(|g| g.store.is_some())
+}
+
+fn audit_verify_store(a: &AuditVerifyArgs) -> ExitCode {
+    let key = match a.key.as_deref().map(std::fs::read) {
+        None => None,
+        Some(Ok(secret)) => Some(audit_key(&secret)),
+        Some(Err(e)) => {
+            eprintln!("{}: cannot read: {e}", a.key.as_deref().unwrap_or(""));
+            return ExitCode::from(1);
+        }
+    };
+    let cfg = access::load_config(&a.config).ok();
+    let g = shared::general_for(a.store.as_deref().unwrap_or(""), cfg.as_ref(), a.store_password_file.as_deref(), a.store_ca.as_deref());
+    shared::audit_verify(&g, key.as_deref())
+}
+
+fn shared_subject_find(place: &Where, number: &str) -> ExitCode {
+    let ctx = match access::open(place, true) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match access::subject_hash(&ctx, number) {
+        Ok((normal, hash)) => shared::subject_find(&ctx.cfg.general, &normal, &hash),
+        Err(e) => fail(e),
+    }
+}
+
+/// A caller's erasure on every node of the shared store: authorized and logged as on one node,
+/// then applied by each node to its own files (each writes its recording_erased lines).
+fn shared_subject_erase(place: &Where, number: &str, person: Option<&str>, request: &str, yes: bool) -> ExitCode {
+    use std::io::IsTerminal;
+    let ctx = match access::open(place, true) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let (normal, hash) = match access::subject_hash(&ctx, number) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let (who, named) = match person {
+        Some(p) => (p.to_string(), true),
+        None => (format!("unix:{}", std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into())), false),
+    };
+    let event = callconsent_core::audit::AccessEvent::SubjectErase;
+    if let Err(why) = callconsent_runtime::access::authorize_subject(&ctx.cfg, &ctx.store, &who, named, event, request, &hash) {
+        return fail(format!("refused: {why}"));
+    }
+    if !yes && std::io::stdin().is_terminal() {
+        eprint!("erase every recording of {normal} on every node (request {request})? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("callconsent: nothing erased");
+            return ExitCode::from(1);
+        }
+    }
+    let code = shared::subject_erase(&ctx.cfg.general, &normal, &hash, &who, request);
+    let mut f = serde_json::Map::new();
+    f.insert("person".into(), serde_json::json!(who));
+    f.insert("role".into(), serde_json::json!(if named { Some("dpo") } else { None }));
+    f.insert("request".into(), serde_json::json!(request));
+    f.insert("number_hash".into(), serde_json::json!(hash));
+    f.insert("nodes".into(), serde_json::json!("all"));
+    if let Err(e) = ctx.store.log_access(event, f) {
+        return fail(e);
+    }
+    code
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("callconsent: {msg}");
+    ExitCode::from(1)
 }
 
 fn listen_of<'a>(w: &'a Access, player: Option<&'a str>, out: Option<&'a str>) -> access::Listen<'a> {
@@ -468,6 +563,24 @@ fn audit_verify(files: &[&str], key_file: Option<&str>, anchors: &[String]) -> E
 
 fn agent(agent: &str, files: &[&str], place: &Where) -> ExitCode {
     let mut n = 0;
+    if files.is_empty() {
+        if let Some(g) = shared_store(place) {
+            // Every node's lines, as shipped to the shared store.
+            let lines = match shared::lines(&g) {
+                Ok(l) => l,
+                Err(e) => return fail(e),
+            };
+            for (_, _, text, v) in &lines {
+                if v["agent"].as_str() == Some(agent) {
+                    println!("{text}");
+                    n += 1;
+                }
+            }
+            let nodes: std::collections::BTreeSet<&String> = lines.iter().map(|l| &l.0).collect();
+            eprintln!("{n} record(s) concern {agent} on {} node(s)", nodes.len());
+            return ExitCode::SUCCESS;
+        }
+    }
     let from_config: Vec<String> = if files.is_empty() {
         match access::load_config(&place.config) {
             Ok(cfg) => callconsent_runtime::access::log_files(&cfg.general.audit_log).iter().map(|p| p.display().to_string()).collect(),
