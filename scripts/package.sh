@@ -231,6 +231,8 @@ help2man --no-info --section=1 --name="the DPO's tool for callconsent call recor
 install -d "$t/usr/share/man/man1"
 gzip -9n <"$man" >"$t/usr/share/man/man1/callconsent.1.gz"
 chmod 0644 "$t/usr/share/man/man1/callconsent.1.gz"
+# The console's systemd unit (not enabled by the package: passwords come first).
+install -D -m 0644 "$here/packaging/callconsent-tools/callconsent-console.service" "$t/lib/systemd/system/callconsent-console.service"
 docs callconsent-tools "$t" callconsent-tool
 deb callconsent-tools "$t" "$(shlibs "$t/usr/bin/callconsent")"
 

@@ -34,6 +34,7 @@ command -v nsenter >/dev/null || need_host+=(util-linux)
 # The console's end-to-end tests: a real headless Chromium driven over WebDriver (issue 13).
 command -v chromium >/dev/null || need_host+=(chromium)
 command -v chromedriver >/dev/null || need_host+=(chromium-driver)
+command -v pdftotext >/dev/null || need_host+=(poppler-utils)
 # The shared store's tests: a throwaway PostgreSQL cluster (issue 14).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_host+=(postgresql)
 if [ ${#need_host[@]} -gt 0 ]; then

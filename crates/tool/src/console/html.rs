@@ -107,7 +107,7 @@ pub fn bars(days: &[String], series: &[(&str, &str, Vec<u64>)]) -> String {
 pub fn share_bars(configured: u8, measured: Option<f64>) -> String {
     let m = measured.unwrap_or(0.0);
     format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=img width=320 height=46 viewBox=\"0 0 320 46\">\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" role=img width=350 height=46 viewBox=\"0 0 350 46\">\
          <rect x=90 y=4 width=200 height=14 fill=#eef1f5 /><rect x=90 y=4 width=\"{:.1}\" height=14 fill=#1d3557 /><text x=0 y=15 font-size=11>configured</text><text x=294 y=15 font-size=11>{configured} %</text>\
          <rect x=90 y=26 width=200 height=14 fill=#eef1f5 /><rect x=90 y=26 width=\"{:.1}\" height=14 fill=#2a9d8f /><text x=0 y=37 font-size=11>measured</text><text x=294 y=37 font-size=11>{}</text></svg>",
         2.0 * f64::from(configured.min(100)),
