@@ -213,18 +213,23 @@ fn config_show_help_documents_callconsent_conf() {
     for (object, synopsis) in [
         ("general", "The [general] section: where files go, retention, archives."),
         ("access", "The [access] section: who may reach recordings, how often."),
+        ("console", "The [console] section: the DPO's and coaches' web console."),
         ("profile", "Any other section: a profile, named as in CallConsent(profile)."),
     ] {
         assert!(listed.contains(&format!("{object} -- {synopsis}")), "callconsent.conf's object {object} is not listed:\n{objects}");
     }
     // Each object lists every key the parser accepts there.
-    for (object, list) in [("general", "GENERAL_KEYS"), ("access", "ACCESS_KEYS"), ("profile", "PROFILE_KEYS")] {
+    for (object, list) in [("general", "GENERAL_KEYS"), ("access", "ACCESS_KEYS"), ("console", "CONSOLE_KEYS"), ("profile", "PROFILE_KEYS")] {
         let out = pbx.rx(&format!("config show help res_callconsent {object}"));
         let names: Vec<String> = plain(&out).split(" -- ").map(|s| s.rsplit(' ').next().unwrap_or("").to_string()).collect();
         for key in keys_of(list) {
             assert!(names.contains(&key), "[{object}] {key} is accepted by config.rs but not documented:\n{out}");
         }
     }
+    let store = plain(&pbx.rx("config show help res_callconsent general store"));
+    assert!(store.contains("must not hold a password") && store.contains("share its secret"), "{store}");
+    let unavailable = plain(&pbx.rx("config show help res_callconsent profile store_unavailable"));
+    assert!(unavailable.contains("privacy wins"), "{unavailable}");
     let profile = plain(&pbx.rx("config show help res_callconsent profile"));
     assert!(profile.contains("The section name is the profile's name"), "{profile}");
 

@@ -197,6 +197,7 @@ fn with_the_database_stopped_calls_follow_store_unavailable_and_the_log_catches_
     a.originate("Local/call-1@test", "dev@test");
     a.wait_settled(1, Duration::from_secs(30));
     assert_eq!(count(&a, "agent_cleared", "Local/desk-1@test"), 1);
+    assert!(a.rx("callconsent show status").contains("node a: reachable"));
     wait_shipped(&pg, &a, "a");
 
     pg.stop_server();
@@ -207,6 +208,8 @@ fn with_the_database_stopped_calls_follow_store_unavailable_and_the_log_catches_
     assert_eq!(un[0]["fallback"], "no_record", "{un:?}");
     let vetoed = a.wait_event("agent_vetoed", 1, Duration::from_secs(1));
     assert!(vetoed[0]["reason"].as_str().is_some_and(|r| r.contains("shared store unreachable")), "{vetoed:?}");
+    let status = a.rx("callconsent show status");
+    assert!(status.contains("node a: UNREACHABLE since") && !status.contains(&pg.password), "{status}");
     // local: caps counted on this node for a bounded time, said both ways.
     a.originate("Local/soft-1@test", "dev@test");
     a.wait_settled(3, Duration::from_secs(30));

@@ -239,8 +239,30 @@ pub struct Ask<'a> {
 pub fn check(cfg: &Config, store: &Store, ask: &Ask, rec: &Recording, file: &str) -> Result<(Map<String, Value>, &'static str), String> {
     let access_lines = store.access_lines()?;
     let period = current_period(cfg);
-    let done = rec.agent.as_deref().map(|a| listens(cfg, &access_lines, a, &period)).unwrap_or(0);
-    let decision = decide(&cfg.access, ask.person, Want::Listen, rec.agent.as_deref(), done);
+    let mut done = rec.agent.as_deref().map(|a| listens(cfg, &access_lines, a, &period)).unwrap_or(0);
+    // Several nodes (issue 14): the listens are counted in the shared store, whoever listened
+    // from wherever; a store away means the bound cannot be checked: refused.
+    let mut shared = None;
+    let mut decision = Ok(());
+    if let (Some(agent), Some(pg)) = (rec.agent.as_deref(), crate::store::Pg::from_general(&cfg.general)?) {
+        match pg.connect().and_then(|mut c| crate::store::listens(&mut c, agent, &period).map(|n| (c, n))) {
+            Ok((c, n)) => {
+                done = done.max(n);
+                shared = Some(c);
+            }
+            Err(e) => decision = Err(format!("the shared store is unreachable, so the listening bound cannot be checked ({e})")),
+        }
+    }
+    let decision = decision.and_then(|_| decide(&cfg.access, ask.person, Want::Listen, rec.agent.as_deref(), done)).and_then(|p| {
+        match (shared.as_mut(), rec.agent.as_deref()) {
+            (Some(c), Some(agent)) if p.role != callconsent_core::config::Role::Agent => match crate::store::reserve_listen(c, agent, &period, cfg.access.max_listens_per_agent) {
+                Ok((_, true)) => Ok(p),
+                Ok((n, false)) => Err(format!("the listening bound is reached on the shared store: {n} of {} listens of {agent}'s calls this {}", cfg.access.max_listens_per_agent, period)),
+                Err(e) => Err(format!("the shared store is unreachable, so the listening bound cannot be checked ({e})")),
+            },
+            _ => Ok(p),
+        }
+    });
     let mut f = Map::new();
     f.insert("person".into(), json!(ask.person));
     f.insert("role".into(), json!(cfg.access.person(ask.person).map(|p: &Person| p.role.as_str())));

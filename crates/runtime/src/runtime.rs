@@ -29,6 +29,8 @@ pub struct Runtime {
     audit: AuditLog,
     secret: Vec<u8>,
     config: RwLock<Arc<Config>>,
+    /// The shared store (its URL without secrets, this node's name) and its health.
+    store: Option<(String, String, Arc<std::sync::Mutex<crate::shared::Health>>)>,
 }
 
 /// What `CallConsent()` leaves the dialplan to do.
@@ -151,6 +153,7 @@ impl Runtime {
                 CapStore::shared(pg.clone(), caps, health.clone(), audit_tx.clone())
             }
         };
+        let store = pg.as_ref().map(|p| (p.shown.clone(), p.node.clone(), health.clone()));
         let shipper = match pg {
             None => None,
             Some(pg) => Some(
@@ -178,13 +181,24 @@ impl Runtime {
             g.spool_dir.display(),
             g.audit_log.display()
         );
-        Ok(Runtime { _shipper: shipper, _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, audit, secret, config: RwLock::new(Arc::new(cfg)) })
+        Ok(Runtime { _shipper: shipper, _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, audit, secret, config: RwLock::new(Arc::new(cfg)), store })
     }
 
     /// What a load does first, before it reads the configuration: what the last run left in its
     /// staging tree is discarded, even if the configuration is then refused.
     pub fn discard_before_config(state_dir: &Path, pbx: &str) {
         spool::discard_remembered(state_dir, pbx);
+    }
+
+    /// `show status`'s store line: local, or the shared store, this node and whether it answers.
+    pub fn store_status(&self) -> String {
+        match &self.store {
+            None => "local (caps.redb)".into(),
+            Some((url, node, h)) => match h.lock().ok().and_then(|h| h.outage()) {
+                None => format!("{url}, node {node}: reachable"),
+                Some((since, error)) => format!("{url}, node {node}: UNREACHABLE since {since} ({error}); calls follow store_unavailable"),
+            },
+        }
     }
 
     pub fn config(&self) -> Arc<Config> {

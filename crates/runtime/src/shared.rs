@@ -59,6 +59,11 @@ impl Health {
     pub fn is_down(&self) -> bool {
         self.down.is_some()
     }
+
+    /// Since when (UTC) the store has been away, and the last error.
+    pub fn outage(&self) -> Option<(String, String)> {
+        self.down.as_ref().map(|d| (d.1.clone(), d.2.clone()))
+    }
 }
 
 /// What a call's cap reservation found.

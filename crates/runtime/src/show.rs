@@ -76,6 +76,7 @@ pub fn status(rt: &Runtime) -> Vec<String> {
                 format!("age, {} recipient(s): {}", cfg.general.encrypt_to.len(), cfg.general.encrypt_to.iter().map(|r| callconsent_core::policy::recipient_fingerprint(r)).collect::<Vec<_>>().join(", "))
             }
         ),
+        format!("Store:          {}", rt.store_status()),
         format!("Live calls:     {}", rt.calls().all().len()),
         format!("Profiles:       {}", cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ")),
     ]
