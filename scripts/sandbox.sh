@@ -37,6 +37,9 @@ command -v chromedriver >/dev/null || need_host+=(chromium-driver)
 command -v pdftotext >/dev/null || need_host+=(poppler-utils)
 # The shared store's tests: a throwaway PostgreSQL cluster (issue 14).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_host+=(postgresql)
+# ... with TLS to a test CA the tests make (openssl req), and runuser to run it as postgres.
+command -v openssl >/dev/null || need_host+=(openssl)
+command -v runuser >/dev/null || need_host+=(util-linux)
 if [ ${#need_host[@]} -gt 0 ]; then
   echo "sandbox: installing host packages: ${need_host[*]}"
   apt-get update -qq
