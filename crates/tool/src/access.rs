@@ -431,7 +431,7 @@ pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request_ref
 pub fn export_subject(req: &Request, request_ref: &str, identity: Option<&str>, dir: &Path, out: &str) -> Result<(usize, usize), String> {
     let Request { ctx, person, named, normal, hash, lines, calls } = req;
     let request = request_ref;
-    let recs: Vec<Recording> = access::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
+    let recs: Vec<Recording> = access::recordings(lines).into_iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| format!("{out}: cannot create a new directory: {e}"))?;
@@ -513,7 +513,10 @@ pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request_ref:
 
 /// Erases a caller's recordings (the `recording_erased` lines) and writes the access line.
 /// Returns (call, files deleted) and the number of files.
-pub fn erase_subject(req: &Request, request: &str) -> Result<(Vec<(String, Vec<String>)>, usize), String> {
+/// Each erased call and the files deleted for it.
+pub type Erased = Vec<(String, Vec<String>)>;
+
+pub fn erase_subject(req: &Request, request: &str) -> Result<(Erased, usize), String> {
     let Request { ctx, person, named, hash, lines, calls, .. } = req;
     let all = access::recordings(lines);
     let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();

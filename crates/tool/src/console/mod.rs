@@ -68,6 +68,9 @@ pub enum ConsoleCommand {
     },
 }
 
+/// The audio of one logged listen: (the session it is for, the Ogg Opus bytes, until when).
+pub type Play = (String, Arc<Vec<u8>>, Instant);
+
 /// What the server keeps between requests; the configuration itself is read again on every
 /// request (the pages show the live one).
 pub struct App {
@@ -77,7 +80,7 @@ pub struct App {
     pub exports: PathBuf,
     pub sessions: auth::Sessions,
     /// Audio released by a logged listen, for the session that asked: token -> (session, bytes, until).
-    pub plays: Mutex<HashMap<String, (String, Arc<Vec<u8>>, Instant)>>,
+    pub plays: Mutex<HashMap<String, Play>>,
 }
 
 pub fn run(a: ConsoleArgs) -> ExitCode {

@@ -1,6 +1,8 @@
 //! The console's pages. Every handler reads the live configuration, finds the signed-in person
 //! and their role, and checks ownership on the object the URL names (a recording by its index
 //! id, an agent, a call) before showing anything; every POST checks the session's CSRF token.
+// A refusal is the page sent instead: the error path of these functions is a Response.
+#![allow(clippy::result_large_err)]
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
