@@ -35,6 +35,8 @@ command -v nsenter >/dev/null || need_host+=(util-linux)
 command -v chromium >/dev/null || need_host+=(chromium)
 command -v chromedriver >/dev/null || need_host+=(chromium-driver)
 command -v pdftotext >/dev/null || need_host+=(poppler-utils)
+command -v openssl >/dev/null || need_host+=(openssl)
+command -v curl >/dev/null || need_host+=(curl)
 # The shared store's tests: a throwaway PostgreSQL cluster (issue 14).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_host+=(postgresql)
 # ... with TLS to a test CA the tests make (openssl req), and runuser to run it as postgres.

@@ -198,3 +198,34 @@ fn plain_http_is_refused_off_loopback_and_passwords_hash() {
     drop(c.stdin.take());
     assert_eq!(c.wait().ok().and_then(|s| s.code()), Some(1), "an empty password is refused");
 }
+
+#[test]
+fn with_a_certificate_it_serves_https_and_the_cookies_are_secure() {
+    let (dir, conf) = setup("tls");
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/sandbox.sh installs it)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+    let text = std::fs::read_to_string(&conf).expect("the config") + &format!("listen = 127.0.0.1:{port}\ntls_certificate = {}\ntls_key = {}\n", cert.display(), key.display());
+    std::fs::write(&conf, text).expect("write the config");
+    let mut child = bin().args(["console", "--config", &conf.display().to_string(), "--secret", "/nonexistent"]).stderr(Stdio::piped()).spawn().expect("start");
+    let err = child.stderr.take().expect("stderr");
+    let c = Console(child, port);
+    let mut lines = BufReader::new(err).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains(&format!("console listening on https://127.0.0.1:{port}/")), "{first}");
+    let o = Command::new("curl").args(["-sk", "-i", &format!("https://127.0.0.1:{}/signin", c.1)]).output().expect("curl (scripts/sandbox.sh installs it)");
+    let out = String::from_utf8_lossy(&o.stdout).to_ascii_lowercase();
+    assert!(out.starts_with("http/2 200") || out.starts_with("http/1.1 200"), "{out}");
+    let cookie = out.lines().find(|l| l.starts_with("set-cookie: cc_pre=")).unwrap_or_default().to_string();
+    assert!(cookie.contains("; secure") && cookie.contains("httponly") && cookie.contains("samesite=strict"), "{cookie}");
+    // Plain HTTP to the HTTPS port gets no page.
+    let (st, _, _) = http(c.1, "GET", "/signin", "", "");
+    assert_ne!(st, 200);
+}
