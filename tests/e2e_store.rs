@@ -27,14 +27,19 @@ fn dialplan() -> String {
 
 /// A node of the store: its configuration names the store, the password file and the CA.
 fn node(name: &str, pg: &Postgres, secret: Option<&[u8]>) -> Pbx {
+    node_with(name, pg, secret, "wav", "")
+}
+
+/// As `node`, with more of callconsent.conf (an [access] section, archive = opus).
+fn node_with(name: &str, pg: &Postgres, secret: Option<&[u8]>, archive: &str, extra: &str) -> Pbx {
     let profiles = format!(
         "{}{}",
         profile("shared", 100, "start_tone = off\nmax_per_agent = 10\ncap_period = day\n"),
         profile("lenient", 100, "start_tone = off\nmax_per_agent = 10\ncap_period = day\nstore_unavailable = local\nstore_local_seconds = 600\n")
     );
-    let conf = consent_conf(&profiles).replace(
+    let conf = consent_conf(&format!("{extra}\n{profiles}")).replace(
         "archive = wav\n",
-        &format!("archive = wav\nstore = {}\nstore_password_file = {{D}}/etc/store.pw\nstore_ca = {{D}}/etc/store-ca.pem\nnode = {name}\ndefault_country = FR\n", pg.url()),
+        &format!("archive = {archive}\nstore = {}\nstore_password_file = {{D}}/etc/store.pw\nstore_ca = {{D}}/etc/store-ca.pem\nnode = {name}\ndefault_country = FR\n", pg.url()),
     );
     let mut b = Pbx::builder(&format!("store-{name}"))
         .file("callconsent.conf", &conf)
@@ -265,3 +270,27 @@ fn a_kill9_of_a_node_loses_no_acknowledged_line() {
     a.assert_alive();
 }
 
+
+#[test]
+fn the_listening_bound_holds_across_nodes() {
+    let pg = Postgres::start("listen");
+    let access = "[access]\nlisten_period = month\nmax_listens_per_agent = 1\ndpo = claire\ncoach = marc: Local/desk-1@test\n";
+    let a = node_with("a", &pg, None, "opus", access);
+    let secret = std::fs::read(a.path("db/callconsent/secret")).expect("node a's secret");
+    let b = node_with("b", &pg, Some(&secret), "opus", access);
+    a.originate("Local/call-1@test", "dev@test");
+    b.originate("Local/call-1@test", "dev@test");
+    let archived = |p: &Pbx| p.wait_event("recording_archived", 1, Duration::from_secs(30))[0]["file"].as_str().expect("an archive").to_string();
+    let (fa, fb) = (archived(&a), archived(&b));
+    let listen = |p: &Pbx, file: &str| tool(p, &with_secret(p, &["listen", file, "--as", "marc", "--purpose", "coaching"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let first = listen(&a, &fa);
+    assert!(first.status.success(), "{}", text(&first));
+    // The second listen of desk-1's calls, on the other node: the bound counts both.
+    let second = listen(&b, &fb);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(text(&second).contains("already listened to 1 time(s) this month"), "{}", text(&second));
+    // Node b's own access log had no listen: the count came from the store.
+    let b_access = std::fs::read_to_string(b.path("log/callconsent/access.jsonl")).unwrap_or_default();
+    assert!(!b_access.contains("\"event\":\"listen\"") && b_access.contains("\"event\":\"listen_refused\""), "{b_access}");
+    assert_eq!(pg.psql("SELECT used FROM callconsent_listens WHERE agent = 'Local/desk-1@test'"), "1");
+}
