@@ -215,7 +215,8 @@ man=$stage/callconsent.1
   page() {
     local subs sub
     subs=$(commands "$@")
-    if [ -z "$subs" ]; then
+    # A command with subcommands gets its own section too when it runs by itself (console).
+    if [ -z "$subs" ] || "$rel/callconsent" "$@" --help | grep -q "^Usage: callconsent $* \[OPTIONS\]$"; then
       echo ".SS \"callconsent $*\""
       echo ".nf"
       "$rel/callconsent" "$@" --help | sed -e 's/\\/\\e/g' -e "s/^\([.']\)/\\\\\&\1/"
@@ -232,7 +233,7 @@ install -d "$t/usr/share/man/man1"
 gzip -9n <"$man" >"$t/usr/share/man/man1/callconsent.1.gz"
 chmod 0644 "$t/usr/share/man/man1/callconsent.1.gz"
 # The console's systemd unit (not enabled by the package: passwords come first).
-install -D -m 0644 "$here/packaging/callconsent-tools/callconsent-console.service" "$t/lib/systemd/system/callconsent-console.service"
+install -D -m 0644 "$here/packaging/callconsent-tools/callconsent-console.service" "$t/usr/lib/systemd/system/callconsent-console.service"
 docs callconsent-tools "$t" callconsent-tool
 deb callconsent-tools "$t" "$(shlibs "$t/usr/bin/callconsent")"
 
