@@ -242,6 +242,20 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     b.click("#find");
     let t = b.wait_text("the caller found", LONG, |t| t.contains("recording(s) on disk"));
     assert!(t.contains("2 call(s), 2 recording(s) on disk"), "{t}");
+    // Export first (decrypted Opus and the audit lines, in a new directory of the console's).
+    b.click("#export");
+    b.wait_text("the export's confirmation", LONG, |t| t.contains("Yes, export"));
+    b.click("#confirm");
+    let t = b.wait_text("the export", LONG, |t| t.contains("exported to"));
+    assert!(t.contains("2 recording(s)") && t.contains("GDPR-2026-118"), "{t}");
+    let exports: Vec<PathBuf> = files_under(&pbx.path("exports"));
+    let opus: Vec<&PathBuf> = exports.iter().filter(|f| f.to_string_lossy().ends_with(".opus")).collect();
+    assert_eq!(opus.len(), 2, "{exports:?}");
+    assert!(opus.iter().all(|f| std::fs::read(f).unwrap_or_default().starts_with(b"OggS")), "decrypted Ogg Opus");
+    assert_eq!(access_log(&pbx).last().map(|l| l["event"].clone()), Some(serde_json::json!("subject_export")));
+    b.type_in("#number", "+33612345678");
+    b.click("#find");
+    b.wait_text("the caller found again", LONG, |t| t.contains("2 call(s), 2 recording(s) on disk"));
     b.click("#erase");
     let t = b.wait_text("the confirmation", LONG, |t| t.contains("Yes, erase"));
     assert!(t.contains("GDPR-2026-118"), "{t}");
