@@ -230,7 +230,7 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     let o = Command::new("pdftotext").arg(&pdf_file).arg("-").output().expect("pdftotext (poppler-utils; scripts/sandbox.sh installs it)");
     let _ = std::fs::remove_file(&pdf_file);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("acc : 100 %") && text.contains("Example Telecom SAS") && text.contains("dpo@example.test"), "{text}");
+    assert!(text.contains("acc: 100 %") && text.contains("Example Telecom SAS") && text.contains("dpo@example.test"), "{text}");
     assert!(!text.contains("Sign out"), "the navigation is not printed: {text}");
     b.goto(&format!("{}/record?lang=fr", console.base));
     let t = b.wait_text("the French record", LONG, |t| t.contains("Registre des traitements"));

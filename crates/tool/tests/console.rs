@@ -164,7 +164,7 @@ fn sign_in_sessions_csrf_lockout_and_roles() {
     assert_eq!(http(port, "GET", "/play/abc", &cookie, "").0, 403);
     // The processing record, both languages, from the live configuration.
     let (_, _, body) = http(port, "GET", "/record", &cookie, "");
-    assert!(body.contains("sales : 20 %") && body.contains("not set: give [general] controller"), "{body}");
+    assert!(body.contains("sales: 20 %") && body.contains("not set: give [general] controller"), "{body}");
     let (_, _, body) = http(port, "GET", "/record?lang=fr", &cookie, "");
     assert!(body.contains("Registre des traitements") && body.contains("sales : 20 %"), "{body}");
     // Sign out (with the token): the session is gone.

@@ -21,6 +21,8 @@ fn period(p: CapPeriod, fr: bool) -> &'static str {
 
 pub fn render(cfg: &Config, fr: bool) -> String {
     let t = |en: &'static str, f: &'static str| if fr { f } else { en };
+    // French sets a space before a colon; English does not.
+    let colon = if fr { " : " } else { ": " };
     let unset = |key: &str| format!("<em>{} [general] {key}</em>", t("not set: give", "non renseigné : indiquer"));
     let g = &cfg.general;
     let a = &cfg.access;
@@ -36,16 +38,16 @@ pub fn render(cfg: &Config, fr: bool) -> String {
     let mut caps = vec![];
     for p in cfg.profiles.values() {
         bases.push(format!(
-            "{} : {}",
+            "{}{colon}{}",
             esc(&p.name),
             match &p.legal_basis {
                 Some(lb) => format!("{} ({})", t("legal obligation", "obligation légale"), esc(lb)),
                 None => t("legitimate interest (Art. 6(1)(f)), with the caller told and free to refuse", "intérêt légitime (art. 6.1.f), l'appelant étant informé et libre de refuser").to_string(),
             }
         ));
-        shares.push(format!("<span class=share>{} : {} %</span>", esc(&p.name), p.record_share));
+        shares.push(format!("<span class=share>{}{colon}{} %</span>", esc(&p.name), p.record_share));
         caps.push(format!(
-            "{} : {}",
+            "{}{colon}{}",
             esc(&p.name),
             if p.max_per_agent > 0 {
                 format!("{} {} {}", p.max_per_agent, t("recording(s) per agent per", "enregistrement(s) par conseiller et par"), period(p.cap_period, fr))
@@ -61,7 +63,7 @@ pub fn render(cfg: &Config, fr: bool) -> String {
     rows.push((
         t("Listening bounds", "Bornes d'écoute"),
         format!(
-            "{} {} : {} {}, {} {} ({})",
+            "{} {}{colon}{} {}, {} {} ({})",
             t("per agent and", "par conseiller et par"),
             period(a.listen_period, fr),
             t("at least", "au moins"),
@@ -73,7 +75,7 @@ pub fn render(cfg: &Config, fr: bool) -> String {
     ));
     rows.push((
         t("Retention", "Durée de conservation"),
-        format!("{} {} ; {} {} {}", g.retention_days, t("days for recordings, then deleted automatically", "jours pour les enregistrements, puis suppression automatique"), t("audit log:", "journal d'audit :"), g.audit_retention_days, t("days", "jours")),
+        format!("{} {}; {} {} {}", g.retention_days, t("days for recordings, then deleted automatically", "jours pour les enregistrements, puis suppression automatique"), t("audit log:", "journal d'audit :"), g.audit_retention_days, t("days", "jours")),
     ));
     let people: Vec<String> = a.people.iter().map(|p| format!("{} ({})", esc(&p.name), esc(p.role.as_str()))).collect();
     let recipients = if g.encrypt_to.is_empty() {

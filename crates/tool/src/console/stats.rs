@@ -178,11 +178,11 @@ pub fn explain(cfg: &Config, lines: &[Line], secret: Option<&[u8]>, call: &str) 
             Some(AuditEvent::AgentCleared) => steps.push((
                 at,
                 format!(
-                    "Agent {} cleared: not exempt; {} of the cap{}.",
+                    "Agent {} cleared: not exempt; {}{}.",
                     v["agent"].as_str().unwrap_or("?"),
                     match (v["count"].as_u64(), v["max"].as_u64()) {
-                        (Some(c), Some(m)) if m > 0 => format!("recording {} of at most {m} this {}", c + 1, v["period"].as_str().unwrap_or("period")),
-                        _ => "no cap".to_string(),
+                        (Some(c), Some(m)) if m > 0 => format!("recording {} of the cap of {m} for {}", c + 1, v["period"].as_str().unwrap_or("the period")),
+                        _ => "the profile has no cap".to_string(),
                     },
                     if v["after"].is_string() { " (after a transfer)" } else { "" }
                 ),
