@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks on the sandbox Asterisk and FreeSWITCH: `scripts/bench.sh [leak|cost|capacity|archive|fs|all]`
+# Benchmarks on the sandbox Asterisk and FreeSWITCH: `scripts/bench.sh [leak|cost|capacity|archive|fs|store|all]`
 # (default all; capacity takes about 10 minutes).
 # Figures are ratios and side-by-side measurements from one run; the README holds the latest.
 set -euo pipefail
@@ -11,6 +11,7 @@ scripts/sandbox-freeswitch.sh >/dev/null
 cargo build --release --all-targets
 scripts/prompts.sh >/dev/null
 what=${1:-all}
-case "$what" in archive|fs) ;; *) cargo run --release --example bench -- "$what" ;; esac
+case "$what" in archive|fs|store) ;; *) cargo run --release --example bench -- "$what" ;; esac
 if [ "$what" = fs ] || [ "$what" = all ]; then cargo run --release --example bench_fs -- all; fi
 if [ "$what" = archive ] || [ "$what" = all ]; then taskset -c 0 cargo run --release --example bench_archive; fi
+if [ "$what" = store ] || [ "$what" = all ]; then cargo run --release --example bench_store; fi

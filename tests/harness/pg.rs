@@ -36,7 +36,14 @@ fn openssl(args: &[&str], dir: &Path) {
 }
 
 impl Postgres {
+    /// A cluster for tests: fsync off (nothing here survives the test).
     pub fn start(name: &str) -> Postgres {
+        Postgres::start_with(name, false)
+    }
+
+    /// `fsync`: durable commits, as a production database (the benchmark compares with redb,
+    /// which syncs every reservation).
+    pub fn start_with(name: &str, fsync: bool) -> Postgres {
         let bin = pg_bin();
         let dir = PathBuf::from(format!("/var/tmp/cc-pg-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -55,7 +62,8 @@ impl Postgres {
         let port = super::free_tcp_port();
         let conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\nssl = on\nssl_cert_file = '{t}/server.crt'\nssl_key_file = '{t}/server.key'\n\
-             fsync = off\nmax_connections = 50\nshared_buffers = 32MB\nlog_min_messages = warning\n",
+             fsync = {}\nmax_connections = 50\nshared_buffers = 32MB\nlog_min_messages = warning\n",
+            if fsync { "on" } else { "off" },
             d = dir.display(),
             t = t.display()
         );

@@ -58,7 +58,7 @@ fn site(name: &str, max: u64) -> Site {
     )
     .unwrap();
     let s = [7u8; 32];
-    let log = AuditLog::open_with(&dir.join("log/audit.jsonl"), Options { key: Some((callconsent_runtime::audit::audit_key(&s), policy::key_id(&s))), publish: None, pbx: Some("asterisk".into()) }).unwrap();
+    let log = AuditLog::open_with(&dir.join("log/audit.jsonl"), Options { key: Some((callconsent_runtime::audit::audit_key(&s), policy::key_id(&s))), publish: None, pbx: Some("asterisk".into()), wake: None }).unwrap();
     for (call, number, agent) in [("1764590000.1", "0612345678", "PJSIP/anna"), ("1764590000.2", "+33 6 12 34 56 78", "PJSIP/bob"), ("1764590000.3", "0145000000", "PJSIP/anna")] {
         let h = policy::number_hash(&s, number, Some("FR"));
         let w = dir.join(format!("kept/cc-{call}.wav"));
