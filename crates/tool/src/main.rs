@@ -139,7 +139,7 @@ enum Command {
     /// The DPO's decryption key: create one, or print the recipient to give encrypt_to (R11)
     #[command(subcommand, arg_required_else_help = true)]
     Identity(IdentityCommand),
-    /// The DPO's and coaches' web console (issue 13): `callconsent console --config FILE ...`
+    // The help (short and long) is ConsoleArgs' own.
     Console(console::ConsoleArgs),
 }
 
@@ -312,7 +312,11 @@ enum AuditCommand {
         long_about = "Check the hash chain of the audit log, across rotated files (R14)\n\n\
                       Each line carries the SHA-256 of the line before it, and audit.jsonl.head that of the\n\
                       newest line, so an edited, removed or inserted line breaks the chain. Prints\n\
-                      \"audit: N lines, chain intact\", or \"FILE:LINE: reason\" for the first broken line.",
+                      \"audit: N lines, chain intact\", or \"FILE:LINE: reason\" for the first broken line.\n\n\
+                      With --store URL (several nodes sharing PostgreSQL), every node's chain as shipped to\n\
+                      the store: rows numbered 1..N per node, each row's hash, prev and keyed MAC (--key), and\n\
+                      the chain heads anchored there. Prints \"node NODE: N lines, chain intact\" per node, or\n\
+                      \"node NODE line N: reason\" for the first break.",
         after_help = "Exit codes:\n  0  chain intact\n  1  chain broken, or a file could not be read (FILE:0: cannot read)\n  2  usage error"
     )]
     Verify(AuditVerifyArgs),

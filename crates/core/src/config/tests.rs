@@ -164,3 +164,34 @@ fn the_access_section_names_people_roles_and_bounds() {
     }
     assert!(parse_text(GOOD).unwrap().access.people.is_empty(), "no [access]: nobody may listen");
 }
+
+#[test]
+fn the_shared_store_keys_are_checked() {
+    let with = |general: &str, profile: &str| parse_text(&GOOD.replace("[general]\n", &format!("[general]\n{general}")).replace("record_share = 20\n", &format!("record_share = 20\n{profile}")));
+    let c = with("store = postgresql://cc@db.example/cc?sslmode=require\nstore_password_file = /etc/asterisk/pw\nnode = pbx-1\n", "store_unavailable = local\nstore_local_seconds = 60\n").expect("good");
+    assert_eq!(c.general.store.as_deref(), Some("postgresql://cc@db.example/cc?sslmode=require"));
+    assert_eq!((c.general.node.as_deref(), c.profiles["sales"].store_unavailable, c.profiles["sales"].store_local_seconds), (Some("pbx-1"), StoreUnavailable::Local, 60));
+    let d = parse_text(GOOD).expect("good");
+    assert_eq!((d.general.store.as_deref(), d.profiles["sales"].store_unavailable), (None, StoreUnavailable::NoRecord), "local and no_record by default");
+    let e = with("store = postgresql://cc:secret@db.example/cc\n", "").unwrap_err().to_string();
+    assert!(e.contains("store: must not hold a password") && !e.contains("secret@"), "{e}");
+    let e = with("store = mysql://db/cc\n", "").unwrap_err().to_string();
+    assert!(e.contains("must be local or a postgresql:// URL"), "{e}");
+    assert!(with("", "store_unavailable = maybe\n").unwrap_err().to_string().contains("must be no_record (privacy wins) or local"));
+    assert!(with("node = a b\n", "").unwrap_err().to_string().contains("node: must be 1 to 63"));
+    assert!(with("store = local\n", "").expect("local").general.store.is_none());
+}
+
+#[test]
+fn console_and_passwords_are_checked() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+    let text = format!("{GOOD}[access]\ndpo = claire\ncoach = marc: PJSIP/anna\npassword = claire: {hash}\n[console]\nlisten = 127.0.0.1:9000\nlockout_seconds = 60\n");
+    let c = parse_text(&text).expect("good");
+    assert_eq!(c.access.person("claire").and_then(|p| p.password_hash.as_deref()), Some(hash));
+    assert_eq!(c.access.person("marc").and_then(|p| p.password_hash.as_deref()), None);
+    assert_eq!(c.access.people.len(), 2, "a password line is no person");
+    assert_eq!((c.console.listen.as_str(), c.console.lockout_seconds, c.console.max_failed_signins), ("127.0.0.1:9000", 60, 5));
+    assert!(err(&text.replace("listen = 127.0.0.1:9000", "listen = 0.0.0.0:9000")).contains("not a loopback address: set tls_certificate"));
+    assert!(err(&text.replace("password = claire:", "password = nobody:")).contains("\"nobody\" is not a person of [access]"));
+    assert!(err(&text.replace(hash, "plaintext")).contains("argon2 PHC string"));
+}

@@ -23,7 +23,8 @@ mod stats;
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    long_about = "The DPO's and coaches' web console (issue 13)\n\n\
+    about = "The DPO's and coaches' web console: sign-in, overview, agents, recordings, callers' requests (R5, R6, R8, R15)",
+    long_about = "The DPO's and coaches' web console\n\n\
                   Serves, to the people of [access] who have a password line (dpo, coach, agent):\n\
                   Overview (per profile the configured and measured share, opt-outs, exemptions, pauses,\n\
                   deletes per day; the audit chain's status), Agents (recordings against the cap, listens\n\
