@@ -13,6 +13,7 @@ cleanup() {
   pkill -9 -f '^/usr/sbin/asterisk -f -C /var/tmp/cc-e2e/' 2>/dev/null || true
   pkill -9 -f "^$CALLCONSENT_SANDBOX/freeswitch/bin/freeswitch -nf" 2>/dev/null || true
   pkill -9 -f '^/usr/bin/sipp 127.0.0.1:' 2>/dev/null || true
+  pkill -9 -f '^/usr/lib/postgresql/[0-9]+/bin/postgres -D /var/tmp/cc-pg-' 2>/dev/null || true
 }
 trap cleanup EXIT
 
