@@ -51,7 +51,9 @@ fn no_entry_is_written_by_hand() {
         }
         // Code the compiler cannot check stays in the FFI modules (and each block says why).
         let ffi = guard || f.ends_with("src/ffi.rs") || f.ends_with("src/freeswitch/ffi.rs");
-        assert!(ffi || !text.contains("unsafe"), "{}: unsafe code outside the FFI modules", f.display());
+        // Rust's unsafe code, not the word in a string (a CSP's 'unsafe-inline').
+        let unsafe_code = text.lines().any(|l| ["unsafe {", "unsafe fn", "unsafe impl", "unsafe extern", "unsafe trait", "#[unsafe("].iter().any(|k| l.contains(k)));
+        assert!(ffi || !unsafe_code, "{}: unsafe code outside the FFI modules", f.display());
         if ffi {
             let lines: Vec<&str> = text.lines().collect();
             for (i, l) in lines.iter().enumerate() {

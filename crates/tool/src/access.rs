@@ -518,6 +518,25 @@ pub type Erased = Vec<(String, Vec<String>)>;
 
 pub fn erase_subject(req: &Request, request: &str) -> Result<(Erased, usize), String> {
     let Request { ctx, person, named, hash, lines, calls, .. } = req;
+    if ctx.cfg.general.store.is_some() {
+        // Several nodes (issue 14): every node erases its own files, as `subject erase` does.
+        let (id, nodes, done) = crate::shared::erase_everywhere(&ctx.cfg.general, hash, person, request, std::time::Duration::from_secs(60))?;
+        let files: u64 = done.iter().map(|(_, n)| n).sum();
+        let mut f = Map::new();
+        f.insert("person".into(), json!(person));
+        f.insert("role".into(), json!(if *named { Some("dpo") } else { None }));
+        f.insert("request".into(), json!(request));
+        f.insert("number_hash".into(), json!(hash));
+        f.insert("erasure".into(), json!(id));
+        f.insert("nodes".into(), json!(done.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()));
+        f.insert("files_deleted".into(), json!(files));
+        ctx.store.log_access(AccessEvent::SubjectErase, f)?;
+        let missing: Vec<&String> = nodes.iter().filter(|n| !done.iter().any(|(d, _)| d == *n)).collect();
+        if !missing.is_empty() {
+            return Err(format!("erasure request {id} is not done yet on node(s) {:?}: each applies it when it is back", missing));
+        }
+        return Ok((done.into_iter().map(|(n, k)| (format!("node {n}"), vec![format!("{k} file(s)")])).collect(), files as usize));
+    }
     let all = access::recordings(lines);
     let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
     let erased = access::erase(&ctx.store, &recs, person, request)?;
