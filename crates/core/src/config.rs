@@ -77,6 +77,29 @@ pub struct General {
     pub dpo_contact: Option<String>,
 }
 
+impl General {
+    /// `[general]` with nothing set: the host's directories and every key's default.
+    pub fn defaults(d: &Defaults) -> General {
+        General {
+            spool_dir: d.spool_dir.clone(),
+            audit_log: d.audit_log.clone(),
+            retention_days: 90,
+            audit_retention_days: 365,
+            archive_opus: true,
+            opus_bitrate: 16000,
+            encoder_threads: 1,
+            encrypt_to: Vec::new(),
+            default_country: None,
+            store: None,
+            store_password_file: None,
+            store_ca: None,
+            node: None,
+            controller: None,
+            dpo_contact: None,
+        }
+    }
+}
+
 /// What a profile's calls do when the shared store cannot be reached (issue 14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreUnavailable {
@@ -310,23 +333,7 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
         }
     }
 
-    let mut general = General {
-        spool_dir: defaults.spool_dir.clone(),
-        audit_log: defaults.audit_log.clone(),
-        retention_days: 90,
-        audit_retention_days: 365,
-        archive_opus: true,
-        opus_bitrate: 16000,
-        encoder_threads: 1,
-        encrypt_to: Vec::new(),
-        default_country: None,
-        store: None,
-        store_password_file: None,
-        store_ca: None,
-        node: None,
-        controller: None,
-        dpo_contact: None,
-    };
+    let mut general = General::defaults(defaults);
     let mut access = None;
     let mut console = Console::default();
     let mut profiles = BTreeMap::new();

@@ -94,7 +94,8 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
     out
 }
 
-fn period(p: CapPeriod, fr: bool) -> &'static str {
+/// A period's name in English or French (the description, the console's processing record).
+pub fn period(p: CapPeriod, fr: bool) -> &'static str {
     match (p, fr) {
         (CapPeriod::Day, false) => "day",
         (CapPeriod::Week, false) => "week",

@@ -25,23 +25,7 @@ pub fn connect(g: &General) -> Result<(Client, Pg), String> {
 /// The store given on the command line, with the password file and CA of the configuration when
 /// it names the same store, or of the options.
 pub fn general_for(url: &str, cfg: Option<&Config>, password_file: Option<&str>, ca: Option<&str>) -> General {
-    let mut g = cfg.map(|c| c.general.clone()).filter(|g| g.store.as_deref() == Some(url)).unwrap_or_else(|| General {
-        spool_dir: "/".into(),
-        audit_log: "/".into(),
-        retention_days: 90,
-        audit_retention_days: 365,
-        archive_opus: true,
-        opus_bitrate: 16000,
-        encoder_threads: 1,
-        encrypt_to: vec![],
-        default_country: None,
-        store: None,
-        store_password_file: None,
-        store_ca: None,
-        node: None,
-        controller: None,
-        dpo_contact: None,
-    });
+    let mut g = cfg.map(|c| c.general.clone()).filter(|g| g.store.as_deref() == Some(url)).unwrap_or_else(|| General::defaults(&callconsent_core::config::Defaults { spool_dir: "/".into(), audit_log: "/".into() }));
     g.store = Some(url.to_string());
     if let Some(p) = password_file {
         g.store_password_file = Some(p.into());

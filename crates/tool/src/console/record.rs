@@ -1,23 +1,11 @@
 //! The record of processing (R15, GDPR Art. 30) from the live configuration, in English and
 //! French, laid out for paper (the page's print CSS hides the navigation).
 use callconsent_core::config::Config;
-use callconsent_core::describe;
-use callconsent_core::policy::{self, CapPeriod};
+use callconsent_core::describe::{self, period};
+use callconsent_core::policy;
 
 use super::html::esc;
 
-fn period(p: CapPeriod, fr: bool) -> &'static str {
-    match (p, fr) {
-        (CapPeriod::Day, false) => "day",
-        (CapPeriod::Week, false) => "week",
-        (CapPeriod::Month, false) => "month",
-        (CapPeriod::Quarter, false) => "quarter",
-        (CapPeriod::Day, true) => "jour",
-        (CapPeriod::Week, true) => "semaine",
-        (CapPeriod::Month, true) => "mois",
-        (CapPeriod::Quarter, true) => "trimestre",
-    }
-}
 
 pub fn render(cfg: &Config, fr: bool) -> String {
     let t = |en: &'static str, f: &'static str| if fr { f } else { en };
