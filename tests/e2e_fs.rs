@@ -65,8 +65,9 @@ fn call_until(fs: &Fs, caller: &[Part], agent: &[Part], play_ms: u32, last: &str
     fs.write_sound("caller.pcap", &rtp_pcap(caller));
     let mut phone = fs.agent_phone(&rtp_pcap(agent));
     fs.sipp_ok(&caller_scenario(play_ms), &["-s", "in"]);
-    // A caller who refused during the notice never reaches the agent: its phone is not waited for.
-    let _ = phone.wait(Duration::from_secs(10));
+    // Every caller reaches the agent, a caller who refused the recording too (R3: refusing costs
+    // the caller nothing).
+    assert!(phone.wait(Duration::from_secs(10)), "the agent's phone was never reached: {}", phone.output());
     fs.wait_idle(Duration::from_secs(15));
     fs.wait_event(last, 1, Duration::from_secs(15));
     fs.audit()
@@ -117,8 +118,13 @@ fn a_selected_call_is_recorded_from_the_bridge_and_kept() {
     let ev = esl.wait_for(Duration::from_secs(5), |e| e.get("Event-Subclass").is_some_and(|s| s == "callconsent::state"));
     assert!(ev.contains_key("State") && ev.contains_key("Unique-ID"), "{ev:#?}");
 
-    let out = dpo_tool(&["audit", "verify", fs.audit_path().to_str().unwrap()]);
+    // Keyed by the installation secret: verified with it (without it, exit 3 and never "intact").
+    let secret = fs.path("db/callconsent/secret");
+    let out = dpo_tool(&["audit", "verify", "--key", secret.to_str().unwrap(), fs.audit_path().to_str().unwrap()]);
     assert!(out.status.success(), "audit verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("carry a valid keyed MAC"), "{out:?}");
+    let out = dpo_tool(&["audit", "verify", fs.audit_path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "a keyed log verified without its key: {out:?}");
     // The DPO tool reads a FreeSWITCH log as an Asterisk one: the agent's records (R8).
     let agent = started["agent"].as_str().unwrap();
     let out = dpo_tool(&["agent", agent, fs.audit_path().to_str().unwrap()]);
@@ -226,12 +232,17 @@ fn a_refusal_mid_call_deletes_every_file_of_the_call() {
     assert_eq!(ended["outcome"], "opted_out", "{ended}");
 }
 
-/// The caller presses 9 during the notice: nothing is ever recorded, the status says so.
+/// The caller presses 9 during the notice and then sends no more audio (a phone with silence
+/// suppression, or nothing more to say): nothing is ever recorded, the application returns at
+/// once with `callconsent_status` = OPTED_OUT for the next action, and the call goes on to the
+/// agent, unrecorded (issue 23: it used to wait for the caller's audio, until hangup).
 #[test]
-fn a_refusal_during_the_notice_records_nothing() {
-    let conf = conf("").replace("tone_stream://%(1000,0,500)", "tone_stream://%(4000,0,500)");
+fn a_refusal_during_the_notice_records_nothing_and_the_call_goes_on() {
+    let conf = conf("").replace("tone_stream://%(1000,0,500)", "tone_stream://%(6000,0,500)");
     let fs = Fs::builder("fs-optout-notice").conf_xml(&conf).dialplan(INBOUND).start();
-    let audit = call_until(&fs, &[Part::Silence { ms: 600 }, Part::Digits("9".into()), Part::Silence { ms: 3000 }], &[Part::Tone { freq: AGENT_HZ, ms: 4000 }], 4000, "opt_out");
+    let mut esl = fs.esl();
+    esl.subscribe("CHANNEL_BRIDGE");
+    let audit = call_until(&fs, &[Part::Silence { ms: 600 }, Part::Digits("9".into())], &[Part::Tone { freq: AGENT_HZ, ms: 3000 }, Part::Silence { ms: 3000 }], 9000, "opt_out");
     // Never armed: its whole trail is the draw, the interrupted notice and the refusal.
     let events: Vec<&str> = audit.iter().filter_map(|v| v["event"].as_str()).collect();
     assert_eq!(events, vec!["selected", "notice_played", "opt_out"], "{}", dump(&audit));
@@ -239,7 +250,10 @@ fn a_refusal_during_the_notice_records_nothing() {
     assert_eq!(opt["during"], "notice", "{opt}");
     assert_eq!(count(&audit, "recording_started"), 0, "{}", dump(&audit));
     assert_eq!(fs.spool_files(), Vec::<PathBuf>::new());
+    // The next action saw the status, and the bridge to the agent followed.
     fs.wait_log("the status variable", Duration::from_secs(5), |l| l.contains("callconsent_status=OPTED_OUT"));
+    let bridge = esl.wait_for(Duration::from_secs(5), |e| e.get("Event-Name").is_some_and(|n| n == "CHANNEL_BRIDGE"));
+    assert!(bridge.values().any(|v| v.starts_with("sofia/callconsent/agent@")), "the caller was bridged to the agent: {bridge:#?}");
 }
 
 /// The agent pauses with *1, says something secret, resumes with *2: the secret is not in the

@@ -186,3 +186,75 @@ fn a_timeout_ends_the_entry_and_the_opt_out_key_is_the_callers_again() {
     pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| l.contains("secure payment sha1") && l.contains("again 0"));
     pbx.assert_alive();
 }
+
+/// A card with nines in it (the opt-out key's digit is a card digit during the entry).
+const CARD_9: &str = "4929123456789012";
+
+/// Issue 23: the agent starts the entry with `*4` (its own phone over RFC 4733, or a Local
+/// channel's `SendDTMF`), the caller keys the card and `#` as a person does, one key every
+/// `every_ms` (each key an RFC 4733 event of `len_ms`): every digit reaches the payment gosub,
+/// none is dropped, the 9s are card digits, and after the entry the call goes on (recorded).
+fn card_keyed_at_a_human_pace(name: &str, local_agent: bool, every_ms: u32) {
+    let len_ms = 140.min(every_ms - 40);
+    let dialplan = if local_agent {
+        format!(
+            "[test]\nexten => in,1,Answer()\n same => n,CallConsent(sec)\n same => n,Dial(Local/agent@test)\n same => n,Hangup()\n\
+             exten => agent,1,Answer()\n same => n,Wait(3)\n same => n,SendDTMF(*4)\n same => n,Wait(30)\n\n{PAY}"
+        )
+    } else {
+        format!("[test]\nexten => in,1,Answer()\n same => n,CallConsent(sec)\n same => n,Dial(PJSIP/agent)\n same => n,Hangup()\n\n{PAY}")
+    };
+    let mut pbx = Pbx::builder(name).sip().file("pjsip.conf", PJSIP).file("callconsent.conf", &conf("")).file("extensions.conf", &dialplan).as_asterisk_user().start();
+    let _phone = (!local_agent).then(|| pbx.agent_phone(&rtp_pcap(&[Part::Silence { ms: 3000 }, Part::Digits("*4".into()), Part::Silence { ms: 30000 }])));
+    let keys = format!("{CARD_9}#");
+    let keying_ms = every_ms * keys.len() as u32;
+    let caller = rtp_pcap(&[
+        Part::Silence { ms: 5000 },
+        Part::Keys { digits: keys, len_ms, every_ms },
+        Part::Silence { ms: 1000 },
+        Part::Tone { freq: CALLER_HZ, ms: 1000 },
+        Part::Silence { ms: 1000 },
+    ]);
+    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller).expect("write the caller's capture");
+    let play_ms = 5000 + keying_ms + 3500;
+    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml")).expect("read the caller's scenario").replace("{PLAY_MS}", &play_ms.to_string());
+    let out = pbx.sipp(&scenario, &[]);
+    assert!(out.status.success(), "sipp: {}\n{}", String::from_utf8_lossy(&out.stderr), pbx.logs());
+    pbx.wait_settled(1, Duration::from_secs(30));
+
+    let ended = pbx.wait_event("secure_entry_ended", 1, Duration::from_secs(1));
+    assert_eq!(
+        (ended[0]["reason"].as_str(), ended[0]["digits"].as_u64()),
+        (Some("end_key"), Some(16)),
+        "keys {every_ms} ms apart ({len_ms} ms each): {:?}\n{}",
+        ended[0],
+        pbx.messages()
+    );
+    let paid = pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| l.contains("secure payment sha1"));
+    assert!(paid.contains(&format!("sha1 {} again 0", sha1_hex(CARD_9))), "the gosub got another number: {paid}");
+    assert!(pbx.events().iter().all(|e| e != "opt_out"), "the 9s of the card are digits, not a refusal: {:?}", pbx.events());
+    let call_ended = pbx.wait_event("call_ended", 1, Duration::from_secs(1));
+    assert_eq!(call_ended[0]["outcome"], "recorded", "the call went on, recorded, after the entry: {:?}", call_ended[0]);
+    assert_eq!(call_ended[0]["keys_dropped"].as_u64().unwrap_or(0), 0, "no key of a person was dropped: {:?}", call_ended[0]);
+    pbx.assert_alive();
+}
+
+#[test]
+fn a_card_keyed_500_ms_apart_reaches_the_gosub_whole_local_agent() {
+    card_keyed_at_a_human_pace("secure-pace-500-local", true, 500);
+}
+
+#[test]
+fn a_card_keyed_250_ms_apart_reaches_the_gosub_whole_local_agent() {
+    card_keyed_at_a_human_pace("secure-pace-250-local", true, 250);
+}
+
+#[test]
+fn a_card_keyed_100_ms_apart_reaches_the_gosub_whole_local_agent() {
+    card_keyed_at_a_human_pace("secure-pace-100-local", true, 100);
+}
+
+#[test]
+fn a_card_keyed_500_ms_apart_reaches_the_gosub_whole_pjsip_agent() {
+    card_keyed_at_a_human_pace("secure-pace-500-pjsip", false, 500);
+}

@@ -149,7 +149,21 @@ int cc_fs_play(const char *uuid, const char *file, const char *keys)
 	args.input_callback = on_play_input;
 	args.buf = &p;
 	args.buflen = sizeof(p);
-	st = switch_ivr_play_file(session, NULL, file, &args);
+	/* Prompts keep FreeSWITCH's own time (issue 23). Without a timer, playback waits for each of
+	 * the caller's RTP packets (up to 5 s for each missing one): a caller whose phone goes quiet
+	 * after the opt-out key (silence suppression, or nothing more to send) held the confirmation,
+	 * and so the application, until hangup, and the call never reached the agent. */
+	{
+		const char *timer = switch_channel_get_variable(channel, "timer_name");
+		int own_timer = zstr(timer);
+		if (own_timer) {
+			switch_channel_set_variable(channel, "timer_name", "soft");
+		}
+		st = switch_ivr_play_file(session, NULL, file, &args);
+		if (own_timer) {
+			switch_channel_set_variable(channel, "timer_name", NULL);
+		}
+	}
 	if (p.got) {
 		rc = p.got;
 	} else if (!switch_channel_ready(channel)) {

@@ -11,6 +11,9 @@ pub enum Part {
     Tone { freq: f32, ms: u32 },
     Silence { ms: u32 },
     Digits(String),
+    /// Keys as a person keys them: each an RFC 4733 event `len_ms` long, one key every
+    /// `every_ms` (silence fills the rest), the first starting at once.
+    Keys { digits: String, len_ms: u32, every_ms: u32 },
 }
 
 fn alaw(sample: i16) -> u8 {
@@ -88,18 +91,25 @@ impl Writer {
     }
 
     fn digit(&mut self, d: char) {
-        // A 200 ms key: updates every 20 ms, then three end packets; the timestamp is the event's start.
+        // A 200 ms key.
+        self.key(d, 200);
+    }
+
+    /// A key `len_ms` long (rounded to 20 ms packets, at least one): updates every 20 ms, then
+    /// three end packets; the timestamp is the event's start.
+    fn key(&mut self, d: char, len_ms: u32) {
         let start = self.ts;
         let code = event_code(d);
-        for i in 1..=10u16 {
+        let n = (len_ms / 20).max(1) as u16;
+        for i in 1..=n {
             let dur = i * 160;
-            let end = i == 10;
+            let end = i == n;
             for _ in 0..if end { 3 } else { 1 } {
                 self.packet(PT_EVENT, i == 1, start, &[code, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8]);
             }
             self.time_us += 20_000;
         }
-        self.ts = self.ts.wrapping_add(1600);
+        self.ts = self.ts.wrapping_add(u32::from(n) * 160);
     }
 }
 
@@ -138,6 +148,13 @@ fn write_parts(w: &mut Writer, parts: &[Part]) {
                 for d in ds.chars() {
                     w.digit(d);
                     w.audio(&[0i16; 800]);
+                }
+            }
+            Part::Keys { digits, len_ms, every_ms } => {
+                let len = (len_ms / 20).max(1) * 20;
+                for d in digits.chars() {
+                    w.key(d, len);
+                    w.audio(&vec![0i16; (every_ms.saturating_sub(len) as usize) * 8]);
                 }
             }
         }

@@ -656,9 +656,11 @@ impl Call {
             PromptOutcome::Key(k) if k == self.profile.optout_key => {
                 self.phase = Phase::OptedOut;
                 out.push(self.audit(AuditEvent::OptOut, json!({ "during": "notice", "key": k.to_string() })));
-                out.push(Action::Play { file: self.profile.optout_confirm.clone(), keys: String::new() });
+                // The status first: the dialplan's next action sees OPTED_OUT whatever becomes of
+                // the confirmation (a hangup during it, a host that cannot play it).
                 out.push(Action::SetStatus(Status::OptedOut));
                 out.push(Action::Notify);
+                out.push(Action::Play { file: self.profile.optout_confirm.clone(), keys: String::new() });
                 // Refusing the recording is no reason to hear a card number: still watched.
                 self.watch_for_secure_entry(out);
             }

@@ -551,6 +551,10 @@ pub struct Verified {
     pub follows_expired: Option<String>,
     pub anchors_found: usize,
     pub keyed_lines: usize,
+    /// Lines that carry a keyed MAC no key was given to check (verified without `--key`): the
+    /// chain of such a log proves nothing against whoever can rewrite the file, so it is never
+    /// called intact on its own.
+    pub unchecked_macs: usize,
 }
 
 /// Whether a parsed line carries the keyed MAC of `key` (the shared store's verification).
@@ -623,6 +627,8 @@ pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, 
                     return Err((f.to_string(), i + 1, "the line's mac does not match: it was edited, or written without the key".into()));
                 }
                 out.keyed_lines += 1;
+            } else if v.get("mac").is_some() {
+                out.unchecked_macs += 1;
             }
             prev = line_hash(line);
             hashes.insert(prev.clone());

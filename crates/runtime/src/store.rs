@@ -59,7 +59,29 @@ impl Pg {
         // Server-side bounds on every statement and lock wait of this session.
         config.options(&format!("-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout=1000 -c idle_in_transaction_session_timeout=10000"));
         let wants_tls = !matches!(config.get_ssl_mode(), postgres::config::SslMode::Disable);
-        let tls = if wants_tls || g.store_ca.is_some() { Some(Arc::new(tls_config(g.store_ca.as_deref())?)) } else { None };
+        let local = on_this_host(&config);
+        if !wants_tls && !local {
+            // Passwords and callers' hashes never cross a network in plain text.
+            return Err(format!(
+                "store {shown}: sslmode=disable is allowed only for a database on this host (localhost, 127.0.0.1, ::1 or a Unix socket); \
+                 across a network TLS stays required: remove sslmode=disable and set store_ca to the CA that signed the database's certificate"
+            ));
+        }
+        let tls = if wants_tls || g.store_ca.is_some() {
+            Some(Arc::new(tls_config(g.store_ca.as_deref()).map_err(|e| match e {
+                TlsError::NoCa if local => format!(
+                    "store {shown}: TLS is asked for but no CA certificate is known: set store_ca to the CA that signed the database's certificate, \
+                     or, as the database is on this host, add ?sslmode=disable to the store URL"
+                ),
+                TlsError::NoCa => format!(
+                    "store {shown}: TLS is asked for but no CA certificate is known: set store_ca to the CA that signed the database's certificate \
+                     (install ca-certificates if it is signed by a public CA)"
+                ),
+                TlsError::Other(e) => e,
+            })?))
+        } else {
+            None
+        };
         if g.store_ca.is_some() && matches!(config.get_ssl_mode(), postgres::config::SslMode::Prefer) {
             // A CA named means TLS is wanted: never fall back to plain text.
             config.ssl_mode(postgres::config::SslMode::Require);
@@ -98,7 +120,36 @@ pub fn error_text(e: &postgres::Error) -> String {
     }
 }
 
-fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+/// Whether every host of the URL is this machine: a loopback address, `localhost` or a Unix
+/// socket (a host that is a path).
+fn on_this_host(config: &postgres::Config) -> bool {
+    use postgres::config::Host;
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts.iter().all(|h| match h {
+            Host::Tcp(name) => {
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            }
+            Host::Unix(_) => true,
+        })
+}
+
+/// Why the TLS configuration could not be made.
+#[derive(Debug)]
+enum TlsError {
+    /// Neither store_ca nor the system's CA bundle gives a certificate.
+    NoCa,
+    Other(String),
+}
+
+impl From<String> for TlsError {
+    fn from(e: String) -> TlsError {
+        TlsError::Other(e)
+    }
+}
+
+fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = ca {
@@ -117,7 +168,7 @@ fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
         }
     }
     if roots.is_empty() {
-        return Err("store: TLS is asked for but no CA certificate is known: set store_ca".into());
+        return Err(TlsError::NoCa);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -320,4 +371,52 @@ pub fn erasure_done(c: &mut Client, id: i64, node: &str, files: u64) -> Result<(
 pub fn erasure_status(c: &mut Client, id: i64) -> Result<Vec<(String, u64)>, String> {
     let rows = c.query("SELECT node, files FROM callconsent_erasures_done WHERE id = $1 ORDER BY node", &[&id]).map_err(|e| error_text(&e))?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callconsent_core::config::Defaults;
+
+    fn general(url: &str, ca: Option<&Path>) -> General {
+        let mut g = General::defaults(&Defaults { spool_dir: "/tmp/s".into(), audit_log: "/tmp/a.jsonl".into() });
+        g.store = Some(url.into());
+        g.store_ca = ca.map(Path::to_path_buf);
+        g
+    }
+
+    fn refusal(url: &str, ca: Option<&Path>) -> String {
+        match Pg::from_general(&general(url, ca)) {
+            Err(e) => e,
+            Ok(_) => panic!("{url} was accepted"),
+        }
+    }
+
+    #[test]
+    fn plain_text_only_to_a_database_on_this_host() {
+        for url in [
+            "postgresql://cc@127.0.0.1/cc?sslmode=disable",
+            "postgresql://cc@localhost:5433/cc?sslmode=disable",
+            "postgresql://cc@[::1]/cc?sslmode=disable",
+            "postgresql://cc@%2Fvar%2Frun%2Fpostgresql/cc?sslmode=disable",
+        ] {
+            assert!(Pg::from_general(&general(url, None)).is_ok_and(|p| p.is_some()), "{url}");
+        }
+        let e = refusal("postgresql://cc@db.example/cc?sslmode=disable", None);
+        assert!(e.contains("sslmode=disable is allowed only for a database on this host") && e.contains("set store_ca"), "{e}");
+        assert!(e.starts_with("store postgresql://cc@db.example/cc:"), "the URL is named, without its query: {e}");
+    }
+
+    #[test]
+    fn no_ca_names_both_fixes_on_this_host_and_only_store_ca_across_a_network() {
+        let dir = std::env::temp_dir().join(format!("cc-store-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = refusal("postgresql://cc@127.0.0.1/cc?sslmode=require", Some(&empty));
+        assert!(e.contains("TLS is asked for but no CA certificate is known: set store_ca") && e.contains("add ?sslmode=disable"), "{e}");
+        let e = refusal("postgresql://cc@db.example/cc?sslmode=require", Some(&empty));
+        assert!(e.contains("TLS is asked for but no CA certificate is known: set store_ca") && !e.contains("sslmode=disable"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -317,7 +317,7 @@ enum AuditCommand {
                       the store: rows numbered 1..N per node, each row's hash, prev and keyed MAC (--key), and\n\
                       the chain heads anchored there. Prints \"node NODE: N lines, chain intact\" per node, or\n\
                       \"node NODE line N: reason\" for the first break.",
-        after_help = "Exit codes:\n  0  chain intact\n  1  chain broken, or a file could not be read (FILE:0: cannot read)\n  2  usage error"
+        after_help = "Exit codes:\n  0  chain intact (and every keyed MAC checked when the log is keyed)\n  1  chain broken, or a file could not be read (FILE:0: cannot read)\n  2  usage error\n  3  the hash chain holds but the log is keyed and no --key was given: its MACs were not checked, so it is not called intact"
     )]
     Verify(AuditVerifyArgs),
 }
@@ -535,6 +535,10 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// `audit verify`'s exit code when a keyed log was checked without its key (documented in its
+/// help and the man page): the chain holds, the MACs were not checked.
+pub const UNVERIFIED_MACS: u8 = 3;
+
 fn audit_verify(files: &[&str], key_file: Option<&str>, anchors: &[String]) -> ExitCode {
     let key = match key_file.map(std::fs::read) {
         None => None,
@@ -545,6 +549,18 @@ fn audit_verify(files: &[&str], key_file: Option<&str>, anchors: &[String]) -> E
         }
     };
     match verify_files_with(files, &Check { key: key.as_deref(), anchors }) {
+        Ok(v) if v.unchecked_macs > 0 => {
+            // A keyed log verified without its key: whoever can rewrite the file can recompute
+            // the SHA-256 chain, so the chain alone proves nothing. Never "intact", and a code of
+            // its own so a script that looks for success does not get it.
+            println!(
+                "audit: {} lines, hash chain consistent, but NOT verified: the keyed MACs of {} lines were not checked \
+                 (without them an edit whose hashes were recomputed goes unseen); give --key SECRET_FILE \
+                 (the installation secret) to check them",
+                v.lines, v.unchecked_macs
+            );
+            ExitCode::from(UNVERIFIED_MACS)
+        }
         Ok(v) => {
             println!("audit: {} lines, chain intact", v.lines);
             if let Some(f) = &v.follows_expired {

@@ -39,17 +39,19 @@ pub fn general_for(url: &str, cfg: Option<&Config>, password_file: Option<&str>,
 /// Where a node's chain in the store breaks: (node, line, reason).
 pub type Break = (String, i64, String);
 
-/// What the store's chains hold, per node: (node, lines, anchors checked, keyed lines).
-pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<(String, i64, usize, usize)>, Result<Break, String>> {
+/// What the store's chains hold, per node: (node, lines, anchors checked, keyed lines checked,
+/// keyed lines not checked for want of the key).
+pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<(String, i64, usize, usize, usize)>, Result<Break, String>> {
     let lines = store::all_lines(c).map_err(Err)?;
     let anchors = store::anchors(c).map_err(Err)?;
-    let mut out: Vec<(String, i64, usize, usize)> = vec![];
+    let mut out: Vec<(String, i64, usize, usize, usize)> = vec![];
     let mut i = 0;
     while i < lines.len() {
         let node = lines[i].node.clone();
         let mut prev_hash = String::new();
         let mut seq = 0;
         let mut keyed = 0;
+        let mut unchecked = 0;
         let mut hashes = std::collections::HashMap::new();
         while i < lines.len() && lines[i].node == node {
             let l = &lines[i];
@@ -76,6 +78,8 @@ pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<(String, i64, us
                     return Err(Ok((node, seq, "the line's mac does not match: it was edited, or written without the key".into())));
                 }
                 keyed += 1;
+            } else if v.get("mac").is_some() {
+                unchecked += 1;
             }
             prev_hash = l.hash.clone();
             hashes.insert(seq, l.hash.clone());
@@ -88,7 +92,7 @@ pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<(String, i64, us
                 None => return Err(Ok((node, *aseq, format!("the head anchored at line {aseq} is missing: lines were removed after line {seq}")))),
             }
         }
-        out.push((node, seq, found, keyed));
+        out.push((node, seq, found, keyed, unchecked));
     }
     // A node whose every line was removed still has its anchors.
     for (n, aseq, _) in &anchors {
@@ -107,9 +111,25 @@ pub fn audit_verify(g: &General, key: Option<&[u8]>) -> ExitCode {
     match verify(&mut c, key) {
         Ok(nodes) => {
             let total: i64 = nodes.iter().map(|n| n.1).sum();
-            for (node, lines, anchors, keyed) in &nodes {
+            let unchecked: usize = nodes.iter().map(|n| n.4).sum();
+            for (node, lines, anchors, keyed, not_checked) in &nodes {
+                if *not_checked > 0 {
+                    println!(
+                        "node {node}: {lines} lines, hash chain consistent, but NOT verified: the keyed MACs of {not_checked} lines were not checked; {anchors} anchored head(s) found"
+                    );
+                    continue;
+                }
                 let mac = if key.is_some() { format!(", {keyed} with a valid keyed MAC") } else { String::new() };
                 println!("node {node}: {lines} lines, chain intact{mac}; {anchors} anchored head(s) found");
+            }
+            if unchecked > 0 {
+                println!(
+                    "audit: {total} lines of {} node(s) in {}: the keyed MACs of {unchecked} lines were not checked \
+                     (without them an edit whose hashes were recomputed goes unseen); give --key SECRET_FILE to check them",
+                    nodes.len(),
+                    pg.shown
+                );
+                return ExitCode::from(crate::UNVERIFIED_MACS);
             }
             println!("audit: {total} lines of {} node(s) in {}, chain intact", nodes.len(), pg.shown);
             ExitCode::SUCCESS

@@ -160,6 +160,50 @@ fn audit_verify_finds_an_edited_line() {
 }
 
 #[test]
+fn audit_verify_never_calls_a_keyed_log_intact_without_its_key() {
+    // The forgery of issue 23: an opt_out line removed from a keyed log and the SHA-256 chain
+    // (prev of each later line, and the .head) recomputed by whoever can write the file.
+    let dir = TempDir::new("audit-keyed-nokey");
+    let (log, secret) = (dir.path("audit.jsonl"), dir.path("secret"));
+    std::fs::write(&secret, b"0123456789abcdef0123456789abcdef").unwrap();
+    let key = callconsent_runtime::audit::audit_key(b"0123456789abcdef0123456789abcdef");
+    {
+        let opts = callconsent_runtime::audit::Options { key: Some((key, "k1".into())), publish: None, pbx: None, wake: None };
+        let w = AuditLog::open_with(&log, opts).unwrap();
+        for ev in [AuditEvent::Selected, AuditEvent::OptOut, AuditEvent::RecordingDeleted, AuditEvent::Selected] {
+            w.sender().send(record("1.1", "Local/x", ev, serde_json::Map::new()));
+        }
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut prev = String::new();
+    let mut forged = String::new();
+    for line in text.lines().filter(|l| !l.contains("\"opt_out\"")) {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["prev"] = serde_json::Value::String(prev.clone());
+        let out = v.to_string();
+        prev = callconsent_runtime::audit::line_hash(&out);
+        forged.push_str(&out);
+        forged.push('\n');
+    }
+    assert_eq!(forged.lines().count(), text.lines().count() - 1, "the opt_out line was removed");
+    std::fs::write(&log, forged).unwrap();
+    std::fs::write(callconsent_runtime::audit::head_path(&log), format!("{prev}\n")).unwrap();
+
+    let o = run(&["audit", "verify", log.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "a keyed log without --key: exit 3, never 0: {o:?}");
+    let out = stdout(&o);
+    assert!(!out.contains("intact"), "{out}");
+    assert!(out.contains("NOT verified") && out.contains("keyed MACs of 3 lines were not checked") && out.contains("--key"), "{out}");
+    // With the key the forgery is found.
+    let o = run(&["audit", "verify", "--key", secret.to_str().unwrap(), log.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("mac does not match"), "{o:?}");
+    // The exit code is documented.
+    let h = run(&["audit", "verify", "--help"]);
+    assert!(stdout(&h).contains("  3  the hash chain holds but the log is keyed"), "{h:?}");
+}
+
+#[test]
 fn agent_prints_the_records_concerning_one_agent() {
     let dir = TempDir::new("agent");
     let log = dir.path("audit.jsonl");

@@ -72,6 +72,16 @@ pub fn chain(log: &std::path::Path, secret: Option<&[u8]>, what: &str) -> Chain 
     let refs: Vec<&str> = files.iter().map(String::as_str).collect();
     let key = secret.map(audit_key);
     match verify_files_with(&refs, &Check { key: key.as_deref(), anchors: &[] }) {
+        // A keyed log the console cannot check the MACs of (no secret given) is not called
+        // intact: its chain alone can be recomputed by whoever rewrites the file.
+        Ok(v) if v.unchecked_macs > 0 => Chain {
+            ok: false,
+            text: format!(
+                "Not verified: the {what}'s {} line(s) are chained, but their keyed MACs were not checked (the console was started without the installation secret); an edit whose hashes were recomputed would go unseen. Start the console with --secret, or run callconsent audit verify --key.",
+                v.lines
+            ),
+            at: None,
+        },
         Ok(v) => {
             let mut text = format!("Intact: all {} line(s) of the {what} verified, in {} file(s), each line chained to the one before", v.lines, files.len());
             if key.is_some() {
