@@ -321,6 +321,11 @@ pub struct Call {
     /// Muted when the recorded caller joined another bridge (a transfer), until the new agent is
     /// cleared: a never-recorded or capped agent contributes nothing to the file (R6, R12).
     join_muted: bool,
+    /// Muted at the first key of an agent's code, before the code is complete (issue 23): the PBX
+    /// may deliver the agent's voice ahead of a later key of the code (Asterisk relays keys at
+    /// most every 45 ms and lets voice overtake a key it holds back), so what the agent says just
+    /// after `*1` must already be muted when `*` arrives. Unmuted if the keys were no code.
+    code_muted: bool,
     /// Who is acting, while a control is being handled (for its audit line).
     actor: Option<String>,
     /// The new agent of a transfer whose cap is being checked while the recording is muted.
@@ -385,6 +390,7 @@ impl Call {
             agent: None,
             confirm_at_bridge: false,
             join_muted: false,
+            code_muted: false,
             actor: None,
             transfer_check: None,
             number_hash: None,
@@ -800,6 +806,7 @@ impl Call {
                 self.swallowing.push((Dir::Agent, digit));
             }
             out.push(Action::SendToCaller(release));
+            self.settle_code_mute(out);
             return Verdict::Drop;
         }
         if press == Press::Begin {
@@ -808,9 +815,16 @@ impl Call {
         if let Some(cmd) = codes.iter().find(|(c, _)| *c == candidate).map(|(_, cmd)| *cmd) {
             self.held.clear();
             self.command(cmd, Source::Keypad, now_ms, out);
+            // A pause, a delete or an entry keeps the recorder muted; a code with nothing to do
+            // (resume while not paused) gives the audio back.
+            self.settle_code_mute(out);
         } else {
             if self.held.is_empty() {
                 self.held_since_ms = now_ms;
+                if self.unmuted_recording() {
+                    out.push(Action::Mute);
+                    self.code_muted = true;
+                }
             }
             self.held = candidate;
         }
@@ -820,6 +834,21 @@ impl Call {
     fn expire_held(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         if !self.held.is_empty() && now_ms.saturating_sub(self.held_since_ms) >= self.profile.code_timeout_ms {
             out.push(Action::SendToCaller(std::mem::take(&mut self.held)));
+            self.settle_code_mute(out);
+        }
+    }
+
+    /// Whether the recorder is recording and nothing holds it muted: a pause, a transfer being
+    /// checked, a secure entry, or an agent's code being keyed.
+    fn unmuted_recording(&self) -> bool {
+        self.phase == Phase::Recording && !self.paused() && !self.join_muted && self.secure.is_none() && !self.code_muted
+    }
+
+    /// The agent's code is over (done, or no code after all): the mute taken at its first key is
+    /// released unless something else now holds the recorder muted.
+    fn settle_code_mute(&mut self, out: &mut Vec<Action>) {
+        if std::mem::take(&mut self.code_muted) && self.unmuted_recording() {
+            out.push(Action::Unmute);
         }
     }
 
@@ -867,7 +896,7 @@ impl Call {
             last.1 = Some(now_ms.saturating_sub(self.recording_since_ms));
         }
         // During a transfer's check the recording stays muted until the new agent is cleared.
-        if !self.join_muted {
+        if !self.join_muted && !self.code_muted {
             out.push(Action::Unmute);
         }
         out.push(self.audit(AuditEvent::Resumed, json!({ "by": by.as_str(), "source": source.as_str(), "agent": self.agent, "actor": self.actor })));
@@ -899,6 +928,7 @@ impl Call {
         self.phase = if by == By::Caller { Phase::OptedOut } else { Phase::Deleted };
         self.paused_at_ms = None;
         self.held.clear();
+        self.code_muted = false;
         out.push(Action::Mute);
         out.push(Action::StopAndDelete { by });
         out.push(Action::Notify);
@@ -948,7 +978,7 @@ impl Call {
     /// whoever takes the call hears that it is recorded, and whether it is paused (R8).
     fn transferred_to(&mut self, agent: String, out: &mut Vec<Action>) {
         self.agent = Some(agent);
-        if std::mem::take(&mut self.join_muted) && !self.paused() && self.secure.is_none() {
+        if std::mem::take(&mut self.join_muted) && !self.paused() && self.secure.is_none() && !self.code_muted {
             out.push(Action::Unmute);
         }
         if let Some(t) = &self.profile.start_tone {
@@ -1002,6 +1032,8 @@ impl Call {
             return;
         }
         self.held.clear();
+        // The entry's own mute takes over from a code's (its span is opened below).
+        self.code_muted = false;
         self.secure = Some(Secure { since_ms: now_ms, source, digits: SecretDigits::new(), muted: false });
         // Muted unless it already is (a pause, a transfer being checked): then it stays muted.
         if self.phase == Phase::Recording && !self.paused() && !self.join_muted {
@@ -1064,7 +1096,7 @@ impl Call {
             if let (Some(last), Some(_)) = (self.spans.last_mut(), duration_ms) {
                 last.1 = Some(now_ms.saturating_sub(self.recording_since_ms));
             }
-            if self.phase == Phase::Recording && !self.paused() && !self.join_muted {
+            if self.phase == Phase::Recording && !self.paused() && !self.join_muted && !self.code_muted {
                 out.push(Action::Unmute);
             }
         }

@@ -32,7 +32,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success: the check passed, or the list was printed
   1  a check failed, or a file could not be read
-  2  usage error: unknown command, missing argument, invalid value";
+  2  usage error: unknown command, missing argument, invalid value
+  3  audit verify: the chain holds, but the log is keyed and no --key was given (MACs not checked)";
 
 const LONG_ABOUT: &str = "\
 The data protection officer's tool for lawful call recording (res_callconsent)

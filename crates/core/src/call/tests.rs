@@ -159,10 +159,13 @@ fn every_agent_key_in_every_state() {
             if watching_codes && key == '*' {
                 assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}: a code's first key is held back");
                 assert!(c.wants_ticks());
+                // A recording that is heard is muted at the code's first key (issue 23).
+                let muted = if *state == "recording" { vec![Action::Mute] } else { vec![] };
+                assert_eq!((&a1, &a2), (&muted, &vec![]), "{state} key {key}");
             } else {
                 assert_eq!((v1, v2), (Verdict::Pass, Verdict::Pass), "{state} key {key}");
+                assert!(a1.is_empty() && a2.is_empty(), "{state} key {key}: {a1:?} {a2:?}");
             }
-            assert!(a1.is_empty() && a2.is_empty(), "{state} key {key}: {a1:?} {a2:?}");
             assert_eq!(c.phase(), before, "the agent can never opt the caller out");
         }
     }
@@ -204,14 +207,49 @@ fn a_non_code_is_passed_on_in_order() {
     let mut c = in_state("recording");
     let r = press(&mut c, Dir::Agent, "*5", 0);
     assert!(r.iter().all(|(v, _)| *v == Verdict::Drop));
-    assert_eq!(r[2].1, vec![Action::SendToCaller("*5".into())]);
+    // Muted at the '*' (it may be a code), heard again once it is none.
+    assert_eq!(r[0].1, vec![Action::Mute]);
+    assert_eq!(r[2].1, vec![Action::SendToCaller("*5".into()), Action::Unmute]);
     let r = press(&mut c, Dir::Agent, "7", 1000);
     assert!(r.iter().all(|(v, a)| *v == Verdict::Pass && a.is_empty()));
     // A lone '*' is released when the code times out.
     press(&mut c, Dir::Agent, "*", 2000);
     let (_, a) = c.on(Event::Tick { now_ms: 2000 + 2000 });
-    assert_eq!(a, vec![Action::SendToCaller("*".into())]);
+    assert_eq!(a, vec![Action::SendToCaller("*".into()), Action::Unmute]);
     assert!(!c.wants_ticks());
+}
+
+/// Issue 23 (the pause under load): Asterisk holds a key back for 45 ms after the previous one
+/// and lets the agent's voice overtake it, so what the agent says right after `*1` can reach the
+/// recorder before the `1` does. The recorder is muted from the code's first key on, and each
+/// code leaves it as the code says: paused, deleted, in an entry, or (no code) recording again.
+#[test]
+fn an_agent_code_mutes_from_its_first_key() {
+    let mut c = in_state("recording");
+    let (_, a) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', len_ms: 0, now_ms: 0 });
+    assert_eq!(a, vec![Action::Mute], "muted in the frame of the '*'");
+    let r = press(&mut c, Dir::Agent, "1", 100);
+    assert!(c.paused() && events(&r[0].1).contains(&"paused"));
+    assert!(!r.iter().flat_map(|(_, a)| a).any(|a| *a == Action::Unmute), "a pause never unmutes");
+    // While paused, the resume code's '*' changes nothing; the resume unmutes once.
+    let r = press(&mut c, Dir::Agent, "*2", 1000);
+    assert_eq!(r.iter().flat_map(|(_, a)| a).filter(|a| **a == Action::Unmute).count(), 1, "{r:?}");
+    assert!(!r.iter().flat_map(|(_, a)| a).any(|a| *a == Action::Mute), "{r:?}");
+    // A resume code while recording: muted at '*', unmuted at '2' (nothing to resume).
+    let r = press(&mut c, Dir::Agent, "*2", 2000);
+    assert_eq!(r[0].1, vec![Action::Mute]);
+    assert_eq!(r[2].1, vec![Action::Unmute]);
+    // A desktop pause while a code is being keyed: the code's end does not unmute.
+    c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', len_ms: 0, now_ms: 3000 });
+    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 3050 });
+    let (_, a) = c.on(Event::Tick { now_ms: 3000 + 2500 });
+    assert_eq!(a, vec![Action::SendToCaller("*".into())], "released, still paused: {a:?}");
+    assert!(c.paused());
+    // The delete code: muted at '*', stopped and deleted at '3'.
+    let mut c = in_state("recording");
+    let r = press(&mut c, Dir::Agent, "*3", 0);
+    assert_eq!(r[0].1, vec![Action::Mute]);
+    assert!(r[2].1.contains(&Action::StopAndDelete { by: By::Agent }) && !r[2].1.contains(&Action::Unmute));
 }
 
 #[test]
