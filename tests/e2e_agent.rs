@@ -234,3 +234,53 @@ fn a_desktop_pause_also_resumes_by_itself_after_a_warning() {
     assert_eq!(order, vec!["paused", "pause_warning", "resumed"]);
     pbx.assert_alive();
 }
+
+/// Issue 23 (the pause under load): 20 calls, four at a time, while the test keeps both cores
+/// busy; on each the agent says something, pauses with `*1` (a 50 ms key, as a desktop's
+/// SendDTMF does), says a secret at once, resumes with `*2`, and talks again. Not one 5 ms hop of
+/// the secret is in any kept recording (it was in 1 run of 4 before the code's first key muted).
+#[test]
+fn the_pause_holds_under_cpu_load_in_20_calls_of_20() {
+    let talk = sound("agent-880-1s", 880, 1.0);
+    let secret = sound("secret-1800-1s", 1800, 1.0);
+    let agent = format!(
+        " same => n,Playback({talk})\n same => n,SendDTMF(*1,,50)\n same => n,Playback({secret})\n \
+         same => n,SendDTMF(*2,,50)\n same => n,Playback({talk})\n same => n,Hangup()\n"
+    );
+    let pbx = start("pause-load", "", &agent, "exten => dev,1,Wait(30)\n");
+    // The load: one spinning thread per core, for the whole test.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let burners: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    for round in 0..5 {
+        for _ in 0..4 {
+            pbx.originate("Local/in@test", "dev@test");
+        }
+        pbx.wait_settled(4 * (round + 1), Duration::from_secs(60));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for b in burners {
+        let _ = b.join();
+    }
+    let kept = pbx.wait_event("recording_kept", 20, Duration::from_secs(5));
+    assert_eq!(pbx.wait_event("paused", 20, Duration::from_secs(1)).len(), 20);
+    let mut leaks = vec![];
+    for k in &kept {
+        let samples = wav_samples(&pbx.host_path(k["file"].as_str().unwrap_or("")));
+        let (secret_ms, talk_ms) = (tone_ms(&samples, 1800.0), tone_ms(&samples, 880.0));
+        assert!(talk_ms >= 1000, "the agent's talk before and after the pause is recorded ({talk_ms} ms) in {k}");
+        if secret_ms > 0 {
+            leaks.push(secret_ms);
+        }
+    }
+    assert!(leaks.is_empty(), "the secret said after *1 reached {} recording(s) of 20: {leaks:?} ms", leaks.len());
+}
