@@ -62,7 +62,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -71,11 +71,11 @@ impl Rng {
     }
     /// Uniform in lo..=hi.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
+        lo + self.next_u64() % (hi - lo + 1)
     }
     pub fn weighted<T: Copy>(&mut self, choices: &[(T, u64)]) -> T {
         let total: u64 = choices.iter().map(|c| c.1).sum();
-        let mut x = self.next() % total;
+        let mut x = self.next_u64() % total;
         for (v, w) in choices {
             if x < *w {
                 return *v;
@@ -107,6 +107,8 @@ impl Caller {
     }
 }
 
+// "TransfersToAgent" says what the agent does; the enum's name is not a suffix by accident.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum Agent {
     Talks = 0,
@@ -1380,7 +1382,7 @@ fn paused_check(samples: &[i16], spans: &str, wall_ms: Option<u64>) -> PauseChec
 
 /// sipp's final statistics: (successful, failed) calls.
 fn sipp_counts(text: &str) -> (u64, u64) {
-    let last = |what: &str| text.lines().filter(|l| l.contains(what)).last().and_then(|l| l.split('|').nth(2)).and_then(|x| x.trim().parse().ok()).unwrap_or(0);
+    let last = |what: &str| text.lines().rfind(|l| l.contains(what)).and_then(|l| l.split('|').nth(2)).and_then(|x| x.trim().parse().ok()).unwrap_or(0);
     (last("Successful call"), last("Failed call"))
 }
 

@@ -41,9 +41,12 @@ fn conf(extra: &str) -> String {
 }
 
 /// What the agent's leg received: RTP packets (payload type, payload), in order.
+/// RTP packets as (payload type, payload).
+type Packets = Arc<Mutex<Vec<(u8, Vec<u8>)>>>;
+
 struct Capture {
     port: u16,
-    packets: Arc<Mutex<Vec<(u8, Vec<u8>)>>>,
+    packets: Packets,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }

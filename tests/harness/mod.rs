@@ -110,6 +110,8 @@ impl PbxBuilder {
     }
     /// Run Asterisk as the unprivileged `asterisk` user (`asterisk -U asterisk -G asterisk`, as
     /// Debian's package does with `runuser`), the instance directory owned by it.
+    // A builder step ("run it as the asterisk user"), not a conversion.
+    #[allow(clippy::wrong_self_convention)]
     pub fn as_asterisk_user(mut self) -> Self {
         self.user = Some("asterisk".into());
         self

@@ -604,7 +604,7 @@ impl Reader<'_> {
     fn store(&self, g: &mut General) -> Result<(), ConfigError> {
         if let Some(url) = self.opt("store").filter(|v| !v.is_empty() && *v != "local") {
             let Some(rest) = url.strip_prefix("postgresql://").or_else(|| url.strip_prefix("postgres://")) else {
-                return Err(self.err("store", format!("must be local or a postgresql:// URL, got \"{}\"", url.split('@').last().unwrap_or(""))));
+                return Err(self.err("store", format!("must be local or a postgresql:// URL, got \"{}\"", url.rsplit('@').next().unwrap_or(""))));
             };
             let authority = rest.split(['/', '?']).next().unwrap_or("");
             if authority.split('@').next().is_some_and(|userinfo| authority.contains('@') && userinfo.contains(':')) {

@@ -77,7 +77,7 @@ pub struct Reserved {
 /// fallback (and as a mirror of the shared counts, so a fallback starts from what was known).
 pub enum CapStore {
     Local(Caps),
-    Shared(SharedCaps),
+    Shared(Box<SharedCaps>),
 }
 
 pub struct SharedCaps {
@@ -90,7 +90,7 @@ pub struct SharedCaps {
 
 impl CapStore {
     pub fn shared(pg: Pg, local: Caps, health: Arc<Mutex<Health>>, audit: AuditSender) -> CapStore {
-        CapStore::Shared(SharedCaps { pg, local, conn: Mutex::new(None), health, audit })
+        CapStore::Shared(Box::new(SharedCaps { pg, local, conn: Mutex::new(None), health, audit }))
     }
 
     /// Reserves one recording of `max` for `agent` in `period`.
@@ -389,7 +389,11 @@ fn position(audit_log: &Path, last: Option<(i64, String)>) -> Result<Cursor, Str
 
 /// Complete lines after the cursor (each with the offset after it), at most `max`; and, when the
 /// cursor's file is finished and the log was rotated since, where to go on (the new file).
-fn read_after(audit_log: &Path, cur: &Cursor, max: usize) -> Result<(Vec<(String, u64)>, Option<(PathBuf, u64, u64)>), String> {
+/// Lines read after a cursor, each with the offset after it; and the rotated-to file, if any, as
+/// (path, inode, offset).
+type ReadAfter = (Vec<(String, u64)>, Option<(PathBuf, u64, u64)>);
+
+fn read_after(audit_log: &Path, cur: &Cursor, max: usize) -> Result<ReadAfter, String> {
     let now = std::fs::metadata(audit_log).ok();
     if cur.ino == 0 {
         // There was no log yet when the cursor was placed.

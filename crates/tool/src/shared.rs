@@ -39,12 +39,15 @@ pub fn general_for(url: &str, cfg: Option<&Config>, password_file: Option<&str>,
 /// Where a node's chain in the store breaks: (node, line, reason).
 pub type Break = (String, i64, String);
 
-/// What the store's chains hold, per node: (node, lines, anchors checked, keyed lines checked,
-/// keyed lines not checked for want of the key).
-pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<(String, i64, usize, usize, usize)>, Result<Break, String>> {
+/// One node's chain in the store: (node, lines, anchors checked, keyed lines checked, keyed lines
+/// not checked for want of the key).
+pub type NodeChain = (String, i64, usize, usize, usize);
+
+/// What the store's chains hold, per node.
+pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<NodeChain>, Result<Break, String>> {
     let lines = store::all_lines(c).map_err(Err)?;
     let anchors = store::anchors(c).map_err(Err)?;
-    let mut out: Vec<(String, i64, usize, usize, usize)> = vec![];
+    let mut out: Vec<NodeChain> = vec![];
     let mut i = 0;
     while i < lines.len() {
         let node = lines[i].node.clone();
@@ -168,7 +171,10 @@ pub fn subject_find(g: &General, normal: &str, hash: &str) -> ExitCode {
 
 /// Asks every node to erase a caller's recordings, and waits until each node seen in the last
 /// 10 minutes has done it (or `wait` has passed). Returns (node, files) per node that did.
-pub fn erase_everywhere(g: &General, hash: &str, person: &str, request: &str, wait: Duration) -> Result<(i64, Vec<String>, Vec<(String, u64)>), String> {
+/// An erasure asked of every node: (request id, nodes asked, (node, files erased) per node done).
+pub type Erased = (i64, Vec<String>, Vec<(String, u64)>);
+
+pub fn erase_everywhere(g: &General, hash: &str, person: &str, request: &str, wait: Duration) -> Result<Erased, String> {
     let (mut c, _) = connect(g)?;
     let nodes = store::live_nodes(&mut c, 600)?;
     let id = store::request_erasure(&mut c, hash, request, person)?;

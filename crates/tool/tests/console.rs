@@ -3,7 +3,7 @@
 //! the refusal of plain HTTP off loopback, and `console password`.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,7 @@ fn setup(name: &str) -> (TempDir, PathBuf) {
     (TempDir(dir), conf_path)
 }
 
-fn start(conf: &PathBuf) -> Console {
+fn start(conf: &Path) -> Console {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
     let mut child = bin()
         .args(["console", "--config", &conf.display().to_string(), "--secret", "/nonexistent", "--listen", &format!("127.0.0.1:{port}")])
