@@ -13,7 +13,8 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=c-shim/asterisk");
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     let sandbox = env::var_os("CALLCONSENT_SANDBOX")
@@ -42,7 +43,8 @@ fn main() {
     let _ = fs::remove_dir_all(&only);
     fs::create_dir_all(&only).expect("create OUT_DIR/asterisk-include");
     for name in ["asterisk.h", "asterisk"] {
-        std::os::unix::fs::symlink(include.join(name), only.join(name)).expect("symlink Asterisk headers");
+        std::os::unix::fs::symlink(include.join(name), only.join(name))
+            .expect("symlink Asterisk headers");
     }
 
     // The host version becomes cfg gates rather than guesses.
@@ -78,7 +80,10 @@ fn main() {
     // The shim (with AST_MODULE_INFO's constructor) goes whole into the Asterisk module only;
     // tests and tools link the rlib, which must not need any ast_* symbol.
     let lib = out.join("libccshim.a");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--whole-archive,{},--no-whole-archive", lib.display());
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,--whole-archive,{},--no-whole-archive",
+        lib.display()
+    );
 
     let bindings = bindgen::Builder::default()
         .header(shim.join("shim.h").display().to_string())

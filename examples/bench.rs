@@ -19,7 +19,11 @@ use harness::*;
 const ROUNDS: usize = 5;
 
 fn dialplan() -> String {
-    let (a, b, long) = (sound("bench-a-1000", 1000, 1.5), sound("bench-b-1800", 1800, 1.5), sound("bench-long-600", 600, 10.0));
+    let (a, b, long) = (
+        sound("bench-a-1000", 1000, 1.5),
+        sound("bench-b-1800", 1800, 1.5),
+        sound("bench-long-600", 600, 10.0),
+    );
     let notice = sound("notice", 500, 1.0);
     format!(
         "[b]\n\
@@ -40,8 +44,15 @@ fn dialplan() -> String {
 
 fn start() -> Pbx {
     // Tones off: a tone takes the agent out of the bridge audio for its length, hiding a late mute.
-    let conf = consent_conf(&profile("bench", 100, "start_tone = off\npause_tone = off\nresume_tone = off"));
-    Pbx::builder("bench").file("callconsent.conf", &conf).file("extensions.conf", &dialplan()).start()
+    let conf = consent_conf(&profile(
+        "bench",
+        100,
+        "start_tone = off\npause_tone = off\nresume_tone = off",
+    ));
+    Pbx::builder("bench")
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan())
+        .start()
 }
 
 /// An AMI client doing what an admin would: on the agent's "*" then "1" (DTMFEnd), mute the caller's MixMonitor.
@@ -55,17 +66,26 @@ fn ami_controller(pbx: &Pbx) -> std::thread::JoinHandle<()> {
         while Instant::now() < deadline {
             let events = ami.events().to_vec();
             for e in &events[seen..] {
-                if std::env::var("BENCH_DEBUG").is_ok() && e.get("Event").is_some_and(|x| x.starts_with("DTMF")) {
+                if std::env::var("BENCH_DEBUG").is_ok()
+                    && e.get("Event").is_some_and(|x| x.starts_with("DTMF"))
+                {
                     eprintln!("{e:?}");
                 }
-                if e.get("Event").map(String::as_str) == Some("DTMFEnd") && e.get("Channel").is_some_and(|c| c.starts_with("Local/agent@b-") && c.ends_with(";1")) && e.get("Direction").map(String::as_str) == Some("Received") {
+                if e.get("Event").map(String::as_str) == Some("DTMFEnd")
+                    && e.get("Channel")
+                        .is_some_and(|c| c.starts_with("Local/agent@b-") && c.ends_with(";1"))
+                    && e.get("Direction").map(String::as_str) == Some("Received")
+                {
                     let d = e.get("Digit").cloned().unwrap_or_default();
                     if last == "*" && d == "1" {
                         let caller = e.get("Linkedid").cloned().unwrap_or_default();
                         let r = ami.action("Getvar", &[("Variable", "AMI_CALLER")]);
                         let chan = r.get("Value").cloned().unwrap_or_default();
                         let _ = caller;
-                        let r = ami.action("MixMonitorMute", &[("Channel", &chan), ("Direction", "both"), ("State", "1")]);
+                        let r = ami.action(
+                            "MixMonitorMute",
+                            &[("Channel", &chan), ("Direction", "both"), ("State", "1")],
+                        );
                         if std::env::var("BENCH_DEBUG").is_ok() {
                             eprintln!("mute {chan}: {r:?}");
                         }
@@ -83,7 +103,10 @@ fn ami_controller(pbx: &Pbx) -> std::thread::JoinHandle<()> {
 fn leak_one(pbx: &Pbx, mode: &str, with_controller: bool) -> u32 {
     let before: Vec<_> = pbx.spool_files();
     // Only this call's recording: the 100 background calls keep theirs too.
-    let mine = |v: &serde_json::Value| v["event"] == "recording_kept" && v["channel"].as_str().is_some_and(|c| c.starts_with("Local/cc@b-"));
+    let mine = |v: &serde_json::Value| {
+        v["event"] == "recording_kept"
+            && v["channel"].as_str().is_some_and(|c| c.starts_with("Local/cc@b-"))
+    };
     let kept_before = pbx.audit().iter().filter(|v| mine(v)).count();
     let ctl = (mode == "ami" && with_controller).then(|| ami_controller(pbx));
     std::thread::sleep(Duration::from_millis(200));
@@ -103,7 +126,11 @@ fn leak_one(pbx: &Pbx, mode: &str, with_controller: bool) -> u32 {
     } else {
         let deadline = Instant::now() + Duration::from_secs(20);
         let f = loop {
-            let now: Vec<_> = pbx.spool_files().into_iter().filter(|f| !before.contains(f) && f.display().to_string().contains("/spool/ami-")).collect();
+            let now: Vec<_> = pbx
+                .spool_files()
+                .into_iter()
+                .filter(|f| !before.contains(f) && f.display().to_string().contains("/spool/ami-"))
+                .collect();
             if let Some(f) = now.first() {
                 break f.clone();
             }
@@ -129,7 +156,11 @@ fn leak_series(pbx: &Pbx, label: &str) -> Vec<(String, Vec<u32>)> {
     let mut rows = vec![];
     for (mode, ctl) in [("cc", true), ("ami", true)] {
         let v: Vec<u32> = (0..ROUNDS).map(|_| leak_one(pbx, mode, ctl)).collect();
-        println!("leak {label:6} {:<28} {:?} ms", if mode == "cc" { "callconsent (*1 in module)" } else { "AMI client + MixMonitorMute" }, v);
+        println!(
+            "leak {label:6} {:<28} {:?} ms",
+            if mode == "cc" { "callconsent (*1 in module)" } else { "AMI client + MixMonitorMute" },
+            v
+        );
         rows.push((format!("{label} {mode}"), v));
     }
     rows
@@ -186,7 +217,16 @@ fn capacity_step(pbx: &Pbx, ami: &mut Ami, mode: &str, n: usize) -> f64 {
     let log = pbx.path("log/messages.log");
     let from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) as usize;
     for _ in 0..n {
-        ami.action("Originate", &[("Channel", &format!("Local/{mode}@b")), ("Context", "b"), ("Exten", "loaddev"), ("Priority", "1"), ("Async", "true")]);
+        ami.action(
+            "Originate",
+            &[
+                ("Channel", &format!("Local/{mode}@b")),
+                ("Context", "b"),
+                ("Exten", "loaddev"),
+                ("Priority", "1"),
+                ("Async", "true"),
+            ],
+        );
     }
     wait_until("the step's calls to start", Duration::from_secs(60), || pbx.active_calls() > 0);
     pbx.wait_idle(Duration::from_secs(300));
@@ -222,7 +262,10 @@ fn capacity(pbx: &Pbx) {
                 continue;
             }
             let p95 = capacity_step(pbx, &mut ami, mode, n);
-            println!("capacity {:<28} {n:>4} concurrent calls: p95 playback {p95:.2} s", if i == 0 { "plain MixMonitor" } else { "CallConsent" });
+            println!(
+                "capacity {:<28} {n:>4} concurrent calls: p95 playback {p95:.2} s",
+                if i == 0 { "plain MixMonitor" } else { "CallConsent" }
+            );
             if p95 > 10.5 {
                 stretched[i] = true;
             } else {

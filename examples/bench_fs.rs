@@ -66,7 +66,8 @@ fn start() -> Fs {
                   <param name=\"full_notice\" value=\"tone_stream://%(2000,0,600)\"/>\n\
                   <param name=\"optout_confirm\" value=\"tone_stream://%(600,0,700)\"/>\n\
                   <param name=\"start_tone\" value=\"off\"/>\n<param name=\"pause_tone\" value=\"off\"/>\n<param name=\"resume_tone\" value=\"off\"/>";
-    let conf = default_conf(&fs_profile("inbound", 100, params)).replace("  </settings>", "    <param name=\"archive\" value=\"wav\"/>\n  </settings>");
+    let conf = default_conf(&fs_profile("inbound", 100, params))
+        .replace("  </settings>", "    <param name=\"archive\" value=\"wav\"/>\n  </settings>");
     Fs::builder("bench-fs").conf_xml(&conf).dialplan(&dialplan()).start()
 }
 
@@ -83,14 +84,19 @@ fn esl_controller(fs: &Fs) -> std::thread::JoinHandle<()> {
             let evs = events.events().to_vec();
             for e in &evs[seen..] {
                 let name = e.get("Event-Name").map(String::as_str).unwrap_or("");
-                if name == "CHANNEL_ANSWER" && e.get("Caller-Destination-Number").is_some_and(|d| d == "stock") {
+                if name == "CHANNEL_ANSWER"
+                    && e.get("Caller-Destination-Number").is_some_and(|d| d == "stock")
+                {
                     caller = e.get("Unique-ID").cloned();
                 }
                 if name == "DTMF" && e.get("Unique-ID") != caller.as_ref() {
                     let d = e.get("DTMF-Digit").cloned().unwrap_or_default();
                     if last == "*" && d == "1" {
                         if let Some(c) = &caller {
-                            api.api(&format!("uuid_record {c} mask {}/recordings/stock-{c}.wav", dir.display()));
+                            api.api(&format!(
+                                "uuid_record {c} mask {}/recordings/stock-{c}.wav",
+                                dir.display()
+                            ));
                         }
                         return;
                     }
@@ -124,10 +130,18 @@ fn leak_one(fs: &Fs, mode: &str, with_controller: bool) -> u32 {
     }
     let file = if mode == "in" {
         let kept = fs.wait_event("recording_kept", kept_before + 1, Duration::from_secs(15));
-        std::path::PathBuf::from(kept[kept_before]["file"].as_str().expect("recording_kept names its file"))
+        std::path::PathBuf::from(
+            kept[kept_before]["file"].as_str().expect("recording_kept names its file"),
+        )
     } else {
-        let newest = std::fs::read_dir(fs.path("recordings")).expect("recordings").flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("stock-")));
-        newest.max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok()).expect("the stock recording")
+        let newest = std::fs::read_dir(fs.path("recordings"))
+            .expect("recordings")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("stock-")));
+        newest
+            .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .expect("the stock recording")
     };
     let samples = wav_samples(&file);
     let a = tone_ms(&samples, 1000.0);
@@ -140,7 +154,8 @@ fn leak_one(fs: &Fs, mode: &str, with_controller: bool) -> u32 {
 fn cpu_ms(fs: &Fs) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", fs.pid())).unwrap_or_default();
     let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     ticks * 10
 }
 

@@ -21,7 +21,11 @@ const DIALPLAN: &str = r#"
 
 fn call(fs: &Fs, caller: &[Part], settled: usize) {
     fs.write_sound("caller.pcap", &rtp_pcap(caller));
-    let mut phone = fs.agent_phone(&rtp_pcap(&[Part::Silence { ms: 2000 }, Part::Tone { freq: 1000.0, ms: 1500 }, Part::Silence { ms: 5000 }]));
+    let mut phone = fs.agent_phone(&rtp_pcap(&[
+        Part::Silence { ms: 2000 },
+        Part::Tone { freq: 1000.0, ms: 1500 },
+        Part::Silence { ms: 5000 },
+    ]));
     fs.sipp_ok(&caller_scenario(6500), &["-s", "in"]);
     let _ = phone.wait(Duration::from_secs(10));
     fs.wait_idle(Duration::from_secs(15));
@@ -37,9 +41,26 @@ fn main() {
     let fs = Fs::builder("demo-fs").conf_xml(&conf).dialplan(DIALPLAN).start();
     println!("{}", fs.api("callconsent show profiles"));
     println!("demo (FreeSWITCH): call 1, the caller keeps the recording");
-    call(&fs, &[Part::Silence { ms: 1500 }, Part::Tone { freq: 440.0, ms: 1500 }, Part::Silence { ms: 3000 }], 1);
+    call(
+        &fs,
+        &[
+            Part::Silence { ms: 1500 },
+            Part::Tone { freq: 440.0, ms: 1500 },
+            Part::Silence { ms: 3000 },
+        ],
+        1,
+    );
     println!("demo (FreeSWITCH): call 2, the caller presses 9 mid-call");
-    call(&fs, &[Part::Silence { ms: 1500 }, Part::Tone { freq: 440.0, ms: 1000 }, Part::Digits("9".into()), Part::Silence { ms: 3000 }], 2);
+    call(
+        &fs,
+        &[
+            Part::Silence { ms: 1500 },
+            Part::Tone { freq: 440.0, ms: 1000 },
+            Part::Digits("9".into()),
+            Part::Silence { ms: 3000 },
+        ],
+        2,
+    );
     println!("\n== audit log ({}) ==", fs.audit_path().display());
     print!("{}", std::fs::read_to_string(fs.audit_path()).unwrap_or_default());
     println!("\n== files left in the spool ==");
@@ -49,7 +70,13 @@ fn main() {
     println!("\n== the DPO's check ==");
     let secret = fs.path("db/callconsent/secret");
     let out = std::process::Command::new(project_dir().join("target/release/callconsent"))
-        .args(["audit", "verify", "--key", &secret.display().to_string(), &fs.audit_path().display().to_string()])
+        .args([
+            "audit",
+            "verify",
+            "--key",
+            &secret.display().to_string(),
+            &fs.audit_path().display().to_string(),
+        ])
         .output()
         .expect("run target/release/callconsent");
     print!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

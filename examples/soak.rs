@@ -120,8 +120,15 @@ pub enum Agent {
     ForgetsPause = 6,
 }
 
-const AGENTS: [Agent; 7] =
-    [Agent::Talks, Agent::Pauses, Agent::Deletes, Agent::TransfersToAgent, Agent::TransfersToPrivate, Agent::PausesThenTransfers, Agent::ForgetsPause];
+const AGENTS: [Agent; 7] = [
+    Agent::Talks,
+    Agent::Pauses,
+    Agent::Deletes,
+    Agent::TransfersToAgent,
+    Agent::TransfersToPrivate,
+    Agent::PausesThenTransfers,
+    Agent::ForgetsPause,
+];
 
 impl Agent {
     fn name(self) -> &'static str {
@@ -173,7 +180,11 @@ impl Planned {
             if self.legs { "record_legs" } else { "mixed only" }
         );
         if let Caller::Refuses(n) = self.caller {
-            let _ = write!(s, ", the 9 {} ms after the answer", self.before_ms + REFUSAL_AT_MS[n as usize]);
+            let _ = write!(
+                s,
+                ", the 9 {} ms after the answer",
+                self.before_ms + REFUSAL_AT_MS[n as usize]
+            );
         }
         if self.caller == Caller::HangsUp {
             let _ = write!(s, ", hangs up {} ms after the answer", self.before_ms + self.hangup_ms);
@@ -185,8 +196,16 @@ impl Planned {
 fn make_plan(rng: &mut Rng, calls: usize, round_size: usize) -> Vec<Planned> {
     (0..calls)
         .map(|idx| {
-            let caller = rng.weighted(&[(Caller::Stays, 50), (Caller::Refuses(0), 35), (Caller::HangsUp, 15)]);
-            let caller = if caller == Caller::Refuses(0) { Caller::Refuses(rng.range(1, 5) as u8) } else { caller };
+            let caller = rng.weighted(&[
+                (Caller::Stays, 50),
+                (Caller::Refuses(0), 35),
+                (Caller::HangsUp, 15),
+            ]);
+            let caller = if caller == Caller::Refuses(0) {
+                Caller::Refuses(rng.range(1, 5) as u8)
+            } else {
+                caller
+            };
             let agent = rng.weighted(&[
                 (Agent::Talks, 24),
                 (Agent::Pauses, 18),
@@ -239,7 +258,11 @@ fn dialplan() -> String {
 
 fn conf() -> String {
     let extra = "start_tone = 440/150\npause_tone = 620/150\nresume_tone = 820/150\nnever_record = agent:Local/private@*\n";
-    consent_conf(&format!("{}\n{}", profile("soak", 80, extra), profile("soaklegs", 80, &format!("{extra}record_legs = yes\n"))))
+    consent_conf(&format!(
+        "{}\n{}",
+        profile("soak", 80, extra),
+        profile("soaklegs", 80, &format!("{extra}record_legs = yes\n"))
+    ))
 }
 
 fn rtp_conf(base: u32) -> String {
@@ -331,7 +354,8 @@ struct CallRec {
 /// "2026-12-01T10:54:14.848Z" -> ms since the epoch.
 fn ts_ms(ts: &str) -> Option<i64> {
     let n = |r: std::ops::Range<usize>| ts.get(r).and_then(|x| x.parse::<i64>().ok());
-    let (y, mo, d, h, mi, s, ms) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
+    let (y, mo, d, h, mi, s, ms) =
+        (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?);
     // Days from the civil date (Howard Hinnant's algorithm).
     let y = if mo <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -351,11 +375,14 @@ impl CallRec {
     }
     /// Its lines say that nothing more will happen to it.
     fn complete(&self) -> bool {
-        self.settled || self.selected == Some(false) || (self.optout.as_deref() == Some("notice") && self.ended.is_none())
+        self.settled
+            || self.selected == Some(false)
+            || (self.optout.as_deref() == Some("notice") && self.ended.is_none())
     }
     /// The module will write call_settled for it.
     fn will_settle(&self) -> bool {
-        self.ended.is_some() || (self.selected == Some(true) && self.optout.as_deref() != Some("notice"))
+        self.ended.is_some()
+            || (self.selected == Some(true) && self.optout.as_deref() != Some("notice"))
     }
 }
 
@@ -424,14 +451,25 @@ impl Model {
             "log_repaired" => self.repaired.push(line.to_string()),
             _ => {}
         }
-        if matches!(ev.as_str(), "recording_discarded" | "log_repaired" | "audit_checkpoint" | "recording_expired" | "audit_file_expired" | "queue_full") {
+        if matches!(
+            ev.as_str(),
+            "recording_discarded"
+                | "log_repaired"
+                | "audit_checkpoint"
+                | "recording_expired"
+                | "audit_file_expired"
+                | "queue_full"
+        ) {
             return;
         }
         let call = s("call");
         if call.is_empty() {
             return;
         }
-        let files: Vec<String> = v["files"].as_array().map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        let files: Vec<String> = v["files"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
         if ev == "recording_started" {
             self.stems.insert(stem_of(&s("file")), call.clone());
         }
@@ -457,7 +495,12 @@ impl Model {
             }
             "delete_requested" => rec.delete_requested = true,
             "recording_deleted" => rec.deleted_by.push(s("by")),
-            "recording_kept" => rec.kept.push(Kept { files, pauses: v["pauses"].as_u64().unwrap_or(0), spans: s("pause_spans_ms"), agent: s("agent") }),
+            "recording_kept" => rec.kept.push(Kept {
+                files,
+                pauses: v["pauses"].as_u64().unwrap_or(0),
+                spans: s("pause_spans_ms"),
+                agent: s("agent"),
+            }),
             "agent_vetoed" if v["after"] == "transfer" => {
                 // The recorder stops there, not at the hangup.
                 rec.vetoed_after_transfer = true;
@@ -489,7 +532,11 @@ impl Model {
             self.rec(&call).plan = Some(idx);
         } else if let Some(rest) = line.split("callconsent: audit head ").nth(1) {
             // The head of an empty log is empty ("audit head  at line 0 of ...").
-            if let Some(h) = rest.split_whitespace().next().filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())) {
+            if let Some(h) = rest
+                .split_whitespace()
+                .next()
+                .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            {
                 if !self.anchors.iter().any(|a| a == h) {
                     self.anchors.push(h.to_string());
                 }
@@ -631,10 +678,13 @@ impl Soak {
             .start();
         note_pid(pbx.pid());
         for n in 0..6 {
-            fs::write(pbx.path(&format!("sounds/soak-caller-{n}.pcap")), capture(n)).expect("write a caller's capture");
+            fs::write(pbx.path(&format!("sounds/soak-caller-{n}.pcap")), capture(n))
+                .expect("write a caller's capture");
         }
-        let scenario = fs::read_to_string(project_dir().join("tests/sipp/soak-caller.xml")).expect("read tests/sipp/soak-caller.xml");
-        fs::write(pbx.path("sounds/soak-caller.xml"), scenario.replace("{D}", &pbx.cdir)).expect("write the scenario");
+        let scenario = fs::read_to_string(project_dir().join("tests/sipp/soak-caller.xml"))
+            .expect("read tests/sipp/soak-caller.xml");
+        fs::write(pbx.path("sounds/soak-caller.xml"), scenario.replace("{D}", &pbx.cdir))
+            .expect("write the scenario");
         let ami = connect_ami(&pbx);
         let media_port = 35000 + (std::process::id() % 500) as u16 * 8;
         let mut soak = Soak {
@@ -682,18 +732,26 @@ impl Soak {
         // Events that arrive while an action waits for its answer are kept for the next poll.
         self.ami.events();
         for e in std::mem::take(&mut self.ami.seen) {
-            if e.get("Event").map(String::as_str) != Some("VarSet") || e.get("Variable").map(String::as_str) != Some("SOAKXFER") {
+            if e.get("Event").map(String::as_str) != Some("VarSet")
+                || e.get("Variable").map(String::as_str) != Some("SOAKXFER")
+            {
                 continue;
             }
             let (Some(chan), Some(exten)) = (e.get("Channel"), e.get("Value")) else { continue };
             // The agent's dialplan runs on ;2; ;1 is the half in the caller's bridge.
             let agent = chan.replace(";2", ";1");
-            let r = self.ami.action("BlindTransfer", &[("Channel", &agent), ("Context", "test"), ("Exten", exten)]);
+            let r = self.ami.action(
+                "BlindTransfer",
+                &[("Channel", &agent), ("Context", "test"), ("Exten", exten)],
+            );
             if r.get("Response").map(String::as_str) == Some("Success") {
                 self.transfers_ok += 1;
             } else {
                 self.transfers_failed += 1;
-                *self.transfer_errors.entry(r.get("Message").cloned().unwrap_or_default()).or_default() += 1;
+                *self
+                    .transfer_errors
+                    .entry(r.get("Message").cloned().unwrap_or_default())
+                    .or_default() += 1;
             }
         }
     }
@@ -715,7 +773,11 @@ impl Soak {
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl")))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
+            })
             .collect();
         files.sort();
         files.push(self.pbx.audit_path());
@@ -789,7 +851,12 @@ impl Soak {
         self.pbx.kill9();
         self.read_logs();
         let staging_dir = self.pbx.path("spool/callconsent/staging");
-        let mut staging: Vec<String> = fs::read_dir(&staging_dir).into_iter().flatten().flatten().map(|e| self.chroot_path(&e.path())).collect();
+        let mut staging: Vec<String> = fs::read_dir(&staging_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| self.chroot_path(&e.path()))
+            .collect();
         staging.sort();
         let after_calls = self.round_calls_seen(round);
         self.model.inc += 1;
@@ -806,7 +873,14 @@ impl Soak {
             staging.len()
         );
         say(&mut self.out, &line);
-        self.kills.push(KillRec { round, inc_before: self.model.inc - 1, after_calls, channels, staging, boot_ms });
+        self.kills.push(KillRec {
+            round,
+            inc_before: self.model.inc - 1,
+            after_calls,
+            channels,
+            staging,
+            boot_ms,
+        });
     }
 
     pub fn run_round(&mut self, round: usize) {
@@ -841,26 +915,39 @@ impl Soak {
         self.sipp_ok += ok;
         self.sipp_failed += failed;
         if status.is_none() {
-            self.problems.push(format!("round {}: sipp did not finish within {limit:?}", round + 1));
+            self.problems
+                .push(format!("round {}: sipp did not finish within {limit:?}", round + 1));
         }
         if failed > 0 && !self.kills.iter().any(|k| k.round == round) {
             self.problems.push(format!(
                 "round {}: {failed} sipp calls failed without a kill ({})",
                 round + 1,
-                fs::read_to_string(self.pbx.path(&format!("log/sipp-soak-errors-{}.log", round + 1))).unwrap_or_default().lines().take(5).collect::<Vec<_>>().join(" | ")
+                fs::read_to_string(
+                    self.pbx.path(&format!("log/sipp-soak-errors-{}.log", round + 1))
+                )
+                .unwrap_or_default()
+                .lines()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
             ));
         }
         // Facts, not sleeps: no channel left, then every call of this Asterisk that will settle has.
         if !self.wait_no_channels(Duration::from_secs(120)) {
             let out = self.pbx.rx("core show channels concise");
-            self.problems.push(format!("round {}: channels still up 120 s after the last call: {}", round + 1, out.lines().take(10).collect::<Vec<_>>().join(" | ")));
+            self.problems.push(format!(
+                "round {}: channels still up 120 s after the last call: {}",
+                round + 1,
+                out.lines().take(10).collect::<Vec<_>>().join(" | ")
+            ));
         }
         let unsettled = self.wait_settled(Duration::from_secs(60));
         for c in unsettled.iter().take(10) {
             self.problems.push(format!("call {c} never settled: {}", self.describe_call(c)));
         }
         if unsettled.len() > 10 {
-            self.problems.push(format!("... and {} more calls never settled", unsettled.len() - 10));
+            self.problems
+                .push(format!("... and {} more calls never settled", unsettled.len() - 10));
         }
         let check = self.check();
         let in_round = |c: &CallRec| c.plan.is_some_and(|i| self.plan[i].round == round);
@@ -893,7 +980,9 @@ impl Soak {
         loop {
             self.poll();
             if self.pbx.active_calls() == 0 {
-                if idle_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(300) {
+                if idle_since.get_or_insert_with(Instant::now).elapsed()
+                    >= Duration::from_millis(300)
+                {
                     return true;
                 }
             } else {
@@ -913,7 +1002,13 @@ impl Soak {
         loop {
             self.poll();
             let inc = self.model.inc;
-            let mut pending: Vec<String> = self.model.calls.iter().filter(|(_, c)| c.inc == inc && c.will_settle() && !c.settled).map(|(k, _)| k.clone()).collect();
+            let mut pending: Vec<String> = self
+                .model
+                .calls
+                .iter()
+                .filter(|(_, c)| c.inc == inc && c.will_settle() && !c.settled)
+                .map(|(k, _)| k.clone())
+                .collect();
             if pending.is_empty() || Instant::now() > deadline {
                 pending.sort();
                 return pending;
@@ -924,7 +1019,8 @@ impl Soak {
 
     fn describe_call(&self, call: &str) -> String {
         let Some(c) = self.model.calls.get(call) else { return "no audit line".into() };
-        let plan = c.plan.map(|i| self.plan[i].describe()).unwrap_or_else(|| "not in the plan".into());
+        let plan =
+            c.plan.map(|i| self.plan[i].describe()).unwrap_or_else(|| "not in the plan".into());
         format!(
             "{plan}; Asterisk #{} {}: selected {:?}, opt_out {:?}, started {}, paused {}, resumed {}, deleted by {:?}, kept {} (pauses {:?}, agent {:?}), vetoed after transfer {}, ended {:?}, settled {}",
             c.inc,
@@ -954,21 +1050,32 @@ impl Soak {
             let size = fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
             c.files += 1;
             c.bytes += size;
-            let owner = self.model.stems.get(&stem_of(&rel)).and_then(|call| self.model.calls.get(call).map(|r| (call.clone(), r)));
+            let owner = self
+                .model
+                .stems
+                .get(&stem_of(&rel))
+                .and_then(|call| self.model.calls.get(call).map(|r| (call.clone(), r)));
             if rel.contains("/spool/callconsent/staging/") {
                 c.staging_orphans += 1;
-                problems.push(format!("staging file left: {rel} ({size} B), call {}", owner.as_ref().map(|o| o.0.as_str()).unwrap_or("?")));
+                problems.push(format!(
+                    "staging file left: {rel} ({size} B), call {}",
+                    owner.as_ref().map(|o| o.0.as_str()).unwrap_or("?")
+                ));
             } else if rel.contains("/spool/callconsent/kept/") {
                 c.kept_files += 1;
                 match self.model.kept_lines.get(&rel).copied().unwrap_or(0) {
                     1 => {}
                     0 => {
                         c.kept_without_line += 1;
-                        problems.push(format!("kept file without a recording_kept line: {rel} ({size} B), call {}", owner.as_ref().map(|o| o.0.as_str()).unwrap_or("?")));
+                        problems.push(format!(
+                            "kept file without a recording_kept line: {rel} ({size} B), call {}",
+                            owner.as_ref().map(|o| o.0.as_str()).unwrap_or("?")
+                        ));
                     }
                     n => {
                         c.kept_multi_lines += 1;
-                        problems.push(format!("kept file named by {n} recording_kept lines: {rel}"));
+                        problems
+                            .push(format!("kept file named by {n} recording_kept lines: {rel}"));
                     }
                 }
             } else {
@@ -978,13 +1085,23 @@ impl Soak {
             match owner {
                 Some((call, r)) if r.refused() => {
                     c.refused_bytes += size;
-                    problems.push(format!("REFUSED AUDIO on disk: {rel} ({size} B) of call {call}: {}", self.describe_call(&call)));
+                    problems.push(format!(
+                        "REFUSED AUDIO on disk: {rel} ({size} B) of call {call}: {}",
+                        self.describe_call(&call)
+                    ));
                 }
                 Some((call, r)) if r.deleted() => {
                     c.deleted_bytes += size;
-                    problems.push(format!("DELETED AUDIO on disk: {rel} ({size} B) of call {call}: {}", self.describe_call(&call)));
+                    problems.push(format!(
+                        "DELETED AUDIO on disk: {rel} ({size} B) of call {call}: {}",
+                        self.describe_call(&call)
+                    ));
                 }
-                Some((call, r)) if r.plan.is_some_and(|i| matches!(self.plan[i].caller, Caller::Refuses(_))) && r.complete() => {
+                Some((call, r))
+                    if r.plan
+                        .is_some_and(|i| matches!(self.plan[i].caller, Caller::Refuses(_)))
+                        && r.complete() =>
+                {
                     c.missed_refusal_bytes += size;
                     problems.push(format!("audio of a caller who pressed 9 on disk: {rel} ({size} B) of call {call}: {}", self.describe_call(&call)));
                 }
@@ -1002,27 +1119,34 @@ impl Soak {
             .calls
             .iter()
             .flat_map(|(k, r)| {
-                let wall = r.started_at.zip(r.ended_at).map(|(a, b)| b.saturating_sub(a).max(0) as u64);
+                let wall =
+                    r.started_at.zip(r.ended_at).map(|(a, b)| b.saturating_sub(a).max(0) as u64);
                 r.kept.iter().map(move |x| (k.clone(), x.clone(), wall))
             })
             .collect();
         for (call, k, wall) in &kept {
             if k.files.is_empty() {
                 c.kept_line_missing_file += 1;
-                problems.push(format!("recording_kept names no file (call {call}): {}", self.describe_call(call)));
+                problems.push(format!(
+                    "recording_kept names no file (call {call}): {}",
+                    self.describe_call(call)
+                ));
             }
             for f in &k.files {
                 let host = self.pbx.host_path(f);
                 if !host.is_file() {
                     c.kept_line_missing_file += 1;
-                    problems.push(format!("recording_kept names {f}, which is not on disk (call {call})"));
+                    problems.push(format!(
+                        "recording_kept names {f}, which is not on disk (call {call})"
+                    ));
                     continue;
                 }
                 if self.measured.contains_key(f) || !f.ends_with(".wav") {
                     continue;
                 }
                 let samples = wav_samples(&host);
-                self.measured.insert(f.clone(), tone_share_ms(&samples, AGENT2_HZ as f32, LEAK_SHARE));
+                self.measured
+                    .insert(f.clone(), tone_share_ms(&samples, AGENT2_HZ as f32, LEAK_SHARE));
                 self.audio.wavs_measured += 1;
                 let secret = tone_share_ms(&samples, SECRET_HZ as f32, LEAK_SHARE);
                 let private = tone_share_ms(&samples, PRIVATE_HZ as f32, LEAK_SHARE);
@@ -1064,7 +1188,9 @@ impl Soak {
                 }
                 if self.model.discarded.get(f).copied().unwrap_or(0) == 0 {
                     c.discarded_without_line += 1;
-                    problems.push(format!("staging file of a killed Asterisk without a recording_discarded line: {f}"));
+                    problems.push(format!(
+                        "staging file of a killed Asterisk without a recording_discarded line: {f}"
+                    ));
                 }
             }
         }
@@ -1078,23 +1204,50 @@ impl Soak {
             let p = &self.plan[i];
             let kept_ok = !r.kept.is_empty();
             // The second agent's voice in the mixed recording: the recording went on after the transfer.
-            let agent2_ms = r.kept.first().and_then(|k| k.files.first()).and_then(|f| self.measured.get(f)).copied().unwrap_or(0);
+            let agent2_ms = r
+                .kept
+                .first()
+                .and_then(|k| k.files.first())
+                .and_then(|f| self.measured.get(f))
+                .copied()
+                .unwrap_or(0);
             let why = match (p.caller, p.agent) {
                 // After the agent's *3 there is nothing left to refuse.
-                (Caller::Refuses(_), _) if !r.refused() && !r.deleted() => Some("the caller pressed 9, no opt_out"),
+                (Caller::Refuses(_), _) if !r.refused() && !r.deleted() => {
+                    Some("the caller pressed 9, no opt_out")
+                }
                 (Caller::Refuses(_), _) => None,
                 (_, _) if r.refused() => Some("an opt_out without a 9 from the caller"),
                 (Caller::HangsUp, _) => None,
-                (_, Agent::Deletes) if !r.deleted() || kept_ok => Some("the agent's *3 did not delete"),
+                (_, Agent::Deletes) if !r.deleted() || kept_ok => {
+                    Some("the agent's *3 did not delete")
+                }
                 (_, Agent::Deletes) => None,
                 (_, _) if !kept_ok => Some("not kept"),
-                (_, Agent::Pauses) if r.kept[0].pauses != 1 || r.resumed == 0 => Some("not one pause and a resume"),
-                (_, Agent::ForgetsPause) if r.kept[0].pauses != 1 || !r.kept[0].spans.ends_with("end") => Some("not one pause lasting to the end"),
-                (_, Agent::PausesThenTransfers) if r.kept[0].pauses < 1 || r.resumed == 0 || r.kept[0].agent != "Local/agent2r@test" || agent2_ms < 1000 => {
+                (_, Agent::Pauses) if r.kept[0].pauses != 1 || r.resumed == 0 => {
+                    Some("not one pause and a resume")
+                }
+                (_, Agent::ForgetsPause)
+                    if r.kept[0].pauses != 1 || !r.kept[0].spans.ends_with("end") =>
+                {
+                    Some("not one pause lasting to the end")
+                }
+                (_, Agent::PausesThenTransfers)
+                    if r.kept[0].pauses < 1
+                        || r.resumed == 0
+                        || r.kept[0].agent != "Local/agent2r@test"
+                        || agent2_ms < 1000 =>
+                {
                     Some("not a pause, a transfer and the new agent's resume and voice recorded")
                 }
-                (_, Agent::TransfersToAgent) if r.kept[0].agent != "Local/agent2@test" || agent2_ms < 1000 => Some("the recording did not go on with the new agent after the transfer"),
-                (_, Agent::TransfersToPrivate) if !r.vetoed_after_transfer => Some("no agent_vetoed after the transfer to the never_record line"),
+                (_, Agent::TransfersToAgent)
+                    if r.kept[0].agent != "Local/agent2@test" || agent2_ms < 1000 =>
+                {
+                    Some("the recording did not go on with the new agent after the transfer")
+                }
+                (_, Agent::TransfersToPrivate) if !r.vetoed_after_transfer => {
+                    Some("no agent_vetoed after the transfer to the never_record line")
+                }
                 _ => None,
             };
             if let Some(why) = why {
@@ -1105,7 +1258,8 @@ impl Soak {
         c.plan_mismatches = mismatches.len() as u64;
         // 5. A few draws replayed with the DPO's tool and the installation secret.
         let secret = self.pbx.path("db/callconsent/secret");
-        let mut sample: Vec<(&String, &CallRec)> = self.model.calls.iter().filter(|(_, r)| r.selected.is_some()).collect();
+        let mut sample: Vec<(&String, &CallRec)> =
+            self.model.calls.iter().filter(|(_, r)| r.selected.is_some()).collect();
         sample.sort_by(|a, b| a.0.cmp(b.0));
         for (call, r) in sample.iter().step_by((sample.len() / 10).max(1)).take(10) {
             let out = dpo_tool(&["draw", call, secret.to_str().unwrap_or(""), "80"]);
@@ -1113,7 +1267,8 @@ impl Soak {
             c.draws_replayed += 1;
             if text.trim_end().ends_with(": selected") != (r.selected == Some(true)) {
                 c.draws_differ += 1;
-                problems.push(format!("the draw of call {call} replays differently: {}", text.trim()));
+                problems
+                    .push(format!("the draw of call {call} replays differently: {}", text.trim()));
             }
         }
         // 6. The audit log, across the restarts: the chain and every head published at a load,
@@ -1129,7 +1284,11 @@ impl Soak {
             }
             args.extend(files.iter().map(|f| f.display().to_string()));
             let out = dpo_tool(&args.iter().map(String::as_str).collect::<Vec<_>>());
-            let text = format!("{} {}", String::from_utf8_lossy(&out.stdout).trim(), String::from_utf8_lossy(&out.stderr).trim());
+            let text = format!(
+                "{} {}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
             (out.status.success(), text.trim().replace('\n', "; "))
         };
         let (chain_ok, chain_out) = verify(false);
@@ -1148,7 +1307,11 @@ impl Soak {
             ));
         }
         if !self.model.bad_lines.is_empty() {
-            problems.push(format!("{} audit lines are not JSON, e.g. {}", self.model.bad_lines.len(), self.model.bad_lines[0]));
+            problems.push(format!(
+                "{} audit lines are not JSON, e.g. {}",
+                self.model.bad_lines.len(),
+                self.model.bad_lines[0]
+            ));
         }
         for p in problems.into_iter().chain(mismatches) {
             if !self.problems.contains(&p) {
@@ -1168,7 +1331,11 @@ impl Soak {
         let reached: HashSet<usize> = m.by_plan.keys().copied().collect();
         let mapped: Vec<&CallRec> = m.calls.values().filter(|c| c.plan.is_some()).collect();
         let _ = writeln!(o, "== soak figures (seed {}) ==", self.s.seed);
-        let _ = writeln!(o, "calls placed (sipp)            {placed}: {} completed, {} failed", self.sipp_ok, self.sipp_failed);
+        let _ = writeln!(
+            o,
+            "calls placed (sipp)            {placed}: {} completed, {} failed",
+            self.sipp_ok, self.sipp_failed
+        );
         let _ = writeln!(
             o,
             "calls in the dialplan           {} of the {placed} planned ({} Asterisk calls: a call re-sent after a restart counts again)",
@@ -1236,8 +1403,21 @@ impl Soak {
         );
         let xfer: Vec<u64> = mapped
             .iter()
-            .filter(|c| c.plan.is_some_and(|i| matches!(self.plan[i].agent, Agent::TransfersToAgent | Agent::PausesThenTransfers)))
-            .filter_map(|c| c.kept.first().and_then(|k| k.files.first()).and_then(|f| self.measured.get(f)).copied())
+            .filter(|c| {
+                c.plan.is_some_and(|i| {
+                    matches!(
+                        self.plan[i].agent,
+                        Agent::TransfersToAgent | Agent::PausesThenTransfers
+                    )
+                })
+            })
+            .filter_map(|c| {
+                c.kept
+                    .first()
+                    .and_then(|k| k.files.first())
+                    .and_then(|f| self.measured.get(f))
+                    .copied()
+            })
             .collect();
         let _ = writeln!(
             o,
@@ -1245,7 +1425,11 @@ impl Soak {
             xfer.iter().filter(|ms| **ms >= 1000).count(),
             xfer.len()
         );
-        let _ = writeln!(o, "refused audio on disk            {} bytes", check.refused_bytes + check.missed_refusal_bytes);
+        let _ = writeln!(
+            o,
+            "refused audio on disk            {} bytes",
+            check.refused_bytes + check.missed_refusal_bytes
+        );
         let _ = writeln!(o, "deleted audio on disk            {} bytes", check.deleted_bytes);
         let _ = writeln!(
             o,
@@ -1266,19 +1450,45 @@ impl Soak {
             check.kept_without_line,
             check.kept_multi_lines
         );
-        let _ = writeln!(o, "recording_kept lines naming no file or a file not on disk {}", check.kept_line_missing_file);
-        let _ = writeln!(o, "calls against their plan         {} mismatches", check.plan_mismatches);
-        let _ = writeln!(o, "draws replayed (callconsent draw) {} ({} differ)", check.draws_replayed, check.draws_differ);
-        let _ = writeln!(o, "audit verify ({} lines, {} published heads) {}: {}", m.lines, m.anchors.len(), if check.audit_ok { "ok" } else { "FAILED" }, check.audit_out);
+        let _ = writeln!(
+            o,
+            "recording_kept lines naming no file or a file not on disk {}",
+            check.kept_line_missing_file
+        );
+        let _ =
+            writeln!(o, "calls against their plan         {} mismatches", check.plan_mismatches);
+        let _ = writeln!(
+            o,
+            "draws replayed (callconsent draw) {} ({} differ)",
+            check.draws_replayed, check.draws_differ
+        );
+        let _ = writeln!(
+            o,
+            "audit verify ({} lines, {} published heads) {}: {}",
+            m.lines,
+            m.anchors.len(),
+            if check.audit_ok { "ok" } else { "FAILED" },
+            check.audit_out
+        );
         if !m.unkeyed_events.is_empty() {
             let _ = writeln!(o, "audit lines without a keyed MAC: {:?}", m.unkeyed_events);
         }
         let _ = writeln!(o, "audit events: {:?}", m.events);
         let wall = t0.elapsed().as_secs_f64();
-        let _ = writeln!(o, "wall time {:.0} s; Asterisk CPU {:.1} s ({:.0} ms per call placed)", wall, cpu_ms as f64 / 1000.0, cpu_ms as f64 / placed.max(1) as f64);
+        let _ = writeln!(
+            o,
+            "wall time {:.0} s; Asterisk CPU {:.1} s ({:.0} ms per call placed)",
+            wall,
+            cpu_ms as f64 / 1000.0,
+            cpu_ms as f64 / placed.max(1) as f64
+        );
         let mut failures = self.problems.clone();
         if self.kills.len() < self.s.kill_rounds.min(self.s.calls.div_ceil(self.s.round_size)) {
-            failures.push(format!("only {} of the {} planned kills happened", self.kills.len(), self.s.kill_rounds));
+            failures.push(format!(
+                "only {} of the {} planned kills happened",
+                self.kills.len(),
+                self.s.kill_rounds
+            ));
         }
         if failures.is_empty() {
             let _ = writeln!(o, "result: all checks passed");
@@ -1369,7 +1579,11 @@ fn paused_check(samples: &[i16], spans: &str, wall_ms: Option<u64>) -> PauseChec
             t += 20;
         }
         let overlap = |r: &(u64, u64)| r.1.min(b).saturating_sub(r.0.max(a));
-        let run = runs.iter().max_by_key(|r| overlap(r)).filter(|r| overlap(r) > 0).map_or(0, |r| r.1 - r.0);
+        let run = runs
+            .iter()
+            .max_by_key(|r| overlap(r))
+            .filter(|r| overlap(r) > 0)
+            .map_or(0, |r| r.1 - r.0);
         let short = (b - a).saturating_sub(run);
         if short > skew + 60 {
             pc.short_spans += 1;
@@ -1379,10 +1593,15 @@ fn paused_check(samples: &[i16], spans: &str, wall_ms: Option<u64>) -> PauseChec
     pc
 }
 
-
 /// sipp's final statistics: (successful, failed) calls.
 fn sipp_counts(text: &str) -> (u64, u64) {
-    let last = |what: &str| text.lines().rfind(|l| l.contains(what)).and_then(|l| l.split('|').nth(2)).and_then(|x| x.trim().parse().ok()).unwrap_or(0);
+    let last = |what: &str| {
+        text.lines()
+            .rfind(|l| l.contains(what))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|x| x.trim().parse().ok())
+            .unwrap_or(0)
+    };
     (last("Successful call"), last("Failed call"))
 }
 
@@ -1399,12 +1618,19 @@ pub fn run(s: Settings) -> Report {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut calls: usize = 10_000;
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64 % 1_000_000_000).unwrap_or(1);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+        .unwrap_or(1);
     let mut rate = 8;
     let mut round_size: usize = 1000;
     let mut kills = None;
     while let Some(a) = args.next() {
-        let mut val = |what: &str| args.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{what} needs a number"));
+        let mut val = |what: &str| {
+            args.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{what} needs a number"))
+        };
         match a.as_str() {
             "--seed" => seed = val("--seed"),
             "--rate" => rate = val("--rate") as u32,

@@ -28,8 +28,13 @@ if cargo tree -q -e normal,build -p callconsent-core -p callconsent-runtime -p c
   echo "test: a host-free crate depends on a PBX adapter or on bindgen" >&2
   exit 1
 fi
+# Gates (issue 22): one format (rustfmt.toml), and clippy without a warning on every target.
+command -v rustfmt >/dev/null && cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt clippy
+cargo fmt --all --check || { echo "test: the code is not formatted: run cargo fmt --all" >&2; exit 1; }
 scripts/sandbox.sh
 scripts/sandbox-freeswitch.sh
 cargo build --release --all-targets
+cargo clippy --release --all-targets -- -D warnings \
+  || { echo "test: clippy found warnings (cargo clippy --release --all-targets)" >&2; exit 1; }
 cargo test --release --all-targets --no-fail-fast -- --test-threads=2
 echo "test: all tests passed in $(( $(date +%s) - start )) s"

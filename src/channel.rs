@@ -23,9 +23,13 @@ fn play(c: Chan<'_>, sound: &str, keys: &str) -> PromptOutcome {
 fn watch(c: Chan<'_>, slot: &Arc<Slot>) -> Result<(), String> {
     // The framehook holds the call until its destroy callback (hangup).
     // The ticks flag lives in the slot, which the box keeps alive until destroy.
-    c.hook_attach(Box::new(slot.clone()), slot.ticks_flag()).map_err(|_| "could not attach the key watcher".to_string())?;
+    c.hook_attach(Box::new(slot.clone()), slot.ticks_flag())
+        .map_err(|_| "could not attach the key watcher".to_string())?;
     if c.watch_bridges(&slot.uniqueid) != 0 {
-        log::warn!("callconsent: {}: cannot watch bridge joins; the recording cannot start", slot.channel);
+        log::warn!(
+            "callconsent: {}: cannot watch bridge joins; the recording cannot start",
+            slot.channel
+        );
     }
     Ok(())
 }
@@ -78,7 +82,10 @@ macro_rules! call_channel {
             }
             fn stop_recorder(&self, id: &str) {
                 if self.chan().mixmonitor_stop(id) != 0 {
-                    log::debug!("callconsent: MixMonitor on {} was already stopped", self.chan().name());
+                    log::debug!(
+                        "callconsent: MixMonitor on {} was already stopped",
+                        self.chan().name()
+                    );
                 }
             }
             fn play_to_caller(&self, sound: &str) -> bool {

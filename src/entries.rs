@@ -9,7 +9,9 @@ use callconsent_core::call::{Dir, Press, Status, Verdict};
 use callconsent_core::config::{self, Config, Defaults, Entry};
 use callconsent_core::policy;
 use callconsent_guard::entry;
-use callconsent_runtime::{show, Begun, CallChannel, CallIds, ControlRequest, Fed, Frame, Runtime, Slot};
+use callconsent_runtime::{
+    show, Begun, CallChannel, CallIds, ControlRequest, Fed, Frame, Runtime, Slot,
+};
 
 use crate::channel::Asterisk;
 use crate::ffi::{self, sys, AstDir, Chan, ChanRef, Ctx, Opaque, Writer, WriterFn};
@@ -31,18 +33,29 @@ fn read_config() -> Result<Config, String> {
     let entries = match ffi::config_read(CONFIG_FILE) {
         Ok(e) => e,
         Err(rc) if rc == sys::cc_config_status_CC_CONFIG_MISSING => {
-            return Err(format!("{path}: file not found (copy dialplan/callconsent.conf.sample there)"))
+            return Err(format!(
+                "{path}: file not found (copy dialplan/callconsent.conf.sample there)"
+            ))
         }
-        Err(_) => return Err(format!("{path}: the file could not be parsed (see the config messages above)")),
+        Err(_) => {
+            return Err(format!(
+                "{path}: the file could not be parsed (see the config messages above)"
+            ))
+        }
     };
-    config::parse(&entries, &defaults, &|sound| ffi::sound_exists(sound, "en")).map_err(|e| e.to_string())
+    config::parse(&entries, &defaults, &|sound| ffi::sound_exists(sound, "en"))
+        .map_err(|e| e.to_string())
 }
 
 fn load() -> Result<(), String> {
     let _ = log::set_logger(&ffi::LOGGER);
     log::set_max_level(log::LevelFilter::Debug);
     std::panic::set_hook(Box::new(|info| {
-        log::error!("callconsent: panic at {}: {}", info.location().map(|l| l.to_string()).unwrap_or_default(), info);
+        log::error!(
+            "callconsent: panic at {}: {}",
+            info.location().map(|l| l.to_string()).unwrap_or_default(),
+            info
+        );
     }));
     let state = PathBuf::from(ffi::dir(AstDir::Var)).join("callconsent");
     Runtime::discard_before_config(&state, crate::channel::PBX);
@@ -73,21 +86,43 @@ fn find_call(rt: &Runtime, name: &str) -> Option<(Arc<Slot>, ChanRef)> {
 }
 
 /// A control of the call `channel` belongs to, by `actor`; its answer as `Key: value` lines.
-fn control(channel: &str, request: ControlRequest, source: Source, actor: &str) -> Result<Vec<String>, String> {
+fn control(
+    channel: &str,
+    request: ControlRequest,
+    source: Source,
+    actor: &str,
+) -> Result<Vec<String>, String> {
     let rt = runtime().ok_or("callconsent is not loaded")?;
-    let (slot, chan) = find_call(&rt, channel).ok_or_else(|| format!("no call recorded by CallConsent on channel {channel}"))?;
-    let caller = if chan.borrow().uniqueid() == slot.uniqueid { chan } else { ChanRef::by_name(&slot.uniqueid).ok_or("the caller's channel is gone")? };
-    Ok(rt.control(&slot, &caller, request, source, actor).into_iter().map(|(k, v)| format!("{k}: {v}")).collect())
+    let (slot, chan) = find_call(&rt, channel)
+        .ok_or_else(|| format!("no call recorded by CallConsent on channel {channel}"))?;
+    let caller = if chan.borrow().uniqueid() == slot.uniqueid {
+        chan
+    } else {
+        ChanRef::by_name(&slot.uniqueid).ok_or("the caller's channel is gone")?
+    };
+    Ok(rt
+        .control(&slot, &caller, request, source, actor)
+        .into_iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect())
 }
 
 fn control_request(c: c_int) -> Option<ControlRequest> {
     use callconsent_core::call::Command;
     match c {
-        x if x == sys::cc_control_CC_CONTROL_PAUSE as c_int => Some(ControlRequest::Command(Command::Pause)),
-        x if x == sys::cc_control_CC_CONTROL_RESUME as c_int => Some(ControlRequest::Command(Command::Resume)),
-        x if x == sys::cc_control_CC_CONTROL_DELETE as c_int => Some(ControlRequest::Command(Command::Delete)),
+        x if x == sys::cc_control_CC_CONTROL_PAUSE as c_int => {
+            Some(ControlRequest::Command(Command::Pause))
+        }
+        x if x == sys::cc_control_CC_CONTROL_RESUME as c_int => {
+            Some(ControlRequest::Command(Command::Resume))
+        }
+        x if x == sys::cc_control_CC_CONTROL_DELETE as c_int => {
+            Some(ControlRequest::Command(Command::Delete))
+        }
         x if x == sys::cc_control_CC_CONTROL_STATUS as c_int => Some(ControlRequest::Status),
-        x if x == sys::cc_control_CC_CONTROL_SECURE as c_int => Some(ControlRequest::Command(Command::Secure)),
+        x if x == sys::cc_control_CC_CONTROL_SECURE as c_int => {
+            Some(ControlRequest::Command(Command::Secure))
+        }
         _ => None,
     }
 }
@@ -96,7 +131,11 @@ fn frame_of(dir: c_int, kind: c_int, digit: c_int, len_ms: c_long) -> Frame {
     if kind == sys::cc_frame_kind_CC_FRAME_VOICE as c_int {
         return Frame::Voice;
     }
-    let press = if kind == sys::cc_frame_kind_CC_FRAME_DTMF_BEGIN as c_int { Press::Begin } else { Press::End };
+    let press = if kind == sys::cc_frame_kind_CC_FRAME_DTMF_BEGIN as c_int {
+        Press::Begin
+    } else {
+        Press::End
+    };
     let dir = if dir == sys::cc_dir_CC_DIR_READ as c_int { Dir::Caller } else { Dir::Agent };
     let len_ms = u32::try_from(len_ms.max(0)).unwrap_or(u32::MAX);
     Frame::Dtmf { dir, press, digit: char::from(digit.clamp(0, 127) as u8), len_ms }

@@ -9,14 +9,15 @@ use std::ptr::NonNull;
 use callconsent_core::config::Entry;
 use callconsent_guard::FromC;
 
-pub use callconsent_guard::c::{cstring, hook_data, hook_data_take, put_text, Ctx, Opaque, Writer, WriterFn};
+pub use callconsent_guard::c::{
+    cstring, hook_data, hook_data_take, put_text, Ctx, Opaque, Writer, WriterFn,
+};
 use callconsent_guard::c::{take_text, text};
 
 pub mod sys {
     #![allow(non_camel_case_types, non_upper_case_globals, non_snake_case, dead_code)]
     include!(concat!(env!("OUT_DIR"), "/shim.rs"));
 }
-
 
 /// A channel the host lent us for the duration of one callback. Not `Send`.
 #[repr(transparent)]
@@ -28,7 +29,6 @@ impl FromC<*mut sys::cc_chan> for Chan<'_> {
         NonNull::new(raw).map(|p| Chan(p, PhantomData, PhantomData))
     }
 }
-
 
 impl<'a> Chan<'a> {
     pub fn ptr(self) -> *mut sys::cc_chan {
@@ -161,7 +161,6 @@ impl Drop for ChanRef {
     }
 }
 
-
 pub fn sound_exists(file: &str, language: &str) -> bool {
     let (f, l) = (cstring(file), cstring(language));
     // SAFETY: valid C strings.
@@ -206,7 +205,8 @@ pub fn dir(which: AstDir) -> String {
 pub fn config_read(file: &str) -> Result<Vec<Entry>, i32> {
     let f = cstring(file);
     // SAFETY: the shim calls cc_rs_config_entry with this ctx only during this call.
-    let (entries, rc) = callconsent_guard::c::collect(|ctx| unsafe { sys::cc_config_read(f.as_ptr(), ctx) });
+    let (entries, rc) =
+        callconsent_guard::c::collect(|ctx| unsafe { sys::cc_config_read(f.as_ptr(), ctx) });
     if rc == 0 {
         Ok(entries)
     } else {

@@ -14,8 +14,15 @@ fn dialplan(agent_script: &str, devices: &str) -> String {
 }
 
 fn start(name: &str, extra: &str, agent_script: &str, devices: &str) -> Pbx {
-    let conf = consent_conf(&profile("agents", 100, &format!("start_tone = off\npause_tone = off\nresume_tone = off\n{extra}")));
-    Pbx::builder(name).file("callconsent.conf", &conf).file("extensions.conf", &dialplan(agent_script, devices)).start()
+    let conf = consent_conf(&profile(
+        "agents",
+        100,
+        &format!("start_tone = off\npause_tone = off\nresume_tone = off\n{extra}"),
+    ));
+    Pbx::builder(name)
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan(agent_script, devices))
+        .start()
 }
 
 fn digits_received(ami: &mut Ami, channel_prefix: &str) -> String {
@@ -42,7 +49,10 @@ fn paused_span_is_silent_and_the_caller_never_hears_the_codes() {
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
     assert_eq!(kept[0]["pauses"], 1);
     let paused = pbx.wait_event("paused", 1, Duration::from_secs(1));
-    assert_eq!((paused[0]["by"].as_str(), paused[0]["source"].as_str()), (Some("agent"), Some("keypad")));
+    assert_eq!(
+        (paused[0]["by"].as_str(), paused[0]["source"].as_str()),
+        (Some("agent"), Some("keypad"))
+    );
     pbx.wait_event("resumed", 1, Duration::from_secs(1));
     let file = pbx.host_path(kept[0]["file"].as_str().unwrap());
     let windows = silent_windows(&wav_samples(&file));
@@ -55,7 +65,10 @@ fn paused_span_is_silent_and_the_caller_never_hears_the_codes() {
     // The caller's phone got the 5, never the keys of a code.
     let heard = digits_received(&mut ami, "Local/in@test-");
     assert!(heard.contains('5'), "the 5 should pass: {heard:?}");
-    assert!(!heard.contains('*') && !heard.contains('1') && !heard.contains('2'), "the caller heard a code: {heard:?}");
+    assert!(
+        !heard.contains('*') && !heard.contains('1') && !heard.contains('2'),
+        "the caller heard a code: {heard:?}"
+    );
     pbx.assert_alive();
 }
 
@@ -82,7 +95,8 @@ fn delete_code_leaves_no_file() {
 fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
     let tone = sound("agent-880-9s", 880, 9.0);
     let agent = format!(" same => n,Wait(1)\n same => n,SendDTMF(*1)\n same => n,Playback({tone})\n same => n,Hangup()\n");
-    let mut pbx = start("auto-resume", "pause_max_seconds = 6", &agent, "exten => dev,1,Wait(30)\n");
+    let mut pbx =
+        start("auto-resume", "pause_max_seconds = 6", &agent, "exten => dev,1,Wait(30)\n");
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     let warn = pbx.wait_event("pause_warning", 1, Duration::from_secs(2));
@@ -90,7 +104,11 @@ fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
     let resumed = pbx.wait_event("resumed", 1, Duration::from_secs(2));
     assert_eq!(resumed[0]["by"], "auto");
     let events = pbx.events();
-    let order: Vec<&str> = events.iter().map(String::as_str).filter(|e| matches!(*e, "paused" | "pause_warning" | "resumed")).collect();
+    let order: Vec<&str> = events
+        .iter()
+        .map(String::as_str)
+        .filter(|e| matches!(*e, "paused" | "pause_warning" | "resumed"))
+        .collect();
     assert_eq!(order, vec!["paused", "pause_warning", "resumed"]);
     pbx.assert_alive();
 }
@@ -99,7 +117,12 @@ fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
 fn the_caller_pressing_agent_codes_changes_nothing() {
     let tone = sound("agent-880-3s", 880, 3.0);
     let agent = format!(" same => n,Playback({tone})\n same => n,Wait(2)\n same => n,Hangup()\n");
-    let mut pbx = start("caller-codes", "", &agent, "exten => dev,1,Wait(2)\n same => n,SendDTMF(*1*3)\n same => n,Wait(30)\n");
+    let mut pbx = start(
+        "caller-codes",
+        "",
+        &agent,
+        "exten => dev,1,Wait(2)\n same => n,SendDTMF(*1*3)\n same => n,Wait(30)\n",
+    );
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
@@ -114,7 +137,9 @@ fn channel_named(pbx: &Pbx, prefix: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let out = pbx.rx("core show channels concise");
-        if let Some(c) = out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with(prefix)) {
+        if let Some(c) =
+            out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with(prefix))
+        {
             return c.to_string();
         }
         assert!(std::time::Instant::now() < deadline, "no channel {prefix}*: {out}");
@@ -131,16 +156,23 @@ fn ami_actions_control_a_live_call_from_either_channel() {
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("recording_started", 1, Duration::from_secs(10));
     let agent_chan = channel_named(&pbx, "Local/agent@test-");
-    let agent_chan = if agent_chan.ends_with(";1") { agent_chan.replace(";1", ";2") } else { agent_chan };
+    let agent_chan =
+        if agent_chan.ends_with(";1") { agent_chan.replace(";1", ";2") } else { agent_chan };
     // What the desktop's pause needs: the module finds the recorded call from the agent's channel.
-    wait_for("CallConsentStatus on the agent's channel to report the recording", Duration::from_secs(5), || {
-        let s = ami.action("CallConsentStatus", &[("Channel", &agent_chan)]);
-        if s.get("Response").map(String::as_str) == Some("Success") && s.get("State").map(String::as_str) == Some("recording") {
-            Ok(())
-        } else {
-            Err(format!("{s:?}"))
-        }
-    });
+    wait_for(
+        "CallConsentStatus on the agent's channel to report the recording",
+        Duration::from_secs(5),
+        || {
+            let s = ami.action("CallConsentStatus", &[("Channel", &agent_chan)]);
+            if s.get("Response").map(String::as_str) == Some("Success")
+                && s.get("State").map(String::as_str) == Some("recording")
+            {
+                Ok(())
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    );
     // The agent's desktop names the agent's own channel.
     let r = ami.action("CallConsentPause", &[("Channel", &agent_chan)]);
     assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "{r:?}");
@@ -152,13 +184,20 @@ fn ami_actions_control_a_live_call_from_either_channel() {
     assert_eq!(r.get("State").map(String::as_str), Some("recording"), "{r:?}");
     let r = ami.action("CallConsentPause", &[("Channel", "Local/nobody@test-0000;2")]);
     assert_eq!(r.get("Response").map(String::as_str), Some("Error"), "{r:?}");
-    let ev = ami.wait_for(Duration::from_secs(2), |m| m.get("Event").map(String::as_str) == Some("CallConsent") && m.get("State").map(String::as_str) == Some("paused"));
+    let ev = ami.wait_for(Duration::from_secs(2), |m| {
+        m.get("Event").map(String::as_str) == Some("CallConsent")
+            && m.get("State").map(String::as_str) == Some("paused")
+    });
     assert_eq!(ev.get("Profile").map(String::as_str), Some("agents"));
     pbx.wait_idle(Duration::from_secs(30));
     let paused = pbx.wait_event("paused", 1, Duration::from_secs(2));
     assert_eq!(paused[0]["source"], "ami");
     // The control's line says who acted: the channel the desktop named.
-    assert_eq!(paused[0]["actor"].as_str(), Some(format!("AMI Channel: {agent_chan}").as_str()), "{paused:?}");
+    assert_eq!(
+        paused[0]["actor"].as_str(),
+        Some(format!("AMI Channel: {agent_chan}").as_str()),
+        "{paused:?}"
+    );
     let resumed = pbx.wait_event("resumed", 1, Duration::from_secs(2));
     assert_eq!(resumed[0]["by"], "agent");
     pbx.assert_alive();
@@ -168,12 +207,19 @@ fn ami_actions_control_a_live_call_from_either_channel() {
 /// the tones reach the agent only, never the recording.
 #[test]
 fn the_agent_hears_the_start_pause_and_resume_tones_and_the_recording_does_not() {
-    let conf = consent_conf(&profile("agents", 100, "start_tone = 440/300\npause_tone = 620/300\nresume_tone = 820/300"));
+    let conf = consent_conf(&profile(
+        "agents",
+        100,
+        "start_tone = 440/300\npause_tone = 620/300\nresume_tone = 820/300",
+    ));
     let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(agents)\n same => n,Dial(Local/agent@test)\n\
         exten => agent,1,Answer()\n same => n,MixMonitor({D}/heard-mix.wav,r({D}/heard.wav))\n same => n,Wait(1.5)\n \
         same => n,SendDTMF(*1)\n same => n,Wait(1.5)\n same => n,SendDTMF(*2)\n same => n,Wait(1.5)\n same => n,Hangup()\n\
         exten => dev,1,Wait(30)\n";
-    let mut pbx = Pbx::builder("tones").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
+    let mut pbx = Pbx::builder("tones")
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", dialplan)
+        .start();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
@@ -197,7 +243,10 @@ fn the_agent_hears_when_the_caller_refuses() {
     let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(agents)\n same => n,Dial(Local/agent@test)\n\
         exten => agent,1,Answer()\n same => n,MixMonitor({D}/heard-mix.wav,r({D}/heard.wav))\n same => n,Wait(4)\n same => n,Hangup()\n\
         exten => dev,1,Wait(2)\n same => n,SendDTMF(9)\n same => n,Wait(30)\n";
-    let mut pbx = Pbx::builder("optout-tone").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
+    let mut pbx = Pbx::builder("optout-tone")
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", dialplan)
+        .start();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     pbx.wait_event("opt_out", 1, Duration::from_secs(5));
@@ -214,7 +263,8 @@ fn the_agent_hears_when_the_caller_refuses() {
 fn a_desktop_pause_also_resumes_by_itself_after_a_warning() {
     let tone = sound("agent-880-12s", 880, 12.0);
     let agent = format!(" same => n,Playback({tone})\n same => n,Hangup()\n");
-    let mut pbx = start("ami-auto-resume", "pause_max_seconds = 6", &agent, "exten => dev,1,Wait(30)\n");
+    let mut pbx =
+        start("ami-auto-resume", "pause_max_seconds = 6", &agent, "exten => dev,1,Wait(30)\n");
     let mut ami = pbx.ami();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("recording_started", 1, Duration::from_secs(10));
@@ -226,11 +276,19 @@ fn a_desktop_pause_also_resumes_by_itself_after_a_warning() {
     let warn = pbx.wait_event("pause_warning", 1, Duration::from_secs(10));
     assert!(warn[0]["resumes_in_ms"].as_u64().is_some_and(|ms| ms > 0 && ms <= 5000), "{warn:?}");
     let resumed = pbx.wait_event("resumed", 1, Duration::from_secs(10));
-    assert_eq!((resumed[0]["by"].as_str(), resumed[0]["source"].as_str()), (Some("auto"), Some("pause_max_seconds")), "{resumed:?}");
+    assert_eq!(
+        (resumed[0]["by"].as_str(), resumed[0]["source"].as_str()),
+        (Some("auto"), Some("pause_max_seconds")),
+        "{resumed:?}"
+    );
     assert!(pbx.active_calls() > 0, "the pause must end during the call, not at hangup");
     pbx.wait_idle(Duration::from_secs(30));
     pbx.wait_settled(1, Duration::from_secs(15));
-    let order: Vec<String> = pbx.events().into_iter().filter(|e| matches!(e.as_str(), "paused" | "pause_warning" | "resumed")).collect();
+    let order: Vec<String> = pbx
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e.as_str(), "paused" | "pause_warning" | "resumed"))
+        .collect();
     assert_eq!(order, vec!["paused", "pause_warning", "resumed"]);
     pbx.assert_alive();
 }
@@ -277,10 +335,17 @@ fn the_pause_holds_under_cpu_load_in_20_calls_of_20() {
     for k in &kept {
         let samples = wav_samples(&pbx.host_path(k["file"].as_str().unwrap_or("")));
         let (secret_ms, talk_ms) = (tone_ms(&samples, 1800.0), tone_ms(&samples, 880.0));
-        assert!(talk_ms >= 1000, "the agent's talk before and after the pause is recorded ({talk_ms} ms) in {k}");
+        assert!(
+            talk_ms >= 1000,
+            "the agent's talk before and after the pause is recorded ({talk_ms} ms) in {k}"
+        );
         if secret_ms > 0 {
             leaks.push(secret_ms);
         }
     }
-    assert!(leaks.is_empty(), "the secret said after *1 reached {} recording(s) of 20: {leaks:?} ms", leaks.len());
+    assert!(
+        leaks.is_empty(),
+        "the secret said after *1 reached {} recording(s) of 20: {leaks:?} ms",
+        leaks.len()
+    );
 }

@@ -20,14 +20,17 @@ fn dialplan() -> String {
 }
 
 fn start(name: &str) -> Pbx {
-    let conf = consent_conf_opus(&profile("arch", 100, "start_tone = off\npause_tone = off\nresume_tone = off"));
+    let conf = consent_conf_opus(&profile(
+        "arch",
+        100,
+        "start_tone = off\npause_tone = off\nresume_tone = off",
+    ));
     Pbx::builder(name).file("callconsent.conf", &conf).file("extensions.conf", &dialplan()).start()
 }
 
 fn in_tree(pbx: &Pbx, args: &[&str]) -> std::process::Output {
     Command::new("chroot").arg(&pbx.root).args(args).output().expect("run a tool of the sandbox")
 }
-
 
 #[test]
 fn a_kept_call_leaves_an_opus_archive_with_its_consent_facts() {
@@ -47,13 +50,22 @@ fn a_kept_call_leaves_an_opus_archive_with_its_consent_facts() {
     assert!(info.status.success() && text.contains("Playback length"), "{text}");
     let len = text.lines().find_map(|l| l.trim().strip_prefix("Playback length: ")).unwrap();
     let (m, rest) = len.split_once('m').unwrap();
-    let secs: f64 = m.parse::<f64>().unwrap() * 60.0 + rest.trim_start_matches(':').trim_end_matches('s').parse::<f64>().unwrap();
+    let secs: f64 = m.parse::<f64>().unwrap() * 60.0
+        + rest.trim_start_matches(':').trim_end_matches('s').parse::<f64>().unwrap();
     let expected = kept[0]["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
-    assert!(expected > 4.0 && (secs - expected).abs() < 0.05, "opusinfo says {secs} s, the audit log {expected} s");
+    assert!(
+        expected > 4.0 && (secs - expected).abs() < 0.05,
+        "opusinfo says {secs} s, the audit log {expected} s"
+    );
     assert!(text.contains("CALLCONSENT_PROFILE=arch"), "{text}");
     assert!(text.contains("CALLCONSENT_AGENT=Local/agent@test"), "{text}");
     // The DPO's check: tags and length against the audit log, audit hash included.
-    let v = dpo_tool(&["archive", "verify", pbx.host_path(&opus).to_str().unwrap(), pbx.audit_path().to_str().unwrap()]);
+    let v = dpo_tool(&[
+        "archive",
+        "verify",
+        pbx.host_path(&opus).to_str().unwrap(),
+        pbx.audit_path().to_str().unwrap(),
+    ]);
     assert!(v.status.success(), "{v:?}");
     // The paused span decodes to silence.
     let wav = format!("{}/decoded.wav", pbx.cdir);
@@ -61,7 +73,8 @@ fn a_kept_call_leaves_an_opus_archive_with_its_consent_facts() {
     assert!(dec.status.success(), "{dec:?}");
     assert_quiet_span(&pbx.host_path(&wav), 1500, 64);
     // 9.6x and more smaller than the WAV it replaced.
-    let (w, o) = (archived[0]["wav_bytes"].as_u64().unwrap(), archived[0]["opus_bytes"].as_u64().unwrap());
+    let (w, o) =
+        (archived[0]["wav_bytes"].as_u64().unwrap(), archived[0]["opus_bytes"].as_u64().unwrap());
     assert!(w >= 8 * o, "WAV {w} bytes, Opus {o} bytes");
     // A forged tag fails the check.
     let forged = std::fs::read(pbx.host_path(&opus)).unwrap();
@@ -70,7 +83,12 @@ fn a_kept_call_leaves_an_opus_archive_with_its_consent_facts() {
     forged[pos + 18] = b'X';
     let fake = pbx.path("forged.opus");
     std::fs::write(&fake, forged).unwrap();
-    let v = dpo_tool(&["archive", "verify", fake.to_str().unwrap(), pbx.audit_path().to_str().unwrap()]);
+    let v = dpo_tool(&[
+        "archive",
+        "verify",
+        fake.to_str().unwrap(),
+        pbx.audit_path().to_str().unwrap(),
+    ]);
     assert_eq!(v.status.code(), Some(1), "{v:?}");
     pbx.assert_alive();
 }
@@ -80,7 +98,20 @@ fn interrupted_work(pbx: &Pbx, stem: &str) -> std::path::PathBuf {
     let dir = pbx.path("spool/callconsent/kept/2026/11/22");
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join(format!("{stem}.wav"));
-    sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", wav.to_str().unwrap(), "synth", "3", "sine", "440"]);
+    sox(&[
+        "-n",
+        "-r",
+        "8000",
+        "-c",
+        "1",
+        "-b",
+        "16",
+        wav.to_str().unwrap(),
+        "synth",
+        "3",
+        "sine",
+        "440",
+    ]);
     let side = serde_json::json!({ "call": "1763800000.5", "channel": "Local/in@test-00000001;2", "tags": [["CALLCONSENT_CALL", "1763800000.5"], ["CALLCONSENT_FILE", format!("{stem}.wav")]], "audit_hash": "00" });
     std::fs::write(dir.join(format!("{stem}.wav.tags.json")), side.to_string()).unwrap();
     wav

@@ -16,18 +16,33 @@ fn dialplan(devices: &str) -> String {
              same => n,Dial(Local/agent@test)\n same => n,Hangup()\n"
         ));
     }
-    d.push_str(&format!("exten => agent,1,Answer()\n same => n,Playback({})\n same => n,Wait(30)\n", sound("agent-880", 880, 3.0)));
+    d.push_str(&format!(
+        "exten => agent,1,Answer()\n same => n,Playback({})\n same => n,Wait(30)\n",
+        sound("agent-880", 880, 3.0)
+    ));
     d.push_str(devices);
     d
 }
 
 fn start(name: &str, devices: &str) -> Pbx {
-    let profiles = [profile("always", 100, "record_legs = yes"), profile("never", 0, ""), profile("share20", 20, "")].join("\n");
-    Pbx::builder(name).file("callconsent.conf", &consent_conf(&profiles)).file("extensions.conf", &dialplan(devices)).start()
+    let profiles = [
+        profile("always", 100, "record_legs = yes"),
+        profile("never", 0, ""),
+        profile("share20", 20, ""),
+    ]
+    .join("\n");
+    Pbx::builder(name)
+        .file("callconsent.conf", &consent_conf(&profiles))
+        .file("extensions.conf", &dialplan(devices))
+        .start()
 }
 
 fn status_of(pbx: &Pbx) -> Vec<String> {
-    pbx.messages().lines().filter_map(|l| l.split("CCSTATUS=").nth(1)).map(|s| s.split('"').next().unwrap_or("").to_string()).collect()
+    pbx.messages()
+        .lines()
+        .filter_map(|l| l.split("CCSTATUS=").nth(1))
+        .map(|s| s.split('"').next().unwrap_or("").to_string())
+        .collect()
 }
 
 #[test]
@@ -47,28 +62,54 @@ fn kept_recording_has_audio_and_full_audit_trail() {
     assert!(file.contains("/spool/callconsent/kept/20"), "{file}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&host).unwrap().permissions().mode() & 0o777, 0o640);
-    assert_eq!(std::fs::metadata(host.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o750);
-    assert!(pbx.spool_files().iter().all(|f| !f.display().to_string().contains("/staging/")), "staging not empty");
+    assert_eq!(
+        std::fs::metadata(host.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+        0o750
+    );
+    assert!(
+        pbx.spool_files().iter().all(|f| !f.display().to_string().contains("/staging/")),
+        "staging not empty"
+    );
     assert!(rms(&host, 0.0, 10.0) > 0.05, "the recording holds no audio");
     // The file was kept only once MixMonitor had closed it: the audit log's length is the file's.
     let ms = kept[0]["duration_ms"].as_u64().unwrap() as f32;
-    assert!((duration(&host) * 1000.0 - ms).abs() < 50.0, "audit {ms} ms, file {} s", duration(&host));
+    assert!(
+        (duration(&host) * 1000.0 - ms).abs() < 50.0,
+        "audit {ms} ms, file {} s",
+        duration(&host)
+    );
     let events = pbx.events();
-    for e in ["selected", "notice_played", "recording_started", "recording_kept", "call_ended", "call_settled"] {
+    for e in [
+        "selected",
+        "notice_played",
+        "recording_started",
+        "recording_kept",
+        "call_ended",
+        "call_settled",
+    ] {
         assert!(events.iter().any(|x| x == e), "no {e} in {events:?}");
     }
     let audit = pbx.audit();
     for line in &audit {
-        assert!(line["ts"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 24), "ts: {line}");
+        assert!(
+            line["ts"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 24),
+            "ts: {line}"
+        );
         assert!(line["call"].as_str().is_some_and(|c| !c.is_empty()), "call: {line}");
-        assert!(line["channel"].as_str().is_some_and(|c| c.starts_with("Local/in-always@test")), "channel: {line}");
+        assert!(
+            line["channel"].as_str().is_some_and(|c| c.starts_with("Local/in-always@test")),
+            "channel: {line}"
+        );
     }
     let notice = audit.iter().find(|v| v["event"] == "notice_played").unwrap();
     assert_eq!(notice["outcome"], "completed");
     let selected = audit.iter().find(|v| v["event"] == "selected").unwrap();
     assert_eq!(selected["legal_basis"], "test: recording every call of this test profile");
     assert_eq!(status_of(&pbx), vec!["RECORDING"]);
-    assert_eq!(callconsent_runtime::audit::verify(&std::fs::read_to_string(pbx.audit_path()).unwrap()), Ok(audit.len()));
+    assert_eq!(
+        callconsent_runtime::audit::verify(&std::fs::read_to_string(pbx.audit_path()).unwrap()),
+        Ok(audit.len())
+    );
     pbx.assert_alive();
 }
 
@@ -84,9 +125,19 @@ fn optout_during_notice_records_nothing() {
     // interrupted notice and the refusal: no recording, no call_ended, no call_settled.
     assert_eq!(status_of(&pbx), vec!["OPTED_OUT"]);
     let events = pbx.events();
-    assert!(!events.iter().any(|e| e == "recording_started"), "recording started after an opt-out: {events:?}");
-    assert_eq!(events, vec!["selected", "notice_played", "opt_out"], "a call refused during the notice is never armed");
-    assert_eq!(pbx.wait_event("notice_played", 1, Duration::from_secs(1))[0]["outcome"], "interrupted");
+    assert!(
+        !events.iter().any(|e| e == "recording_started"),
+        "recording started after an opt-out: {events:?}"
+    );
+    assert_eq!(
+        events,
+        vec!["selected", "notice_played", "opt_out"],
+        "a call refused during the notice is never armed"
+    );
+    assert_eq!(
+        pbx.wait_event("notice_played", 1, Duration::from_secs(1))[0]["outcome"],
+        "interrupted"
+    );
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
     pbx.assert_alive();
 }
@@ -110,12 +161,19 @@ fn optout_mid_call_deletes_every_file_and_agent_never_gets_the_digit() {
     assert_eq!(opt[0]["during"], "call");
     let deleted = pbx.wait_event("recording_deleted", 1, Duration::from_secs(5));
     assert_eq!(deleted[0]["by"], "caller");
-    assert!(deleted[0]["files"].as_array().is_some_and(|f| f.iter().any(|x| x == file.as_str())), "{deleted:?}");
+    assert!(
+        deleted[0]["files"].as_array().is_some_and(|f| f.iter().any(|x| x == file.as_str())),
+        "{deleted:?}"
+    );
     // The later looks for the call's files (0, 1 and 5 s after hangup) are done once the call
     // has settled; then nothing of the call is on disk.
     let settled = pbx.wait_settled(1, Duration::from_secs(15));
     assert_eq!(settled[0]["call"], deleted[0]["call"]);
-    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new(), "files of a refused call remain");
+    assert_eq!(
+        pbx.spool_files(),
+        Vec::<std::path::PathBuf>::new(),
+        "files of a refused call remain"
+    );
     let ended = pbx.wait_event("call_ended", 1, Duration::from_secs(2));
     assert_eq!(ended[0]["outcome"], "opted_out");
     // What reached the agent's side: the 5, never the 9.
@@ -146,7 +204,10 @@ fn info_key_plays_the_full_notice() {
     pbx.wait_event("recording_started", 1, Duration::from_secs(5));
     let events = pbx.events();
     let i = events.iter().position(|e| e == "info_played").unwrap();
-    let r = events.iter().position(|e| e == "recording_started").expect("recording after the full notice");
+    let r = events
+        .iter()
+        .position(|e| e == "recording_started")
+        .expect("recording after the full notice");
     assert!(r > i, "{events:?}");
     pbx.assert_alive();
 }
@@ -164,7 +225,11 @@ fn not_selected_call_is_not_recorded() {
     assert_eq!(status_of(&pbx), vec!["NOT_SELECTED"]);
     assert!(!pbx.events().iter().any(|e| e == "recording_started"));
     pbx.wait_event("notice_played", 1, Duration::from_secs(2));
-    assert_eq!(pbx.events(), vec!["not_selected", "notice_played"], "a call not selected is never armed");
+    assert_eq!(
+        pbx.events(),
+        vec!["not_selected", "notice_played"],
+        "a call not selected is never armed"
+    );
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
     pbx.assert_alive();
 }
@@ -176,7 +241,10 @@ fn unknown_profile_sets_error_and_the_call_goes_on() {
     pbx.wait_idle(Duration::from_secs(20));
     assert_eq!(status_of(&pbx), vec!["ERROR"]);
     assert!(pbx.messages().contains("CallConsent(nosuch)"), "no clear message:\n{}", pbx.logs());
-    assert!(pbx.messages().contains("Dial(\"Local/in-nosuch@test"), "the call did not go on to Dial");
+    assert!(
+        pbx.messages().contains("Dial(\"Local/in-nosuch@test"),
+        "the call did not go on to Dial"
+    );
     pbx.assert_alive();
 }
 
@@ -188,7 +256,10 @@ fn a_refusal_before_an_agent_answers_is_confirmed_on_answer() {
     let dialplan = "[test]\nexten => in,1,Answer()\n same => n,CallConsent(always)\n same => n,Dial(Local/slow@test)\n\
         exten => slow,1,Wait(3)\n same => n,Answer()\n same => n,Wait(4)\n same => n,Hangup()\n\
         exten => dev,1,MixMonitor({D}/dev-mix.wav,r({D}/dev-heard.wav))\n same => n,Wait(1.6)\n same => n,SendDTMF(9)\n same => n,Wait(30)\n";
-    let mut pbx = Pbx::builder("queued-optout").file("callconsent.conf", &conf).file("extensions.conf", dialplan).start();
+    let mut pbx = Pbx::builder("queued-optout")
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", dialplan)
+        .start();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(30));
     let opt = pbx.wait_event("opt_out", 1, Duration::from_secs(2));

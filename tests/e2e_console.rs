@@ -39,7 +39,11 @@ fn password_line(name: &str, pw: &str) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .expect("run callconsent console password");
-    c.stdin.take().expect("stdin").write_all(format!("{pw}\n").as_bytes()).expect("write the password");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{pw}\n").as_bytes())
+        .expect("write the password");
     let o = c.wait_with_output().expect("callconsent console password");
     assert!(o.status.success(), "console password failed");
     let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
@@ -59,13 +63,27 @@ fn dialplan() -> String {
 }
 
 fn start_console(pbx: &Pbx, identity: &str) -> Console {
-    std::fs::copy(project_dir().join("target/release/callconsent"), pbx.path("callconsent")).expect("copy the tool");
+    std::fs::copy(project_dir().join("target/release/callconsent"), pbx.path("callconsent"))
+        .expect("copy the tool");
     let port = free_tcp_port();
     let mut child = Command::new("chroot")
         .arg(&pbx.root)
         .arg(format!("{}/callconsent", pbx.cdir))
-        .args(["console", "--config", &format!("{}/etc/callconsent.conf", pbx.cdir), "--secret", &format!("{}/db/callconsent/secret", pbx.cdir)])
-        .args(["--identity", identity, "--listen", &format!("127.0.0.1:{port}"), "--exports", &format!("{}/exports", pbx.cdir)])
+        .args([
+            "console",
+            "--config",
+            &format!("{}/etc/callconsent.conf", pbx.cdir),
+            "--secret",
+            &format!("{}/db/callconsent/secret", pbx.cdir),
+        ])
+        .args([
+            "--identity",
+            identity,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--exports",
+            &format!("{}/exports", pbx.cdir),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -92,7 +110,11 @@ fn start_console(pbx: &Pbx, identity: &str) -> Console {
 }
 
 fn access_log(pbx: &Pbx) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(pbx.path("log/callconsent/access.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    std::fs::read_to_string(pbx.path("log/callconsent/access.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn sign_in(b: &Browser, c: &Console, name: &str, pw: &str) {
@@ -113,7 +135,13 @@ fn shot(b: &Browser, name: &str) {
 /// The console's id of a recording: the start of the SHA-256 of its recording_kept line.
 fn rec_id(pbx: &Pbx, agent: &str) -> String {
     let text = std::fs::read_to_string(pbx.audit_path()).expect("the audit log");
-    let line = text.lines().find(|l| l.contains("\"event\":\"recording_kept\"") && l.contains(&format!("\"agent\":\"{agent}\""))).unwrap_or_else(|| panic!("no recording of {agent}"));
+    let line = text
+        .lines()
+        .find(|l| {
+            l.contains("\"event\":\"recording_kept\"")
+                && l.contains(&format!("\"agent\":\"{agent}\""))
+        })
+        .unwrap_or_else(|| panic!("no recording of {agent}"));
     callconsent_runtime::audit::line_hash(line).chars().take(16).collect()
 }
 
@@ -131,19 +159,25 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
             id.to_public()
         ),
     );
-    let mut pbx = Pbx::builder("console").file("callconsent.conf", &conf).file("extensions.conf", &dialplan()).as_asterisk_user().start();
+    let mut pbx = Pbx::builder("console")
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan())
+        .as_asterisk_user()
+        .start();
     // The DPO's identity, in the sandbox but outside the PBX's directories.
     let key_dir = format!("/var/tmp/cc-console-dpo-{}", std::process::id());
     let key_host: PathBuf = pbx.root.join(key_dir.trim_start_matches('/'));
     std::fs::create_dir_all(&key_host).expect("the DPO's directory");
-    std::fs::write(key_host.join("dpo.key"), format!("{}\n", id.to_string().expose_secret())).expect("write the identity");
+    std::fs::write(key_host.join("dpo.key"), format!("{}\n", id.to_string().expose_secret()))
+        .expect("write the identity");
     pbx.originate("Local/national@test", "dev@test");
     pbx.originate("Local/e164@test", "dev@test");
     pbx.wait_idle(Duration::from_secs(40));
     pbx.wait_event("recording_archived", 2, LONG);
     let console = start_console(&pbx, &format!("{key_dir}/dpo.key"));
     let b = Browser::start();
-    let (anna_rec, other_rec) = (rec_id(&pbx, "Local/agent@test"), rec_id(&pbx, "Local/agent2@test"));
+    let (anna_rec, other_rec) =
+        (rec_id(&pbx, "Local/agent@test"), rec_id(&pbx, "Local/agent2@test"));
 
     // A wrong password is refused; the session cookie is HttpOnly (not visible to scripts).
     b.goto(&format!("{}/recordings", console.base));
@@ -155,13 +189,21 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
 
     // The coach: only the team's agents.
     sign_in(&b, &console, "marc", &pw("marc"));
-    assert_eq!(b.script("return document.cookie", vec![]), serde_json::json!(""), "the session cookie is HttpOnly");
+    assert_eq!(
+        b.script("return document.cookie", vec![]),
+        serde_json::json!(""),
+        "the session cookie is HttpOnly"
+    );
     b.goto(&format!("{}/agents", console.base));
     let t = b.wait_text("the agents page", LONG, |t| t.contains("Agents"));
     assert!(t.contains("Local/agent@test") && !t.contains("Local/agent2@test"), "{t}");
     b.goto(&format!("{}/recordings", console.base));
     let t = b.wait_text("the recordings", LONG, |t| t.contains("Shown:"));
-    assert_eq!(b.script("return document.querySelectorAll('tr.rec').length", vec![]), serde_json::json!(1), "{t}");
+    assert_eq!(
+        b.script("return document.querySelectorAll('tr.rec').length", vec![]),
+        serde_json::json!(1),
+        "{t}"
+    );
     // Play: purpose asked, access line written, the audio element reaches `ended`.
     b.goto(&format!("{}/recordings/{anna_rec}", console.base));
     b.wait_text("the recording page", LONG, |t| t.contains("Purpose of this listen"));
@@ -172,7 +214,16 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     b.wait_script("the audio to end", Duration::from_secs(40), "const a = document.querySelector('audio#player'); return !!a && a.ended === true && a.duration > 3");
     let log = access_log(&pbx);
     let last = log.last().expect("an access line");
-    assert_eq!((last["event"].as_str(), last["person"].as_str(), last["agent"].as_str(), last["purpose"].as_str()), (Some("listen"), Some("marc"), Some("Local/agent@test"), Some("coaching session 2026-12")), "{last}");
+    assert_eq!(
+        (
+            last["event"].as_str(),
+            last["person"].as_str(),
+            last["agent"].as_str(),
+            last["purpose"].as_str()
+        ),
+        (Some("listen"), Some("marc"), Some("Local/agent@test"), Some("coaching session 2026-12")),
+        "{last}"
+    );
     assert_eq!(last["via"], "console");
     // The second listen of anna's calls this month is past max_listens_per_agent = 1.
     b.goto(&format!("{}/recordings/{anna_rec}", console.base));
@@ -181,7 +232,10 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     b.click("#listen");
     let t = b.wait_text("the refusal", LONG, |t| t.contains("Refused"));
     assert!(t.contains("max_listens_per_agent = 1"), "{t}");
-    assert_eq!(access_log(&pbx).last().map(|l| l["event"].clone()), Some(serde_json::json!("listen_refused")));
+    assert_eq!(
+        access_log(&pbx).last().map(|l| l["event"].clone()),
+        Some(serde_json::json!("listen_refused"))
+    );
     // Another team's recording, by its URL.
     b.goto(&format!("{}/recordings/{other_rec}", console.base));
     let t = b.wait_text("the refusal", LONG, |t| t.contains("Refused"));
@@ -192,7 +246,10 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     sign_in(&b, &console, "anna", &pw("anna"));
     b.goto(&format!("{}/recordings", console.base));
     b.wait_text("the recordings", LONG, |t| t.contains("your own calls"));
-    assert_eq!(b.script("return document.querySelectorAll('tr.rec').length", vec![]), serde_json::json!(1));
+    assert_eq!(
+        b.script("return document.querySelectorAll('tr.rec').length", vec![]),
+        serde_json::json!(1)
+    );
     assert!(!b.text().contains("Local/agent2@test"));
     b.goto(&format!("{}/agents", console.base));
     let t = b.wait_text("the agent's own page", LONG, |t| t.contains("Agent Local/agent@test"));
@@ -207,7 +264,10 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     b.goto(&format!("{}/overview", console.base));
     let t = b.wait_text("the overview", LONG, |t| t.contains("Profile acc"));
     assert!(b.has("#chain-audit-log.ok"), "{t}");
-    assert!(t.contains("Configured share 100 %") && t.contains("measured: 2 of 2 call(s) recorded"), "{t}");
+    assert!(
+        t.contains("Configured share 100 %") && t.contains("measured: 2 of 2 call(s) recorded"),
+        "{t}"
+    );
     shot(&b, "overview");
     b.goto(&format!("{}/agents", console.base));
     b.wait_text("the agents", LONG, |t| t.contains("Local/agent2@test"));
@@ -215,7 +275,12 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     b.goto(&format!("{}/recordings", console.base));
     b.wait_text("the recordings", LONG, |t| t.contains("every recording"));
     shot(&b, "recordings");
-    let call = pbx.audit().iter().find(|l| l["event"] == "selected").and_then(|l| l["call"].as_str().map(str::to_string)).expect("a selected call");
+    let call = pbx
+        .audit()
+        .iter()
+        .find(|l| l["event"] == "selected")
+        .and_then(|l| l["call"].as_str().map(str::to_string))
+        .expect("a selected call");
     b.goto(&format!("{}/selection?call={call}", console.base));
     let t = b.wait_text("the selection", LONG, |t| t.contains("Replayed now"));
     assert!(t.contains("the same decision") && t.contains("share 100 %"), "{t}");
@@ -225,12 +290,22 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     shot(&b, "record");
     let pdf = b.print_pdf();
     assert!(pdf.starts_with(b"%PDF-"), "a PDF");
-    let pdf_file = std::env::temp_dir().join(format!("cc-console-record-{}.pdf", std::process::id()));
+    let pdf_file =
+        std::env::temp_dir().join(format!("cc-console-record-{}.pdf", std::process::id()));
     std::fs::write(&pdf_file, &pdf).expect("write the PDF");
-    let o = Command::new("pdftotext").arg(&pdf_file).arg("-").output().expect("pdftotext (poppler-utils; scripts/sandbox.sh installs it)");
+    let o = Command::new("pdftotext")
+        .arg(&pdf_file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils; scripts/sandbox.sh installs it)");
     let _ = std::fs::remove_file(&pdf_file);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("acc: 100 %") && text.contains("Example Telecom SAS") && text.contains("dpo@example.test"), "{text}");
+    assert!(
+        text.contains("acc: 100 %")
+            && text.contains("Example Telecom SAS")
+            && text.contains("dpo@example.test"),
+        "{text}"
+    );
     assert!(!text.contains("Sign out"), "the navigation is not printed: {text}");
     b.goto(&format!("{}/record?lang=fr", console.base));
     let t = b.wait_text("the French record", LONG, |t| t.contains("Registre des traitements"));
@@ -249,13 +324,22 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     let t = b.wait_text("the export", LONG, |t| t.contains("exported to"));
     assert!(t.contains("2 recording(s)") && t.contains("GDPR-2026-118"), "{t}");
     let exports: Vec<PathBuf> = files_under(&pbx.path("exports"));
-    let opus: Vec<&PathBuf> = exports.iter().filter(|f| f.to_string_lossy().ends_with(".opus")).collect();
+    let opus: Vec<&PathBuf> =
+        exports.iter().filter(|f| f.to_string_lossy().ends_with(".opus")).collect();
     assert_eq!(opus.len(), 2, "{exports:?}");
-    assert!(opus.iter().all(|f| std::fs::read(f).unwrap_or_default().starts_with(b"OggS")), "decrypted Ogg Opus");
-    assert_eq!(access_log(&pbx).last().map(|l| l["event"].clone()), Some(serde_json::json!("subject_export")));
+    assert!(
+        opus.iter().all(|f| std::fs::read(f).unwrap_or_default().starts_with(b"OggS")),
+        "decrypted Ogg Opus"
+    );
+    assert_eq!(
+        access_log(&pbx).last().map(|l| l["event"].clone()),
+        Some(serde_json::json!("subject_export"))
+    );
     b.type_in("#number", "+33612345678");
     b.click("#find");
-    b.wait_text("the caller found again", LONG, |t| t.contains("2 call(s), 2 recording(s) on disk"));
+    b.wait_text("the caller found again", LONG, |t| {
+        t.contains("2 call(s), 2 recording(s) on disk")
+    });
     b.click("#erase");
     let t = b.wait_text("the confirmation", LONG, |t| t.contains("Yes, erase"));
     assert!(t.contains("GDPR-2026-118"), "{t}");
@@ -266,21 +350,54 @@ fn the_console_shows_plays_bounds_and_erases_in_a_real_browser() {
     assert!(t.contains("2 recording(s) of 2 call(s) erased"), "{t}");
     assert!(pbx.spool_files().is_empty(), "{:?}", pbx.spool_files());
     let erased = pbx.wait_event("recording_erased", 2, LONG);
-    assert!(erased.iter().all(|e| e["request"] == "GDPR-2026-118" && e["by"] == "claire"), "{erased:?}");
-    assert_eq!(access_log(&pbx).last().map(|l| l["event"].clone()), Some(serde_json::json!("subject_erase")));
+    assert!(
+        erased.iter().all(|e| e["request"] == "GDPR-2026-118" && e["by"] == "claire"),
+        "{erased:?}"
+    );
+    assert_eq!(
+        access_log(&pbx).last().map(|l| l["event"].clone()),
+        Some(serde_json::json!("subject_erase"))
+    );
     let secret = pbx.path("db/callconsent/secret");
-    let v = dpo_tool(&["audit", "verify", pbx.audit_path().to_str().unwrap_or(""), "--key", secret.to_str().unwrap_or("")]);
-    assert!(v.status.success(), "the chain holds after the erasure: {}", String::from_utf8_lossy(&v.stdout));
+    let v = dpo_tool(&[
+        "audit",
+        "verify",
+        pbx.audit_path().to_str().unwrap_or(""),
+        "--key",
+        secret.to_str().unwrap_or(""),
+    ]);
+    assert!(
+        v.status.success(),
+        "the chain holds after the erasure: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
 
     // A line of the audit log edited on disk: the overview turns red and names FILE:LINE.
     let audit = std::fs::read_to_string(pbx.audit_path()).expect("the audit log");
-    let n = audit.lines().position(|l| l.contains("\"event\":\"opt_out\"") || l.contains("\"outcome\":\"recorded\"")).expect("a line to edit") + 1;
-    let edited: String = audit.lines().enumerate().map(|(i, l)| if i + 1 == n { format!("{}\n", l.replacen("\"recorded\"", "\"not_recorded\"", 1)) } else { format!("{l}\n") }).collect();
+    let n = audit
+        .lines()
+        .position(|l| l.contains("\"event\":\"opt_out\"") || l.contains("\"outcome\":\"recorded\""))
+        .expect("a line to edit")
+        + 1;
+    let edited: String = audit
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == n {
+                format!("{}\n", l.replacen("\"recorded\"", "\"not_recorded\"", 1))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
     std::fs::write(pbx.audit_path(), edited).expect("edit the audit log");
     b.goto(&format!("{}/overview", console.base));
     let t = b.wait_text("the broken chain", LONG, |t| t.contains("Broken"));
     assert!(b.has("#chain-audit-log.broken"), "{t}");
-    assert!(t.contains(&format!("audit.jsonl:{n}.")) || t.contains(&format!("audit.jsonl:{}.", n + 1)), "FILE:LINE (line {n} edited) in: {t}");
+    assert!(
+        t.contains(&format!("audit.jsonl:{n}.")) || t.contains(&format!("audit.jsonl:{}.", n + 1)),
+        "FILE:LINE (line {n} edited) in: {t}"
+    );
     shot(&b, "overview-broken");
     let _ = std::fs::remove_dir_all(&key_host);
     pbx.assert_alive();

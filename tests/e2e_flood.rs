@@ -37,7 +37,8 @@ fn rss_kb(pbx: &Pbx) -> u64 {
     let pid = pbx.pid();
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     assert_eq!(comm.trim(), "asterisk", "pid {pid} is not Asterisk");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read Asterisk's /proc status");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("read Asterisk's /proc status");
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -107,8 +108,16 @@ fn assert_sipp_ok(pbx: &Pbx, out: &std::process::Output) {
 /// Milliseconds of the day of a timestamp ("2026-12-01T10:35:55.566Z", the audit log's and
 /// sipp's message log's, both UTC).
 fn day_ms(ts: &str) -> i64 {
-    let t = ts.trim().split('T').nth(1).unwrap_or_else(|| panic!("not a timestamp: {ts}")).trim_end_matches('Z');
-    let f: Vec<f64> = t.split(':').map(|x| x.parse().unwrap_or_else(|_| panic!("not a timestamp: {ts}"))).collect();
+    let t = ts
+        .trim()
+        .split('T')
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a timestamp: {ts}"))
+        .trim_end_matches('Z');
+    let f: Vec<f64> = t
+        .split(':')
+        .map(|x| x.parse().unwrap_or_else(|_| panic!("not a timestamp: {ts}")))
+        .collect();
     ((f[0] * 3600.0 + f[1] * 60.0 + f[2]) * 1000.0).round() as i64
 }
 
@@ -122,7 +131,9 @@ fn sent_at(pbx: &Pbx, method: &str) -> Vec<i64> {
     let lines: Vec<&str> = log.lines().collect();
     let start = format!("{method} sip:");
     (0..lines.len())
-        .filter(|&i| lines[i].starts_with(&start) && i >= 3 && lines[i - 2].starts_with("UDP message sent"))
+        .filter(|&i| {
+            lines[i].starts_with(&start) && i >= 3 && lines[i - 2].starts_with("UDP message sent")
+        })
         .filter_map(|i| lines[i - 3].rsplit(' ').next().filter(|t| t.contains('T')).map(day_ms))
         .collect()
 }
@@ -141,7 +152,11 @@ fn dtmf_ends(ami: &mut Ami) -> BTreeMap<String, usize> {
 
 /// The caller's keys the call dropped as faster than Asterisk relays them (its `call_ended` line).
 fn keys_dropped(audit: &[Value]) -> u64 {
-    audit.iter().find(|v| v["event"] == "call_ended").and_then(|v| v["keys_dropped"].as_u64()).unwrap_or(0)
+    audit
+        .iter()
+        .find(|v| v["event"] == "call_ended")
+        .and_then(|v| v["keys_dropped"].as_u64())
+        .unwrap_or(0)
 }
 
 fn count(audit: &[Value], ev: &str) -> usize {
@@ -151,7 +166,9 @@ fn count(audit: &[Value], ev: &str) -> usize {
 /// Ms from the answer to the opt-out, if there was one. The caller's capture starts with the
 /// answer, right before CallConsent() writes `selected`.
 fn optout_ms(audit: &[Value]) -> Option<i64> {
-    let at = |ev: &str| audit.iter().find(|v| v["event"] == ev).and_then(|v| v["ts"].as_str()).map(day_ms);
+    let at = |ev: &str| {
+        audit.iter().find(|v| v["event"] == ev).and_then(|v| v["ts"].as_str()).map(day_ms)
+    };
     Some(ms_between(at("selected")?, at("opt_out")?))
 }
 
@@ -162,7 +179,12 @@ fn assert_promise_kept(pbx: &mut Pbx) {
     let audit = pbx.audit();
     let dump = || audit.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
     assert_eq!(count(&audit, "recording_started"), 1, "{}", dump());
-    assert_eq!(count(&audit, "opt_out"), 1, "the caller's 9, pressed {AFTER_NINE_MS} ms before hanging up, was not acted on:\n{}", dump());
+    assert_eq!(
+        count(&audit, "opt_out"),
+        1,
+        "the caller's 9, pressed {AFTER_NINE_MS} ms before hanging up, was not acted on:\n{}",
+        dump()
+    );
     let opt = audit.iter().find(|v| v["event"] == "opt_out").unwrap();
     assert_eq!(opt["during"], "call", "{opt}");
     assert_eq!(opt["key"], "9");
@@ -171,11 +193,24 @@ fn assert_promise_kept(pbx: &mut Pbx) {
     assert_eq!(count(&audit, "recording_deleted"), 1, "deleted once:\n{}", dump());
     let deleted = &audit[pos("recording_deleted")];
     assert_eq!(deleted["by"], "caller", "{deleted}");
-    assert_eq!(count(&audit, "delete_requested"), 0, "no one pressed a delete code the module takes (a caller's *3 is none)");
-    assert_eq!(count(&audit, "recording_kept"), 0, "a refused call's recording was kept:\n{}", dump());
+    assert_eq!(
+        count(&audit, "delete_requested"),
+        0,
+        "no one pressed a delete code the module takes (a caller's *3 is none)"
+    );
+    assert_eq!(
+        count(&audit, "recording_kept"),
+        0,
+        "a refused call's recording was kept:\n{}",
+        dump()
+    );
     let ended = &audit[pos("call_ended")];
     assert_eq!(ended["outcome"], "opted_out", "{ended}");
-    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new(), "files of a refused, flooded call remain");
+    assert_eq!(
+        pbx.spool_files(),
+        Vec::<std::path::PathBuf>::new(),
+        "files of a refused, flooded call remain"
+    );
     pbx.assert_alive();
 }
 
@@ -203,7 +238,11 @@ const FLOOD_KEYS: usize = 3000;
 #[test]
 fn a_dtmf_flood_from_both_legs_keeps_the_promise() {
     let conf = consent_conf(&profile("flood", 100, ""));
-    let mut pbx = Pbx::builder("flood-dtmf").sip().file("callconsent.conf", &conf).file("extensions.conf", &dialplan()).start();
+    let mut pbx = Pbx::builder("flood-dtmf")
+        .sip()
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan())
+        .start();
     let mut ami = pbx.ami();
     let idle_kb = rss_kb(&pbx);
     let (talk_ms, gap_ms) = (4000u32, 300u32);
@@ -211,10 +250,15 @@ fn a_dtmf_flood_from_both_legs_keeps_the_promise() {
         0,
         &[Part::Tone { freq: 440.0, ms: talk_ms }],
         &Flood { digits: CALLER_DIGITS, count: FLOOD_KEYS, gap_us: 1000, freq: 440.0 },
-        &[Part::Silence { ms: gap_ms }, Part::Digits("9".into()), Part::Tone { freq: 440.0, ms: 2000 }],
+        &[
+            Part::Silence { ms: gap_ms },
+            Part::Digits("9".into()),
+            Part::Tone { freq: 440.0, ms: 2000 },
+        ],
     );
     let nine_at_ms = talk_ms + FLOOD_KEYS as u32 + gap_ms;
-    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller).expect("write the caller's capture");
+    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
+        .expect("write the caller's capture");
     let agent = flood_pcap(
         0,
         &[Part::Tone { freq: 880.0, ms: 2000 }],
@@ -228,7 +272,11 @@ fn a_dtmf_flood_from_both_legs_keeps_the_promise() {
     let t0 = Instant::now();
     let run = run_caller(&pbx, &scenario);
     assert_sipp_ok(&pbx, &run.sipp);
-    assert!(phone.wait(Duration::from_secs(10)), "the agent's phone (sipp) failed:\n{}", std::fs::read_to_string(pbx.path("log/sipp-agent.log")).unwrap_or_default());
+    assert!(
+        phone.wait(Duration::from_secs(10)),
+        "the agent's phone (sipp) failed:\n{}",
+        std::fs::read_to_string(pbx.path("log/sipp-agent.log")).unwrap_or_default()
+    );
     pbx.wait_idle(Duration::from_secs(10));
     pbx.wait_settled(1, Duration::from_secs(15));
     let after_kb = rss_kb(&pbx);
@@ -249,7 +297,12 @@ fn a_dtmf_flood_from_both_legs_keeps_the_promise() {
         t0.elapsed()
     );
     // The floods reached Asterisk: it read keys from both legs, and the agent's codes acted.
-    let from = |kind: &str| seen.iter().filter(|(k, _)| k.starts_with(kind) && k.ends_with("Received")).map(|(_, n)| n).sum::<usize>();
+    let from = |kind: &str| {
+        seen.iter()
+            .filter(|(k, _)| k.starts_with(kind) && k.ends_with("Received"))
+            .map(|(_, n)| n)
+            .sum::<usize>()
+    };
     // The caller's keys are paced to one per 130 ms (about 23 in 3 s); the rest are dropped in
     // the framehook before Asterisk queues them.
     assert!(from("PJSIP/sipp") >= 10, "the caller's flood did not reach Asterisk: {seen:?}");
@@ -276,12 +329,23 @@ fn a_sip_info_flood_keeps_the_promise() {
             .without_module()
             .file("extensions.conf", "[test]\nexten => in,1,Answer()\n same => n,Dial(PJSIP/agent)\n same => n,Hangup()\n")
             .start();
-        let (run, after_kb) = info_flood_call(&pbx, INFOS, || wait_until("the plain call to be up", Duration::from_secs(15), || pbx.active_calls() >= 2));
+        let (run, after_kb) = info_flood_call(&pbx, INFOS, || {
+            wait_until("the plain call to be up", Duration::from_secs(15), || {
+                pbx.active_calls() >= 2
+            })
+        });
         assert_sipp_ok(&pbx, &run.sipp);
-        eprintln!("info flood on plain Asterisk: RSS before {} kB, after {after_kb} kB", run.before_kb);
+        eprintln!(
+            "info flood on plain Asterisk: RSS before {} kB, after {after_kb} kB",
+            run.before_kb
+        );
         after_kb.saturating_sub(run.before_kb)
     };
-    let mut pbx = Pbx::builder("flood-info").sip().file("callconsent.conf", &conf).file("extensions.conf", &dialplan()).start();
+    let mut pbx = Pbx::builder("flood-info")
+        .sip()
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan())
+        .start();
     let mut ami = pbx.ami();
     let idle_kb = rss_kb(&pbx);
     let nine_at_ms = NINE_AT_MS;
@@ -294,11 +358,19 @@ fn a_sip_info_flood_keeps_the_promise() {
     let seen = dtmf_ends(&mut ami);
     let audit = pbx.audit();
     let infos = sent_at(&pbx, "INFO");
-    let (first, last) = (*infos.first().expect("INFOs in sipp's message log"), *infos.last().unwrap());
+    let (first, last) =
+        (*infos.first().expect("INFOs in sipp's message log"), *infos.last().unwrap());
     // The 9 is sent once the last INFO is answered, nine_at_ms into its capture.
-    let selected = day_ms(audit.iter().find(|v| v["event"] == "selected").and_then(|v| v["ts"].as_str()).expect("a selected line"));
+    let selected = day_ms(
+        audit
+            .iter()
+            .find(|v| v["event"] == "selected")
+            .and_then(|v| v["ts"].as_str())
+            .expect("a selected line"),
+    );
     let nine_ms = ms_between(selected, last) + nine_at_ms as i64;
-    let warnings = pbx.messages().lines().filter(|l| l.contains("Exceptionally long queue length")).count();
+    let warnings =
+        pbx.messages().lines().filter(|l| l.contains("Exceptionally long queue length")).count();
     eprintln!(
         "info flood: sent {} INFO (Signal=5) in {} ms, every one answered 200 (sipp checks); Asterisk's DTMFEnd events {seen:?}; \
          {warnings} \"Exceptionally long queue length\" warnings; opt-out {}; audit: {} lines; \
@@ -315,10 +387,17 @@ fn a_sip_info_flood_keeps_the_promise() {
     assert!(infos.len() >= INFOS, "sipp did not send every INFO (retransmissions count twice)");
     // Paced: about one key per 150 ms (100 ms each and the gap) reaches Asterisk's core, the
     // others are dropped in the framehook before Asterisk queues them.
-    assert!(seen.get("PJSIP/sipp Received").copied().unwrap_or(0) >= 5, "the INFOs' keys did not reach the caller's channel: {seen:?}");
+    assert!(
+        seen.get("PJSIP/sipp Received").copied().unwrap_or(0) >= 5,
+        "the INFOs' keys did not reach the caller's channel: {seen:?}"
+    );
     assert_promise_kept(&mut pbx);
     assert!(keys_dropped(&audit) > 500, "the INFO flood was not paced");
-    assert_rss_flat("SIP INFO flood (beyond plain Asterisk's own growth)", run.before_kb + plain_growth_kb, after_kb);
+    assert_rss_flat(
+        "SIP INFO flood (beyond plain Asterisk's own growth)",
+        run.before_kb + plain_growth_kb,
+        after_kb,
+    );
 }
 
 /// When the caller presses 9, after the last INFO is answered.
@@ -329,14 +408,23 @@ const NINE_AT_MS: u32 = 200;
 fn info_flood_call(pbx: &Pbx, infos: usize, ready: impl Fn()) -> (Run, u64) {
     // Talk while the INFOs go (sipp stops this capture when it starts the next), then the 9 on
     // the same RTP stream, further on in it, and talk.
-    std::fs::write(pbx.path("sounds/flood-talk.pcap"), rtp_pcap(&[Part::Tone { freq: 440.0, ms: 30_000 }])).expect("write the talk capture");
+    std::fs::write(
+        pbx.path("sounds/flood-talk.pcap"),
+        rtp_pcap(&[Part::Tone { freq: 440.0, ms: 30_000 }]),
+    )
+    .expect("write the talk capture");
     let optout = flood_pcap(
         31_000,
-        &[Part::Silence { ms: NINE_AT_MS }, Part::Digits("9".into()), Part::Tone { freq: 440.0, ms: 2000 }],
+        &[
+            Part::Silence { ms: NINE_AT_MS },
+            Part::Digits("9".into()),
+            Part::Tone { freq: 440.0, ms: 2000 },
+        ],
         &Flood { digits: "", count: 0, gap_us: 0, freq: 0.0 },
         &[],
     );
-    std::fs::write(pbx.path("sounds/flood-optout.pcap"), optout).expect("write the opt-out capture");
+    std::fs::write(pbx.path("sounds/flood-optout.pcap"), optout)
+        .expect("write the opt-out capture");
     let phone = pbx.agent_phone(&rtp_pcap(&[Part::Tone { freq: 880.0, ms: 30_000 }]));
     let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-info-caller.xml"))
         .expect("read the scenario")
@@ -344,7 +432,11 @@ fn info_flood_call(pbx: &Pbx, infos: usize, ready: impl Fn()) -> (Run, u64) {
         .replace("{INFOS}", &infos.to_string())
         .replace("{AFTER_MS}", &(NINE_AT_MS + AFTER_NINE_MS).to_string());
     let run = run_caller_when(pbx, &scenario, ready);
-    assert!(phone.wait(Duration::from_secs(10)), "the agent's phone (sipp) failed:\n{}", std::fs::read_to_string(pbx.path("log/sipp-agent.log")).unwrap_or_default());
+    assert!(
+        phone.wait(Duration::from_secs(10)),
+        "the agent's phone (sipp) failed:\n{}",
+        std::fs::read_to_string(pbx.path("log/sipp-agent.log")).unwrap_or_default()
+    );
     pbx.wait_idle(Duration::from_secs(10));
     (run, rss_kb(pbx))
 }

@@ -38,7 +38,8 @@ fn conf(extra: &str) -> String {
          <param name=\"full_notice\" value=\"tone_stream://%(2000,0,600)\"/>\n\
          <param name=\"optout_confirm\" value=\"tone_stream://%(600,0,700)\"/>\n{extra}"
     );
-    default_conf(&fs_profile("inbound", 100, &params)).replace("  </settings>", "    <param name=\"archive\" value=\"wav\"/>\n  </settings>")
+    default_conf(&fs_profile("inbound", 100, &params))
+        .replace("  </settings>", "    <param name=\"archive\" value=\"wav\"/>\n  </settings>")
 }
 
 fn start(name: &str, extra: &str) -> Fs {
@@ -67,19 +68,29 @@ fn call_until(fs: &Fs, caller: &[Part], agent: &[Part], play_ms: u32, last: &str
     fs.sipp_ok(&caller_scenario(play_ms), &["-s", "in"]);
     // Every caller reaches the agent, a caller who refused the recording too (R3: refusing costs
     // the caller nothing).
-    assert!(phone.wait(Duration::from_secs(10)), "the agent's phone was never reached: {}", phone.output());
+    assert!(
+        phone.wait(Duration::from_secs(10)),
+        "the agent's phone was never reached: {}",
+        phone.output()
+    );
     fs.wait_idle(Duration::from_secs(15));
     fs.wait_event(last, 1, Duration::from_secs(15));
     fs.audit()
 }
 
 fn kept_wav(audit: &[Value]) -> PathBuf {
-    let kept = audit.iter().find(|v| v["event"] == "recording_kept").unwrap_or_else(|| panic!("no recording_kept line:\n{}", dump(audit)));
+    let kept = audit
+        .iter()
+        .find(|v| v["event"] == "recording_kept")
+        .unwrap_or_else(|| panic!("no recording_kept line:\n{}", dump(audit)));
     PathBuf::from(kept["file"].as_str().expect("recording_kept names its file"))
 }
 
 fn dpo_tool(args: &[&str]) -> std::process::Output {
-    Command::new(project_dir().join("target/release/callconsent")).args(args).output().expect("run target/release/callconsent")
+    Command::new(project_dir().join("target/release/callconsent"))
+        .args(args)
+        .output()
+        .expect("run target/release/callconsent")
 }
 
 /// The caller talks after the 1 s notice, the agent answers in turn; both are in the kept file;
@@ -92,36 +103,86 @@ fn a_selected_call_is_recorded_from_the_bridge_and_kept() {
     esl.subscribe("CUSTOM callconsent::state");
     let audit = call(
         &fs,
-        &[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 3000 }],
-        &[Part::Silence { ms: 2000 }, Part::Tone { freq: AGENT_HZ, ms: 1200 }, Part::Silence { ms: 5000 }],
+        &[
+            Part::Silence { ms: 1500 },
+            Part::Tone { freq: CALLER_HZ, ms: 1500 },
+            Part::Silence { ms: 3000 },
+        ],
+        &[
+            Part::Silence { ms: 2000 },
+            Part::Tone { freq: AGENT_HZ, ms: 1200 },
+            Part::Silence { ms: 5000 },
+        ],
         6000,
     );
-    for ev in ["selected", "notice_played", "agent_cleared", "recording_started", "call_ended", "recording_kept", "call_settled"] {
+    for ev in [
+        "selected",
+        "notice_played",
+        "agent_cleared",
+        "recording_started",
+        "call_ended",
+        "recording_kept",
+        "call_settled",
+    ] {
         assert_eq!(count(&audit, ev), 1, "{ev}:\n{}", dump(&audit));
     }
     let ended = audit.iter().find(|v| v["event"] == "call_ended").unwrap();
     assert_eq!(ended["outcome"], "recorded", "{ended}");
-    assert!(audit.iter().all(|v| v["pbx"] == "freeswitch"), "every line names the PBX:\n{}", dump(&audit));
+    assert!(
+        audit.iter().all(|v| v["pbx"] == "freeswitch"),
+        "every line names the PBX:\n{}",
+        dump(&audit)
+    );
     let started = audit.iter().find(|v| v["event"] == "recording_started").unwrap();
-    assert!(started["agent"].as_str().is_some_and(|a| a.starts_with("sofia/callconsent/agent@")), "{started}");
+    assert!(
+        started["agent"].as_str().is_some_and(|a| a.starts_with("sofia/callconsent/agent@")),
+        "{started}"
+    );
 
     let wav = kept_wav(&audit);
     assert!(wav.starts_with(fs.spool_dir().join("kept")), "{}", wav.display());
     let samples = wav_samples(&wav);
-    let (caller_ms, agent_ms, notice_ms) = (tone_ms(&samples, CALLER_HZ), tone_ms(&samples, AGENT_HZ), tone_ms(&samples, 500.0));
-    assert!(caller_ms >= 900, "the caller's {CALLER_HZ} Hz: only {caller_ms} ms in {}", wav.display());
+    let (caller_ms, agent_ms, notice_ms) =
+        (tone_ms(&samples, CALLER_HZ), tone_ms(&samples, AGENT_HZ), tone_ms(&samples, 500.0));
+    assert!(
+        caller_ms >= 900,
+        "the caller's {CALLER_HZ} Hz: only {caller_ms} ms in {}",
+        wav.display()
+    );
     assert!(agent_ms >= 700, "the agent's {AGENT_HZ} Hz: only {agent_ms} ms in {}", wav.display());
-    assert!(notice_ms < 200, "the notice was recorded ({notice_ms} ms): recording starts at the bridge");
-    assert!(fs.spool_files().iter().all(|f| !f.starts_with(fs.spool_dir().join("staging"))), "staging left: {:?}", fs.spool_files());
+    assert!(
+        notice_ms < 200,
+        "the notice was recorded ({notice_ms} ms): recording starts at the bridge"
+    );
+    assert!(
+        fs.spool_files().iter().all(|f| !f.starts_with(fs.spool_dir().join("staging"))),
+        "staging left: {:?}",
+        fs.spool_files()
+    );
 
-    fs.wait_log("the status variable", Duration::from_secs(5), |l| l.contains("callconsent_status=RECORDING"));
-    let ev = esl.wait_for(Duration::from_secs(5), |e| e.get("Event-Subclass").is_some_and(|s| s == "callconsent::state"));
+    fs.wait_log("the status variable", Duration::from_secs(5), |l| {
+        l.contains("callconsent_status=RECORDING")
+    });
+    let ev = esl.wait_for(Duration::from_secs(5), |e| {
+        e.get("Event-Subclass").is_some_and(|s| s == "callconsent::state")
+    });
     assert!(ev.contains_key("State") && ev.contains_key("Unique-ID"), "{ev:#?}");
 
     // Keyed by the installation secret: verified with it (without it, exit 3 and never "intact").
     let secret = fs.path("db/callconsent/secret");
-    let out = dpo_tool(&["audit", "verify", "--key", secret.to_str().unwrap(), fs.audit_path().to_str().unwrap()]);
-    assert!(out.status.success(), "audit verify: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = dpo_tool(&[
+        "audit",
+        "verify",
+        "--key",
+        secret.to_str().unwrap(),
+        fs.audit_path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("carry a valid keyed MAC"), "{out:?}");
     let out = dpo_tool(&["audit", "verify", fs.audit_path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "a keyed log verified without its key: {out:?}");
@@ -129,7 +190,11 @@ fn a_selected_call_is_recorded_from_the_bridge_and_kept() {
     let agent = started["agent"].as_str().unwrap();
     let out = dpo_tool(&["agent", agent, fs.audit_path().to_str().unwrap()]);
     let lines = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert!(out.status.success() && lines >= 2, "callconsent agent {agent}: {lines} lines\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && lines >= 2,
+        "callconsent agent {agent}: {lines} lines\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Encryption at rest on FreeSWITCH (issue 12, the same runtime as Asterisk's): the kept call is
@@ -146,7 +211,14 @@ fn a_kept_call_is_archived_encrypted_to_the_dpo() {
     );
     let fs = Fs::builder("fs-encrypted").conf_xml(&xml).dialplan(INBOUND).start();
     // The caller calls from 0612345678 (the From of the INVITE).
-    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 2000 }]));
+    fs.write_sound(
+        "caller.pcap",
+        &rtp_pcap(&[
+            Part::Silence { ms: 1500 },
+            Part::Tone { freq: CALLER_HZ, ms: 1500 },
+            Part::Silence { ms: 2000 },
+        ]),
+    );
     let mut phone = fs.agent_phone(&rtp_pcap(&[Part::Silence { ms: 6000 }]));
     fs.sipp_ok(&caller_scenario(5000).replace("sip:sipp@", "sip:0612345678@"), &["-s", "in"]);
     let _ = phone.wait(Duration::from_secs(10));
@@ -154,11 +226,22 @@ fn a_kept_call_is_archived_encrypted_to_the_dpo() {
     fs.wait_event("call_settled", 1, Duration::from_secs(15));
     let audit = fs.audit();
     let archived = fs.wait_event("recording_archived", 1, Duration::from_secs(20));
-    let kept = audit.iter().find(|v| v["event"] == "recording_kept").unwrap_or_else(|| panic!("no recording_kept:\n{}", dump(&audit)));
-    assert_eq!(kept["encrypted_to"], serde_json::json!([callconsent_core::policy::recipient_fingerprint(&recipient)]), "{kept}");
+    let kept = audit
+        .iter()
+        .find(|v| v["event"] == "recording_kept")
+        .unwrap_or_else(|| panic!("no recording_kept:\n{}", dump(&audit)));
+    assert_eq!(
+        kept["encrypted_to"],
+        serde_json::json!([callconsent_core::policy::recipient_fingerprint(&recipient)]),
+        "{kept}"
+    );
     let secret = std::fs::read(fs.path("db/callconsent/secret")).expect("the installation secret");
     let hash = callconsent_core::policy::number_hash(&secret, "+33612345678", None);
-    assert_eq!(kept["number_hash"].as_str(), Some(hash.as_str()), "the keyed hash of the E.164 number: {kept}");
+    assert_eq!(
+        kept["number_hash"].as_str(),
+        Some(hash.as_str()),
+        "the keyed hash of the E.164 number: {kept}"
+    );
     let files = fs.spool_files();
     let file = PathBuf::from(archived[0]["file"].as_str().unwrap());
     assert_eq!(files, vec![file.clone()], "only the encrypted archive is left");
@@ -166,10 +249,18 @@ fn a_kept_call_is_archived_encrypted_to_the_dpo() {
     assert!(callconsent_runtime::archive::is_encrypted(&file));
     let key = fs.path("dpo.key");
     std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
-    let bytes = callconsent_runtime::archive::open_bytes(&file, &callconsent_runtime::archive::read_identities(&key).unwrap()).expect("the DPO's identity opens it");
+    let bytes = callconsent_runtime::archive::open_bytes(
+        &file,
+        &callconsent_runtime::archive::read_identities(&key).unwrap(),
+    )
+    .expect("the DPO's identity opens it");
     let a = callconsent_runtime::archive::read_archive_bytes(&bytes, "archive").unwrap();
     let expected = kept["duration_ms"].as_u64().unwrap();
-    assert!(expected > 2000 && a.duration_ms.abs_diff(expected) <= 50, "decoded {} ms, the audit log says {expected} ms", a.duration_ms);
+    assert!(
+        expected > 2000 && a.duration_ms.abs_diff(expected) <= 50,
+        "decoded {} ms, the audit log says {expected} ms",
+        a.duration_ms
+    );
     assert_eq!(a.tag("CALLCONSENT_NUMBER_HASH"), kept["number_hash"].as_str());
     assert!(!fs.logs().contains("encrypt_to is not set"));
 }
@@ -195,16 +286,37 @@ fn a_card_entry_reaches_the_payment_extension_once() {
         &[Part::Silence { ms: 2000 }, Part::Digits("*4".into()), Part::Silence { ms: 10000 }],
         11500,
     );
-    let ended = audit.iter().find(|v| v["event"] == "secure_entry_ended").unwrap_or_else(|| panic!("no secure_entry_ended:\n{}", dump(&audit)));
-    assert_eq!((ended["reason"].as_str(), ended["digits"].as_u64()), (Some("end_key"), Some(16)), "{ended}");
-    assert_eq!(count(&audit, "opt_out"), 0, "the 9 is never in the card here, and no key opted out");
+    let ended = audit
+        .iter()
+        .find(|v| v["event"] == "secure_entry_ended")
+        .unwrap_or_else(|| panic!("no secure_entry_ended:\n{}", dump(&audit)));
+    assert_eq!(
+        (ended["reason"].as_str(), ended["digits"].as_u64()),
+        (Some("end_key"), Some(16)),
+        "{ended}"
+    );
+    assert_eq!(
+        count(&audit, "opt_out"),
+        0,
+        "the 9 is never in the card here, and no key opted out"
+    );
     let md5 = {
         use std::io::Write;
-        let mut c = Command::new("md5sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("md5sum");
+        let mut c = Command::new("md5sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("md5sum");
         c.stdin.take().unwrap().write_all(CARD.as_bytes()).unwrap();
-        String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout).split_whitespace().next().unwrap_or("").to_string()
+        String::from_utf8_lossy(&c.wait_with_output().unwrap().stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
     };
-    let line = fs.wait_log("the payment extension", Duration::from_secs(5), |l| l.contains("secure payment md5") && !l.contains("${"));
+    let line = fs.wait_log("the payment extension", Duration::from_secs(5), |l| {
+        l.contains("secure payment md5") && !l.contains("${")
+    });
     assert!(line.contains(&format!("md5 {md5} again []")), "{line}");
     assert!(!fs.logs().contains(CARD), "the card number is in freeswitch.log");
 }
@@ -216,15 +328,26 @@ fn a_refusal_mid_call_deletes_every_file_of_the_call() {
     let fs = start("fs-optout-mid", "");
     let audit = call(
         &fs,
-        &[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Digits("9".into()), Part::Tone { freq: CALLER_HZ, ms: 2000 }],
+        &[
+            Part::Silence { ms: 1500 },
+            Part::Tone { freq: CALLER_HZ, ms: 1500 },
+            Part::Digits("9".into()),
+            Part::Tone { freq: CALLER_HZ, ms: 2000 },
+        ],
         &[Part::Silence { ms: 500 }, Part::Tone { freq: AGENT_HZ, ms: 6000 }],
         6500,
     );
     assert_eq!(count(&audit, "recording_started"), 1, "{}", dump(&audit));
-    let opt = audit.iter().find(|v| v["event"] == "opt_out").unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
+    let opt = audit
+        .iter()
+        .find(|v| v["event"] == "opt_out")
+        .unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
     assert_eq!(opt["during"], "call", "{opt}");
     assert_eq!(opt["key"], "9");
-    let deleted = audit.iter().find(|v| v["event"] == "recording_deleted").unwrap_or_else(|| panic!("no recording_deleted:\n{}", dump(&audit)));
+    let deleted = audit
+        .iter()
+        .find(|v| v["event"] == "recording_deleted")
+        .unwrap_or_else(|| panic!("no recording_deleted:\n{}", dump(&audit)));
     assert_eq!(deleted["by"], "caller", "{deleted}");
     assert_eq!(count(&audit, "recording_kept"), 0, "{}", dump(&audit));
     assert_eq!(fs.spool_files(), Vec::<PathBuf>::new(), "files of a refused call remain");
@@ -242,18 +365,34 @@ fn a_refusal_during_the_notice_records_nothing_and_the_call_goes_on() {
     let fs = Fs::builder("fs-optout-notice").conf_xml(&conf).dialplan(INBOUND).start();
     let mut esl = fs.esl();
     esl.subscribe("CHANNEL_BRIDGE");
-    let audit = call_until(&fs, &[Part::Silence { ms: 600 }, Part::Digits("9".into())], &[Part::Tone { freq: AGENT_HZ, ms: 3000 }, Part::Silence { ms: 3000 }], 9000, "opt_out");
+    let audit = call_until(
+        &fs,
+        &[Part::Silence { ms: 600 }, Part::Digits("9".into())],
+        &[Part::Tone { freq: AGENT_HZ, ms: 3000 }, Part::Silence { ms: 3000 }],
+        9000,
+        "opt_out",
+    );
     // Never armed: its whole trail is the draw, the interrupted notice and the refusal.
     let events: Vec<&str> = audit.iter().filter_map(|v| v["event"].as_str()).collect();
     assert_eq!(events, vec!["selected", "notice_played", "opt_out"], "{}", dump(&audit));
-    let opt = audit.iter().find(|v| v["event"] == "opt_out").unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
+    let opt = audit
+        .iter()
+        .find(|v| v["event"] == "opt_out")
+        .unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
     assert_eq!(opt["during"], "notice", "{opt}");
     assert_eq!(count(&audit, "recording_started"), 0, "{}", dump(&audit));
     assert_eq!(fs.spool_files(), Vec::<PathBuf>::new());
     // The next action saw the status, and the bridge to the agent followed.
-    fs.wait_log("the status variable", Duration::from_secs(5), |l| l.contains("callconsent_status=OPTED_OUT"));
-    let bridge = esl.wait_for(Duration::from_secs(5), |e| e.get("Event-Name").is_some_and(|n| n == "CHANNEL_BRIDGE"));
-    assert!(bridge.values().any(|v| v.starts_with("sofia/callconsent/agent@")), "the caller was bridged to the agent: {bridge:#?}");
+    fs.wait_log("the status variable", Duration::from_secs(5), |l| {
+        l.contains("callconsent_status=OPTED_OUT")
+    });
+    let bridge = esl.wait_for(Duration::from_secs(5), |e| {
+        e.get("Event-Name").is_some_and(|n| n == "CHANNEL_BRIDGE")
+    });
+    assert!(
+        bridge.values().any(|v| v.starts_with("sofia/callconsent/agent@")),
+        "the caller was bridged to the agent: {bridge:#?}"
+    );
 }
 
 /// The agent pauses with *1, says something secret, resumes with *2: the secret is not in the
@@ -289,11 +428,24 @@ fn a_caller_pressing_the_agent_codes_changes_nothing() {
     let fs = start("fs-caller-codes", "");
     let audit = call(
         &fs,
-        &[Part::Silence { ms: 1500 }, Part::Digits("*1".into()), Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Digits("*3".into()), Part::Silence { ms: 2000 }],
+        &[
+            Part::Silence { ms: 1500 },
+            Part::Digits("*1".into()),
+            Part::Tone { freq: CALLER_HZ, ms: 1500 },
+            Part::Digits("*3".into()),
+            Part::Silence { ms: 2000 },
+        ],
         &[Part::Silence { ms: 6000 }],
         6000,
     );
-    assert_eq!(count(&audit, "paused") + count(&audit, "delete_requested") + count(&audit, "recording_deleted"), 0, "{}", dump(&audit));
+    assert_eq!(
+        count(&audit, "paused")
+            + count(&audit, "delete_requested")
+            + count(&audit, "recording_deleted"),
+        0,
+        "{}",
+        dump(&audit)
+    );
     assert_eq!(count(&audit, "recording_kept"), 1, "{}", dump(&audit));
     assert!(tone_ms(&wav_samples(&kept_wav(&audit)), CALLER_HZ) >= 900);
 }
@@ -307,11 +459,26 @@ fn a_never_record_caller_is_never_recorded() {
         "<action application=\"callconsent\"",
         "<action application=\"set_profile_var\" data=\"caller_id_number=0145550000\"/>\n    <action application=\"callconsent\"",
     );
-    let fs = Fs::builder("fs-never").conf_xml(&conf("<param name=\"never_record\" value=\"caller:0145550000\"/>")).dialplan(&vip).start();
-    let audit = call_until(&fs, &[Part::Tone { freq: CALLER_HZ, ms: 4000 }], &[Part::Tone { freq: AGENT_HZ, ms: 4000 }], 4000, "exempt");
+    let fs = Fs::builder("fs-never")
+        .conf_xml(&conf("<param name=\"never_record\" value=\"caller:0145550000\"/>"))
+        .dialplan(&vip)
+        .start();
+    let audit = call_until(
+        &fs,
+        &[Part::Tone { freq: CALLER_HZ, ms: 4000 }],
+        &[Part::Tone { freq: AGENT_HZ, ms: 4000 }],
+        4000,
+        "exempt",
+    );
     assert_eq!(count(&audit, "recording_started"), 0, "{}", dump(&audit));
-    let exempt = audit.iter().find(|v| v["event"] == "exempt").unwrap_or_else(|| panic!("no exempt line:\n{}", dump(&audit)));
-    assert!(!exempt.to_string().contains("0145550000"), "the number itself is in the line: {exempt}");
+    let exempt = audit
+        .iter()
+        .find(|v| v["event"] == "exempt")
+        .unwrap_or_else(|| panic!("no exempt line:\n{}", dump(&audit)));
+    assert!(
+        !exempt.to_string().contains("0145550000"),
+        "the number itself is in the line: {exempt}"
+    );
     assert_eq!(fs.spool_files(), Vec::<PathBuf>::new());
 }
 
@@ -319,16 +486,29 @@ fn a_never_record_caller_is_never_recorded() {
 /// works; a bad reload is refused and the running profiles stay.
 #[test]
 fn a_bad_configuration_is_refused_and_freeswitch_stays_up() {
-    let mut fs = Fs::builder("fs-badconf").conf_xml(&conf("").replace("value=\"100\"", "value=\"150\"")).dialplan(INBOUND).start();
-    fs.wait_log("the refusal", Duration::from_secs(5), |l| l.contains("callconsent: not loaded") && l.contains("record_share"));
+    let mut fs = Fs::builder("fs-badconf")
+        .conf_xml(&conf("").replace("value=\"100\"", "value=\"150\""))
+        .dialplan(INBOUND)
+        .start();
+    fs.wait_log("the refusal", Duration::from_secs(5), |l| {
+        l.contains("callconsent: not loaded") && l.contains("record_share")
+    });
     fs.assert_alive();
-    assert!(fs.api("callconsent show profiles").contains("Command not found"), "the module is not loaded");
+    assert!(
+        fs.api("callconsent show profiles").contains("Command not found"),
+        "the module is not loaded"
+    );
     fs.write_conf("callconsent.conf.xml", &conf(""));
     fs.reloadxml();
     let loaded = fs.api("load mod_callconsent");
     assert!(loaded.contains("+OK"), "{loaded}");
     assert!(fs.api("callconsent show profiles").contains("inbound"));
-    fs.write_conf("callconsent.conf.xml", &conf("").replace("name=\"inbound\"", "name=\"other\"").replace("value=\"100\"", "value=\"150\""));
+    fs.write_conf(
+        "callconsent.conf.xml",
+        &conf("")
+            .replace("name=\"inbound\"", "name=\"other\"")
+            .replace("value=\"100\"", "value=\"150\""),
+    );
     fs.reloadxml();
     let reload = fs.api("callconsent reload");
     assert!(reload.contains("-ERR") && reload.contains("record_share"), "{reload}");
@@ -348,7 +528,10 @@ fn api_pause_and_resume() {
         let started = fs.wait_event("recording_started", 1, Duration::from_secs(15));
         let uuid = started[0]["call"].as_str().expect("the call's uuid").to_string();
         let shown = fs.api("callconsent show calls");
-        assert!(shown.contains("sofia/callconsent/sipp@") && shown.contains("recording"), "{shown}");
+        assert!(
+            shown.contains("sofia/callconsent/sipp@") && shown.contains("recording"),
+            "{shown}"
+        );
         let paused = fs.api(&format!("callconsent pause {uuid}"));
         assert!(paused.starts_with("+OK"), "{paused}");
         let line = fs.wait_event("paused", 1, Duration::from_secs(5));
@@ -385,7 +568,14 @@ fn outbound(name: &str) -> Fs {
 fn outbound_call(fs: &Fs, customer: &[Part], play_ms: u32) -> Vec<Value> {
     // The agent talks once the customer is done (the Goertzel check cannot tell two tones apart
     // in the mono mix while both play).
-    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 3500 }, Part::Tone { freq: AGENT_HZ, ms: 1500 }, Part::Silence { ms: 6000 }]));
+    fs.write_sound(
+        "caller.pcap",
+        &rtp_pcap(&[
+            Part::Silence { ms: 3500 },
+            Part::Tone { freq: AGENT_HZ, ms: 1500 },
+            Part::Silence { ms: 6000 },
+        ]),
+    );
     let mut phone = fs.agent_phone(&rtp_pcap(customer));
     fs.sipp_ok(&caller_scenario(play_ms), &["-s", "0555123"]);
     let _ = phone.wait(Duration::from_secs(10));
@@ -401,13 +591,30 @@ fn outbound_the_called_customer_refuses_mid_call() {
     let fs = outbound("fs-out-refuse");
     let audit = outbound_call(
         &fs,
-        &[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Digits("9".into()), Part::Tone { freq: CALLER_HZ, ms: 2500 }],
+        &[
+            Part::Silence { ms: 1500 },
+            Part::Tone { freq: CALLER_HZ, ms: 1500 },
+            Part::Digits("9".into()),
+            Part::Tone { freq: CALLER_HZ, ms: 2500 },
+        ],
         7000,
     );
-    let started = audit.iter().find(|v| v["event"] == "recording_started").unwrap_or_else(|| panic!("not recorded:\n{}", dump(&audit)));
-    assert!(started["channel"].as_str().is_some_and(|c| c.starts_with("sofia/callconsent/customer@")), "the customer's leg is the call: {started}");
-    assert!(started["agent"].as_str().is_some_and(|a| a.starts_with("sofia/callconsent/sipp@")), "the dialling agent is the agent: {started}");
-    let opt = audit.iter().find(|v| v["event"] == "opt_out").unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
+    let started = audit
+        .iter()
+        .find(|v| v["event"] == "recording_started")
+        .unwrap_or_else(|| panic!("not recorded:\n{}", dump(&audit)));
+    assert!(
+        started["channel"].as_str().is_some_and(|c| c.starts_with("sofia/callconsent/customer@")),
+        "the customer's leg is the call: {started}"
+    );
+    assert!(
+        started["agent"].as_str().is_some_and(|a| a.starts_with("sofia/callconsent/sipp@")),
+        "the dialling agent is the agent: {started}"
+    );
+    let opt = audit
+        .iter()
+        .find(|v| v["event"] == "opt_out")
+        .unwrap_or_else(|| panic!("no opt_out:\n{}", dump(&audit)));
     assert_eq!(opt["during"], "call", "{opt}");
     assert_eq!(count(&audit, "recording_kept"), 0, "{}", dump(&audit));
     assert_eq!(fs.spool_files(), Vec::<PathBuf>::new(), "files of a refused call remain");
@@ -420,12 +627,23 @@ fn outbound_the_customer_s_codes_change_nothing() {
     let fs = outbound("fs-out-stay");
     let audit = outbound_call(
         &fs,
-        &[Part::Silence { ms: 1500 }, Part::Digits("*1".into()), Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 4000 }],
+        &[
+            Part::Silence { ms: 1500 },
+            Part::Digits("*1".into()),
+            Part::Tone { freq: CALLER_HZ, ms: 1500 },
+            Part::Silence { ms: 4000 },
+        ],
         7000,
     );
     assert_eq!(count(&audit, "paused"), 0, "{}", dump(&audit));
     let samples = wav_samples(&kept_wav(&audit));
-    assert!(tone_ms(&samples, CALLER_HZ) >= 900, "the customer's speech: {} ms of {} ms, at {:?}", tone_ms(&samples, CALLER_HZ), samples.len() / 8, tone_span_ms(&samples, CALLER_HZ));
+    assert!(
+        tone_ms(&samples, CALLER_HZ) >= 900,
+        "the customer's speech: {} ms of {} ms, at {:?}",
+        tone_ms(&samples, CALLER_HZ),
+        samples.len() / 8,
+        tone_span_ms(&samples, CALLER_HZ)
+    );
     assert!(tone_ms(&samples, AGENT_HZ) >= 700, "the agent's speech");
 }
 
@@ -437,13 +655,25 @@ fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
     let audit = call(
         &fs,
         &[Part::Silence { ms: 12_000 }],
-        &[Part::Silence { ms: 500 }, Part::Digits("*1".into()), Part::Tone { freq: AGENT_HZ, ms: 10_000 }],
+        &[
+            Part::Silence { ms: 500 },
+            Part::Digits("*1".into()),
+            Part::Tone { freq: AGENT_HZ, ms: 10_000 },
+        ],
         11_000,
     );
-    let order: Vec<&str> = audit.iter().filter_map(|v| v["event"].as_str()).filter(|e| matches!(*e, "paused" | "pause_warning" | "resumed")).collect();
+    let order: Vec<&str> = audit
+        .iter()
+        .filter_map(|v| v["event"].as_str())
+        .filter(|e| matches!(*e, "paused" | "pause_warning" | "resumed"))
+        .collect();
     assert_eq!(order, vec!["paused", "pause_warning", "resumed"], "{}", dump(&audit));
     let resumed = audit.iter().find(|v| v["event"] == "resumed").unwrap();
-    assert_eq!((resumed["by"].as_str(), resumed["source"].as_str()), (Some("auto"), Some("pause_max_seconds")), "{resumed}");
+    assert_eq!(
+        (resumed["by"].as_str(), resumed["source"].as_str()),
+        (Some("auto"), Some("pause_max_seconds")),
+        "{resumed}"
+    );
 }
 
 /// `unload mod_callconsent` while a call is watched is refused (its hooks and media bug still
@@ -452,14 +682,28 @@ fn a_forgotten_pause_resumes_by_itself_after_a_warning() {
 #[test]
 fn unload_is_refused_while_a_call_is_watched() {
     let mut fs = start("fs-unload", "");
-    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 1500 }, Part::Tone { freq: CALLER_HZ, ms: 1500 }, Part::Silence { ms: 4000 }]));
-    let mut phone = fs.agent_phone(&rtp_pcap(&[Part::Silence { ms: 3000 }, Part::Tone { freq: AGENT_HZ, ms: 1200 }, Part::Silence { ms: 5000 }]));
+    fs.write_sound(
+        "caller.pcap",
+        &rtp_pcap(&[
+            Part::Silence { ms: 1500 },
+            Part::Tone { freq: CALLER_HZ, ms: 1500 },
+            Part::Silence { ms: 4000 },
+        ]),
+    );
+    let mut phone = fs.agent_phone(&rtp_pcap(&[
+        Part::Silence { ms: 3000 },
+        Part::Tone { freq: AGENT_HZ, ms: 1200 },
+        Part::Silence { ms: 5000 },
+    ]));
     std::thread::scope(|s| {
         let caller = s.spawn(|| fs.sipp_ok(&caller_scenario(7000), &["-s", "in"]));
         fs.wait_event("recording_started", 1, Duration::from_secs(15));
         let refused = fs.api("unload mod_callconsent");
         assert!(refused.contains("-ERR"), "unload during a watched call: {refused}");
-        assert!(fs.api("callconsent show calls").contains("1 call(s) watched"), "the module is still there");
+        assert!(
+            fs.api("callconsent show calls").contains("1 call(s) watched"),
+            "the module is still there"
+        );
         caller.join().expect("the caller");
     });
     let _ = phone.wait(Duration::from_secs(10));

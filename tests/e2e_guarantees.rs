@@ -23,9 +23,16 @@ fn dialplan() -> String {
 /// replayed): the module declines to load, says why, and leaves the file as it was.
 #[test]
 fn a_damaged_secret_declines_the_load_and_is_left_as_it_was() {
-    let mut pbx = Pbx::builder("secret-short").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).var_file("callconsent/secret", b"short").start();
+    let mut pbx = Pbx::builder("secret-short")
+        .file("callconsent.conf", &consent_conf(&profile("sales", 100, "")))
+        .var_file("callconsent/secret", b"short")
+        .start();
     assert!(!loaded(&pbx), "loaded with a damaged secret");
-    assert!(pbx.messages().contains("the installation secret is damaged (5 bytes, 32 expected)"), "{}", pbx.logs());
+    assert!(
+        pbx.messages().contains("the installation secret is damaged (5 bytes, 32 expected)"),
+        "{}",
+        pbx.logs()
+    );
     assert_eq!(std::fs::read(pbx.path("db/callconsent/secret")).unwrap(), b"short");
     pbx.assert_alive();
 }
@@ -33,12 +40,18 @@ fn a_damaged_secret_declines_the_load_and_is_left_as_it_was() {
 /// The draw's lines name the key that replays them.
 #[test]
 fn selection_lines_carry_the_key_id() {
-    let mut pbx = Pbx::builder("key-id").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).file("extensions.conf", &dialplan()).start();
+    let mut pbx = Pbx::builder("key-id")
+        .file("callconsent.conf", &consent_conf(&profile("sales", 100, "")))
+        .file("extensions.conf", &dialplan())
+        .start();
     pbx.originate("Local/in@test", "dev@test");
     let selected = pbx.wait_event("selected", 1, Duration::from_secs(10));
     let key_id = selected[0]["key_id"].as_str().unwrap_or("").to_string();
     assert_eq!(key_id.len(), 8, "{selected:?}");
-    assert!(pbx.messages().contains(&format!("(key id {key_id})")), "the key id of the secret made at first load is logged");
+    assert!(
+        pbx.messages().contains(&format!("(key id {key_id})")),
+        "the key id of the secret made at first load is logged"
+    );
     pbx.assert_alive();
 }
 
@@ -46,20 +59,34 @@ fn selection_lines_carry_the_key_id() {
 /// refused (a typo) still removes the crashed call's recording, and says so in the audit log.
 #[test]
 fn a_crash_then_a_refused_configuration_still_discards_the_recording() {
-    let mut pbx = Pbx::builder("crash-badconf").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).file("extensions.conf", &dialplan()).start();
+    let mut pbx = Pbx::builder("crash-badconf")
+        .file("callconsent.conf", &consent_conf(&profile("sales", 100, "")))
+        .file("extensions.conf", &dialplan())
+        .start();
     pbx.originate("Local/in@test", "dev@test");
     let started = pbx.wait_event("recording_started", 1, Duration::from_secs(10));
     let file = pbx.host_path(started[0]["file"].as_str().unwrap());
-    wait_until(&format!("the staging file {} to exist mid-call", file.display()), Duration::from_secs(5), || file.is_file());
+    wait_until(
+        &format!("the staging file {} to exist mid-call", file.display()),
+        Duration::from_secs(5),
+        || file.is_file(),
+    );
     // The admin's edit that breaks the file lands while Asterisk is down.
-    let conf = std::fs::read_to_string(pbx.path("etc/callconsent.conf")).unwrap().replace("record_share = 100", "record_share = 1000");
+    let conf = std::fs::read_to_string(pbx.path("etc/callconsent.conf"))
+        .unwrap()
+        .replace("record_share = 100", "record_share = 1000");
     std::fs::write(pbx.path("etc/callconsent.conf"), conf).unwrap();
     pbx.kill9_and_restart();
     assert!(!loaded(&pbx), "the broken configuration was accepted");
     assert!(pbx.messages().contains("record_share: must be a whole percentage"), "{}", pbx.logs());
     assert!(!file.exists(), "the crashed call's recording survived a refused configuration");
     let discarded = pbx.wait_event("recording_discarded", 1, Duration::from_secs(5));
-    assert!(discarded[0]["file"].as_str().is_some_and(|f| f.ends_with(file.file_name().unwrap().to_str().unwrap())), "{discarded:?}");
+    assert!(
+        discarded[0]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(file.file_name().unwrap().to_str().unwrap())),
+        "{discarded:?}"
+    );
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
     pbx.assert_alive();
 }
@@ -80,8 +107,15 @@ fn transfer_dialplan() -> String {
 /// contributes 0 ms to the recording; the first agent's 2 s (880 Hz) are kept.
 #[test]
 fn a_never_recorded_line_contributes_nothing_after_a_transfer() {
-    let conf = consent_conf(&profile("sales", 100, "start_tone = off\nnever_record = agent:Local/rep@*\n"));
-    let mut pbx = Pbx::builder("transfer-leak").file("callconsent.conf", &conf).file("extensions.conf", &transfer_dialplan()).start();
+    let conf = consent_conf(&profile(
+        "sales",
+        100,
+        "start_tone = off\nnever_record = agent:Local/rep@*\n",
+    ));
+    let mut pbx = Pbx::builder("transfer-leak")
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &transfer_dialplan())
+        .start();
     let mut ami = pbx.ami();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("recording_started", 1, Duration::from_secs(10));
@@ -102,10 +136,15 @@ fn a_never_recorded_line_contributes_nothing_after_a_transfer() {
 /// log, an AMI event): truncating it and deleting its `.head` is caught with the published head.
 #[test]
 fn a_truncated_log_is_caught_by_its_published_head_and_lines_carry_a_keyed_mac() {
-    let mut pbx = Pbx::builder("audit-anchor").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).file("extensions.conf", &dialplan()).start();
+    let mut pbx = Pbx::builder("audit-anchor")
+        .file("callconsent.conf", &consent_conf(&profile("sales", 100, "")))
+        .file("extensions.conf", &dialplan())
+        .start();
     let mut ami = pbx.ami();
     // At load, the head (here of an empty log) is published in Asterisk's log.
-    let at_load = pbx.wait_log("the head published at load", Duration::from_secs(5), |l| l.contains("callconsent: audit head ") && l.contains("(load)"));
+    let at_load = pbx.wait_log("the head published at load", Duration::from_secs(5), |l| {
+        l.contains("callconsent: audit head ") && l.contains("(load)")
+    });
     assert!(at_load.contains(" at line 0 of "), "{at_load}");
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("recording_started", 1, Duration::from_secs(10));
@@ -113,15 +152,32 @@ fn a_truncated_log_is_caught_by_its_published_head_and_lines_carry_a_keyed_mac()
     pbx.wait_settled(1, Duration::from_secs(15));
     // A reload publishes the head again, also as an AMI event.
     pbx.rx("callconsent reload");
-    let ev = ami.wait_for(Duration::from_secs(5), |m| m.get("Event").map(String::as_str) == Some("CallConsentAudit") && m.get("Reason").map(String::as_str) == Some("reload"));
+    let ev = ami.wait_for(Duration::from_secs(5), |m| {
+        m.get("Event").map(String::as_str) == Some("CallConsentAudit")
+            && m.get("Reason").map(String::as_str) == Some("reload")
+    });
     let head = ev.get("Head").cloned().unwrap_or_default();
     assert_eq!(head.len(), 64, "{ev:?}");
     let log = pbx.audit_path();
     let log_s = log.to_str().unwrap().to_string();
     let secret = pbx.path("db/callconsent/secret");
-    let ok = dpo_tool(&["audit", "verify", "--key", secret.to_str().unwrap(), "--anchor", &head, &log_s]);
+    let ok = dpo_tool(&[
+        "audit",
+        "verify",
+        "--key",
+        secret.to_str().unwrap(),
+        "--anchor",
+        &head,
+        &log_s,
+    ]);
     let out = String::from_utf8_lossy(&ok.stdout).to_string();
-    assert!(ok.status.success() && out.contains("chain intact") && out.contains("carry a valid keyed MAC") && out.contains("1 published head(s) found"), "{ok:?}");
+    assert!(
+        ok.status.success()
+            && out.contains("chain intact")
+            && out.contains("carry a valid keyed MAC")
+            && out.contains("1 published head(s) found"),
+        "{ok:?}"
+    );
     // Someone cuts the log before the call and deletes .head: what is left chains...
     let text = std::fs::read_to_string(&log).unwrap();
     let first: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
@@ -133,14 +189,20 @@ fn a_truncated_log_is_caught_by_its_published_head_and_lines_carry_a_keyed_mac()
     assert!(String::from_utf8_lossy(&bad.stdout).contains(".head file is missing"), "{bad:?}");
     let bad = dpo_tool(&["audit", "verify", "--anchor", &head, &log_s]);
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
-    assert!(String::from_utf8_lossy(&bad.stdout).contains("is not in the log: lines were removed"), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("is not in the log: lines were removed"),
+        "{bad:?}"
+    );
     pbx.assert_alive();
 }
 
 /// `callconsent show status`: the audit log's health at a glance.
 #[test]
 fn show_status_tells_the_audit_log_state() {
-    let pbx = Pbx::builder("show-status").file("callconsent.conf", &consent_conf(&profile("sales", 100, ""))).file("extensions.conf", &dialplan()).start();
+    let pbx = Pbx::builder("show-status")
+        .file("callconsent.conf", &consent_conf(&profile("sales", 100, "")))
+        .file("extensions.conf", &dialplan())
+        .start();
     pbx.originate("Local/in@test", "dev@test");
     let selected = pbx.wait_event("selected", 1, Duration::from_secs(10));
     pbx.wait_event("recording_started", 1, Duration::from_secs(10));
@@ -153,6 +215,9 @@ fn show_status_tells_the_audit_log_state() {
         }
     });
     assert!(out.contains("Audit writes:   ok"), "{out}");
-    assert!(out.contains(&format!("Key id:         {}", selected[0]["key_id"].as_str().unwrap_or("?"))), "{out}");
+    assert!(
+        out.contains(&format!("Key id:         {}", selected[0]["key_id"].as_str().unwrap_or("?"))),
+        "{out}"
+    );
     assert!(out.contains("Live calls:     1"), "{out}");
 }

@@ -45,7 +45,8 @@ fn dialplan() -> String {
 /// The PJSIP endpoint `trunk` the example dials: the harness's UAS port (`agent_port`) stands for
 /// the customer's phone behind the operator. Added to the running Asterisk's pjsip.conf.
 fn add_trunk(pbx: &Pbx) {
-    let pjsip = std::fs::read_to_string(pbx.path("etc/pjsip.conf")).expect("the harness's pjsip.conf");
+    let pjsip =
+        std::fs::read_to_string(pbx.path("etc/pjsip.conf")).expect("the harness's pjsip.conf");
     pbx.write_conf(
         "pjsip.conf",
         &format!(
@@ -56,12 +57,20 @@ fn add_trunk(pbx: &Pbx) {
     pbx.rx("module reload res_pjsip.so");
     wait_for("the PJSIP endpoint trunk after the reload", Duration::from_secs(10), || {
         let out = pbx.rx("pjsip show endpoint trunk");
-        if out.contains("Endpoint:  trunk") { Ok(()) } else { Err(out) }
+        if out.contains("Endpoint:  trunk") {
+            Ok(())
+        } else {
+            Err(out)
+        }
     });
 }
 
 fn start(name: &str, conf: &str, extensions: &str) -> Pbx {
-    let pbx = Pbx::builder(name).sip().file("callconsent.conf", conf).file("extensions.conf", extensions).start();
+    let pbx = Pbx::builder(name)
+        .sip()
+        .file("callconsent.conf", conf)
+        .file("extensions.conf", extensions)
+        .start();
     add_trunk(&pbx);
     pbx
 }
@@ -74,7 +83,11 @@ fn customer(parts: Vec<Part>) -> Vec<u8> {
 }
 
 fn sipp_ok(pbx: &Pbx, phone: Sipp) {
-    assert!(phone.wait(Duration::from_secs(15)), "the customer's phone (sipp) failed:\n{}", std::fs::read_to_string(pbx.path("log/sipp-agent.log")).unwrap_or_default());
+    assert!(
+        phone.wait(Duration::from_secs(15)),
+        "the customer's phone (sipp) failed:\n{}",
+        std::fs::read_to_string(pbx.path("log/sipp-agent.log")).unwrap_or_default()
+    );
 }
 
 fn on_callee(v: &Value) -> bool {
@@ -102,18 +115,28 @@ fn the_called_customer_hears_the_notice_and_the_call_is_kept() {
     let of = |e: &str| audit.iter().filter(|v| v["event"] == e).cloned().collect::<Vec<_>>();
     let notices = of("notice_played");
     assert_eq!(notices.len(), 1, "one notice, to the customer only: {notices:?}");
-    assert!(on_callee(&notices[0]), "the notice was played to {} instead of the called customer", notices[0]["channel"]);
+    assert!(
+        on_callee(&notices[0]),
+        "the notice was played to {} instead of the called customer",
+        notices[0]["channel"]
+    );
     assert_eq!(notices[0]["outcome"], "completed");
     let started = of("recording_started");
     assert!(on_callee(&started[0]), "recorded as the caller: {}", started[0]["channel"]);
     let cleared = of("agent_cleared");
-    assert_eq!(cleared[0]["agent"], "Local/0555123@from-agents", "the agent is the one who dialled: {cleared:?}");
+    assert_eq!(
+        cleared[0]["agent"], "Local/0555123@from-agents",
+        "the agent is the one who dialled: {cleared:?}"
+    );
     assert!(on_callee(&kept[0]));
     assert_eq!(of("call_ended")[0]["outcome"], "recorded");
     // Both parties are in the recording: the customer after the notice, then the agent.
     let samples = wav_samples(&pbx.host_path(kept[0]["file"].as_str().unwrap()));
     let (customer_ms, agent_ms) = (tone_ms(&samples, CUSTOMER_HZ), tone_ms(&samples, AGENT_HZ));
-    assert!(customer_ms >= 1000 && agent_ms >= 1000, "customer {customer_ms} ms, agent {agent_ms} ms in the recording");
+    assert!(
+        customer_ms >= 1000 && agent_ms >= 1000,
+        "customer {customer_ms} ms, agent {agent_ms} ms in the recording"
+    );
 }
 
 /// The customer refuses mid-call with an RFC 4733 9: the recording stops and every file of the
@@ -121,7 +144,10 @@ fn the_called_customer_hears_the_notice_and_the_call_is_kept() {
 #[test]
 fn the_called_customer_refuses_mid_call() {
     let pbx = start("out-refused", &conf(), &dialplan());
-    let phone = pbx.agent_phone(&customer(vec![Part::Tone { freq: CUSTOMER_HZ, ms: 4000 }, Part::Digits("9".into())]));
+    let phone = pbx.agent_phone(&customer(vec![
+        Part::Tone { freq: CUSTOMER_HZ, ms: 4000 },
+        Part::Digits("9".into()),
+    ]));
     pbx.originate("Local/0555123@from-agents", "agent-listens@test");
     let started = pbx.wait_event("recording_started", 1, Duration::from_secs(20));
     assert!(on_callee(&started[0]), "{started:?}");
@@ -135,7 +161,11 @@ fn the_called_customer_refuses_mid_call() {
     let settled = pbx.wait_settled(1, Duration::from_secs(15));
     assert_eq!(settled[0]["call"], deleted[0]["call"]);
     assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "opted_out");
-    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new(), "files of the refused outbound call remain");
+    assert_eq!(
+        pbx.spool_files(),
+        Vec::<std::path::PathBuf>::new(),
+        "files of the refused outbound call remain"
+    );
 }
 
 /// The customer presses the agent's delete code (*3): nothing changes. The agent's own *1 and
@@ -143,16 +173,28 @@ fn the_called_customer_refuses_mid_call() {
 #[test]
 fn the_customers_keys_are_not_agent_codes() {
     let pbx = start("out-codes", &conf(), &dialplan());
-    let phone = pbx.agent_phone(&customer(vec![Part::Tone { freq: CUSTOMER_HZ, ms: 2500 }, Part::Digits("*3".into())]));
+    let phone = pbx.agent_phone(&customer(vec![
+        Part::Tone { freq: CUSTOMER_HZ, ms: 2500 },
+        Part::Digits("*3".into()),
+    ]));
     pbx.originate("Local/0555123@from-agents", "agent-pauses@test");
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(30));
     pbx.wait_idle(Duration::from_secs(10));
     sipp_ok(&pbx, phone);
     pbx.wait_settled(1, Duration::from_secs(10));
-    assert_eq!((count(&pbx, "delete_requested"), count(&pbx, "recording_deleted")), (0, 0), "the customer's *3 deleted the recording: {:?}", pbx.events());
+    assert_eq!(
+        (count(&pbx, "delete_requested"), count(&pbx, "recording_deleted")),
+        (0, 0),
+        "the customer's *3 deleted the recording: {:?}",
+        pbx.events()
+    );
     assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "recorded");
     let paused = pbx.wait_event("paused", 1, Duration::from_secs(1));
-    assert_eq!((paused[0]["by"].as_str(), paused[0]["source"].as_str()), (Some("agent"), Some("keypad")), "{paused:?}");
+    assert_eq!(
+        (paused[0]["by"].as_str(), paused[0]["source"].as_str()),
+        (Some("agent"), Some("keypad")),
+        "{paused:?}"
+    );
     assert_eq!(paused[0]["agent"], "Local/0555123@from-agents");
     assert_eq!(pbx.wait_event("resumed", 1, Duration::from_secs(1))[0]["by"], "agent");
     assert_paused_span(&pbx.host_path(kept[0]["file"].as_str().unwrap()), 1500);
@@ -167,13 +209,20 @@ fn the_private_prefix_still_exempts() {
     pbx.originate("Local/8555123@from-agents", "agent-talks@test");
     let exempt = pbx.wait_event("exempt", 1, Duration::from_secs(20));
     assert_eq!(exempt[0]["reason"], "private_prefix", "{exempt:?}");
-    assert!(on_callee(&exempt[0]), "exempted on {} instead of the called customer", exempt[0]["channel"]);
+    assert!(
+        on_callee(&exempt[0]),
+        "exempted on {} instead of the called customer",
+        exempt[0]["channel"]
+    );
     pbx.wait_idle(Duration::from_secs(20));
     sipp_ok(&pbx, phone);
     for e in ["notice_played", "selected", "recording_started"] {
         assert_eq!(count(&pbx, e), 0, "{e} on a private call: {:?}", pbx.events());
     }
-    assert!(!std::fs::read_to_string(pbx.audit_path()).unwrap().contains("555123"), "the dialled number is in the audit log");
+    assert!(
+        !std::fs::read_to_string(pbx.audit_path()).unwrap().contains("555123"),
+        "the dialled number is in the audit log"
+    );
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
 }
 
@@ -182,9 +231,15 @@ fn the_private_prefix_still_exempts() {
 /// module holds nothing of the call any more.
 #[test]
 fn the_customer_hangs_up_during_the_notice() {
-    let conf = consent_conf(&profile("outbound", 100, "private_prefix = 8").replace(&sound("notice", 500, 1.0), &sound("notice-4s", 500, 4.0)));
+    let conf = consent_conf(
+        &profile("outbound", 100, "private_prefix = 8")
+            .replace(&sound("notice", 500, 1.0), &sound("notice-4s", 500, 4.0)),
+    );
     let mut pbx = start("out-hangup", &conf, &dialplan());
-    let phone = pbx.uas_phone("callee-hangs-up.xml", &customer(vec![Part::Tone { freq: CUSTOMER_HZ, ms: 1000 }]));
+    let phone = pbx.uas_phone(
+        "callee-hangs-up.xml",
+        &customer(vec![Part::Tone { freq: CUSTOMER_HZ, ms: 1000 }]),
+    );
     pbx.originate("Local/0555123@from-agents", "agent-talks@test");
     sipp_ok(&pbx, phone);
     let notice = pbx.wait_event("notice_played", 1, Duration::from_secs(10));
@@ -193,10 +248,16 @@ fn the_customer_hangs_up_during_the_notice() {
     pbx.wait_idle(Duration::from_secs(10));
     let settled = pbx.wait_settled(1, Duration::from_secs(10));
     assert!(on_callee(&settled[0]));
-    assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "hangup_during_notice");
+    assert_eq!(
+        pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"],
+        "hangup_during_notice"
+    );
     assert_eq!(count(&pbx, "recording_started"), 0, "{:?}", pbx.events());
     let calls = pbx.rx("callconsent show calls");
-    assert!(!calls.contains("PJSIP/") && !calls.contains("Local/"), "the module still holds the call: {calls}");
+    assert!(
+        !calls.contains("PJSIP/") && !calls.contains("Local/"),
+        "the module still holds the call: {calls}"
+    );
     assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new());
     pbx.assert_alive();
 }
@@ -220,8 +281,12 @@ fn freepbx_predial_hook_informs_the_called_customer() {
         [trunk-dial-with-exten]\nexten => _[+-X].,1,Dial(PJSIP/${OUTNUM}@trunk,300,${DIAL_TRUNK_OPTIONS}b(func-apply-sipheaders^s^1))\n same => n,Return()\n\
         [func-apply-sipheaders]\nexten => s,1,Return()\n";
     let ext = format!("{freepbx}\n#include extensions_custom.conf\n{}", agents());
-    let pbx = Pbx::builder("out-freepbx").sip().file("callconsent.conf", &conf()).file("extensions.conf", &ext)
-        .file("extensions_custom.conf", &read("dialplan/freepbx/extensions_custom.conf")).start();
+    let pbx = Pbx::builder("out-freepbx")
+        .sip()
+        .file("callconsent.conf", &conf())
+        .file("extensions.conf", &ext)
+        .file("extensions_custom.conf", &read("dialplan/freepbx/extensions_custom.conf"))
+        .start();
     add_trunk(&pbx);
     let phone = pbx.agent_phone(&customer(vec![Part::Tone { freq: CUSTOMER_HZ, ms: 3000 }]));
     pbx.originate("Local/0555123@from-internal", "agent-talks@test");
@@ -229,9 +294,15 @@ fn freepbx_predial_hook_informs_the_called_customer() {
     pbx.wait_idle(Duration::from_secs(10));
     sipp_ok(&pbx, phone);
     let notice = pbx.wait_event("notice_played", 1, Duration::from_secs(1));
-    assert!(on_callee(&notice[0]) && on_callee(&kept[0]), "not the customer's channel: {notice:?} {kept:?}");
+    assert!(
+        on_callee(&notice[0]) && on_callee(&kept[0]),
+        "not the customer's channel: {notice:?} {kept:?}"
+    );
     assert_eq!(notice[0]["outcome"], "completed");
-    assert_eq!(pbx.wait_event("agent_cleared", 1, Duration::from_secs(1))[0]["agent"], "Local/0555123@from-internal");
+    assert_eq!(
+        pbx.wait_event("agent_cleared", 1, Duration::from_secs(1))[0]["agent"],
+        "Local/0555123@from-internal"
+    );
     pbx.wait_settled(1, Duration::from_secs(10));
 
     // The private route strips its 8, but the hook passes the number as the agent dialled it.
@@ -242,33 +313,61 @@ fn freepbx_predial_hook_informs_the_called_customer() {
     assert!(on_callee(&exempt[0]), "{exempt:?}");
     pbx.wait_idle(Duration::from_secs(20));
     sipp_ok(&pbx, phone);
-    assert_eq!((count(&pbx, "notice_played"), count(&pbx, "recording_started")), (1, 1), "the private call was told or recorded: {:?}", pbx.events());
+    assert_eq!(
+        (count(&pbx, "notice_played"), count(&pbx, "recording_started")),
+        (1, 1),
+        "the private call was told or recorded: {:?}",
+        pbx.events()
+    );
 }
 
 /// Both example files load together, and no example runs CallConsent() on an outbound call's
 /// agent side or uses app_macro (gone since Asterisk 21).
 #[test]
 fn examples_put_consent_on_the_called_party() {
-    let conf = consent_conf(&format!("{}\n{}", profile("inbound", 20, ""), profile("outbound", 20, "private_prefix = 8")));
+    let conf = consent_conf(&format!(
+        "{}\n{}",
+        profile("inbound", 20, ""),
+        profile("outbound", 20, "private_prefix = 8")
+    ));
     let freepbx = read("dialplan/freepbx/extensions_custom.conf");
     let ext = read("dialplan/extensions.conf.sample") + "\n#include extensions_custom.conf\n";
-    let mut pbx = Pbx::builder("out-examples").file("callconsent.conf", &conf).file("extensions.conf", &ext)
-        .file("extensions_custom.conf", &freepbx).file("features.conf", &read("dialplan/features.conf.sample")).start();
+    let mut pbx = Pbx::builder("out-examples")
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &ext)
+        .file("extensions_custom.conf", &freepbx)
+        .file("features.conf", &read("dialplan/features.conf.sample"))
+        .start();
     let show = |context: &str| pbx.rx(&format!("dialplan show {context}"));
     let agents = show("from-agents");
-    assert!(agents.contains("U(sub-callconsent-outbound^${EXTEN})") && !agents.contains("CallConsent("), "{agents}");
+    assert!(
+        agents.contains("U(sub-callconsent-outbound^${EXTEN})") && !agents.contains("CallConsent("),
+        "{agents}"
+    );
     let sub = show("sub-callconsent-outbound");
     assert!(sub.contains("CallConsent(outbound,${ARG1})") && sub.contains("Return()"), "{sub}");
     // Queue()'s gosub is its 7th argument since Asterisk 21 (the 8th is the rule).
     assert!(show("from-pstn").contains("Queue(support,,,,,,callconsent-agent)"));
     let hook = show("macro-dialout-trunk-predial-hook");
-    assert!(hook.contains("U(callconsent-out^${STACK_PEEK(2,e,1)})") && hook.contains("Return()"), "{hook}");
+    assert!(
+        hook.contains("U(callconsent-out^${STACK_PEEK(2,e,1)})") && hook.contains("Return()"),
+        "{hook}"
+    );
     assert!(show("callconsent-out").contains("CallConsent(outbound,${ARG1})"));
     assert!(show("macro-dialout-one-predial-hook").contains("Return()"));
     let code: Vec<&str> = freepbx.lines().filter(|l| !l.trim_start().starts_with(';')).collect();
-    assert!(!code.iter().any(|l| l.contains("Macro")), "app_macro is gone since Asterisk 21: {code:?}");
+    assert!(
+        !code.iter().any(|l| l.contains("Macro")),
+        "app_macro is gone since Asterisk 21: {code:?}"
+    );
     let messages = pbx.messages();
-    let complaints: Vec<&str> = messages.lines().filter(|l| (l.contains("WARNING[") || l.contains("ERROR[")) && (l.contains("pbx") || l.contains("extension"))).collect();
+    let complaints: Vec<&str> = messages
+        .lines()
+        .filter(|l| {
+            (l.contains("WARNING[") || l.contains("ERROR["))
+                && (l.contains("pbx") || l.contains("extension"))
+        })
+        .collect();
     assert!(complaints.is_empty(), "the examples do not load cleanly: {complaints:?}");
     pbx.assert_alive();
 }

@@ -70,7 +70,9 @@ fn clean_stale() {
     for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()) {
+        if pid
+            .is_some_and(|p| p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists())
+        {
             let _ = fs::remove_dir_all(e.path());
         }
     }
@@ -93,13 +95,31 @@ fn packages() -> &'static Packages {
             if lint {
                 c.arg("--lint");
             }
-            c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run scripts/package.sh")
+            c.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run scripts/package.sh")
         };
         let (first, second) = (build(&version, true), build(&upgrade, false));
-        let (first, second) = (first.wait_with_output().expect("package.sh"), second.wait_with_output().expect("package.sh"));
-        assert!(first.status.success(), "scripts/package.sh --lint --version {version} failed:\n{}", text(&first));
-        assert!(second.status.success(), "scripts/package.sh --version {upgrade} failed:\n{}", text(&second));
-        eprintln!("packages: both versions built (and linted) in {:.1} s", started.elapsed().as_secs_f64());
+        let (first, second) = (
+            first.wait_with_output().expect("package.sh"),
+            second.wait_with_output().expect("package.sh"),
+        );
+        assert!(
+            first.status.success(),
+            "scripts/package.sh --lint --version {version} failed:\n{}",
+            text(&first)
+        );
+        assert!(
+            second.status.success(),
+            "scripts/package.sh --version {upgrade} failed:\n{}",
+            text(&second)
+        );
+        eprintln!(
+            "packages: both versions built (and linted) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Packages { dir, version, upgrade, lint: text(&first) }
     })
 }
@@ -120,7 +140,8 @@ struct Tree {
 impl Tree {
     fn new(name: &str) -> Tree {
         let lower = sandbox_root();
-        let base = project_dir().join(format!("target/e2e-package/tree-{name}-{}", std::process::id()));
+        let base =
+            project_dir().join(format!("target/e2e-package/tree-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         for d in ["upper", "work", "merged"] {
             fs::create_dir_all(base.join(d)).expect("create the overlay's directories");
@@ -140,21 +161,46 @@ impl Tree {
             .spawn()
             .expect("run unshare (util-linux; scripts/sandbox.sh installs it)");
         let mut line = String::new();
-        BufReader::new(holder.stdout.take().expect("the holder's stdout")).read_line(&mut line).expect("read from the holder");
+        BufReader::new(holder.stdout.take().expect("the holder's stdout"))
+            .read_line(&mut line)
+            .expect("read from the holder");
         if line.trim() != "ready" {
             let _ = holder.kill();
             let out = holder.wait_with_output().expect("the holder's output");
-            panic!("cannot mount the overlay of {} (root and overlayfs are needed): {}", lower.display(), text(&out));
+            panic!(
+                "cannot mount the overlay of {} (root and overlayfs are needed): {}",
+                lower.display(),
+                text(&out)
+            );
         }
         let holder_in = holder.stdin.take();
-        let tree = Tree { name: name.into(), base: base.clone(), merged: base.join("merged"), holder, holder_in, asterisk: None, phones: vec![] };
+        let tree = Tree {
+            name: name.into(),
+            base: base.clone(),
+            merged: base.join("merged"),
+            holder,
+            holder_in,
+            asterisk: None,
+            phones: vec![],
+        };
         // A Debian sid with Debian's Asterisk and nothing of callconsent: what scripts/install.sh
         // and the other tests put into the sandbox is hidden here (whiteouts in the overlay).
         tree.ok(&[
-            "rm", "-rf", MODULE, CONF, "/etc/asterisk/callconsent.conf.sample",
+            "rm",
+            "-rf",
+            MODULE,
+            CONF,
+            "/etc/asterisk/callconsent.conf.sample",
             "/usr/share/asterisk/documentation/thirdparty/res_callconsent-en_US.xml",
-            "/usr/share/asterisk/sounds/en/callconsent", "/usr/share/asterisk/sounds/fr", SPOOL, STATE, LOGDIR,
-            "/var/tmp/cc-e2e", "/var/tmp/cc-demo", "/var/tmp/cc-fs", "/var/tmp/cc-sounds",
+            "/usr/share/asterisk/sounds/en/callconsent",
+            "/usr/share/asterisk/sounds/fr",
+            SPOOL,
+            STATE,
+            LOGDIR,
+            "/var/tmp/cc-e2e",
+            "/var/tmp/cc-demo",
+            "/var/tmp/cc-fs",
+            "/var/tmp/cc-sounds",
         ]);
         tree
     }
@@ -166,8 +212,14 @@ impl Tree {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
-        c.args(["-t", &self.holder.id().to_string(), "-m", "--", "chroot"]).arg(&self.merged).args(args);
-        c.env_clear().env("PATH", PATH).env("LC_ALL", "C").env("DEBIAN_FRONTEND", "noninteractive").stdin(Stdio::null());
+        c.args(["-t", &self.holder.id().to_string(), "-m", "--", "chroot"])
+            .arg(&self.merged)
+            .args(args);
+        c.env_clear()
+            .env("PATH", PATH)
+            .env("LC_ALL", "C")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null());
         c
     }
 
@@ -178,7 +230,13 @@ impl Tree {
     /// Runs a command in the tree; it must succeed. Returns stdout and stderr.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed in the {} tree ({}):\n{}", self.name, out.status, text(&out));
+        assert!(
+            out.status.success(),
+            "{args:?} failed in the {} tree ({}):\n{}",
+            self.name,
+            out.status,
+            text(&out)
+        );
         text(&out)
     }
 
@@ -190,7 +248,11 @@ impl Tree {
     fn add_debs(&self, debs: &[PathBuf]) {
         fs::create_dir_all(self.host("/tmp/pkgs")).expect("create /tmp/pkgs in the tree");
         for d in debs {
-            fs::copy(d, self.host(&format!("/tmp/pkgs/{}", d.file_name().unwrap().to_string_lossy()))).expect("copy a package");
+            fs::copy(
+                d,
+                self.host(&format!("/tmp/pkgs/{}", d.file_name().unwrap().to_string_lossy())),
+            )
+            .expect("copy a package");
         }
     }
 
@@ -199,11 +261,13 @@ impl Tree {
     }
 
     fn write(&self, path: &str, body: &str) {
-        fs::write(self.host(path), body).unwrap_or_else(|e| panic!("write {path} in the tree: {e}"));
+        fs::write(self.host(path), body)
+            .unwrap_or_else(|e| panic!("write {path} in the tree: {e}"));
     }
 
     fn read(&self, path: &str) -> String {
-        fs::read_to_string(self.host(path)).unwrap_or_else(|e| panic!("read {path} in the tree: {e}"))
+        fs::read_to_string(self.host(path))
+            .unwrap_or_else(|e| panic!("read {path} in the tree: {e}"))
     }
 
     // ---- Asterisk in the tree, as Debian's asterisk.service starts it --------------------------
@@ -213,7 +277,11 @@ impl Tree {
         // Debian's unit: ExecStart=/usr/sbin/asterisk -g -f -p -U asterisk -G asterisk, in
         // /var/lib/asterisk. Without -p: realtime priority would starve the other tests.
         let child = self
-            .command(&["/bin/sh", "-c", "cd /var/lib/asterisk && exec /usr/sbin/asterisk -f -g -U asterisk -G asterisk"])
+            .command(&[
+                "/bin/sh",
+                "-c",
+                "cd /var/lib/asterisk && exec /usr/sbin/asterisk -f -g -U asterisk -G asterisk",
+            ])
             .stdout(log.try_clone().expect("dup the log"))
             .stderr(log)
             .spawn()
@@ -234,7 +302,11 @@ impl Tree {
             if out.status.success() && text(&out).contains("fully booted") {
                 return;
             }
-            assert!(Instant::now() < deadline, "asterisk did not boot within 30 s:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "asterisk did not boot within 30 s:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -252,7 +324,11 @@ impl Tree {
     fn assert_alive(&mut self) {
         let c = self.asterisk.as_mut().expect("asterisk was started");
         assert!(matches!(c.try_wait(), Ok(None)), "asterisk died:\n{}", self.logs());
-        assert!(self.rx("core show uptime").contains("System uptime"), "asterisk does not answer:\n{}", self.logs());
+        assert!(
+            self.rx("core show uptime").contains("System uptime"),
+            "asterisk does not answer:\n{}",
+            self.logs()
+        );
     }
 
     fn stop_asterisk(&mut self) {
@@ -264,11 +340,16 @@ impl Tree {
 
     /// The mappings of res_callconsent.so in the running Asterisk: (inode, deleted).
     fn mapped_module(&self) -> BTreeSet<(u64, bool)> {
-        let maps = fs::read_to_string(format!("/proc/{}/maps", self.pid())).expect("read asterisk's maps");
+        let maps =
+            fs::read_to_string(format!("/proc/{}/maps", self.pid())).expect("read asterisk's maps");
         maps.lines()
             .filter(|l| l.contains(MODULE))
             .map(|l| {
-                let inode = l.split_whitespace().nth(4).and_then(|i| i.parse().ok()).expect("an inode in maps");
+                let inode = l
+                    .split_whitespace()
+                    .nth(4)
+                    .and_then(|i| i.parse().ok())
+                    .expect("an inode in maps");
                 (inode, l.ends_with("(deleted)"))
             })
             .collect()
@@ -284,8 +365,13 @@ impl Tree {
 
     fn logs(&self) -> String {
         let m = self.messages();
-        let tail: Vec<&str> = m.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
-        format!("--- messages.log (last 80 lines) ---\n{}\n--- asterisk stdout ---\n{}", tail.join("\n"), fs::read_to_string(self.base.join("asterisk.out")).unwrap_or_default())
+        let tail: Vec<&str> =
+            m.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
+        format!(
+            "--- messages.log (last 80 lines) ---\n{}\n--- asterisk stdout ---\n{}",
+            tail.join("\n"),
+            fs::read_to_string(self.base.join("asterisk.out")).unwrap_or_default()
+        )
     }
 
     fn audit(&self) -> Vec<Value> {
@@ -293,7 +379,10 @@ impl Tree {
             .unwrap_or_default()
             .lines()
             .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+            })
             .collect()
     }
 
@@ -316,7 +405,8 @@ impl Tree {
     /// Every file under a directory of the tree, as tree paths.
     fn files_under(&self, dir: &str) -> Vec<String> {
         let out = self.run(&["find", dir, "-type", "f"]);
-        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        let mut v: Vec<String> =
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
         v.sort();
         v
     }
@@ -363,15 +453,23 @@ fn configure_asterisk(tree: &Tree) -> Phones {
     let (sip_port, agent_port) = (free_udp_port(), free_udp_port());
     let mut modules = String::from("[modules]\nautoload = no\n");
     for m in MODULES.iter().copied().chain(["res_callconsent.so"]) {
-        if m == "res_callconsent.so" || tree.host(&format!("/usr/lib/x86_64-linux-gnu/asterisk/modules/{m}")).exists() {
+        if m == "res_callconsent.so"
+            || tree.host(&format!("/usr/lib/x86_64-linux-gnu/asterisk/modules/{m}")).exists()
+        {
             modules.push_str(&format!("load => {m}\n"));
         }
     }
     tree.write("/etc/asterisk/modules.conf", &modules);
-    tree.write("/etc/asterisk/logger.conf", "[general]\n[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n");
+    tree.write(
+        "/etc/asterisk/logger.conf",
+        "[general]\n[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n",
+    );
     tree.write("/etc/asterisk/manager.conf", "[general]\nenabled = no\n");
     let rtp = 46000 + (std::process::id() % 50) * 40;
-    tree.write("/etc/asterisk/rtp.conf", &format!("[general]\nrtpstart = {rtp}\nrtpend = {}\n", rtp + 39));
+    tree.write(
+        "/etc/asterisk/rtp.conf",
+        &format!("[general]\nrtpstart = {rtp}\nrtpend = {}\n", rtp + 39),
+    );
     tree.write(
         "/etc/asterisk/pjsip.conf",
         &format!(
@@ -386,19 +484,32 @@ fn configure_asterisk(tree: &Tree) -> Phones {
     tree.write("/etc/asterisk/extensions.conf", &example);
     // The phones' files.
     fs::create_dir_all(tree.host("/tmp/cc-package")).expect("create /tmp/cc-package");
-    fs::write(tree.host("/tmp/cc-package/agent.pcap"), rtp_pcap(&[Part::Tone { freq: 1000.0, ms: 20000 }])).expect("write the agent's capture");
-    let uas = fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml")).expect("read the UAS scenario");
-    tree.write("/tmp/cc-package/agent-uas.xml", &uas.replace("{D}/sounds/agent.pcap", "/tmp/cc-package/agent.pcap"));
+    fs::write(
+        tree.host("/tmp/cc-package/agent.pcap"),
+        rtp_pcap(&[Part::Tone { freq: 1000.0, ms: 20000 }]),
+    )
+    .expect("write the agent's capture");
+    let uas = fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml"))
+        .expect("read the UAS scenario");
+    tree.write(
+        "/tmp/cc-package/agent-uas.xml",
+        &uas.replace("{D}/sounds/agent.pcap", "/tmp/cc-package/agent.pcap"),
+    );
     Phones { sip_port, agent_port }
 }
 
 /// The caller's scenario (tests/sipp/optout-9.xml): talks `talk_ms` after the answer, then
 /// presses 9 if `refuse`, and hangs up 3 s later.
 fn caller_scenario(talk_ms: u64, refuse: bool) -> String {
-    let s = fs::read_to_string(project_dir().join("tests/sipp/optout-9.xml")).expect("read the caller's scenario");
+    let s = fs::read_to_string(project_dir().join("tests/sipp/optout-9.xml"))
+        .expect("read the caller's scenario");
     let nine = "<nop><action><exec play_pcap_audio=\"/usr/share/sip-tester/dtmf_2833_9.pcap\"/></action></nop>";
-    assert!(s.contains(nine) && s.contains("<pause milliseconds=\"7500\"/>"), "tests/sipp/optout-9.xml changed");
-    let s = s.replace("<pause milliseconds=\"7500\"/>", &format!("<pause milliseconds=\"{talk_ms}\"/>"));
+    assert!(
+        s.contains(nine) && s.contains("<pause milliseconds=\"7500\"/>"),
+        "tests/sipp/optout-9.xml changed"
+    );
+    let s = s
+        .replace("<pause milliseconds=\"7500\"/>", &format!("<pause milliseconds=\"{talk_ms}\"/>"));
     if refuse {
         s
     } else {
@@ -419,7 +530,17 @@ fn selected_call(tree: &mut Tree, phones: &Phones, channels: &mut u64, scenario:
     tree.write("/tmp/cc-package/caller.xml", scenario);
     for attempt in 1..=3 {
         let agent = tree
-            .command(&["sipp", "-sf", "/tmp/cc-package/agent-uas.xml", "-m", "1", "-i", "127.0.0.1", "-p", &phones.agent_port.to_string()])
+            .command(&[
+                "sipp",
+                "-sf",
+                "/tmp/cc-package/agent-uas.xml",
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &phones.agent_port.to_string(),
+            ])
             .args(["-mp", &free_udp_port().to_string(), "-timeout", "90s", "-nostdin"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -427,35 +548,73 @@ fn selected_call(tree: &mut Tree, phones: &Phones, channels: &mut u64, scenario:
             .expect("start the agent's phone (sipp)");
         tree.phones.push(agent);
         let port = phones.agent_port;
-        wait_until(&format!("the agent's phone (sipp) to listen on UDP port {port}"), Duration::from_secs(10), || udp_port_bound(port));
+        wait_until(
+            &format!("the agent's phone (sipp) to listen on UDP port {port}"),
+            Duration::from_secs(10),
+            || udp_port_bound(port),
+        );
         let from = now() as u64 + 1;
-        let out = tree.sh(&format!("for t in $(seq {from} {}); do callconsent draw \"$t.{channels}\" {SECRET} 20; done", from + 60));
+        let out = tree.sh(&format!(
+            "for t in $(seq {from} {}); do callconsent draw \"$t.{channels}\" {SECRET} 20; done",
+            from + 60
+        ));
         // The first selected second still ahead (the loop above takes about a second).
         let second: u64 = out
             .lines()
             .filter(|l| l.ends_with(": selected"))
             .filter_map(|l| l.strip_prefix("call ")?.split('.').next()?.parse::<u64>().ok())
             .find(|s| *s as f64 > now() + 0.2)
-            .unwrap_or_else(|| panic!("no selected second in a minute at 20 % (the draw is broken):\n{out}"));
+            .unwrap_or_else(|| {
+                panic!("no selected second in a minute at 20 % (the draw is broken):\n{out}")
+            });
         let call = format!("{second}.{channels}");
         std::thread::sleep(Duration::from_secs_f64(second as f64 + 0.05 - now()));
         let out = tree.run(&[
-            "sipp", &format!("127.0.0.1:{}", phones.sip_port), "-sf", "/tmp/cc-package/caller.xml", "-m", "1", "-l", "1",
-            "-i", "127.0.0.1", "-p", &free_udp_port().to_string(), "-mp", &free_udp_port().to_string(), "-s", "0612345678",
-            "-timeout", "60s", "-timeout_error", "-nostdin",
+            "sipp",
+            &format!("127.0.0.1:{}", phones.sip_port),
+            "-sf",
+            "/tmp/cc-package/caller.xml",
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().to_string(),
+            "-mp",
+            &free_udp_port().to_string(),
+            "-s",
+            "0612345678",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-nostdin",
         ]);
-        assert!(out.status.success(), "the caller's sipp failed ({}):\n{}\n{}", out.status, text(&out), tree.logs());
+        assert!(
+            out.status.success(),
+            "the caller's sipp failed ({}):\n{}\n{}",
+            out.status,
+            text(&out),
+            tree.logs()
+        );
         // Each call is two channels: the caller's and agent100's.
         let first = wait_for("the call's first audit line", Duration::from_secs(10), || {
             tree.audit()
                 .into_iter()
                 .rev()
-                .find(|v| matches!(v["event"].as_str(), Some("selected" | "not_selected" | "exempt")))
-                .filter(|v| v["call"].as_str().and_then(|c| c.split('.').nth(1)?.parse::<u64>().ok()) >= Some(*channels))
+                .find(|v| {
+                    matches!(v["event"].as_str(), Some("selected" | "not_selected" | "exempt"))
+                })
+                .filter(|v| {
+                    v["call"].as_str().and_then(|c| c.split('.').nth(1)?.parse::<u64>().ok())
+                        >= Some(*channels)
+                })
                 .ok_or_else(|| "none yet".to_string())
         });
         let got = first["call"].as_str().expect("a call id").to_string();
-        *channels = got.split('.').nth(1).and_then(|n| n.parse::<u64>().ok()).expect("a channel count") + 2;
+        *channels =
+            got.split('.').nth(1).and_then(|n| n.parse::<u64>().ok()).expect("a channel count") + 2;
         if got == call && first["event"] == "selected" {
             return call;
         }
@@ -467,14 +626,21 @@ fn selected_call(tree: &mut Tree, phones: &Phones, channels: &mut u64, scenario:
 /// Some socket is bound to this local UDP port (read from /proc, without taking the port).
 fn udp_port_bound(port: u16) -> bool {
     let want = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"]
-        .iter()
-        .any(|f| fs::read_to_string(f).unwrap_or_default().lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want))))
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+        fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want)))
+    })
 }
 
 /// An audit line of this event for this call.
 fn event<'a>(lines: &'a [Value], name: &str) -> &'a Value {
-    lines.iter().find(|v| v["event"] == name).unwrap_or_else(|| panic!("no {name} line: {lines:#?}"))
+    lines
+        .iter()
+        .find(|v| v["event"] == name)
+        .unwrap_or_else(|| panic!("no {name} line: {lines:#?}"))
 }
 
 /// A French sounds package as Debian's are made: its files in a directory of its own, made
@@ -493,10 +659,16 @@ fn french_sounds_deb() -> PathBuf {
     ];
     for (name, body) in scripts {
         fs::write(root.join("DEBIAN").join(name), body).unwrap();
-        fs::set_permissions(root.join("DEBIAN").join(name), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(root.join("DEBIAN").join(name), fs::Permissions::from_mode(0o755))
+            .unwrap();
     }
     let deb = dir.join("test-sounds-fr_1_all.deb");
-    let out = Command::new("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&root).arg(&deb).output().expect("run dpkg-deb");
+    let out = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&deb)
+        .output()
+        .expect("run dpkg-deb");
     assert!(out.status.success(), "{}", text(&out));
     deb
 }
@@ -537,25 +709,54 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
     let before = owned(&tree);
 
     // ---- dpkg -i ----
-    let out = tree.ok(&["dpkg", "-i", &format!("/tmp/pkgs/asterisk-callconsent_{v1}_amd64.deb"), &format!("/tmp/pkgs/callconsent-tools_{v1}_amd64.deb")]);
-    assert!(out.contains("core restart when convenient"), "the first install says how to load the module:\n{out}");
+    let out = tree.ok(&[
+        "dpkg",
+        "-i",
+        &format!("/tmp/pkgs/asterisk-callconsent_{v1}_amd64.deb"),
+        &format!("/tmp/pkgs/callconsent-tools_{v1}_amd64.deb"),
+    ]);
+    assert!(
+        out.contains("core restart when convenient"),
+        "the first install says how to load the module:\n{out}"
+    );
     for pkg in ["asterisk-callconsent", "callconsent-tools"] {
-        assert_eq!(tree.ok(&["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", pkg]), format!("ii {v1}"), "{pkg}");
+        assert_eq!(
+            tree.ok(&["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", pkg]),
+            format!("ii {v1}"),
+            "{pkg}"
+        );
     }
     // What the asterisk user got: its three directories, 0750, and nothing else.
     let after = owned(&tree);
     let given: BTreeSet<String> = after.difference(&before).cloned().collect();
-    assert_eq!(given, [LOGDIR, STATE, SPOOL].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), "what the install gave the asterisk user");
-    assert!(before.difference(&after).next().is_none(), "the install took something from the asterisk user");
+    assert_eq!(
+        given,
+        [LOGDIR, STATE, SPOOL].iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        "what the install gave the asterisk user"
+    );
+    assert!(
+        before.difference(&after).next().is_none(),
+        "the install took something from the asterisk user"
+    );
     for d in [SPOOL, STATE, LOGDIR] {
         assert_eq!(tree.stat(d), (asterisk, asterisk_gid, 0o750), "{d}");
     }
     // Root owns the module and the configuration; Asterisk's group reads the configuration only.
     assert_eq!(tree.stat(CONF), (0, asterisk_gid, 0o640), "{CONF}");
-    assert_eq!(tree.ok(&["dpkg-statoverride", "--list", CONF]).trim(), format!("root asterisk 640 {CONF}"));
+    assert_eq!(
+        tree.ok(&["dpkg-statoverride", "--list", CONF]).trim(),
+        format!("root asterisk 640 {CONF}")
+    );
     assert_eq!(tree.stat(MODULE), (0, 0, 0o644), "{MODULE}");
-    assert_eq!(tree.read(CONF), fs::read_to_string(project_dir().join("dialplan/callconsent.conf.sample")).unwrap(), "the conffile is the shipped sample");
-    assert!(tree.ok(&["dpkg-query", "-W", "-f=${Conffiles}", "asterisk-callconsent"]).contains(CONF), "callconsent.conf is a conffile");
+    assert_eq!(
+        tree.read(CONF),
+        fs::read_to_string(project_dir().join("dialplan/callconsent.conf.sample")).unwrap(),
+        "the conffile is the shipped sample"
+    );
+    assert!(
+        tree.ok(&["dpkg-query", "-W", "-f=${Conffiles}", "asterisk-callconsent"]).contains(CONF),
+        "callconsent.conf is a conffile"
+    );
     for f in [
         "/usr/share/asterisk/documentation/thirdparty/res_callconsent-en_US.xml",
         "/usr/share/asterisk/sounds/callconsent/notice.wav",
@@ -572,35 +773,72 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
     }
     // French prompts reach sounds/fr/ once a French sounds package makes it (through the
     // alternatives, as Debian's do): the package's trigger links them in.
-    assert!(!tree.run(&["test", "-e", "/usr/share/asterisk/sounds/fr"]).status.success(), "the tree has French sounds already");
+    assert!(
+        !tree.run(&["test", "-e", "/usr/share/asterisk/sounds/fr"]).status.success(),
+        "the tree has French sounds already"
+    );
     tree.add_debs(&[french_sounds_deb()]);
     let out = tree.ok(&["dpkg", "-i", "/tmp/pkgs/test-sounds-fr_1_all.deb"]);
     assert!(out.contains("Processing triggers for asterisk-callconsent"), "{out}");
-    assert_eq!(tree.ok(&["readlink", "/usr/share/asterisk/sounds/fr/callconsent"]).trim(), "/usr/share/asterisk/sounds/callconsent/fr");
-    assert!(tree.run(&["test", "-f", "/usr/share/asterisk/sounds/fr/callconsent/notice.wav"]).status.success(), "no French notice in sounds/fr/callconsent/");
-    assert!(tree.ok(&["callconsent", "--version"]).contains(&format!("callconsent {v1}")), "the packaged tool runs");
+    assert_eq!(
+        tree.ok(&["readlink", "/usr/share/asterisk/sounds/fr/callconsent"]).trim(),
+        "/usr/share/asterisk/sounds/callconsent/fr"
+    );
+    assert!(
+        tree.run(&["test", "-f", "/usr/share/asterisk/sounds/fr/callconsent/notice.wav"])
+            .status
+            .success(),
+        "no French notice in sounds/fr/callconsent/"
+    );
+    assert!(
+        tree.ok(&["callconsent", "--version"]).contains(&format!("callconsent {v1}")),
+        "the packaged tool runs"
+    );
     let man = tree.sh("zcat /usr/share/man/man1/callconsent.1.gz");
-    assert!(man.contains("callconsent audit verify") && man.contains("callconsent subject erase"), "the man page documents each command");
+    assert!(
+        man.contains("callconsent audit verify") && man.contains("callconsent subject erase"),
+        "the man page documents each command"
+    );
 
     // ---- Asterisk as the asterisk user, the packaged callconsent.conf, the example dialplan ----
     let phones = configure_asterisk(&tree);
     tree.start_asterisk();
-    let status = fs::read_to_string(format!("/proc/{}/status", tree.pid())).expect("asterisk's status");
+    let status =
+        fs::read_to_string(format!("/proc/{}/status", tree.pid())).expect("asterisk's status");
     let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).expect("a Uid line");
-    assert!(uid.split_whitespace().all(|u| u == asterisk.to_string()), "asterisk runs as root, not as the asterisk user: Uid:{uid}");
+    assert!(
+        uid.split_whitespace().all(|u| u == asterisk.to_string()),
+        "asterisk runs as root, not as the asterisk user: Uid:{uid}"
+    );
     assert!(tree.rx("module show like res_callconsent").contains("Running"), "{}", tree.logs());
     let profiles = tree.rx("callconsent show profiles");
-    assert!(profiles.contains("inbound") && profiles.contains("outbound") && profiles.contains("20%"), "the packaged profiles: {profiles}");
-    assert!(tree.rx("core show application CallConsent").contains("CALLCONSENT_STATUS"), "the packaged XML documentation is in Asterisk's help");
+    assert!(
+        profiles.contains("inbound") && profiles.contains("outbound") && profiles.contains("20%"),
+        "the packaged profiles: {profiles}"
+    );
+    assert!(
+        tree.rx("core show application CallConsent").contains("CALLCONSENT_STATUS"),
+        "the packaged XML documentation is in Asterisk's help"
+    );
     assert!(!tree.messages().contains("callconsent: not loaded"), "{}", tree.logs());
-    assert_eq!(tree.stat(SECRET), (asterisk, asterisk_gid, 0o600), "the secret, created by the module at its first load");
-    assert!(tree.rx("dialplan show from-pstn-direct").contains("CallConsent(inbound)"), "the example dialplan is loaded");
-    let notice_ms = wav_samples(&tree.host("/usr/share/asterisk/sounds/callconsent/notice.wav")).len() as u64 / 8;
+    assert_eq!(
+        tree.stat(SECRET),
+        (asterisk, asterisk_gid, 0o600),
+        "the secret, created by the module at its first load"
+    );
+    assert!(
+        tree.rx("dialplan show from-pstn-direct").contains("CallConsent(inbound)"),
+        "the example dialplan is loaded"
+    );
+    let notice_ms = wav_samples(&tree.host("/usr/share/asterisk/sounds/callconsent/notice.wav"))
+        .len() as u64
+        / 8;
     assert!(notice_ms > 2000, "the packaged notice is {notice_ms} ms");
 
     // ---- A kept call ----
     let mut channels = 0;
-    let kept = selected_call(&mut tree, &phones, &mut channels, &caller_scenario(notice_ms + 3000, false));
+    let kept =
+        selected_call(&mut tree, &phones, &mut channels, &caller_scenario(notice_ms + 3000, false));
     tree.wait_settled(&kept);
     // The archive is encoded off the call's work: its line may follow call_settled.
     let lines = wait_for("the kept call's recording_archived", Duration::from_secs(30), || {
@@ -612,49 +850,108 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
         }
     });
     let notice = event(&lines, "notice_played");
-    assert_eq!((notice["prompt"].as_str(), notice["outcome"].as_str()), (Some("callconsent/notice"), Some("completed")), "{notice}");
+    assert_eq!(
+        (notice["prompt"].as_str(), notice["outcome"].as_str()),
+        (Some("callconsent/notice"), Some("completed")),
+        "{notice}"
+    );
     assert!(
-        tree.messages().lines().any(|l| l.contains("<PJSIP/trunk-") && l.contains("Playing 'callconsent/notice.") && l.contains("(language 'en')")),
+        tree.messages().lines().any(|l| l.contains("<PJSIP/trunk-")
+            && l.contains("Playing 'callconsent/notice.")
+            && l.contains("(language 'en')")),
         "Asterisk did not play the packaged English notice:\n{}",
         tree.logs()
     );
     event(&lines, "agent_cleared");
     event(&lines, "recording_started");
     event(&lines, "recording_kept");
-    let archive = event(&lines, "recording_archived")["file"].as_str().expect("the archive's path").to_string();
-    assert!(archive.starts_with(&format!("{SPOOL}/kept/")) && archive.ends_with(".opus"), "{archive}");
-    assert_eq!(tree.files_under(SPOOL), vec![archive.clone()], "only the kept call's archive is in the spool");
+    let archive = event(&lines, "recording_archived")["file"]
+        .as_str()
+        .expect("the archive's path")
+        .to_string();
+    assert!(
+        archive.starts_with(&format!("{SPOOL}/kept/")) && archive.ends_with(".opus"),
+        "{archive}"
+    );
+    assert_eq!(
+        tree.files_under(SPOOL),
+        vec![archive.clone()],
+        "only the kept call's archive is in the spool"
+    );
     // Written by the asterisk user: files 0640, the kept tree's directories 0750.
     assert_eq!(tree.stat(&archive), (asterisk, asterisk_gid, 0o640), "{archive}");
     let mut dir = Path::new(&archive).parent().expect("a day directory").to_path_buf();
     while dir != Path::new(SPOOL) {
-        assert_eq!(tree.stat(dir.to_str().unwrap()), (asterisk, asterisk_gid, 0o750), "{}", dir.display());
+        assert_eq!(
+            tree.stat(dir.to_str().unwrap()),
+            (asterisk, asterisk_gid, 0o750),
+            "{}",
+            dir.display()
+        );
         dir = dir.parent().expect("a parent").to_path_buf();
     }
     assert_eq!(tree.stat(AUDIT), (asterisk, asterisk_gid, 0o640), "the audit log");
     // The DPO's checks, as the asterisk user (the man page's advice).
-    let verify = tree.ok(&["runuser", "-u", "asterisk", "--", "callconsent", "archive", "verify", &archive, AUDIT]);
+    let verify = tree.ok(&[
+        "runuser",
+        "-u",
+        "asterisk",
+        "--",
+        "callconsent",
+        "archive",
+        "verify",
+        &archive,
+        AUDIT,
+    ]);
     assert!(!verify.trim().is_empty(), "archive verify printed nothing");
-    let chain = tree.ok(&["runuser", "-u", "asterisk", "--", "callconsent", "audit", "verify", "--key", SECRET, AUDIT]);
+    let chain = tree.ok(&[
+        "runuser",
+        "-u",
+        "asterisk",
+        "--",
+        "callconsent",
+        "audit",
+        "verify",
+        "--key",
+        SECRET,
+        AUDIT,
+    ]);
     assert!(chain.contains("chain intact"), "{chain}");
 
     // ---- Upgrade to a higher version while Asterisk runs ----
     let old = tree.inode(MODULE);
-    assert_eq!(tree.mapped_module(), BTreeSet::from([(old, false)]), "Asterisk maps the installed module");
+    assert_eq!(
+        tree.mapped_module(),
+        BTreeSet::from([(old, false)]),
+        "Asterisk maps the installed module"
+    );
     let edited = format!("{}; edited by the admin\n", tree.read(CONF));
     tree.write(CONF, &edited);
-    let out = tree.ok(&["dpkg", "-i", &format!("/tmp/pkgs/asterisk-callconsent_{v2}_amd64.deb"), &format!("/tmp/pkgs/callconsent-tools_{v2}_amd64.deb")]);
+    let out = tree.ok(&[
+        "dpkg",
+        "-i",
+        &format!("/tmp/pkgs/asterisk-callconsent_{v2}_amd64.deb"),
+        &format!("/tmp/pkgs/callconsent-tools_{v2}_amd64.deb"),
+    ]);
     assert!(out.contains(&format!("upgraded from {v1}")) && out.contains("Asterisk must restart to load the new module: asterisk -rx 'core restart when convenient'"), "the upgrade notice:\n{out}");
-    assert_eq!(tree.ok(&["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "asterisk-callconsent"]), format!("ii {v2}"));
+    assert_eq!(
+        tree.ok(&["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "asterisk-callconsent"]),
+        format!("ii {v2}")
+    );
     tree.assert_alive();
     let new = tree.inode(MODULE);
     assert_ne!(new, old, "dpkg put a new file in place (rename), never wrote over the loaded one");
-    assert_eq!(tree.mapped_module(), BTreeSet::from([(old, true)]), "the running Asterisk still maps the old module, now unlinked");
+    assert_eq!(
+        tree.mapped_module(),
+        BTreeSet::from([(old, true)]),
+        "the running Asterisk still maps the old module, now unlinked"
+    );
     assert_eq!(tree.read(CONF), edited, "the admin's edit of the conffile survives the upgrade");
     assert_eq!(tree.stat(CONF), (0, asterisk_gid, 0o640), "{CONF} after the upgrade");
 
     // ---- A refused call, served by the old module ----
-    let refused = selected_call(&mut tree, &phones, &mut channels, &caller_scenario(notice_ms + 3000, true));
+    let refused =
+        selected_call(&mut tree, &phones, &mut channels, &caller_scenario(notice_ms + 3000, true));
     let lines = tree.wait_settled(&refused);
     event(&lines, "recording_started");
     let opt = event(&lines, "opt_out");
@@ -662,9 +959,17 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
     event(&lines, "recording_deleted");
     assert_eq!(event(&lines, "call_ended")["outcome"], "opted_out");
     assert!(!lines.iter().any(|v| v["event"] == "recording_kept"), "{lines:#?}");
-    assert_eq!(tree.files_under(SPOOL), vec![archive.clone()], "a file of the refused call is left");
+    assert_eq!(
+        tree.files_under(SPOOL),
+        vec![archive.clone()],
+        "a file of the refused call is left"
+    );
     tree.assert_alive();
-    assert_eq!(tree.mapped_module(), BTreeSet::from([(old, true)]), "the old module served the call");
+    assert_eq!(
+        tree.mapped_module(),
+        BTreeSet::from([(old, true)]),
+        "the old module served the call"
+    );
 
     // ---- The restart the notice asks for loads the new module ----
     // The CLI connection may close under the restart: the fact waited for is the new mapping.
@@ -679,13 +984,37 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
     });
     tree.wait_booted();
     assert!(tree.rx("module show like res_callconsent").contains("Running"), "{}", tree.logs());
-    let chain = tree.ok(&["runuser", "-u", "asterisk", "--", "callconsent", "audit", "verify", "--key", SECRET, AUDIT]);
-    assert!(chain.contains("chain intact"), "the audit log across the upgrade and the restart: {chain}");
+    let chain = tree.ok(&[
+        "runuser",
+        "-u",
+        "asterisk",
+        "--",
+        "callconsent",
+        "audit",
+        "verify",
+        "--key",
+        SECRET,
+        AUDIT,
+    ]);
+    assert!(
+        chain.contains("chain intact"),
+        "the audit log across the upgrade and the restart: {chain}"
+    );
 
     // ---- Remove, with Asterisk running ----
     let data = data_snapshot(&tree);
-    for f in [SECRET, AUDIT, "/var/log/asterisk/callconsent/audit.jsonl.head", "/var/lib/asterisk/callconsent/caps.redb", &archive] {
-        assert!(data.iter().any(|(p, _)| p == f), "{f} is missing before the removal: {:?}", data.iter().map(|(p, _)| p).collect::<Vec<_>>());
+    for f in [
+        SECRET,
+        AUDIT,
+        "/var/log/asterisk/callconsent/audit.jsonl.head",
+        "/var/lib/asterisk/callconsent/caps.redb",
+        &archive,
+    ] {
+        assert!(
+            data.iter().any(|(p, _)| p == f),
+            "{f} is missing before the removal: {:?}",
+            data.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        );
     }
     let out = tree.ok(&["dpkg", "-r", "asterisk-callconsent", "callconsent-tools"]);
     assert!(out.contains("kept: recordings"), "{out}");
@@ -698,10 +1027,17 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
         "/usr/bin/callconsent",
         "/usr/share/man/man1/callconsent.1.gz",
     ] {
-        assert!(fs::symlink_metadata(tree.host(gone)).is_err(), "{gone} is still there after the removal");
+        assert!(
+            fs::symlink_metadata(tree.host(gone)).is_err(),
+            "{gone} is still there after the removal"
+        );
     }
     assert_eq!(tree.read(CONF), edited, "remove keeps the configuration");
-    assert_eq!(data_snapshot(&tree), data, "remove changed the recordings, the audit log, the secret or the caps");
+    assert_eq!(
+        data_snapshot(&tree),
+        data,
+        "remove changed the recordings, the audit log, the secret or the caps"
+    );
     tree.assert_alive();
     tree.stop_asterisk();
 
@@ -710,11 +1046,25 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
     let out = tree.ok(&["dpkg", "--purge", "asterisk-callconsent"]);
     assert!(out.contains("kept (purge-data was not confirmed)"), "{out}");
     assert!(!tree.host(CONF).exists(), "purge removes the conffile");
-    assert!(tree.run(&["dpkg-statoverride", "--list", CONF]).status.code() == Some(1), "purge removes the statoverride");
-    assert!(tree.ok(&["debconf-show", "asterisk-callconsent"]).trim().is_empty(), "purge removes the debconf question");
-    assert_eq!(data_snapshot(&tree), data, "purge (default: no) changed the recordings, the audit log, the secret or the caps");
+    assert!(
+        tree.run(&["dpkg-statoverride", "--list", CONF]).status.code() == Some(1),
+        "purge removes the statoverride"
+    );
+    assert!(
+        tree.ok(&["debconf-show", "asterisk-callconsent"]).trim().is_empty(),
+        "purge removes the debconf question"
+    );
+    assert_eq!(
+        data_snapshot(&tree),
+        data,
+        "purge (default: no) changed the recordings, the audit log, the secret or the caps"
+    );
     let state = tree.run(&["dpkg-query", "-W", "-f=${db:Status-Status}", "asterisk-callconsent"]);
-    assert!(!state.status.success() || text(&state) == "not-installed", "asterisk-callconsent after the purge: {}", text(&state));
+    assert!(
+        !state.status.success() || text(&state) == "not-installed",
+        "asterisk-callconsent after the purge: {}",
+        text(&state)
+    );
 
     // ---- Purge, the admin confirming ----
     tree.ok(&["dpkg", "-i", &format!("/tmp/pkgs/asterisk-callconsent_{v2}_amd64.deb")]);
@@ -724,7 +1074,10 @@ fn dpkg_install_calls_upgrade_remove_purge_with_asterisk_as_the_asterisk_user() 
     for d in [SPOOL, LOGDIR, STATE] {
         assert!(!tree.host(d).exists(), "{d} is still there after a confirmed purge");
     }
-    eprintln!("install, two calls, upgrade, remove, purge: {:.1} s (packages included)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "install, two calls, upgrade, remove, purge: {:.1} s (packages included)",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The package pre-depends on the ABI of the headers it was built with, read from the sandbox's
@@ -734,27 +1087,43 @@ fn refused_on_an_asterisk_of_another_abi() {
     let p = packages();
     let deb = p.deb("asterisk-callconsent", &p.version);
     let field = |name: &str| -> String {
-        let out = Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name).output().expect("run dpkg-deb");
+        let out =
+            Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name).output().expect("run dpkg-deb");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let sid = sandbox_root();
-    let opts = fs::read_to_string(sid.join("usr/include/asterisk/buildopts.h")).expect("the sandbox's buildopts.h");
+    let opts = fs::read_to_string(sid.join("usr/include/asterisk/buildopts.h"))
+        .expect("the sandbox's buildopts.h");
     let sum = opts
         .lines()
         .find_map(|l| l.strip_prefix("#define AST_BUILDOPT_SUM \""))
         .and_then(|s| s.strip_suffix('"'))
         .expect("AST_BUILDOPT_SUM in buildopts.h");
     let abi = format!("asterisk-abi-{sum}");
-    assert_eq!(field("Pre-Depends"), abi, "the package pre-depends on the ABI of the headers it was built with");
-    let provides = Command::new("dpkg-query").arg(format!("--admindir={}", sid.join("var/lib/dpkg").display())).args(["-W", "-f=${Provides}", "asterisk"]).output().expect("dpkg-query");
-    assert!(String::from_utf8_lossy(&provides.stdout).split(", ").any(|p| p == abi), "the sandbox's asterisk does not provide {abi}: {provides:?}");
+    assert_eq!(
+        field("Pre-Depends"),
+        abi,
+        "the package pre-depends on the ABI of the headers it was built with"
+    );
+    let provides = Command::new("dpkg-query")
+        .arg(format!("--admindir={}", sid.join("var/lib/dpkg").display()))
+        .args(["-W", "-f=${Provides}", "asterisk"])
+        .output()
+        .expect("dpkg-query");
+    assert!(
+        String::from_utf8_lossy(&provides.stdout).split(", ").any(|p| p == abi),
+        "the sandbox's asterisk does not provide {abi}: {provides:?}"
+    );
 
     // A tree whose Asterisk is another build: its asterisk package provides another ABI.
     let tree = Tree::new("abi");
     let fake = "asterisk-abi-0123456789abcdef0123456789abcdef";
     let status = tree.read("/var/lib/dpkg/status");
     assert!(status.contains(&format!("Provides: {abi}")), "the tree's asterisk provides {abi}");
-    tree.write("/var/lib/dpkg/status", &status.replace(&format!("Provides: {abi}"), &format!("Provides: {fake}")));
+    tree.write(
+        "/var/lib/dpkg/status",
+        &status.replace(&format!("Provides: {abi}"), &format!("Provides: {fake}")),
+    );
     assert_eq!(tree.ok(&["dpkg-query", "-W", "-f=${Provides}", "asterisk"]), fake);
     tree.add_debs(&[deb.clone(), p.deb("callconsent-tools", &p.version)]);
     let path = format!("/tmp/pkgs/{}", deb.file_name().unwrap().to_string_lossy());
@@ -762,18 +1131,30 @@ fn refused_on_an_asterisk_of_another_abi() {
     let out = tree.run(&["dpkg", "-i", &path]);
     let said = text(&out);
     assert!(!out.status.success(), "dpkg installed the module on another Asterisk build:\n{said}");
-    assert!(said.contains("pre-dependency problem") && said.contains(&abi), "dpkg's refusal names the ABI:\n{said}");
+    assert!(
+        said.contains("pre-dependency problem") && said.contains(&abi),
+        "dpkg's refusal names the ABI:\n{said}"
+    );
     assert!(!tree.host(MODULE).exists(), "dpkg unpacked the module before refusing");
     assert!(!tree.host(CONF).exists(), "dpkg unpacked the configuration before refusing");
     let state = tree.run(&["dpkg-query", "-W", "-f=${db:Status-Status}", "asterisk-callconsent"]);
-    assert!(!state.status.success() || text(&state) == "not-installed", "the refused package is in dpkg's database: {}", text(&state));
+    assert!(
+        !state.status.success() || text(&state) == "not-installed",
+        "the refused package is in dpkg's database: {}",
+        text(&state)
+    );
     // apt, from the file: refused too, nothing touched. (The tree's apt lists go: they describe
     // the sandbox's Asterisk build, whose ABI apt would otherwise take for the installed one's.)
-    tree.sh("rm -f /var/lib/apt/lists/*_Packages /var/lib/apt/lists/*_InRelease /var/cache/apt/*.bin");
+    tree.sh(
+        "rm -f /var/lib/apt/lists/*_Packages /var/lib/apt/lists/*_InRelease /var/cache/apt/*.bin",
+    );
     let out = tree.run(&["apt-get", "install", "-y", "--no-download", &path]);
     let said = text(&out);
     assert!(!out.status.success(), "apt installed the module on another Asterisk build:\n{said}");
-    assert!(said.contains(&abi) && said.contains("not installable"), "apt's refusal names the ABI:\n{said}");
+    assert!(
+        said.contains(&abi) && said.contains("not installable"),
+        "apt's refusal names the ABI:\n{said}"
+    );
     assert!(!tree.host(MODULE).exists());
     // The tool has no ABI: it installs anywhere.
     tree.ok(&["dpkg", "-i", &format!("/tmp/pkgs/callconsent-tools_{}_amd64.deb", p.version)]);
@@ -791,8 +1172,14 @@ fn refused_on_an_asterisk_of_another_abi() {
         .output()
         .expect("run scripts/package.sh");
     let said = text(&out);
-    assert!(!out.status.success(), "package.sh packaged for an ABI the tree does not provide:\n{said}");
-    assert!(said.contains(&format!("no installed package of {} provides {abi}", tree.merged.display())), "{said}");
+    assert!(
+        !out.status.success(),
+        "package.sh packaged for an ABI the tree does not provide:\n{said}"
+    );
+    assert!(
+        said.contains(&format!("no installed package of {} provides {abi}", tree.merged.display())),
+        "{said}"
+    );
     let _ = fs::remove_dir_all(&out_dir);
 }
 
@@ -800,8 +1187,15 @@ fn refused_on_an_asterisk_of_another_abi() {
 #[test]
 fn lintian_reports_no_errors_on_either_package() {
     let p = packages();
-    let tags: Vec<&str> = p.lint.lines().filter(|l| l.len() > 2 && l.as_bytes()[1] == b':' && "EWIXPO".contains(&l[..1])).collect();
-    eprintln!("lintian:\n{}", if tags.is_empty() { "(no tags)".to_string() } else { tags.join("\n") });
+    let tags: Vec<&str> = p
+        .lint
+        .lines()
+        .filter(|l| l.len() > 2 && l.as_bytes()[1] == b':' && "EWIXPO".contains(&l[..1]))
+        .collect();
+    eprintln!(
+        "lintian:\n{}",
+        if tags.is_empty() { "(no tags)".to_string() } else { tags.join("\n") }
+    );
     assert!(p.lint.contains("package: lintian: no errors"), "lintian did not run:\n{}", p.lint);
     assert!(!tags.iter().any(|t| t.starts_with("E:")), "lintian errors:\n{}", p.lint);
 }
@@ -812,12 +1206,17 @@ fn lintian_reports_no_errors_on_either_package() {
 fn freeswitch_tarball_installs_into_a_freeswitch_prefix() {
     let p = packages();
     let fs_bin = sandbox().join("freeswitch/bin/freeswitch");
-    assert!(fs_bin.is_file(), "no sandbox FreeSWITCH at {} (run scripts/sandbox-freeswitch.sh; tests never skip)", fs_bin.display());
+    assert!(
+        fs_bin.is_file(),
+        "no sandbox FreeSWITCH at {} (run scripts/sandbox-freeswitch.sh; tests never skip)",
+        fs_bin.display()
+    );
     let dir = project_dir().join(format!("target/e2e-package/fs-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     let tarball = p.dir.join(format!("freeswitch-callconsent_{}_amd64.tar.gz", p.version));
-    let out = Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(&dir).output().expect("run tar");
+    let out =
+        Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(&dir).output().expect("run tar");
     assert!(out.status.success(), "{}", text(&out));
     let unpacked = dir.join(format!("freeswitch-callconsent-{}", p.version));
     let prefix = dir.join("fs");
@@ -826,13 +1225,25 @@ fn freeswitch_tarball_installs_into_a_freeswitch_prefix() {
     }
     std::os::unix::fs::symlink(&fs_bin, prefix.join("bin/freeswitch")).unwrap();
     let install = |args: &[&str]| -> Output {
-        Command::new(unpacked.join("install.sh")).args(["--fs-prefix", prefix.to_str().unwrap()]).args(args).output().expect("run the tarball's install.sh")
+        Command::new(unpacked.join("install.sh"))
+            .args(["--fs-prefix", prefix.to_str().unwrap()])
+            .args(args)
+            .output()
+            .expect("run the tarball's install.sh")
     };
     let out = install(&[]);
     assert!(out.status.success(), "{}", text(&out));
     let module = fs::read(prefix.join("mod/mod_callconsent.so")).expect("the module was installed");
-    assert!(module.windows(32).any(|w| w == b"mod_callconsent_module_interface"), "not mod_callconsent");
-    for f in ["conf/autoload_configs/callconsent.conf.xml", "conf/dialplan/callconsent.xml.sample", "sounds/callconsent/notice.wav", "sounds/callconsent/fr/notice.wav"] {
+    assert!(
+        module.windows(32).any(|w| w == b"mod_callconsent_module_interface"),
+        "not mod_callconsent"
+    );
+    for f in [
+        "conf/autoload_configs/callconsent.conf.xml",
+        "conf/dialplan/callconsent.xml.sample",
+        "sounds/callconsent/notice.wav",
+        "sounds/callconsent/fr/notice.wav",
+    ] {
         assert!(prefix.join(f).is_file(), "{f} was not installed");
     }
     // A second install keeps the admin's configuration and a studio recording.
@@ -852,9 +1263,17 @@ fn freeswitch_tarball_installs_into_a_freeswitch_prefix() {
     assert!(conf.is_file() && prefix.join("sounds/callconsent/fr/notice.wav").is_file());
     // Another FreeSWITCH than 1.10 is refused.
     fs::remove_file(prefix.join("bin/freeswitch")).unwrap();
-    fs::write(prefix.join("bin/freeswitch"), "#!/bin/sh\necho 'FreeSWITCH version: 1.8.7-release~64bit ( 64bit)'\n").unwrap();
+    fs::write(
+        prefix.join("bin/freeswitch"),
+        "#!/bin/sh\necho 'FreeSWITCH version: 1.8.7-release~64bit ( 64bit)'\n",
+    )
+    .unwrap();
     fs::set_permissions(prefix.join("bin/freeswitch"), fs::Permissions::from_mode(0o755)).unwrap();
     let out = install(&[]);
-    assert!(!out.status.success() && text(&out).contains("FreeSWITCH 1.8.7 is not supported"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("FreeSWITCH 1.8.7 is not supported"),
+        "{}",
+        text(&out)
+    );
     let _ = fs::remove_dir_all(&dir);
 }

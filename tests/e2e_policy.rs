@@ -23,9 +23,11 @@ fn dialplan(agent: &str) -> String {
 
 fn start(name: &str, agent: &str, extra: &str) -> Pbx {
     let conf = consent_conf(&profile("policy", 100, &format!("start_tone = off\nnever_record = caller:_0145XXXXXX\nnever_record = agent:Local/rep@*\n{extra}")));
-    Pbx::builder(name).file("callconsent.conf", &conf).file("extensions.conf", &dialplan(agent)).start()
+    Pbx::builder(name)
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan(agent))
+        .start()
 }
-
 
 #[test]
 fn never_recorded_lines_are_not_recorded_and_not_named() {
@@ -67,7 +69,11 @@ fn a_cap_of_two_per_agent_stops_the_third_recording_and_survives_a_restart() {
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_event("call_ended", 4, Duration::from_secs(30));
     pbx.wait_settled(4, Duration::from_secs(10));
-    assert_eq!(pbx.audit().iter().filter(|v| v["event"] == "agent_vetoed").count(), 2, "the cap must survive a restart");
+    assert_eq!(
+        pbx.audit().iter().filter(|v| v["event"] == "agent_vetoed").count(),
+        2,
+        "the cap must survive a restart"
+    );
     pbx.assert_alive();
 }
 
@@ -78,7 +84,11 @@ fn a_crash_mid_call_leaves_no_staging_file_and_says_why() {
     let started = pbx.wait_event("recording_started", 1, Duration::from_secs(10));
     let file = pbx.host_path(started[0]["file"].as_str().unwrap());
     assert!(file.display().to_string().contains("/staging/"));
-    wait_until(&format!("the staging file {} to exist mid-call", file.display()), Duration::from_secs(5), || file.is_file());
+    wait_until(
+        &format!("the staging file {} to exist mid-call", file.display()),
+        Duration::from_secs(5),
+        || file.is_file(),
+    );
     assert!(file.is_file(), "the staging file should exist mid-call");
     pbx.kill9_and_restart();
     let discarded = pbx.wait_event("recording_discarded", 1, Duration::from_secs(5));
@@ -91,7 +101,12 @@ fn a_crash_mid_call_leaves_no_staging_file_and_says_why() {
 fn retention_deletes_a_recording_past_the_limit() {
     let mut pbx = start("retention", "agent", "");
     // Each recording sits in the kept tree of its call's day.
-    let day = |days_ago: i64| pbx.path(&format!("spool/callconsent/kept/{}", (chrono::Utc::now() - chrono::Duration::days(days_ago)).format("%Y/%m/%d")));
+    let day = |days_ago: i64| {
+        pbx.path(&format!(
+            "spool/callconsent/kept/{}",
+            (chrono::Utc::now() - chrono::Duration::days(days_ago)).format("%Y/%m/%d")
+        ))
+    };
     let (old_dir, new_dir) = (day(100), day(0));
     std::fs::create_dir_all(&old_dir).unwrap();
     std::fs::create_dir_all(&new_dir).unwrap();
@@ -110,10 +125,18 @@ fn retention_deletes_a_recording_past_the_limit() {
     let dry = dpo_tool(&["retention", pbx.path("spool/callconsent/kept").to_str().unwrap(), "90"]);
     assert!(String::from_utf8_lossy(&dry.stdout).contains("cc-old.wav (100 days old)"), "{dry:?}");
     assert!(old.exists());
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("cc-reencoded.opus (120 days old)"), "{dry:?}");
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("cc-reencoded.opus (120 days old)"),
+        "{dry:?}"
+    );
     pbx.kill9_and_restart();
     let expired = pbx.wait_event("recording_expired", 2, Duration::from_secs(5));
-    let age = |name: &str| expired.iter().find(|e| e["file"].as_str().is_some_and(|f| f.ends_with(name))).map(|e| e["age_days"].clone());
+    let age = |name: &str| {
+        expired
+            .iter()
+            .find(|e| e["file"].as_str().is_some_and(|f| f.ends_with(name)))
+            .map(|e| e["age_days"].clone())
+    };
     assert_eq!(age("cc-old.wav"), Some(100.into()), "{expired:?}");
     assert_eq!(age("cc-reencoded.opus"), Some(120.into()), "{expired:?}");
     assert!(!old.exists() && !reencoded.exists() && new.exists());
@@ -137,25 +160,44 @@ fn the_dpo_tool_verifies_the_chain_and_catches_an_edited_line() {
     assert!(String::from_utf8_lossy(&agent.stdout).contains("agent_cleared"));
     let conf = pbx.path("etc/callconsent.conf");
     let fr = dpo_tool(&["describe", conf.to_str().unwrap(), "--lang", "fr"]);
-    assert!(String::from_utf8_lossy(&fr.stdout).contains("Profil « policy » : 100 % des appels"), "{fr:?}");
+    assert!(
+        String::from_utf8_lossy(&fr.stdout).contains("Profil « policy » : 100 % des appels"),
+        "{fr:?}"
+    );
     let selected = pbx.wait_event("selected", 1, Duration::from_secs(1));
     let call = selected[0]["call"].as_str().unwrap();
-    let replay = dpo_tool(&["draw", call, pbx.path("db/callconsent/secret").to_str().unwrap(), "100"]);
-    assert!(String::from_utf8_lossy(&replay.stdout).contains(&format!("bucket {} <", selected[0]["bucket"])), "{replay:?}");
+    let replay =
+        dpo_tool(&["draw", call, pbx.path("db/callconsent/secret").to_str().unwrap(), "100"]);
+    assert!(
+        String::from_utf8_lossy(&replay.stdout)
+            .contains(&format!("bucket {} <", selected[0]["bucket"])),
+        "{replay:?}"
+    );
     pbx.rx("core stop now");
     // An edit by hand is found at the next line; an edit of the last line through .head.
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let edited: Vec<String> = lines.iter().enumerate().map(|(i, l)| if i == 1 { l.replace("\"policy\"", "\"polisy\"") } else { l.to_string() }).collect();
+    let edited: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| if i == 1 { l.replace("\"policy\"", "\"polisy\"") } else { l.to_string() })
+        .collect();
     std::fs::write(&log, edited.join("\n") + "\n").unwrap();
     let bad = dpo_tool(&["audit", "verify", log_s]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stdout).starts_with(&format!("{log_s}:3:")), "{bad:?}");
     let last = lines.len() - 1;
-    let edited: Vec<String> = lines.iter().enumerate().map(|(i, l)| if i == last { l.replacen("Local/", "Lokal/", 1) } else { l.to_string() }).collect();
+    let edited: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| if i == last { l.replacen("Local/", "Lokal/", 1) } else { l.to_string() })
+        .collect();
     std::fs::write(&log, edited.join("\n") + "\n").unwrap();
     let bad = dpo_tool(&["audit", "verify", log_s]);
-    assert!(String::from_utf8_lossy(&bad.stdout).starts_with(&format!("{log_s}:{}:", lines.len())), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).starts_with(&format!("{log_s}:{}:", lines.len())),
+        "{bad:?}"
+    );
 }
 
 /// R12: a transfer to a never-recorded line stops the recording there; what was recorded with
@@ -170,7 +212,10 @@ fn a_transfer_to_a_never_recorded_line_stops_the_recording() {
     // the transfer.
     pbx.transfer_talker(&mut ami, "to-rep");
     let vetoed = pbx.wait_event("agent_vetoed", 1, Duration::from_secs(10));
-    assert_eq!((vetoed[0]["agent"].as_str(), vetoed[0]["after"].as_str()), (Some("Local/rep@test"), Some("transfer")));
+    assert_eq!(
+        (vetoed[0]["agent"].as_str(), vetoed[0]["after"].as_str()),
+        (Some("Local/rep@test"), Some("transfer"))
+    );
     pbx.wait_idle(Duration::from_secs(30));
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(5));
     pbx.wait_settled(1, Duration::from_secs(10));

@@ -93,7 +93,11 @@ fn alaw_decode(a: u8) -> i16 {
 
 fn sha1_hex(text: &str) -> String {
     use std::io::Write;
-    let mut child = std::process::Command::new("sha1sum").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("sha1sum (coreutils)");
+    let mut child = std::process::Command::new("sha1sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha1sum (coreutils)");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string()
@@ -102,11 +106,27 @@ fn sha1_hex(text: &str) -> String {
 #[test]
 fn a_card_keyed_during_a_secure_entry_reaches_only_the_payment_gosub() {
     let dialplan = format!("[test]\nexten => in,1,Answer()\n same => n,CallConsent(sec)\n same => n,Dial(PJSIP/agent)\n same => n,Hangup()\n\n{PAY}");
-    let mut pbx = Pbx::builder("secure").sip().file("pjsip.conf", PJSIP).file("callconsent.conf", &conf("")).file("extensions.conf", &dialplan).as_asterisk_user().start();
+    let mut pbx = Pbx::builder("secure")
+        .sip()
+        .file("pjsip.conf", PJSIP)
+        .file("callconsent.conf", &conf(""))
+        .file("extensions.conf", &dialplan)
+        .as_asterisk_user()
+        .start();
     let capture = Capture::start();
     // The agent's phone: its SDP names the capture's port; it presses *4 four seconds in.
-    let uas = std::fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml")).expect("read the UAS scenario").replace("m=audio [media_port]", &format!("m=audio {}", capture.port));
-    let phone = pbx.uas_phone_text("agent-uas-capture.xml", &uas, &rtp_pcap(&[Part::Silence { ms: 4000 }, Part::Digits("*4".into()), Part::Silence { ms: 25000 }]));
+    let uas = std::fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml"))
+        .expect("read the UAS scenario")
+        .replace("m=audio [media_port]", &format!("m=audio {}", capture.port));
+    let phone = pbx.uas_phone_text(
+        "agent-uas-capture.xml",
+        &uas,
+        &rtp_pcap(&[
+            Part::Silence { ms: 4000 },
+            Part::Digits("*4".into()),
+            Part::Silence { ms: 25000 },
+        ]),
+    );
     // The caller: a tone (recorded), then once the entry runs a tone (not recorded) and the card
     // with its end key, then a tone again (recorded).
     let caller = rtp_pcap(&[
@@ -119,8 +139,11 @@ fn a_card_keyed_during_a_secure_entry_reaches_only_the_payment_gosub() {
         Part::Tone { freq: CALLER_HZ, ms: 1000 },
         Part::Silence { ms: 1500 },
     ]);
-    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller).expect("write the caller's capture");
-    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml")).expect("read the caller's scenario").replace("{PLAY_MS}", "18000");
+    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
+        .expect("write the caller's capture");
+    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
+        .expect("read the caller's scenario")
+        .replace("{PLAY_MS}", "18000");
     let out = pbx.sipp(&scenario, &[]);
     assert!(out.status.success(), "sipp: {}\n{}", String::from_utf8_lossy(&out.stderr), pbx.logs());
     let _ = phone.wait(Duration::from_secs(10));
@@ -129,23 +152,54 @@ fn a_card_keyed_during_a_secure_entry_reaches_only_the_payment_gosub() {
 
     // The audit trail: started by the agent's code, ended by the end key with 16 digits.
     let started = pbx.wait_event("secure_entry_started", 1, Duration::from_secs(1));
-    assert_eq!((started[0]["source"].as_str(), started[0]["by"].as_str()), (Some("keypad"), Some("agent")), "{:?}", started[0]);
-    assert!(started[0]["agent"].as_str().is_some_and(|a| a.starts_with("PJSIP/agent")), "{:?}", started[0]);
+    assert_eq!(
+        (started[0]["source"].as_str(), started[0]["by"].as_str()),
+        (Some("keypad"), Some("agent")),
+        "{:?}",
+        started[0]
+    );
+    assert!(
+        started[0]["agent"].as_str().is_some_and(|a| a.starts_with("PJSIP/agent")),
+        "{:?}",
+        started[0]
+    );
     let ended = pbx.wait_event("secure_entry_ended", 1, Duration::from_secs(1));
-    assert_eq!((ended[0]["reason"].as_str(), ended[0]["digits"].as_u64()), (Some("end_key"), Some(16)), "{:?}", ended[0]);
-    assert!(pbx.events().iter().all(|e| e != "opt_out"), "the 9 of the card is a digit, not a refusal");
+    assert_eq!(
+        (ended[0]["reason"].as_str(), ended[0]["digits"].as_u64()),
+        (Some("end_key"), Some(16)),
+        "{:?}",
+        ended[0]
+    );
+    assert!(
+        pbx.events().iter().all(|e| e != "opt_out"),
+        "the 9 of the card is a digit, not a refusal"
+    );
 
     // The gosub read the digits once.
-    let paid = pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| l.contains("secure payment sha1"));
+    let paid = pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| {
+        l.contains("secure payment sha1")
+    });
     assert!(paid.contains(&format!("sha1 {} again 0", sha1_hex(CARD))), "{paid}");
 
     // The agent heard no key of it (no RFC 4733 event at all reached its leg) but a mask tone per key.
     assert!(received.len() > 500, "the capture got the agent's RTP ({} packets)", received.len());
     let events: Vec<&(u8, Vec<u8>)> = received.iter().filter(|(pt, _)| *pt == 101).collect();
-    assert!(events.is_empty(), "{} RFC 4733 packets reached the agent, first {:?}", events.len(), events.first());
-    let heard: Vec<i16> = received.iter().filter(|(pt, _)| *pt == 8).flat_map(|(_, p)| p.iter().map(|b| alaw_decode(*b))).collect();
+    assert!(
+        events.is_empty(),
+        "{} RFC 4733 packets reached the agent, first {:?}",
+        events.len(),
+        events.first()
+    );
+    let heard: Vec<i16> = received
+        .iter()
+        .filter(|(pt, _)| *pt == 8)
+        .flat_map(|(_, p)| p.iter().map(|b| alaw_decode(*b)))
+        .collect();
     let mask_ms = tone_ms(&heard, MASK_HZ);
-    assert!((16 * 80 * 6 / 10..=17 * 80 + 400).contains(&mask_ms), "the agent heard {mask_ms} ms of the mask tone for 16 digits of 80 ms");
+    assert!(
+        (16 * 80 * 6 / 10..=17 * 80 + 400).contains(&mask_ms),
+        "the agent heard {mask_ms} ms of the mask tone for 16 digits of 80 ms"
+    );
 
     // The recording: the caller's tone before and after the entry, silence during it.
     let kept = pbx.wait_event("recording_kept", 1, Duration::from_secs(1));
@@ -159,7 +213,11 @@ fn a_card_keyed_during_a_secure_entry_reaches_only_the_payment_gosub() {
     // The digits are nowhere on disk: logs (Asterisk's, the audit log), spool, state.
     for f in ["log", "spool", "db", "run"].iter().flat_map(|d| files_under(&pbx.path(d))) {
         let bytes = std::fs::read(&f).unwrap_or_default();
-        assert!(!bytes.windows(CARD.len()).any(|w| w == CARD.as_bytes()), "{} holds the card number", f.display());
+        assert!(
+            !bytes.windows(CARD.len()).any(|w| w == CARD.as_bytes()),
+            "{} holds the card number",
+            f.display()
+        );
     }
     pbx.assert_alive();
 }
@@ -173,20 +231,33 @@ fn a_timeout_ends_the_entry_and_the_opt_out_key_is_the_callers_again() {
          exten => agent,1,Answer()\n same => n,Wait(1)\n same => n,SendDTMF(*4)\n same => n,Playback({tone})\n same => n,Wait(20)\n\
          exten => dev,1,Wait(4)\n same => n,SendDTMF(9)\n same => n,Playback({talk})\n same => n,SendDTMF(9)\n same => n,Wait(3)\n same => n,Hangup()\n\n{PAY}"
     );
-    let mut pbx = Pbx::builder("secure-timeout").file("callconsent.conf", &conf("secure_timeout_ms = 3000")).file("extensions.conf", &dialplan).start();
+    let mut pbx = Pbx::builder("secure-timeout")
+        .file("callconsent.conf", &conf("secure_timeout_ms = 3000"))
+        .file("extensions.conf", &dialplan)
+        .start();
     pbx.originate("Local/in@test", "dev@test");
     pbx.wait_settled(1, Duration::from_secs(40));
     let ended = pbx.wait_event("secure_entry_ended", 1, Duration::from_secs(1));
-    assert_eq!((ended[0]["reason"].as_str(), ended[0]["digits"].as_u64()), (Some("timeout"), Some(1)), "the 9 during the entry is a card digit: {:?}", ended[0]);
+    assert_eq!(
+        (ended[0]["reason"].as_str(), ended[0]["digits"].as_u64()),
+        (Some("timeout"), Some(1)),
+        "the 9 during the entry is a card digit: {:?}",
+        ended[0]
+    );
     let d = ended[0]["duration_ms"].as_u64().unwrap();
     assert!((3000..3500).contains(&d), "ended {d} ms after it started");
     // The 9 after the entry: the caller's refusal, the recording deleted.
     let events = pbx.events();
-    let (end_at, opt_at) = (events.iter().position(|e| e == "secure_entry_ended"), events.iter().position(|e| e == "opt_out"));
+    let (end_at, opt_at) = (
+        events.iter().position(|e| e == "secure_entry_ended"),
+        events.iter().position(|e| e == "opt_out"),
+    );
     assert!(matches!((end_at, opt_at), (Some(a), Some(b)) if b > a), "{events:?}");
     assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "opted_out");
     assert!(pbx.spool_files().is_empty(), "{:?}", pbx.spool_files());
-    pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| l.contains("secure payment sha1") && l.contains("again 0"));
+    pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| {
+        l.contains("secure payment sha1") && l.contains("again 0")
+    });
     pbx.assert_alive();
 }
 
@@ -207,8 +278,20 @@ fn card_keyed_at_a_human_pace(name: &str, local_agent: bool, every_ms: u32) {
     } else {
         format!("[test]\nexten => in,1,Answer()\n same => n,CallConsent(sec)\n same => n,Dial(PJSIP/agent)\n same => n,Hangup()\n\n{PAY}")
     };
-    let mut pbx = Pbx::builder(name).sip().file("pjsip.conf", PJSIP).file("callconsent.conf", &conf("")).file("extensions.conf", &dialplan).as_asterisk_user().start();
-    let _phone = (!local_agent).then(|| pbx.agent_phone(&rtp_pcap(&[Part::Silence { ms: 3000 }, Part::Digits("*4".into()), Part::Silence { ms: 30000 }])));
+    let mut pbx = Pbx::builder(name)
+        .sip()
+        .file("pjsip.conf", PJSIP)
+        .file("callconsent.conf", &conf(""))
+        .file("extensions.conf", &dialplan)
+        .as_asterisk_user()
+        .start();
+    let _phone = (!local_agent).then(|| {
+        pbx.agent_phone(&rtp_pcap(&[
+            Part::Silence { ms: 3000 },
+            Part::Digits("*4".into()),
+            Part::Silence { ms: 30000 },
+        ]))
+    });
     let keys = format!("{CARD_9}#");
     let keying_ms = every_ms * keys.len() as u32;
     let caller = rtp_pcap(&[
@@ -218,9 +301,12 @@ fn card_keyed_at_a_human_pace(name: &str, local_agent: bool, every_ms: u32) {
         Part::Tone { freq: CALLER_HZ, ms: 1000 },
         Part::Silence { ms: 1000 },
     ]);
-    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller).expect("write the caller's capture");
+    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
+        .expect("write the caller's capture");
     let play_ms = 5000 + keying_ms + 3500;
-    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml")).expect("read the caller's scenario").replace("{PLAY_MS}", &play_ms.to_string());
+    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
+        .expect("read the caller's scenario")
+        .replace("{PLAY_MS}", &play_ms.to_string());
     let out = pbx.sipp(&scenario, &[]);
     assert!(out.status.success(), "sipp: {}\n{}", String::from_utf8_lossy(&out.stderr), pbx.logs());
     pbx.wait_settled(1, Duration::from_secs(30));
@@ -233,12 +319,30 @@ fn card_keyed_at_a_human_pace(name: &str, local_agent: bool, every_ms: u32) {
         ended[0],
         pbx.messages()
     );
-    let paid = pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| l.contains("secure payment sha1"));
-    assert!(paid.contains(&format!("sha1 {} again 0", sha1_hex(CARD_9))), "the gosub got another number: {paid}");
-    assert!(pbx.events().iter().all(|e| e != "opt_out"), "the 9s of the card are digits, not a refusal: {:?}", pbx.events());
+    let paid = pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| {
+        l.contains("secure payment sha1")
+    });
+    assert!(
+        paid.contains(&format!("sha1 {} again 0", sha1_hex(CARD_9))),
+        "the gosub got another number: {paid}"
+    );
+    assert!(
+        pbx.events().iter().all(|e| e != "opt_out"),
+        "the 9s of the card are digits, not a refusal: {:?}",
+        pbx.events()
+    );
     let call_ended = pbx.wait_event("call_ended", 1, Duration::from_secs(1));
-    assert_eq!(call_ended[0]["outcome"], "recorded", "the call went on, recorded, after the entry: {:?}", call_ended[0]);
-    assert_eq!(call_ended[0]["keys_dropped"].as_u64().unwrap_or(0), 0, "no key of a person was dropped: {:?}", call_ended[0]);
+    assert_eq!(
+        call_ended[0]["outcome"], "recorded",
+        "the call went on, recorded, after the entry: {:?}",
+        call_ended[0]
+    );
+    assert_eq!(
+        call_ended[0]["keys_dropped"].as_u64().unwrap_or(0),
+        0,
+        "no key of a person was dropped: {:?}",
+        call_ended[0]
+    );
     pbx.assert_alive();
 }
 

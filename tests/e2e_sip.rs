@@ -13,8 +13,13 @@ fn sip_caller_opts_out_with_an_rfc4733_digit() {
          exten => agent,1,Answer()\n same => n,Playback({})\n same => n,Wait(30)\n",
         sound("agent-880", 880, 3.0)
     );
-    let mut pbx = Pbx::builder("sip").sip().file("callconsent.conf", &conf).file("extensions.conf", &dialplan).start();
-    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/optout-9.xml")).expect("read the scenario");
+    let mut pbx = Pbx::builder("sip")
+        .sip()
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan)
+        .start();
+    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/optout-9.xml"))
+        .expect("read the scenario");
     let out = pbx.sipp(&scenario, &[]);
     assert!(
         out.status.success(),
@@ -35,6 +40,10 @@ fn sip_caller_opts_out_with_an_rfc4733_digit() {
     let settled = pbx.wait_settled(1, Duration::from_secs(15));
     assert_eq!(settled[0]["call"], deleted[0]["call"]);
     assert_eq!(pbx.wait_event("call_ended", 1, Duration::from_secs(1))[0]["outcome"], "opted_out");
-    assert_eq!(pbx.spool_files(), Vec::<std::path::PathBuf>::new(), "files of a refused SIP call remain");
+    assert_eq!(
+        pbx.spool_files(),
+        Vec::<std::path::PathBuf>::new(),
+        "files of a refused SIP call remain"
+    );
     pbx.assert_alive();
 }

@@ -52,7 +52,8 @@ fn node_with(name: &str, pg: &Postgres, secret: Option<&[u8]>, archive: &str, ex
         b = b.var_file("callconsent/secret", s);
     }
     let pbx = b.start();
-    std::fs::copy(project_dir().join("target/release/callconsent"), pbx.path("callconsent")).expect("copy the DPO's tool into the sandbox");
+    std::fs::copy(project_dir().join("target/release/callconsent"), pbx.path("callconsent"))
+        .expect("copy the DPO's tool into the sandbox");
     pbx
 }
 
@@ -77,7 +78,11 @@ fn text(o: &Output) -> String {
 }
 
 fn local_lines(pbx: &Pbx) -> Vec<String> {
-    std::fs::read_to_string(pbx.audit_path()).unwrap_or_default().lines().map(str::to_string).collect()
+    std::fs::read_to_string(pbx.audit_path())
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Waits until the store holds exactly the node's local lines, in order, numbered 1..N.
@@ -88,18 +93,28 @@ fn wait_shipped(pg: &Postgres, pbx: &Pbx, node: &str) -> Vec<String> {
         let stored = pg.psql(&format!("SELECT count(*), coalesce(min(seq), 0), coalesce(max(seq), 0) FROM callconsent_audit WHERE node = '{node}'"));
         if stored == format!("{n}|{}|{n}", if local.is_empty() { 0 } else { 1 }, n = local.len()) {
             let rows = store_lines(pg, node);
-            assert_eq!(rows, local, "node {node}: the store's lines are not the local log's, in order");
+            assert_eq!(
+                rows, local,
+                "node {node}: the store's lines are not the local log's, in order"
+            );
             return rows;
         }
         let last = format!("store {stored}, local {} lines", local.len());
-        assert!(std::time::Instant::now() < deadline, "node {node}: the store did not catch up in 30 s ({last})\n{}", pbx.logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {node}: the store did not catch up in 30 s ({last})\n{}",
+            pbx.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn store_lines(pg: &Postgres, node: &str) -> Vec<String> {
     // One line per row: the lines are JSON, they hold no raw newline.
-    pg.psql(&format!("SELECT line FROM callconsent_audit WHERE node = '{node}' ORDER BY seq")).lines().map(str::to_string).collect()
+    pg.psql(&format!("SELECT line FROM callconsent_audit WHERE node = '{node}' ORDER BY seq"))
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn count(pbx: &Pbx, event: &str, agent: &str) -> usize {
@@ -112,8 +127,17 @@ fn two_nodes_share_caps_the_trail_and_erasures() {
     let mut a = node("a", &pg, None);
     let secret = std::fs::read(a.path("db/callconsent/secret")).expect("node a's secret");
     let mut b = node("b", &pg, Some(&secret));
-    assert_eq!(pg.psql("SELECT max(version) FROM callconsent_schema"), "1", "the module creates the schema");
-    pg.wait_for("both nodes connected", "SELECT count(*) FROM callconsent_nodes", "2", Duration::from_secs(15));
+    assert_eq!(
+        pg.psql("SELECT max(version) FROM callconsent_schema"),
+        "1",
+        "the module creates the schema"
+    );
+    pg.wait_for(
+        "both nodes connected",
+        "SELECT count(*) FROM callconsent_nodes",
+        "2",
+        Duration::from_secs(15),
+    );
 
     // 200 calls at once, 100 on each node, to 4 agents capped at 10 a day each.
     std::thread::scope(|s| {
@@ -132,11 +156,20 @@ fn two_nodes_share_caps_the_trail_and_erasures() {
         let cleared = count(&a, "agent_cleared", &name) + count(&b, "agent_cleared", &name);
         let vetoed = count(&a, "agent_vetoed", &name) + count(&b, "agent_vetoed", &name);
         assert_eq!((cleared, vetoed), (10, 40), "{name}: recorded exactly 10 across the two nodes");
-        assert_eq!(pg.psql(&format!("SELECT used FROM callconsent_caps WHERE agent = '{name}'")), "10");
+        assert_eq!(
+            pg.psql(&format!("SELECT used FROM callconsent_caps WHERE agent = '{name}'")),
+            "10"
+        );
     }
-    let kept = a.audit().iter().chain(b.audit().iter()).filter(|v| v["event"] == "recording_kept").count();
+    let kept =
+        a.audit().iter().chain(b.audit().iter()).filter(|v| v["event"] == "recording_kept").count();
     assert_eq!(kept, 40);
-    assert!(a.audit().iter().chain(b.audit().iter()).filter(|v| v["event"] == "agent_vetoed").all(|v| v["reason"].as_str().is_some_and(|r| r.starts_with("cap reached: 10 of 10"))));
+    assert!(a
+        .audit()
+        .iter()
+        .chain(b.audit().iter())
+        .filter(|v| v["event"] == "agent_vetoed")
+        .all(|v| v["reason"].as_str().is_some_and(|r| r.starts_with("cap reached: 10 of 10"))));
 
     // Every line of both nodes is in the store, in order, and the chains verify from there.
     wait_shipped(&pg, &a, "a");
@@ -145,7 +178,13 @@ fn two_nodes_share_caps_the_trail_and_erasures() {
     let url = pg.url();
     let ok = tool(&a, &["audit", "verify", "--store", &url, "--key", &key]);
     assert!(ok.status.success(), "{}", text(&ok));
-    assert!(text(&ok).contains("node a: ") && text(&ok).contains("node b: ") && text(&ok).contains("chain intact"), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("node a: ")
+            && text(&ok).contains("node b: ")
+            && text(&ok).contains("chain intact"),
+        "{}",
+        text(&ok)
+    );
     assert!(!text(&ok).contains(&pg.password), "the password is never printed");
 
     // A caller reached on both nodes, in two forms of one number: one request erases both.
@@ -155,14 +194,46 @@ fn two_nodes_share_caps_the_trail_and_erasures() {
     b.originate("Local/caller-+33612345678@test", "dev@test");
     a.wait_settled(101, Duration::from_secs(30));
     b.wait_settled(101, Duration::from_secs(30));
-    assert_eq!((files_before(&a), files_before(&b)), (fa + 1, fb + 1), "each node kept the caller's call");
-    let find = tool(&a, &with_secret(&a, &["subject", "find", "--number", "06 12 34 56 78"]).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(find.status.success() && text(&find).contains("call(s) on 2 node(s)"), "{}", text(&find));
-    let erase = tool(&a, &with_secret(&a, &["subject", "erase", "--number", "0612345678", "--request", "REQ-2026-77", "--yes"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        (files_before(&a), files_before(&b)),
+        (fa + 1, fb + 1),
+        "each node kept the caller's call"
+    );
+    let find = tool(
+        &a,
+        &with_secret(&a, &["subject", "find", "--number", "06 12 34 56 78"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        find.status.success() && text(&find).contains("call(s) on 2 node(s)"),
+        "{}",
+        text(&find)
+    );
+    let erase = tool(
+        &a,
+        &with_secret(
+            &a,
+            &["subject", "erase", "--number", "0612345678", "--request", "REQ-2026-77", "--yes"],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
     let out = text(&erase);
     assert!(erase.status.success(), "{out}");
-    assert!(out.contains("node a: erased, ") && out.contains("node b: erased, ") && out.contains("done on 2 of 2 node(s)"), "{out}");
-    assert_eq!((files_before(&a), files_before(&b)), (fa, fb), "both nodes deleted the caller's recording");
+    assert!(
+        out.contains("node a: erased, ")
+            && out.contains("node b: erased, ")
+            && out.contains("done on 2 of 2 node(s)"),
+        "{out}"
+    );
+    assert_eq!(
+        (files_before(&a), files_before(&b)),
+        (fa, fb),
+        "both nodes deleted the caller's recording"
+    );
     for p in [&a, &b] {
         let erased = p.wait_event("recording_erased", 1, Duration::from_secs(5));
         assert_eq!(erased[0]["request"], "REQ-2026-77");
@@ -170,27 +241,61 @@ fn two_nodes_share_caps_the_trail_and_erasures() {
     }
     // R8 across nodes: an agent's lines from both nodes.
     let ag = tool(&a, &["agent", "Local/desk-1@test"]);
-    let want = count(&a, "agent_cleared", "Local/desk-1@test") + count(&b, "agent_cleared", "Local/desk-1@test");
+    let want = count(&a, "agent_cleared", "Local/desk-1@test")
+        + count(&b, "agent_cleared", "Local/desk-1@test");
     assert!(text(&ag).contains("on 2 node(s)"), "{}", text(&ag));
-    assert!(String::from_utf8_lossy(&ag.stdout).lines().filter(|l| l.contains("\"agent_cleared\"")).count() == want, "{}", text(&ag));
+    assert!(
+        String::from_utf8_lossy(&ag.stdout)
+            .lines()
+            .filter(|l| l.contains("\"agent_cleared\""))
+            .count()
+            == want,
+        "{}",
+        text(&ag)
+    );
 
     // The store's trail is append-only; an edit made anyway is found at its node and line.
     wait_shipped(&pg, &a, "a");
     let rows_b = wait_shipped(&pg, &b, "b");
-    let seq = rows_b.iter().position(|l| l.contains("\"agent_cleared\"")).expect("an agent_cleared line of node b") + 1;
+    let seq = rows_b
+        .iter()
+        .position(|l| l.contains("\"agent_cleared\""))
+        .expect("an agent_cleared line of node b")
+        + 1;
     let refused = Command::new("runuser")
-        .args(["-u", "postgres", "--", "psql", "-h", &pg.dir.display().to_string(), "-p", &pg.port.to_string(), "-d", "callconsent", "-c"])
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-h",
+            &pg.dir.display().to_string(),
+            "-p",
+            &pg.port.to_string(),
+            "-d",
+            "callconsent",
+            "-c",
+        ])
         .arg(format!("UPDATE callconsent_audit SET line = line WHERE node = 'b' AND seq = {seq}"))
         .output()
         .expect("psql");
-    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("append-only"), "{}", text(&refused));
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("append-only"),
+        "{}",
+        text(&refused)
+    );
     pg.psql(&format!(
         "ALTER TABLE callconsent_audit DISABLE TRIGGER callconsent_audit_append_only; \
          UPDATE callconsent_audit SET line = replace(line, '\"agent_cleared\"', '\"agent_vetoed\"') WHERE node = 'b' AND seq = {seq}"
     ));
     let bad = tool(&a, &["audit", "verify", "--store", &url, "--key", &key]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
-    assert!(text(&bad).contains(&format!("node b line {seq}: the line was edited")), "{}", text(&bad));
+    assert!(
+        text(&bad).contains(&format!("node b line {seq}: the line was edited")),
+        "{}",
+        text(&bad)
+    );
     a.assert_alive();
     b.assert_alive();
 }
@@ -212,14 +317,24 @@ fn with_the_database_stopped_calls_follow_store_unavailable_and_the_log_catches_
     let un = a.wait_event("store_unavailable", 1, Duration::from_secs(1));
     assert_eq!(un[0]["fallback"], "no_record", "{un:?}");
     let vetoed = a.wait_event("agent_vetoed", 1, Duration::from_secs(1));
-    assert!(vetoed[0]["reason"].as_str().is_some_and(|r| r.contains("shared store unreachable")), "{vetoed:?}");
+    assert!(
+        vetoed[0]["reason"].as_str().is_some_and(|r| r.contains("shared store unreachable")),
+        "{vetoed:?}"
+    );
     let status = a.rx("callconsent show status");
-    assert!(status.contains("node a: UNREACHABLE since") && !status.contains(&pg.password), "{status}");
+    assert!(
+        status.contains("node a: UNREACHABLE since") && !status.contains(&pg.password),
+        "{status}"
+    );
     // local: caps counted on this node for a bounded time, said both ways.
     a.originate("Local/soft-1@test", "dev@test");
     a.wait_settled(3, Duration::from_secs(30));
     let un = a.wait_event("store_unavailable", 2, Duration::from_secs(1));
-    assert_eq!((un[1]["fallback"].as_str(), un[1]["profile"].as_str()), (Some("local"), Some("lenient")), "{un:?}");
+    assert_eq!(
+        (un[1]["fallback"].as_str(), un[1]["profile"].as_str()),
+        (Some("local"), Some("lenient")),
+        "{un:?}"
+    );
     assert_eq!(count(&a, "agent_cleared", "Local/desk-1@test"), 2);
     assert_eq!(a.audit().iter().filter(|v| v["event"] == "recording_kept").count(), 2);
 
@@ -247,29 +362,44 @@ fn a_kill9_of_a_node_loses_no_acknowledged_line() {
     a.wait_settled(1, Duration::from_secs(30));
     wait_shipped(&pg, &a, "a");
     // Mid-run: calls in progress, their lines written and shipped.
-    let acked_before: usize = pg.psql("SELECT count(*) FROM callconsent_audit WHERE node = 'a'").parse().expect("a count");
+    let acked_before: usize = pg
+        .psql("SELECT count(*) FROM callconsent_audit WHERE node = 'a'")
+        .parse()
+        .expect("a count");
     for _ in 0..3 {
         a.originate("Local/long@test", "dev@test");
     }
     a.wait_event("recording_started", 3, Duration::from_secs(30));
     wait_until("a line shipped while the calls run", Duration::from_secs(10), || {
-        pg.psql("SELECT count(*) FROM callconsent_audit WHERE node = 'a'").parse::<usize>().is_ok_and(|n| n > acked_before)
+        pg.psql("SELECT count(*) FROM callconsent_audit WHERE node = 'a'")
+            .parse::<usize>()
+            .is_ok_and(|n| n > acked_before)
     });
     a.kill9_and_restart();
     // What the store acknowledged before the kill stays, and is a prefix of the node's log.
     let acked = store_lines(&pg, "a");
     let local = local_lines(&a);
-    assert_eq!(&local[..acked.len()], &acked[..], "an acknowledged line differs from the node's log");
+    assert_eq!(
+        &local[..acked.len()],
+        &acked[..],
+        "an acknowledged line differs from the node's log"
+    );
     a.originate("Local/call-2@test", "dev@test");
     a.wait_event("call_settled", 2, Duration::from_secs(30));
     let rows = wait_shipped(&pg, &a, "a");
-    assert_eq!(&rows[..acked.len()], &acked[..], "a line acknowledged before the kill changed or went");
-    assert!(rows.iter().any(|l| l.contains("\"recording_discarded\"")), "the crash's discarded recordings are in the store too");
+    assert_eq!(
+        &rows[..acked.len()],
+        &acked[..],
+        "a line acknowledged before the kill changed or went"
+    );
+    assert!(
+        rows.iter().any(|l| l.contains("\"recording_discarded\"")),
+        "the crash's discarded recordings are in the store too"
+    );
     let ok = tool(&a, &["audit", "verify", "--store", &pg.url()]);
     assert!(ok.status.success(), "{}", text(&ok));
     a.assert_alive();
 }
-
 
 #[test]
 fn the_listening_bound_holds_across_nodes() {
@@ -280,17 +410,42 @@ fn the_listening_bound_holds_across_nodes() {
     let b = node_with("b", &pg, Some(&secret), "opus", access);
     a.originate("Local/call-1@test", "dev@test");
     b.originate("Local/call-1@test", "dev@test");
-    let archived = |p: &Pbx| p.wait_event("recording_archived", 1, Duration::from_secs(30))[0]["file"].as_str().expect("an archive").to_string();
+    let archived = |p: &Pbx| {
+        p.wait_event("recording_archived", 1, Duration::from_secs(30))[0]["file"]
+            .as_str()
+            .expect("an archive")
+            .to_string()
+    };
     let (fa, fb) = (archived(&a), archived(&b));
-    let listen = |p: &Pbx, file: &str| tool(p, &with_secret(p, &["listen", file, "--as", "marc", "--purpose", "coaching"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let listen = |p: &Pbx, file: &str| {
+        tool(
+            p,
+            &with_secret(p, &["listen", file, "--as", "marc", "--purpose", "coaching"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+    };
     let first = listen(&a, &fa);
     assert!(first.status.success(), "{}", text(&first));
     // The second listen of desk-1's calls, on the other node: the bound counts both.
     let second = listen(&b, &fb);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
-    assert!(text(&second).contains("already listened to 1 time(s) this month"), "{}", text(&second));
+    assert!(
+        text(&second).contains("already listened to 1 time(s) this month"),
+        "{}",
+        text(&second)
+    );
     // Node b's own access log had no listen: the count came from the store.
-    let b_access = std::fs::read_to_string(b.path("log/callconsent/access.jsonl")).unwrap_or_default();
-    assert!(!b_access.contains("\"event\":\"listen\"") && b_access.contains("\"event\":\"listen_refused\""), "{b_access}");
-    assert_eq!(pg.psql("SELECT used FROM callconsent_listens WHERE agent = 'Local/desk-1@test'"), "1");
+    let b_access =
+        std::fs::read_to_string(b.path("log/callconsent/access.jsonl")).unwrap_or_default();
+    assert!(
+        !b_access.contains("\"event\":\"listen\"")
+            && b_access.contains("\"event\":\"listen_refused\""),
+        "{b_access}"
+    );
+    assert_eq!(
+        pg.psql("SELECT used FROM callconsent_listens WHERE agent = 'Local/desk-1@test'"),
+        "1"
+    );
 }

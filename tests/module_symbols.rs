@@ -9,7 +9,10 @@ use harness::*;
 fn nm(args: &[&str], file: &std::path::Path) -> Vec<String> {
     let out = Command::new("nm").args(args).arg(file).output().expect("run nm (binutils)");
     assert!(out.status.success(), "nm failed on {}", file.display());
-    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect()
 }
 
 #[test]
@@ -24,7 +27,13 @@ fn exports_only_its_entry_points() {
 fn every_asterisk_symbol_resolves() {
     let needed: Vec<String> = nm(&["-D", "--undefined-only"], &module_path())
         .into_iter()
-        .filter(|s| s.starts_with("ast_") || s.starts_with("__ast_") || s.starts_with("astman_") || s.starts_with("pbx_") || s.starts_with("__ao2"))
+        .filter(|s| {
+            s.starts_with("ast_")
+                || s.starts_with("__ast_")
+                || s.starts_with("astman_")
+                || s.starts_with("pbx_")
+                || s.starts_with("__ao2")
+        })
         .collect();
     assert!(needed.iter().any(|s| s == "ast_start_mixmonitor"), "{needed:?}");
     let exported = nm(&["-D", "--defined-only"], &sandbox_root().join("usr/sbin/asterisk"));
@@ -36,5 +45,8 @@ fn every_asterisk_symbol_resolves() {
 fn shim_keeps_the_module_info_constructor() {
     let out = Command::new("nm").arg(module_path()).output().expect("run nm");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("__internal_res_callconsent_self"), "the AST_MODULE_INFO object was not linked in");
+    assert!(
+        text.contains("__internal_res_callconsent_self"),
+        "the AST_MODULE_INFO object was not linked in"
+    );
 }

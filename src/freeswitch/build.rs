@@ -12,13 +12,16 @@ fn main() {
     for var in ["FREESWITCH_INCLUDE_DIR", "CALLCONSENT_SANDBOX", "PKG_CONFIG_PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let project = manifest.join("../..");
     let shim = project.join("c-shim/freeswitch");
     println!("cargo:rerun-if-changed={}", shim.display());
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    let sandbox = env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project.join(".sandbox"));
+    let sandbox = env::var_os("CALLCONSENT_SANDBOX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project.join(".sandbox"));
     let mut candidates = Vec::new();
     if let Some(dir) = env::var_os("FREESWITCH_INCLUDE_DIR") {
         candidates.push(PathBuf::from(dir));
@@ -46,7 +49,10 @@ fn main() {
 
     // FreeSWITCH 1.10 loads modules of API version 5; the table in lib.rs says 5.
     let types = fs::read_to_string(include.join("switch_types.h")).unwrap_or_default();
-    let api = types.lines().find_map(|l| l.trim().strip_prefix("#define SWITCH_API_VERSION")).and_then(|v| v.trim().parse::<u32>().ok());
+    let api = types
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("#define SWITCH_API_VERSION"))
+        .and_then(|v| v.trim().parse::<u32>().ok());
     if api != Some(5) {
         panic!("callconsent: {} declares module API version {api:?}; mod_callconsent supports FreeSWITCH 1.10 (API version 5)", include.join("switch_types.h").display());
     }
@@ -63,7 +69,10 @@ fn main() {
     // The shim goes whole into the FreeSWITCH module only: a test build of this crate (cargo
     // build --all-targets) links no switch_* symbol.
     let lib = out.join("libccfsshim.a");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--whole-archive,{},--no-whole-archive", lib.display());
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,--whole-archive,{},--no-whole-archive",
+        lib.display()
+    );
 
     let bindings = bindgen::Builder::default()
         .header(shim.join("shim.h").display().to_string())

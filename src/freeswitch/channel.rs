@@ -44,7 +44,8 @@ impl CallChannel for FsChannel {
     }
     fn watch(&self, slot: &Arc<Slot>) -> Result<(), String> {
         // The media bug holds the call until its close callback (hangup).
-        by_uuid::watch(&self.uuid, Box::new(slot.clone()), slot.ticks_flag()).map_err(|_| "could not attach the key watcher".to_string())
+        by_uuid::watch(&self.uuid, Box::new(slot.clone()), slot.ticks_flag())
+            .map_err(|_| "could not attach the key watcher".to_string())
     }
     fn set_status(&self, status: Status) {
         by_uuid::setvar(&self.uuid, STATUS_VAR, status.as_str());
@@ -52,7 +53,11 @@ impl CallChannel for FsChannel {
     fn mute_recorder(&self, mute: bool) {
         let file = by_uuid::getvar(&self.uuid, RECORDING_VAR);
         if !file.is_empty() && by_uuid::record_mask(&self.uuid, &file, mute) != 0 {
-            log::debug!("callconsent: {}: no recording to {}", self.uuid, if mute { "mask" } else { "unmask" });
+            log::debug!(
+                "callconsent: {}: no recording to {}",
+                self.uuid,
+                if mute { "mask" } else { "unmask" }
+            );
         }
     }
     fn start_recorder(&self, plan: &RecorderPlan) -> Result<String, String> {
@@ -107,7 +112,8 @@ impl Host for FreeSwitch {
         PBX
     }
     fn notify(&self, _channel: &str, fields: &[(&'static str, String)]) {
-        let uuid = fields.iter().find(|(k, _)| *k == "Uniqueid").map(|(_, v)| v.as_str()).unwrap_or("");
+        let uuid =
+            fields.iter().find(|(k, _)| *k == "Uniqueid").map(|(_, v)| v.as_str()).unwrap_or("");
         event(STATE_SUBCLASS, uuid, fields);
     }
     fn agent_of(&self, uniqueid: &str) -> Option<String> {
@@ -117,4 +123,3 @@ impl Host for FreeSwitch {
         event(AUDIT_SUBCLASS, "", fields);
     }
 }
-

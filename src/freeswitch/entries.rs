@@ -26,8 +26,14 @@ fn sound_exists(sound: &str) -> bool {
     if sound.contains("://") {
         return true;
     }
-    let base = Some(ffi::global_var("sound_prefix")).filter(|p| !p.is_empty()).unwrap_or_else(|| ffi::dir(FsDir::Sounds));
-    let path = if Path::new(sound).is_absolute() { PathBuf::from(sound) } else { PathBuf::from(base).join(sound) };
+    let base = Some(ffi::global_var("sound_prefix"))
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| ffi::dir(FsDir::Sounds));
+    let path = if Path::new(sound).is_absolute() {
+        PathBuf::from(sound)
+    } else {
+        PathBuf::from(base).join(sound)
+    };
     path.is_file() || PathBuf::from(format!("{}.wav", path.display())).is_file()
 }
 
@@ -58,7 +64,11 @@ fn load() -> Result<(), String> {
     let _ = log::set_logger(&ffi::LOGGER);
     log::set_max_level(log::LevelFilter::Debug);
     std::panic::set_hook(Box::new(|info| {
-        log::error!("callconsent: panic at {}: {}", info.location().map(|l| l.to_string()).unwrap_or_default(), info);
+        log::error!(
+            "callconsent: panic at {}: {}",
+            info.location().map(|l| l.to_string()).unwrap_or_default(),
+            info
+        );
     }));
     let state = state_dir();
     Runtime::discard_before_config(&state, crate::channel::PBX);
@@ -86,9 +96,12 @@ fn api(cmd: &str) -> Result<Vec<String>, String> {
     match words.as_slice() {
         ["reload"] => {
             let rt = runtime().ok_or("callconsent is not loaded")?;
-            let cfg = read_config().map_err(|e| format!("reload refused, the running configuration stays: {e}"))?;
+            let cfg = read_config()
+                .map_err(|e| format!("reload refused, the running configuration stays: {e}"))?;
             let names = rt.reload(cfg);
-            log::info!("callconsent: reloaded; profiles: {names}; calls in progress keep their profile");
+            log::info!(
+                "callconsent: reloaded; profiles: {names}; calls in progress keep their profile"
+            );
             Ok(vec![format!("+OK reloaded; profiles: {names}")])
         }
         ["show", what] => {
@@ -104,17 +117,25 @@ fn api(cmd: &str) -> Result<Vec<String>, String> {
         ["secure_digits", uuid] => {
             let rt = runtime().ok_or("callconsent is not loaded")?;
             let slot = rt.calls().get(uuid).ok_or_else(|| format!("no call watched by callconsent on session {uuid} (secure_digits is read on the caller's)"))?;
-            Ok(slot.take_secure_digits().map(|d| vec![d.expose().to_string()]).unwrap_or_else(|| vec![String::new()]))
+            Ok(slot
+                .take_secure_digits()
+                .map(|d| vec![d.expose().to_string()])
+                .unwrap_or_else(|| vec![String::new()]))
         }
         [action, uuid] => {
             let request = ControlRequest::parse(action).ok_or(USAGE)?;
             let rt = runtime().ok_or("callconsent is not loaded")?;
-            let slot = find_call(&rt, uuid).ok_or_else(|| format!("no call recorded by callconsent on session {uuid}"))?;
+            let slot = find_call(&rt, uuid)
+                .ok_or_else(|| format!("no call recorded by callconsent on session {uuid}"))?;
             let caller = FsChannel { uuid: slot.uniqueid.clone() };
             // The API tells a module nothing about who sent the command: the session it named is
             // recorded as the actor.
             let actor = format!("API uuid: {uuid}");
-            let mut lines: Vec<String> = rt.control(&slot, &caller, request, Source::Esl, &actor).into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let mut lines: Vec<String> = rt
+                .control(&slot, &caller, request, Source::Esl, &actor)
+                .into_iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
             if let Some(first) = lines.first_mut() {
                 *first = format!("+OK {}", first.trim_start_matches("Message: "));
             }

@@ -10,7 +10,9 @@ use std::ptr::NonNull;
 use callconsent_core::config::Entry;
 use callconsent_guard::FromC;
 
-pub use callconsent_guard::c::{cstring, hook_data, hook_data_take, put_text, Ctx, Opaque, Writer, WriterFn};
+pub use callconsent_guard::c::{
+    cstring, hook_data, hook_data_take, put_text, Ctx, Opaque, Writer, WriterFn,
+};
 use callconsent_guard::c::{take_text, text};
 
 pub mod sys {
@@ -29,7 +31,6 @@ extern "C" {
     pub fn cc_fs_module_shutdown() -> c_int;
 }
 
-
 /// A session FreeSWITCH lent us for one callback on its own thread. Not `Send`.
 #[derive(Clone, Copy)]
 pub struct Session<'a>(NonNull<sys::cc_session>, PhantomData<&'a ()>, PhantomData<*mut ()>);
@@ -40,12 +41,13 @@ impl FromC<*mut sys::cc_session> for Session<'_> {
     }
 }
 
-
 impl Session<'_> {
     fn text(self, what: sys::cc_fs_text, var: &str) -> String {
         let v = cstring(var);
         // SAFETY: the session is live while lent; the shim hands the text back before returning.
-        take_text(|ctx| unsafe { sys::cc_fs_session_text(self.0.as_ptr(), what as c_int, v.as_ptr(), ctx) })
+        take_text(|ctx| unsafe {
+            sys::cc_fs_session_text(self.0.as_ptr(), what as c_int, v.as_ptr(), ctx)
+        })
     }
     pub fn uuid(self) -> String {
         self.text(sys::cc_fs_text_CC_FS_UUID, "")
@@ -96,12 +98,16 @@ pub mod by_uuid {
     pub fn partner_uuid(uuid: &str) -> String {
         let u = cstring(uuid);
         // SAFETY: as for getvar.
-        take_text(|ctx| unsafe { sys::cc_fs_partner(u.as_ptr(), sys::cc_fs_text_CC_FS_UUID as c_int, ctx) })
+        take_text(|ctx| unsafe {
+            sys::cc_fs_partner(u.as_ptr(), sys::cc_fs_text_CC_FS_UUID as c_int, ctx)
+        })
     }
     pub fn partner_name(uuid: &str) -> String {
         let u = cstring(uuid);
         // SAFETY: as for getvar.
-        take_text(|ctx| unsafe { sys::cc_fs_partner(u.as_ptr(), sys::cc_fs_text_CC_FS_NAME as c_int, ctx) })
+        take_text(|ctx| unsafe {
+            sys::cc_fs_partner(u.as_ptr(), sys::cc_fs_text_CC_FS_NAME as c_int, ctx)
+        })
     }
     pub fn record_start(uuid: &str, file: &str) -> i32 {
         let (u, f) = (cstring(uuid), cstring(file));
@@ -135,10 +141,10 @@ pub mod by_uuid {
     }
 }
 
-
 /// A CUSTOM event of `subclass`, with the session's channel data when `uuid` is live.
 pub fn event(subclass: &str, uuid: &str, fields: &[(&str, String)]) {
-    let body: String = fields.iter().map(|(k, v)| format!("{k}: {}\n", v.replace('\n', " "))).collect();
+    let body: String =
+        fields.iter().map(|(k, v)| format!("{k}: {}\n", v.replace('\n', " "))).collect();
     let (s, u, b) = (cstring(subclass), cstring(uuid), cstring(&body));
     // SAFETY: valid C strings; the texts are arguments, not formats.
     unsafe { sys::cc_fs_event(s.as_ptr(), u.as_ptr(), b.as_ptr()) };

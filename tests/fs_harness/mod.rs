@@ -19,10 +19,10 @@
 //! CALLCONSENT_KEEP=1 keeps it always.
 #![allow(dead_code)]
 
-#[path = "../harness/pcap.rs"]
-pub mod pcap;
 #[path = "../harness/common.rs"]
 mod common;
+#[path = "../harness/pcap.rs"]
+pub mod pcap;
 pub use common::*;
 
 use std::collections::HashMap;
@@ -42,7 +42,6 @@ use serde_json::Value;
 /// `Fs::audit_path`).
 pub const SPOOL: &str = "{DIR}/recordings/callconsent";
 pub const AUDIT: &str = "{DIR}/log/callconsent/audit.jsonl";
-
 
 /// The sandbox's FreeSWITCH prefix (bin/, mod/).
 pub fn fs_prefix() -> PathBuf {
@@ -88,8 +87,6 @@ pub fn free_udp_tcp_port() -> u16 {
     panic!("no port free for both UDP and TCP");
 }
 
-
-
 /// Media ports (FreeSWITCH's RTP range, sipp's media ports) come from 61000-65499, above the
 /// kernel's ephemeral range (32768-60999) and the Asterisk harness's ranges (20000-40000), so
 /// nothing else on the machine takes them by chance. Blocks are handed out in turn within a test
@@ -126,15 +123,17 @@ pub fn media_ports(n: u32) -> u16 {
 /// take it from the process about to bind it).
 pub fn udp_port_bound(port: u16) -> bool {
     let want = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"]
-        .iter()
-        .any(|f| fs::read_to_string(f).unwrap_or_default().lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want))))
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+        fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want)))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // Waiting
-
-
 
 // ---------------------------------------------------------------------------------------------
 // Configuration helpers
@@ -216,8 +215,17 @@ impl FsBuilder {
         let dir = root.join(cdir.trim_start_matches('/'));
         let _ = fs::remove_dir_all(&dir);
         for sub in [
-            "conf/autoload_configs", "mod", "log/callconsent", "db", "run", "recordings/callconsent", "temp", "storage", "cache",
-            "sounds", "sipp",
+            "conf/autoload_configs",
+            "mod",
+            "log/callconsent",
+            "db",
+            "run",
+            "recordings/callconsent",
+            "temp",
+            "storage",
+            "cache",
+            "sounds",
+            "sipp",
         ] {
             fs::create_dir_all(dir.join(sub)).expect("create the instance directory");
         }
@@ -242,7 +250,8 @@ impl FsBuilder {
         for e in fs::read_dir(fs.prefix.join("mod")).expect("read the sandbox's mod/").flatten() {
             let name = e.file_name();
             if name.to_string_lossy().ends_with(".so") {
-                std::os::unix::fs::symlink(e.path(), fs.path("mod").join(&name)).expect("link a module");
+                std::os::unix::fs::symlink(e.path(), fs.path("mod").join(&name))
+                    .expect("link a module");
             }
         }
         let load = if let Some(m) = &module {
@@ -253,7 +262,8 @@ impl FsBuilder {
         } else {
             ""
         };
-        let template = fs::read_to_string(project_dir().join("tests/freeswitch/freeswitch.xml")).expect("read tests/freeswitch/freeswitch.xml");
+        let template = fs::read_to_string(project_dir().join("tests/freeswitch/freeswitch.xml"))
+            .expect("read tests/freeswitch/freeswitch.xml");
         // The template's leading comment names the placeholders: only the document is filled in.
         let body = &template[template.find("<document").expect("a <document> in the template")..];
         let conf = format!("<?xml version=\"1.0\"?>\n{body}")
@@ -261,8 +271,11 @@ impl FsBuilder {
             .replace("{DIALPLAN}", &self.dialplan);
         fs::write(fs.path("conf/freeswitch.xml"), fs.subst(&conf)).expect("write freeswitch.xml");
         // The include's glob must match a file even when the test gives no callconsent.conf.
-        fs::write(fs.path("conf/autoload_configs/00-harness.xml"), "<!-- files of this directory are included into the configuration section -->\n")
-            .expect("write autoload_configs");
+        fs::write(
+            fs.path("conf/autoload_configs/00-harness.xml"),
+            "<!-- files of this directory are included into the configuration section -->\n",
+        )
+        .expect("write autoload_configs");
         if let Some(text) = &self.conf_xml {
             fs.write_conf("callconsent.conf.xml", text);
         }
@@ -310,7 +323,11 @@ impl Fs {
     }
 
     fn launch(&mut self) {
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.path("log/stdout.log")).expect("open stdout.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("log/stdout.log"))
+            .expect("open stdout.log");
         let d = |s: &str| self.dir.join(s);
         let child = Command::new(self.prefix.join("bin/freeswitch"))
             .args(["-nf", "-nc", "-nonat"])
@@ -352,10 +369,16 @@ impl Fs {
                     panic!("freeswitch exited at start ({st}):\n{}", self.log_tail(80));
                 }
             }
-            if self.try_api("status").is_some_and(|s| s.contains("is ready")) && udp_port_bound(self.sip_port) {
+            if self.try_api("status").is_some_and(|s| s.contains("is ready"))
+                && udp_port_bound(self.sip_port)
+            {
                 return;
             }
-            assert!(Instant::now() < deadline, "freeswitch was not ready within 30 s:\n{}", self.log_tail(80));
+            assert!(
+                Instant::now() < deadline,
+                "freeswitch was not ready within 30 s:\n{}",
+                self.log_tail(80)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -387,7 +410,8 @@ impl Fs {
 
     /// An API command (as `fs_cli -x`); its output.
     pub fn api(&self, cmd: &str) -> String {
-        self.try_api(cmd).unwrap_or_else(|| panic!("API command {cmd:?} got no answer:\n{}", self.log_tail(80)))
+        self.try_api(cmd)
+            .unwrap_or_else(|| panic!("API command {cmd:?} got no answer:\n{}", self.log_tail(80)))
     }
 
     /// `fs_cli` itself, for what a test wants to see as an operator would.
@@ -433,7 +457,13 @@ impl Fs {
 
     /// Waits until a line of freeswitch.log satisfies `pred`; returns the line.
     pub fn wait_log(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        wait_for(what, timeout, || self.logs().lines().find(|&l| pred(l)).map(str::to_string).ok_or_else(|| "no such line in freeswitch.log".to_string()))
+        wait_for(what, timeout, || {
+            self.logs()
+                .lines()
+                .find(|&l| pred(l))
+                .map(str::to_string)
+                .ok_or_else(|| "no such line in freeswitch.log".to_string())
+        })
     }
 
     /// The process is still there and answers.
@@ -441,7 +471,11 @@ impl Fs {
         if let Some(c) = self.child.as_mut() {
             assert!(matches!(c.try_wait(), Ok(None)), "freeswitch died:\n{}", self.log_tail(80));
         }
-        assert!(self.api("status").contains("is ready"), "freeswitch does not answer:\n{}", self.log_tail(80));
+        assert!(
+            self.api("status").contains("is ready"),
+            "freeswitch does not answer:\n{}",
+            self.log_tail(80)
+        );
     }
 
     /// Channels up now (`show channels count`).
@@ -461,13 +495,20 @@ impl Fs {
         let mut idle_since: Option<Instant> = None;
         loop {
             if self.channels() == 0 {
-                if idle_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(300) {
+                if idle_since.get_or_insert_with(Instant::now).elapsed()
+                    >= Duration::from_millis(300)
+                {
                     return;
                 }
             } else {
                 idle_since = None;
             }
-            assert!(Instant::now() < deadline, "channels still up after {timeout:?}:\n{}\n{}", self.api("show channels"), self.log_tail(60));
+            assert!(
+                Instant::now() < deadline,
+                "channels still up after {timeout:?}:\n{}\n{}",
+                self.api("show channels"),
+                self.log_tail(60)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -486,7 +527,10 @@ impl Fs {
         let mut out = vec![];
         let lines: Vec<&str> = complete.lines().filter(|l| !l.trim().is_empty()).collect();
         for l in lines {
-            out.push(serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")));
+            out.push(
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")),
+            );
         }
         // A torn last line may also end in a newline only once complete: try it, never fail on it.
         if let Some(rest) = text.get(complete.len()..).map(str::trim).filter(|r| !r.is_empty()) {
@@ -505,7 +549,8 @@ impl Fs {
     pub fn wait_event(&self, event: &str, n: usize, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let got: Vec<Value> = self.audit().into_iter().filter(|v| v["event"] == event).collect();
+            let got: Vec<Value> =
+                self.audit().into_iter().filter(|v| v["event"] == event).collect();
             if got.len() >= n {
                 return got;
             }
@@ -538,7 +583,8 @@ impl Fs {
     }
 
     fn write_scenario(&self, name: &str, text: &str) -> String {
-        fs::write(self.path("sipp").join(name), text.replace("{D}", &self.cdir)).expect("write a scenario");
+        fs::write(self.path("sipp").join(name), text.replace("{D}", &self.cdir))
+            .expect("write a scenario");
         format!("{}/sipp/{name}", self.cdir)
     }
 
@@ -550,10 +596,31 @@ impl Fs {
         let media = media_ports(4);
         let mut cmd = Command::new("chroot");
         cmd.arg(&self.root).args([
-            "/usr/bin/sipp", &format!("127.0.0.1:{}", self.sip_port), "-sf", &sf, "-m", "1", "-l", "1", "-i", "127.0.0.1",
-            "-p", &free_udp_port().to_string(), "-mp", &media.to_string(), "-max_rtp_port", &(media + 3).to_string(),
-            "-s", "in", "-timeout", "40s", "-timeout_error", "-nostdin", "-trace_err",
-            "-error_file", &format!("{}/log/sipp-uac-{k}-errors.log", self.cdir),
+            "/usr/bin/sipp",
+            &format!("127.0.0.1:{}", self.sip_port),
+            "-sf",
+            &sf,
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_udp_port().to_string(),
+            "-mp",
+            &media.to_string(),
+            "-max_rtp_port",
+            &(media + 3).to_string(),
+            "-s",
+            "in",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            &format!("{}/log/sipp-uac-{k}-errors.log", self.cdir),
         ]);
         cmd.args(extra).stdin(Stdio::null());
         cmd.output().expect("run sipp")
@@ -580,7 +647,10 @@ impl Fs {
         for f in files_under(&self.path("log")) {
             let n = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if n.starts_with("sipp") {
-                s.push_str(&format!("--- {n} ---\n{}\n", fs::read_to_string(&f).unwrap_or_default()));
+                s.push_str(&format!(
+                    "--- {n} ---\n{}\n",
+                    fs::read_to_string(&f).unwrap_or_default()
+                ));
             }
         }
         s
@@ -603,8 +673,27 @@ impl Fs {
         let log = fs::File::create(&log_path).expect("create the sipp log");
         let mut child = Command::new("chroot")
             .arg(&self.root)
-            .args(["/usr/bin/sipp", "-sf", &sf, "-m", "1", "-i", "127.0.0.1", "-p", &self.agent_port.to_string()])
-            .args(["-mp", &media.to_string(), "-max_rtp_port", &(media + 3).to_string(), "-timeout", "60s", "-nostdin", "-trace_err"])
+            .args([
+                "/usr/bin/sipp",
+                "-sf",
+                &sf,
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &self.agent_port.to_string(),
+            ])
+            .args([
+                "-mp",
+                &media.to_string(),
+                "-max_rtp_port",
+                &(media + 3).to_string(),
+                "-timeout",
+                "60s",
+                "-nostdin",
+                "-trace_err",
+            ])
             .args(["-error_file", &format!("{}/log/sipp-agent-errors.log", self.cdir)])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
@@ -613,12 +702,19 @@ impl Fs {
             .expect("start sipp");
         // FreeSWITCH may call the agent only once the phone listens on its SIP port.
         let port = self.agent_port;
-        wait_until(&format!("the agent's phone (sipp) to listen on UDP port {port}"), Duration::from_secs(10), || {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("the agent's phone (sipp) exited at start ({st}):\n{}", fs::read_to_string(&log_path).unwrap_or_default());
-            }
-            udp_port_bound(port)
-        });
+        wait_until(
+            &format!("the agent's phone (sipp) to listen on UDP port {port}"),
+            Duration::from_secs(10),
+            || {
+                if let Ok(Some(st)) = child.try_wait() {
+                    panic!(
+                        "the agent's phone (sipp) exited at start ({st}):\n{}",
+                        fs::read_to_string(&log_path).unwrap_or_default()
+                    );
+                }
+                udp_port_bound(port)
+            },
+        );
         Sipp { child, log: log_path }
     }
 }
@@ -644,7 +740,13 @@ impl Drop for Fs {
     fn drop(&mut self) {
         let failed = std::thread::panicking();
         if failed {
-            eprintln!("=== FreeSWITCH instance {} ({}) ===\n{}\n{}", self.name, self.dir.display(), self.log_tail(120), self.sipp_errors());
+            eprintln!(
+                "=== FreeSWITCH instance {} ({}) ===\n{}\n{}",
+                self.name,
+                self.dir.display(),
+                self.log_tail(120),
+                self.sipp_errors()
+            );
         }
         *self.api_conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Some(mut c) = self.child.take() {
@@ -679,7 +781,9 @@ impl Sipp {
         loop {
             match self.child.try_wait() {
                 Ok(Some(st)) => return st.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => return false,
             }
         }
@@ -755,11 +859,15 @@ pub fn parse_plain_event(text: &str) -> HashMap<String, String> {
 
 impl Esl {
     pub fn connect(port: u16) -> Esl {
-        Esl::try_connect(port).unwrap_or_else(|| panic!("could not connect and log in to the event socket on 127.0.0.1:{port}"))
+        Esl::try_connect(port).unwrap_or_else(|| {
+            panic!("could not connect and log in to the event socket on 127.0.0.1:{port}")
+        })
     }
 
     pub fn try_connect(port: u16) -> Option<Esl> {
-        let stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+        let stream =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+                .ok()?;
         let mut reader = BufReader::new(stream.try_clone().ok()?);
         let (tx, rx) = channel();
         std::thread::spawn(move || loop {
@@ -795,7 +903,9 @@ impl Esl {
             }
         });
         let mut esl = Esl { stream, rx, seen: vec![] };
-        let first = esl.recv_until(Duration::from_secs(5), |m| m.headers.get("Content-Type").is_some_and(|t| t == "auth/request"))?;
+        let first = esl.recv_until(Duration::from_secs(5), |m| {
+            m.headers.get("Content-Type").is_some_and(|t| t == "auth/request")
+        })?;
         drop(first);
         let r = esl.command("auth ClueCon")?;
         r.starts_with("+OK").then_some(esl)
@@ -806,7 +916,9 @@ impl Esl {
         loop {
             let m = match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None
+                }
             };
             if want(&m) {
                 return Some(m);
@@ -824,13 +936,17 @@ impl Esl {
     /// A command; its Reply-Text.
     fn command(&mut self, cmd: &str) -> Option<String> {
         self.stream.write_all(format!("{cmd}\n\n").as_bytes()).ok()?;
-        let m = self.recv_until(Duration::from_secs(10), |m| m.headers.get("Content-Type").is_some_and(|t| t == "command/reply"))?;
+        let m = self.recv_until(Duration::from_secs(10), |m| {
+            m.headers.get("Content-Type").is_some_and(|t| t == "command/reply")
+        })?;
         Some(m.headers.get("Reply-Text").cloned().unwrap_or_default())
     }
 
     pub fn try_api(&mut self, cmd: &str) -> Option<String> {
         self.stream.write_all(format!("api {cmd}\n\n").as_bytes()).ok()?;
-        let m = self.recv_until(Duration::from_secs(30), |m| m.headers.get("Content-Type").is_some_and(|t| t == "api/response"))?;
+        let m = self.recv_until(Duration::from_secs(30), |m| {
+            m.headers.get("Content-Type").is_some_and(|t| t == "api/response")
+        })?;
         Some(m.body)
     }
 
@@ -841,7 +957,9 @@ impl Esl {
 
     /// Subscribes to events, plain format: e.g. "CHANNEL_ANSWER" or "CUSTOM callconsent::state".
     pub fn subscribe(&mut self, events: &str) {
-        let r = self.command(&format!("event plain {events}")).unwrap_or_else(|| panic!("event socket: no reply to event plain {events}"));
+        let r = self
+            .command(&format!("event plain {events}"))
+            .unwrap_or_else(|| panic!("event socket: no reply to event plain {events}"));
         assert!(r.starts_with("+OK"), "event plain {events}: {r}");
     }
 
@@ -854,7 +972,11 @@ impl Esl {
     }
 
     /// The first event (seen before or arriving within `timeout`) that satisfies `pred`.
-    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&HashMap<String, String>) -> bool) -> HashMap<String, String> {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> HashMap<String, String> {
         if let Some(m) = self.events().iter().find(|m| pred(m)) {
             return m.clone();
         }
@@ -864,7 +986,12 @@ impl Esl {
                 Ok(m) => m,
                 Err(_) => panic!(
                     "the awaited event did not come within {timeout:?}; seen: {:#?}",
-                    self.seen.iter().map(|e| e.get("Event-Name").cloned().unwrap_or_default() + " " + &e.get("Event-Subclass").cloned().unwrap_or_default()).collect::<Vec<_>>()
+                    self.seen
+                        .iter()
+                        .map(|e| e.get("Event-Name").cloned().unwrap_or_default()
+                            + " "
+                            + &e.get("Event-Subclass").cloned().unwrap_or_default())
+                        .collect::<Vec<_>>()
                 ),
             };
             let n = self.seen.len();
@@ -895,18 +1022,28 @@ pub struct Wav {
 impl Wav {
     /// One channel's samples (0 = left).
     pub fn channel(&self, c: u16) -> Vec<i16> {
-        self.samples.iter().skip(c as usize).step_by(self.channels.max(1) as usize).copied().collect()
+        self.samples
+            .iter()
+            .skip(c as usize)
+            .step_by(self.channels.max(1) as usize)
+            .copied()
+            .collect()
     }
 }
 
 pub fn read_wav(file: &Path) -> Wav {
     let bytes = fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
-    assert!(bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE", "{}: not a WAV file", file.display());
+    assert!(
+        bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE",
+        "{}: not a WAV file",
+        file.display()
+    );
     let (mut rate, mut channels, mut bits) = (0u32, 0u16, 0u16);
     let mut i = 12;
     while i + 8 <= bytes.len() {
         let id = &bytes[i..i + 4];
-        let len = u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
+        let len =
+            u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
         if id == b"fmt " && i + 24 <= bytes.len() {
             channels = u16::from_le_bytes([bytes[i + 10], bytes[i + 11]]);
             rate = u32::from_le_bytes([bytes[i + 12], bytes[i + 13], bytes[i + 14], bytes[i + 15]]);
@@ -915,7 +1052,10 @@ pub fn read_wav(file: &Path) -> Wav {
         if id == b"data" {
             assert_eq!(bits, 16, "{}: {bits}-bit samples, not 16", file.display());
             let end = (i + 8 + len).min(bytes.len());
-            let samples = bytes[i + 8..end].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+            let samples = bytes[i + 8..end]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
             return Wav { rate, channels, samples };
         }
         i += 8 + len + (len & 1);
@@ -926,10 +1066,15 @@ pub fn read_wav(file: &Path) -> Wav {
 /// The samples of a mono 8 kHz WAV (what record_session writes for a G.711 call).
 pub fn wav_samples(file: &Path) -> Vec<i16> {
     let w = read_wav(file);
-    assert!(w.rate == 8000 && w.channels == 1, "{}: {} Hz, {} channels; expected 8000 Hz mono", file.display(), w.rate, w.channels);
+    assert!(
+        w.rate == 8000 && w.channels == 1,
+        "{}: {} Hz, {} channels; expected 8000 Hz mono",
+        file.display(),
+        w.rate,
+        w.channels
+    );
     w.samples
 }
-
 
 /// Where in the samples (ms from the start) a tone is first and last detected, if at all.
 pub fn tone_span_ms(samples: &[i16], freq: f32) -> Option<(u32, u32)> {

@@ -12,15 +12,23 @@ pub fn project_dir() -> PathBuf {
 
 /// The project's sandbox (`CALLCONSENT_SANDBOX`, default `.sandbox`): the sid tree, FreeSWITCH.
 pub fn sandbox() -> PathBuf {
-    std::env::var_os("CALLCONSENT_SANDBOX").map(PathBuf::from).unwrap_or_else(|| project_dir().join(".sandbox"))
+    std::env::var_os("CALLCONSENT_SANDBOX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_dir().join(".sandbox"))
 }
 
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free TCP port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
 }
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free UDP port")
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
 }
 
 /// Polls `f` every 100 ms until it gives a value; after `timeout`, panics with `what` and the
@@ -30,7 +38,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<
     loop {
         match f() {
             Ok(v) => return v,
-            Err(last) => assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; last seen: {last}"),
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; last seen: {last}"
+            ),
         }
         std::thread::sleep(Duration::from_millis(100));
     }

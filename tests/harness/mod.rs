@@ -14,26 +14,61 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver};
 
-pub mod pcap;
-pub mod webdriver;
-pub mod pg;
 mod common;
+pub mod pcap;
+pub mod pg;
+pub mod webdriver;
 pub use common::*;
 use serde_json::Value;
 
 pub const MODULES: &[&str] = &[
-    "app_mixmonitor.so", "app_dial.so", "app_playback.so", "app_senddtmf.so", "app_echo.so",
-    "app_verbose.so", "app_system.so", "app_read.so", "app_queue.so", "app_stack.so",
-    "pbx_config.so", "func_channel.so", "func_strings.so", "func_logic.so", "format_wav.so",
-    "format_pcm.so", "format_sln.so", "codec_ulaw.so", "codec_alaw.so", "res_rtp_asterisk.so",
-    "bridge_simple.so", "bridge_native_rtp.so", "bridge_builtin_features.so", "bridge_softmix.so",
-    "res_pjsip.so", "res_pjsip_session.so", "res_pjsip_pubsub.so", "chan_pjsip.so",
-    "res_pjsip_sdp_rtp.so", "res_pjsip_endpoint_identifier_ip.so", "res_pjsip_endpoint_identifier_user.so",
-    "res_pjproject.so", "res_sorcery_config.so", "res_sorcery_memory.so", "res_sorcery_astdb.so",
-    "res_pjsip_caller_id.so", "res_pjsip_dtmf_info.so", "res_pjsip_logger.so", "res_timing_timerfd.so",
-    "res_musiconhold.so", "res_features.so", "func_callerid.so", "func_sha1.so", "res_pjsip_refer.so", "res_clioriginate.so", "func_global.so",
+    "app_mixmonitor.so",
+    "app_dial.so",
+    "app_playback.so",
+    "app_senddtmf.so",
+    "app_echo.so",
+    "app_verbose.so",
+    "app_system.so",
+    "app_read.so",
+    "app_queue.so",
+    "app_stack.so",
+    "pbx_config.so",
+    "func_channel.so",
+    "func_strings.so",
+    "func_logic.so",
+    "format_wav.so",
+    "format_pcm.so",
+    "format_sln.so",
+    "codec_ulaw.so",
+    "codec_alaw.so",
+    "res_rtp_asterisk.so",
+    "bridge_simple.so",
+    "bridge_native_rtp.so",
+    "bridge_builtin_features.so",
+    "bridge_softmix.so",
+    "res_pjsip.so",
+    "res_pjsip_session.so",
+    "res_pjsip_pubsub.so",
+    "chan_pjsip.so",
+    "res_pjsip_sdp_rtp.so",
+    "res_pjsip_endpoint_identifier_ip.so",
+    "res_pjsip_endpoint_identifier_user.so",
+    "res_pjproject.so",
+    "res_sorcery_config.so",
+    "res_sorcery_memory.so",
+    "res_sorcery_astdb.so",
+    "res_pjsip_caller_id.so",
+    "res_pjsip_dtmf_info.so",
+    "res_pjsip_logger.so",
+    "res_timing_timerfd.so",
+    "res_musiconhold.so",
+    "res_features.so",
+    "func_callerid.so",
+    "func_sha1.so",
+    "res_pjsip_refer.so",
+    "res_clioriginate.so",
+    "func_global.so",
 ];
-
 
 pub fn sandbox_root() -> PathBuf {
     let root = sandbox().join("sid");
@@ -47,11 +82,13 @@ pub fn sandbox_root() -> PathBuf {
 
 pub fn module_path() -> PathBuf {
     let p = project_dir().join("target/release/libcallconsent.so");
-    assert!(p.is_file(), "{} is missing: run `cargo build --release` first (scripts/test.sh does)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --release` first (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
-
-
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -123,16 +160,30 @@ impl PbxBuilder {
         let cdir = format!("/var/tmp/cc-e2e/{}-{}-{n}", self.name, std::process::id());
         let dir = root.join(cdir.trim_start_matches('/'));
         let _ = fs::remove_dir_all(&dir);
-        for sub in ["etc", "modules", "spool", "run", "log", "db", "sounds", "data/documentation/thirdparty"] {
+        for sub in [
+            "etc",
+            "modules",
+            "spool",
+            "run",
+            "log",
+            "db",
+            "sounds",
+            "data/documentation/thirdparty",
+        ] {
             fs::create_dir_all(dir.join(sub)).expect("create the instance directory");
         }
         let ami_port = free_tcp_port();
         let sip_port = free_udp_port();
         let agent_port = free_udp_port();
         let rtp_base = 20000 + (std::process::id() % 200) * 100 + (n % 20) * 20;
-        let data = if self.installed { "/usr/share/asterisk".to_string() } else { format!("{cdir}/data") };
+        let data =
+            if self.installed { "/usr/share/asterisk".to_string() } else { format!("{cdir}/data") };
         let w = |name: &str, text: &str| {
-            let text = text.replace("{DATA}", &data).replace("{D}", &cdir).replace("{SIP_PORT}", &sip_port.to_string()).replace("{AGENT_PORT}", &agent_port.to_string());
+            let text = text
+                .replace("{DATA}", &data)
+                .replace("{D}", &cdir)
+                .replace("{SIP_PORT}", &sip_port.to_string())
+                .replace("{AGENT_PORT}", &agent_port.to_string());
             fs::write(dir.join("etc").join(name), text).expect("write a config file");
         };
         // The data directory: the stock one, with this build's documentation beside the core's.
@@ -140,13 +191,25 @@ impl PbxBuilder {
         for e in fs::read_dir(&stock).expect("read /usr/share/asterisk").flatten() {
             let name = e.file_name();
             if name != "documentation" {
-                std::os::unix::fs::symlink(Path::new("/usr/share/asterisk").join(&name), dir.join("data").join(&name)).expect("link the data dir");
+                std::os::unix::fs::symlink(
+                    Path::new("/usr/share/asterisk").join(&name),
+                    dir.join("data").join(&name),
+                )
+                .expect("link the data dir");
             }
         }
         for f in ["appdocsxml.dtd", "appdocsxml.xslt", "core-en_US.xml"] {
-            std::os::unix::fs::symlink(Path::new("/usr/share/asterisk/documentation").join(f), dir.join("data/documentation").join(f)).expect("link the core docs");
+            std::os::unix::fs::symlink(
+                Path::new("/usr/share/asterisk/documentation").join(f),
+                dir.join("data/documentation").join(f),
+            )
+            .expect("link the core docs");
         }
-        fs::copy(project_dir().join("doc/res_callconsent-en_US.xml"), dir.join("data/documentation/thirdparty/res_callconsent-en_US.xml")).expect("copy the docs");
+        fs::copy(
+            project_dir().join("doc/res_callconsent-en_US.xml"),
+            dir.join("data/documentation/thirdparty/res_callconsent-en_US.xml"),
+        )
+        .expect("copy the docs");
         w(
             "asterisk.conf",
             "[directories]\nastetcdir => {D}/etc\nastmoddir => {D}/modules\nastvarlibdir => {D}/db\nastdbdir => {D}/db\n\
@@ -158,15 +221,22 @@ impl PbxBuilder {
         for m in MODULES {
             let src = Path::new("/usr/lib/x86_64-linux-gnu/asterisk/modules").join(m);
             if root.join(src.strip_prefix("/").unwrap_or(&src)).exists() {
-                std::os::unix::fs::symlink(&src, dir.join("modules").join(m)).expect("link a stock module");
+                std::os::unix::fs::symlink(&src, dir.join("modules").join(m))
+                    .expect("link a stock module");
                 modules.push_str(&format!("load => {m}\n"));
             }
         }
         if self.installed {
-            std::os::unix::fs::symlink("/usr/lib/x86_64-linux-gnu/asterisk/modules/res_callconsent.so", dir.join("modules/res_callconsent.so")).expect("link the installed module");
+            std::os::unix::fs::symlink(
+                "/usr/lib/x86_64-linux-gnu/asterisk/modules/res_callconsent.so",
+                dir.join("modules/res_callconsent.so"),
+            )
+            .expect("link the installed module");
             modules.push_str("load => res_callconsent.so\n");
-            let conf = fs::read_to_string(root.join("etc/asterisk/callconsent.conf")).expect("the installed callconsent.conf");
-            fs::write(dir.join("etc/callconsent.conf"), conf).expect("copy the installed configuration");
+            let conf = fs::read_to_string(root.join("etc/asterisk/callconsent.conf"))
+                .expect("the installed callconsent.conf");
+            fs::write(dir.join("etc/callconsent.conf"), conf)
+                .expect("copy the installed configuration");
         }
         if self.module {
             // A copy, then a rename: never overwrite a loaded .so in place.
@@ -176,7 +246,10 @@ impl PbxBuilder {
             modules.push_str("load => res_callconsent.so\n");
         }
         w("modules.conf", &modules);
-        w("logger.conf", "[general]\n[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n");
+        w(
+            "logger.conf",
+            "[general]\n[logfiles]\nmessages.log => notice,warning,error,verbose(3)\n",
+        );
         w(
             "manager.conf",
             &format!("[general]\nenabled = yes\nport = {ami_port}\nbindaddr = 127.0.0.1\n\n[test]\nsecret = test\nread = all\nwrite = all\n"),
@@ -207,10 +280,27 @@ impl PbxBuilder {
             w(name, text);
         }
         if let Some(user) = &self.user {
-            let st = Command::new("chroot").arg(&root).args(["chown", "-R", &format!("{user}:{user}"), &cdir]).status().expect("chown the instance in the sandbox");
-            assert!(st.success(), "chown -R {user} {cdir} failed (does the sandbox have the {user} user?)");
+            let st = Command::new("chroot")
+                .arg(&root)
+                .args(["chown", "-R", &format!("{user}:{user}"), &cdir])
+                .status()
+                .expect("chown the instance in the sandbox");
+            assert!(
+                st.success(),
+                "chown -R {user} {cdir} failed (does the sandbox have the {user} user?)"
+            );
         }
-        let mut pbx = Pbx { root, dir, cdir, ami_port, sip_port, agent_port, child: None, name: self.name, user: self.user };
+        let mut pbx = Pbx {
+            root,
+            dir,
+            cdir,
+            ami_port,
+            sip_port,
+            agent_port,
+            child: None,
+            name: self.name,
+            user: self.user,
+        };
         pbx.launch();
         pbx
     }
@@ -218,16 +308,33 @@ impl PbxBuilder {
 
 impl Pbx {
     pub fn builder(name: &str) -> PbxBuilder {
-        PbxBuilder { name: name.into(), files: vec![], var_files: vec![], module: true, sip: false, installed: false, user: None }
+        PbxBuilder {
+            name: name.into(),
+            files: vec![],
+            var_files: vec![],
+            module: true,
+            sip: false,
+            installed: false,
+            user: None,
+        }
     }
 
     fn launch(&mut self) {
-        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.join("stdout.log")).expect("open stdout.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stdout.log"))
+            .expect("open stdout.log");
         let child = Command::new("chroot")
             .arg(&self.root)
             .args(["/usr/sbin/asterisk", "-f", "-C"])
             .arg(format!("{}/etc/asterisk.conf", self.cdir))
-            .args(self.user.as_ref().map(|u| vec!["-U".to_string(), u.clone(), "-G".to_string(), u.clone()]).unwrap_or_default())
+            .args(
+                self.user
+                    .as_ref()
+                    .map(|u| vec!["-U".to_string(), u.clone(), "-G".to_string(), u.clone()])
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup the log"))
             .stderr(log)
@@ -260,7 +367,11 @@ impl Pbx {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "asterisk did not boot within 30 s:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "asterisk did not boot within 30 s:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -284,7 +395,8 @@ impl Pbx {
 
     /// Rewrites a file of the instance's etc/ ("{D}" as for the builder).
     pub fn write_conf(&self, name: &str, text: &str) {
-        fs::write(self.path("etc").join(name), text.replace("{D}", &self.cdir)).expect("write a config file");
+        fs::write(self.path("etc").join(name), text.replace("{D}", &self.cdir))
+            .expect("write a config file");
     }
 
     /// Host path of something inside the instance directory.
@@ -298,7 +410,8 @@ impl Pbx {
 
     pub fn logs(&self) -> String {
         let m = self.messages();
-        let tail: Vec<&str> = m.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> =
+            m.lines().rev().take(80).collect::<Vec<_>>().into_iter().rev().collect();
         format!(
             "--- messages.log (last 80 lines) ---\n{}\n--- stdout ---\n{}",
             tail.join("\n"),
@@ -324,7 +437,11 @@ impl Pbx {
         if let Some(c) = self.child.as_mut() {
             assert!(matches!(c.try_wait(), Ok(None)), "asterisk died:\n{}", self.logs());
         }
-        assert!(self.rx("core show uptime").contains("System uptime"), "asterisk does not answer:\n{}", self.logs());
+        assert!(
+            self.rx("core show uptime").contains("System uptime"),
+            "asterisk does not answer:\n{}",
+            self.logs()
+        );
     }
 
     pub fn originate(&self, channel: &str, target: &str) {
@@ -349,13 +466,20 @@ impl Pbx {
         let mut idle_since: Option<Instant> = None;
         loop {
             if self.active_calls() == 0 {
-                if idle_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(300) {
+                if idle_since.get_or_insert_with(Instant::now).elapsed()
+                    >= Duration::from_millis(300)
+                {
                     return;
                 }
             } else {
                 idle_since = None;
             }
-            assert!(Instant::now() < deadline, "calls still up after {timeout:?}:\n{}\n{}", self.rx("core show channels"), self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "calls still up after {timeout:?}:\n{}\n{}",
+                self.rx("core show channels"),
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -369,7 +493,10 @@ impl Pbx {
             .unwrap_or_default()
             .lines()
             .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
+            })
             .collect()
     }
 
@@ -381,11 +508,17 @@ impl Pbx {
     pub fn wait_event(&self, event: &str, n: usize, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let got: Vec<Value> = self.audit().into_iter().filter(|v| v["event"] == event).collect();
+            let got: Vec<Value> =
+                self.audit().into_iter().filter(|v| v["event"] == event).collect();
             if got.len() >= n {
                 return got;
             }
-            assert!(Instant::now() < deadline, "no {n} \"{event}\" audit lines after {timeout:?}; log:\n{}\n{}", self.audit().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"), self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "no {n} \"{event}\" audit lines after {timeout:?}; log:\n{}\n{}",
+                self.audit().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n"),
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -401,9 +534,19 @@ impl Pbx {
         let same = |a: &Value, b: &Value| a["call"] == b["call"] && a["channel"] == b["channel"];
         for (i, s) in audit.iter().enumerate().filter(|(_, v)| v["event"] == "call_settled") {
             let ended = audit[..i].iter().find(|&v| v["event"] == "call_ended" && same(v, s));
-            let ended = ended.unwrap_or_else(|| panic!("call_settled without its call's call_ended before it: {s}\n{}", dump()));
-            assert_eq!(ended["profile"], s["profile"], "call_settled names another profile than call_ended: {s}");
-            assert_eq!(audit.iter().filter(|&v| v["event"] == "call_settled" && same(v, s)).count(), 1, "more than one call_settled for a call:\n{}", dump());
+            let ended = ended.unwrap_or_else(|| {
+                panic!("call_settled without its call's call_ended before it: {s}\n{}", dump())
+            });
+            assert_eq!(
+                ended["profile"], s["profile"],
+                "call_settled names another profile than call_ended: {s}"
+            );
+            assert_eq!(
+                audit.iter().filter(|&v| v["event"] == "call_settled" && same(v, s)).count(),
+                1,
+                "more than one call_settled for a call:\n{}",
+                dump()
+            );
         }
         settled
     }
@@ -411,13 +554,22 @@ impl Pbx {
     /// Waits until a line of messages.log satisfies `pred` (Asterisk writes its log on its own
     /// thread); returns the line.
     pub fn wait_log(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        wait_for(what, timeout, || self.messages().lines().find(|&l| pred(l)).map(str::to_string).ok_or_else(|| "no such line in messages.log".to_string()))
+        wait_for(what, timeout, || {
+            self.messages()
+                .lines()
+                .find(|&l| pred(l))
+                .map(str::to_string)
+                .ok_or_else(|| "no such line in messages.log".to_string())
+        })
     }
 
     /// Waits until every MixMonitor started on a channel whose name begins with `prefix` has
     /// closed its files: app_mixmonitor logs "End MixMonitor Recording <channel>" once they are.
     pub fn wait_mixmonitor_closed(&self, prefix: &str, timeout: Duration) {
-        let (begin, end) = (format!("Begin MixMonitor Recording {prefix}"), format!("End MixMonitor Recording {prefix}"));
+        let (begin, end) = (
+            format!("Begin MixMonitor Recording {prefix}"),
+            format!("End MixMonitor Recording {prefix}"),
+        );
         wait_for(&format!("the MixMonitor of {prefix}* to close its files"), timeout, || {
             let m = self.messages();
             let (b, e) = (m.matches(&begin).count(), m.matches(&end).count());
@@ -432,10 +584,18 @@ impl Pbx {
     /// Once the agent `Local/talk@test` has said its tone (its dialplan is at its Wait, priority
     /// 3), blind-transfers it to `exten@test` through AMI.
     pub fn transfer_talker(&self, ami: &mut Ami, exten: &str) {
-        self.wait_log("the first agent's tone to end", Duration::from_secs(10), |l| l.contains("[talk@test:3]") && l.contains("Wait(\"Local/talk@test-"));
+        self.wait_log("the first agent's tone to end", Duration::from_secs(10), |l| {
+            l.contains("[talk@test:3]") && l.contains("Wait(\"Local/talk@test-")
+        });
         let out = self.rx("core show channels concise");
-        let agent = out.lines().filter_map(|l| l.split('!').next()).find(|c| c.starts_with("Local/talk@test-") && c.ends_with(";1")).expect("the agent's channel").to_string();
-        let r = ami.action("BlindTransfer", &[("Channel", &agent), ("Context", "test"), ("Exten", exten)]);
+        let agent = out
+            .lines()
+            .filter_map(|l| l.split('!').next())
+            .find(|c| c.starts_with("Local/talk@test-") && c.ends_with(";1"))
+            .expect("the agent's channel")
+            .to_string();
+        let r = ami
+            .action("BlindTransfer", &[("Channel", &agent), ("Context", "test"), ("Exten", exten)]);
         assert_eq!(r.get("Response").map(String::as_str), Some("Success"), "{r:?}");
     }
 
@@ -474,9 +634,29 @@ impl Pbx {
         let media = (30000 + (std::process::id() % 500) * 8).to_string();
         let mut cmd = Command::new("chroot");
         cmd.arg(&self.root).args([
-            "/usr/bin/sipp", &format!("127.0.0.1:{}", self.sip_port), "-sf", &format!("{}/sounds/scenario.xml", self.cdir),
-            "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", &port, "-mp", &media, "-s", "in", "-timeout", "40s",
-            "-timeout_error", "-nostdin", "-trace_err", "-error_file", &format!("{}/log/sipp-errors.log", self.cdir),
+            "/usr/bin/sipp",
+            &format!("127.0.0.1:{}", self.sip_port),
+            "-sf",
+            &format!("{}/sounds/scenario.xml", self.cdir),
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-mp",
+            &media,
+            "-s",
+            "in",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            &format!("{}/log/sipp-errors.log", self.cdir),
         ]);
         cmd.args(extra).stdin(Stdio::null());
         cmd.output().expect("run sipp")
@@ -492,7 +672,9 @@ impl Sipp {
         loop {
             match self.0.try_wait() {
                 Ok(Some(st)) => return st.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 _ => return false,
             }
         }
@@ -510,14 +692,32 @@ impl Pbx {
     /// Starts the agent's phone: sipp as UAS on `agent_port`, playing this RTP capture.
     pub fn agent_phone(&self, pcap: &[u8]) -> Sipp {
         fs::write(self.path("sounds/agent.pcap"), pcap).expect("write the agent's capture");
-        let scenario = fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml")).expect("read the UAS scenario");
-        fs::write(self.path("sounds/agent-uas.xml"), scenario.replace("{D}", &self.cdir)).expect("write the UAS scenario");
+        let scenario = fs::read_to_string(project_dir().join("tests/sipp/agent-uas.xml"))
+            .expect("read the UAS scenario");
+        fs::write(self.path("sounds/agent-uas.xml"), scenario.replace("{D}", &self.cdir))
+            .expect("write the UAS scenario");
         let media = (32000 + (std::process::id() % 500) * 8 + 4).to_string();
         let log = fs::File::create(self.path("log/sipp-agent.log")).expect("create the sipp log");
         let mut child = Command::new("chroot")
             .arg(&self.root)
-            .args(["/usr/bin/sipp", "-sf", &format!("{}/sounds/agent-uas.xml", self.cdir), "-m", "1", "-i", "127.0.0.1"])
-            .args(["-p", &self.agent_port.to_string(), "-mp", &media, "-timeout", "60s", "-nostdin"])
+            .args([
+                "/usr/bin/sipp",
+                "-sf",
+                &format!("{}/sounds/agent-uas.xml", self.cdir),
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.agent_port.to_string(),
+                "-mp",
+                &media,
+                "-timeout",
+                "60s",
+                "-nostdin",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -525,12 +725,19 @@ impl Pbx {
             .expect("start sipp");
         // Asterisk may call the agent only once the phone listens on its SIP port.
         let port = self.agent_port;
-        wait_until(&format!("the agent's phone (sipp) to listen on UDP port {port}"), Duration::from_secs(10), || {
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("the agent's phone (sipp) exited at start ({st}):\n{}", fs::read_to_string(self.path("log/sipp-agent.log")).unwrap_or_default());
-            }
-            udp_port_bound(port)
-        });
+        wait_until(
+            &format!("the agent's phone (sipp) to listen on UDP port {port}"),
+            Duration::from_secs(10),
+            || {
+                if let Ok(Some(st)) = child.try_wait() {
+                    panic!(
+                        "the agent's phone (sipp) exited at start ({st}):\n{}",
+                        fs::read_to_string(self.path("log/sipp-agent.log")).unwrap_or_default()
+                    );
+                }
+                udp_port_bound(port)
+            },
+        );
         Sipp(child)
     }
 }
@@ -539,17 +746,24 @@ impl Pbx {
 /// take it from the process about to bind it).
 fn udp_port_bound(port: u16) -> bool {
     let want = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"]
-        .iter()
-        .any(|f| fs::read_to_string(f).unwrap_or_default().lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want))))
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+        fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want)))
+    })
 }
-
-
 
 impl Drop for Pbx {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("=== Asterisk instance {} ({}) ===\n{}", self.name, self.dir.display(), self.logs());
+            eprintln!(
+                "=== Asterisk instance {} ({}) ===\n{}",
+                self.name,
+                self.dir.display(),
+                self.logs()
+            );
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -569,13 +783,20 @@ pub fn sound(name: &str, freq: u32, secs: f32) -> String {
     fs::create_dir_all(&dir).expect("create the sounds directory");
     let file = dir.join(format!("{name}.wav"));
     if !file.exists() {
-        let tmp = dir.join(format!(".{name}.{}.{}.wav", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst)));
+        let tmp = dir.join(format!(
+            ".{name}.{}.{}.wav",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
         let t = tmp.display().to_string();
         let (secs, freq) = (secs.to_string(), freq.to_string());
         if freq == "0" {
             sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", &t, "trim", "0", &secs]);
         } else {
-            sox(&["-n", "-r", "8000", "-c", "1", "-b", "16", &t, "synth", &secs, "sine", &freq, "vol", "0.5"]);
+            sox(&[
+                "-n", "-r", "8000", "-c", "1", "-b", "16", &t, "synth", &secs, "sine", &freq,
+                "vol", "0.5",
+            ]);
         }
         fs::rename(&tmp, &file).expect("publish the sound");
     }
@@ -601,11 +822,15 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs the DPO's tool, `target/release/callconsent`.
 pub fn dpo_tool(args: &[&str]) -> std::process::Output {
-    Command::new(project_dir().join("target/release/callconsent")).args(args).output().expect("run target/release/callconsent")
+    Command::new(project_dir().join("target/release/callconsent"))
+        .args(args)
+        .output()
+        .expect("run target/release/callconsent")
 }
 
 pub fn sox(args: &[&str]) -> String {
-    let out = Command::new("sox").args(args).output().expect("run sox (scripts/sandbox.sh installs it)");
+    let out =
+        Command::new("sox").args(args).output().expect("run sox (scripts/sandbox.sh installs it)");
     assert!(out.status.success(), "sox {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -632,10 +857,14 @@ pub fn wav_samples(file: &Path) -> Vec<i16> {
     let mut i = 12;
     while i + 8 <= bytes.len() {
         let id = &bytes[i..i + 4];
-        let len = u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
+        let len =
+            u32::from_le_bytes([bytes[i + 4], bytes[i + 5], bytes[i + 6], bytes[i + 7]]) as usize;
         if id == b"data" {
             let end = (i + 8 + len).min(bytes.len());
-            return bytes[i + 8..end].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+            return bytes[i + 8..end]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
         }
         i += 8 + len + (len & 1);
     }
@@ -671,7 +900,6 @@ pub fn longest_run(v: &[bool], value: bool) -> (usize, usize) {
     (best_start, best)
 }
 
-
 /// Checks a recording: audio, then a silent (paused) span of at least `min_silent_ms`, then audio.
 pub fn assert_paused_span(file: &Path, min_silent_ms: usize) {
     assert_quiet_span(file, min_silent_ms, 0)
@@ -681,9 +909,20 @@ pub fn assert_paused_span(file: &Path, min_silent_ms: usize) {
 pub fn assert_quiet_span(file: &Path, min_silent_ms: usize, max_abs: i16) {
     let windows = quiet_windows(&wav_samples(file), max_abs);
     let (start, len) = longest_run(&windows, true);
-    assert!(len * 20 >= min_silent_ms, "no silent paused span of {min_silent_ms} ms: longest {} ms at {} ms", len * 20, start * 20);
-    assert!(windows[..start].iter().filter(|s| !**s).count() >= 50, "too little audio before the pause");
-    assert!(windows[start + len..].iter().filter(|s| !**s).count() >= 50, "too little audio after the resume");
+    assert!(
+        len * 20 >= min_silent_ms,
+        "no silent paused span of {min_silent_ms} ms: longest {} ms at {} ms",
+        len * 20,
+        start * 20
+    );
+    assert!(
+        windows[..start].iter().filter(|s| !**s).count() >= 50,
+        "too little audio before the pause"
+    );
+    assert!(
+        windows[start + len..].iter().filter(|s| !**s).count() >= 50,
+        "too little audio after the resume"
+    );
 }
 
 /// A minimal AMI client: actions and the events that come with them.
@@ -734,7 +973,10 @@ impl Ami {
         self.stream.write_all(text.as_bytes()).expect("send an AMI action");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let m = self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("AMI answer within 10 s");
+            let m = self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("AMI answer within 10 s");
             if m.get("ActionID") == Some(&id) && m.contains_key("Response") {
                 return m;
             }
@@ -750,13 +992,20 @@ impl Ami {
         &self.seen
     }
 
-    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&HashMap<String, String>) -> bool) -> HashMap<String, String> {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> HashMap<String, String> {
         if let Some(m) = self.events().iter().find(|m| pred(m)) {
             return m.clone();
         }
         let deadline = Instant::now() + timeout;
         loop {
-            let m = self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the awaited AMI event");
+            let m = self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the awaited AMI event");
             self.seen.push(m.clone());
             if pred(&m) {
                 return m;
@@ -793,30 +1042,56 @@ impl Pbx {
     /// As `agent_phone`, with another UAS scenario of tests/sipp/ (e.g. an outbound call's callee
     /// who hangs up by itself); it plays `pcap` as {D}/sounds/agent.pcap.
     pub fn uas_phone(&self, scenario: &str, pcap: &[u8]) -> Sipp {
-        let text = fs::read_to_string(project_dir().join("tests/sipp").join(scenario)).expect("read the UAS scenario");
+        let text = fs::read_to_string(project_dir().join("tests/sipp").join(scenario))
+            .expect("read the UAS scenario");
         self.uas_phone_text(scenario, &text, pcap)
     }
 
     /// As `uas_phone`, with the scenario's text (named `scenario` in the instance's sounds/).
     pub fn uas_phone_text(&self, scenario: &str, text: &str, pcap: &[u8]) -> Sipp {
         fs::write(self.path("sounds/agent.pcap"), pcap).expect("write the phone's capture");
-        fs::write(self.path("sounds").join(scenario), text.replace("{D}", &self.cdir)).expect("write the UAS scenario");
+        fs::write(self.path("sounds").join(scenario), text.replace("{D}", &self.cdir))
+            .expect("write the UAS scenario");
         let media = (32000 + (std::process::id() % 500) * 8 + 4).to_string();
         let log = fs::File::create(self.path("log/sipp-agent.log")).expect("create the sipp log");
         let mut child = Command::new("chroot")
             .arg(&self.root)
-            .args(["/usr/bin/sipp", "-sf", &format!("{}/sounds/{scenario}", self.cdir), "-m", "1", "-i", "127.0.0.1"])
-            .args(["-p", &self.agent_port.to_string(), "-mp", &media, "-timeout", "60s", "-nostdin"])
+            .args([
+                "/usr/bin/sipp",
+                "-sf",
+                &format!("{}/sounds/{scenario}", self.cdir),
+                "-m",
+                "1",
+                "-i",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.agent_port.to_string(),
+                "-mp",
+                &media,
+                "-timeout",
+                "60s",
+                "-nostdin",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
             .spawn()
             .expect("start sipp");
         let port = self.agent_port;
-        wait_until(&format!("the phone (sipp {scenario}) to listen on UDP port {port}"), Duration::from_secs(10), || {
-            assert!(!matches!(child.try_wait(), Ok(Some(_))), "sipp {scenario} exited at start:\n{}", fs::read_to_string(self.path("log/sipp-agent.log")).unwrap_or_default());
-            udp_port_bound(port)
-        });
+        wait_until(
+            &format!("the phone (sipp {scenario}) to listen on UDP port {port}"),
+            Duration::from_secs(10),
+            || {
+                assert!(
+                    !matches!(child.try_wait(), Ok(Some(_))),
+                    "sipp {scenario} exited at start:\n{}",
+                    fs::read_to_string(self.path("log/sipp-agent.log")).unwrap_or_default()
+                );
+                udp_port_bound(port)
+            },
+        );
         Sipp(child)
     }
 }

@@ -8,12 +8,21 @@ const PT_EVENT: u8 = 101;
 const SSRC: u32 = 0x00C0_FFEE;
 
 pub enum Part {
-    Tone { freq: f32, ms: u32 },
-    Silence { ms: u32 },
+    Tone {
+        freq: f32,
+        ms: u32,
+    },
+    Silence {
+        ms: u32,
+    },
     Digits(String),
     /// Keys as a person keys them: each an RFC 4733 event `len_ms` long, one key every
     /// `every_ms` (silence fills the rest), the first starting at once.
-    Keys { digits: String, len_ms: u32, every_ms: u32 },
+    Keys {
+        digits: String,
+        len_ms: u32,
+        every_ms: u32,
+    },
 }
 
 fn alaw(sample: i16) -> u8 {
@@ -64,7 +73,28 @@ impl Writer {
         let ip_len = 20 + udp_len;
         let mut frame = vec![0u8; 12];
         frame.extend([0x08, 0x00]);
-        let mut ip = vec![0x45, 0, (ip_len >> 8) as u8, ip_len as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1];
+        let mut ip = vec![
+            0x45,
+            0,
+            (ip_len >> 8) as u8,
+            ip_len as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+            127,
+            0,
+            0,
+            1,
+            127,
+            0,
+            0,
+            1,
+        ];
         let sum = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum::<u32>();
         let sum = !((sum & 0xFFFF) + (sum >> 16)) as u16;
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
@@ -105,7 +135,12 @@ impl Writer {
             let dur = i * 160;
             let end = i == n;
             for _ in 0..if end { 3 } else { 1 } {
-                self.packet(PT_EVENT, i == 1, start, &[code, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8]);
+                self.packet(
+                    PT_EVENT,
+                    i == 1,
+                    start,
+                    &[code, if end { 0x80 | 10 } else { 10 }, (dur >> 8) as u8, dur as u8],
+                );
             }
             self.time_us += 20_000;
         }
@@ -116,7 +151,12 @@ impl Writer {
 impl Writer {
     /// A pcap file's header, the RTP stream `offset_ms` on (sequence numbers and timestamps).
     fn start(offset_ms: u32) -> Writer {
-        let mut w = Writer { out: Vec::new(), seq: 1000u16.wrapping_add((offset_ms / 20) as u16), ts: 8000 + offset_ms * 8, time_us: 1_000_000 };
+        let mut w = Writer {
+            out: Vec::new(),
+            seq: 1000u16.wrapping_add((offset_ms / 20) as u16),
+            ts: 8000 + offset_ms * 8,
+            time_us: 1_000_000,
+        };
         w.out.extend(0xa1b2_c3d4u32.to_le_bytes());
         w.out.extend(2u16.to_le_bytes());
         w.out.extend(4u16.to_le_bytes());
@@ -140,7 +180,11 @@ fn write_parts(w: &mut Writer, parts: &[Part]) {
         match p {
             Part::Tone { freq, ms } => {
                 let n = (*ms as usize) * 8;
-                let s: Vec<i16> = (0..n).map(|i| ((i as f32 * freq * std::f32::consts::TAU / 8000.0).sin() * 12000.0) as i16).collect();
+                let s: Vec<i16> = (0..n)
+                    .map(|i| {
+                        ((i as f32 * freq * std::f32::consts::TAU / 8000.0).sin() * 12000.0) as i16
+                    })
+                    .collect();
                 w.audio(&s);
             }
             Part::Silence { ms } => w.audio(&vec![0i16; (*ms as usize) * 8]),
@@ -176,7 +220,10 @@ pub struct Flood<'a> {
 /// starts `offset_ms` on (sequence numbers and RTP timestamps), so a capture played after
 /// another on the same call goes on with the stream instead of going back in it.
 pub fn flood_pcap(offset_ms: u32, before: &[Part], flood: &Flood, after: &[Part]) -> Vec<u8> {
-    assert!(flood.gap_us >= 250 && !flood.digits.is_empty() || flood.count == 0, "a flood needs digits and at least 250 µs between keys");
+    assert!(
+        flood.gap_us >= 250 && !flood.digits.is_empty() || flood.count == 0,
+        "a flood needs digits and at least 250 µs between keys"
+    );
     let mut w = Writer::start(offset_ms);
     write_parts(&mut w, before);
     // The flood: audio every 20 ms, a key every gap_us, in time order; every timestamp from the
@@ -191,7 +238,11 @@ pub fn flood_pcap(offset_ms: u32, before: &[Part], flood: &Flood, after: &[Part]
         let payload: Vec<u8> = (0..160u64)
             .map(|i| {
                 let n = (f * 160 + i) as f32;
-                alaw(if flood.freq > 0.0 { ((n * flood.freq * std::f32::consts::TAU / 8000.0).sin() * 12000.0) as i16 } else { 0 })
+                alaw(if flood.freq > 0.0 {
+                    ((n * flood.freq * std::f32::consts::TAU / 8000.0).sin() * 12000.0) as i16
+                } else {
+                    0
+                })
             })
             .collect();
         w.time_us = t0 + frame_us;

@@ -15,7 +15,13 @@ pub struct Postgres {
 }
 
 fn pg_bin() -> PathBuf {
-    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")).filter(|b| b.join("initdb").exists()).collect();
+    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
     versions.sort();
     versions.pop().unwrap_or_else(|| panic!("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb): scripts/sandbox.sh installs Debian's postgresql package"))
 }
@@ -25,8 +31,20 @@ fn as_postgres(cmd: &mut Command) -> std::process::Output {
 }
 
 fn run(program: &Path, args: &[&str]) -> std::process::Output {
-    let out = as_postgres(Command::new("runuser").args(["-u", "postgres", "--"]).arg(program).args(args).stdin(Stdio::null()));
-    assert!(out.status.success(), "{} {args:?} failed:\n{}{}", program.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = as_postgres(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null()),
+    );
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed:\n{}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -50,15 +68,91 @@ impl Postgres {
         fs::create_dir_all(dir.join("tls")).expect("create the cluster's directory");
         // A test CA and a server certificate for 127.0.0.1, as an admin's own CA would issue.
         let t = dir.join("tls");
-        openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=callconsent test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], &t);
-        openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"], &t);
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=callconsent test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            &t,
+        );
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+            &t,
+        );
         fs::write(t.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n").expect("write ext.cnf");
-        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"], &t);
-        let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().expect("chown");
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+            ],
+            &t,
+        );
+        let st = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
         assert!(st.success());
-        fs::set_permissions(t.join("server.key"), fs::Permissions::from_mode(0o600)).expect("chmod the key");
+        fs::set_permissions(t.join("server.key"), fs::Permissions::from_mode(0o600))
+            .expect("chmod the key");
         let data = dir.join("data");
-        run(&bin.join("initdb"), &["-D", data.to_str().unwrap_or_default(), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"]);
+        run(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
         let port = super::free_tcp_port();
         let conf = format!(
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{d}'\nssl = on\nssl_cert_file = '{t}/server.crt'\nssl_key_file = '{t}/server.key'\n\
@@ -67,7 +161,8 @@ impl Postgres {
             d = dir.display(),
             t = t.display()
         );
-        let mut text = fs::read_to_string(data.join("postgresql.conf")).expect("read postgresql.conf");
+        let mut text =
+            fs::read_to_string(data.join("postgresql.conf")).expect("read postgresql.conf");
         text.push_str(&conf);
         fs::write(data.join("postgresql.conf"), text).expect("write postgresql.conf");
         // Only TLS from the network: a node that tried plain text would be refused.
@@ -84,7 +179,19 @@ impl Postgres {
     }
 
     pub fn start_server(&self) {
-        run(&self.bin.join("pg_ctl"), &["-D", &self.data(), "-l", &self.dir.join("server.log").display().to_string(), "-w", "-t", "30", "start"]);
+        run(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &self.dir.join("server.log").display().to_string(),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        );
     }
 
     /// Stops the server (fast: connections are cut, as when a database goes away).
@@ -94,7 +201,28 @@ impl Postgres {
 
     /// Runs SQL as the superuser on the Unix socket; returns the unaligned, tuples-only output.
     pub fn psql(&self, sql: &str) -> String {
-        let out = run(&self.bin.join("psql"), &["-h", &self.dir.display().to_string(), "-p", &self.port.to_string(), "-U", "postgres", "-d", if sql.starts_with("CREATE DATABASE") || sql.starts_with("CREATE ROLE") { "postgres" } else { "callconsent" }, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql]);
+        let out = run(
+            &self.bin.join("psql"),
+            &[
+                "-h",
+                &self.dir.display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                if sql.starts_with("CREATE DATABASE") || sql.starts_with("CREATE ROLE") {
+                    "postgres"
+                } else {
+                    "callconsent"
+                },
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -124,7 +252,11 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = Command::new("runuser").args(["-u", "postgres", "--"]).arg(self.bin.join("pg_ctl")).args(["-D", &self.data(), "-m", "immediate", "stop"]).output();
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

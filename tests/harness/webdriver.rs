@@ -30,7 +30,8 @@ fn find(names: &[&str]) -> String {
 
 /// One HTTP request to chromedriver; the JSON answer's `value`.
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect chromedriver: {e}"))?;
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("connect chromedriver: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(120))).ok();
     let data = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{data}", data.len());
@@ -45,7 +46,9 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
         let end = raw.windows(4).position(|w| w == b"\r\n\r\n");
         if let Some(end) = end {
             let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
-            let len = head.lines().find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()));
+            let len = head.lines().find_map(|l| {
+                l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok())
+            });
             let chunked = head.contains("transfer-encoding: chunked");
             let have = raw.len() - end - 4;
             let done = match len {
@@ -63,7 +66,8 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Val
         }
     };
     let _ = head;
-    let v: Value = serde_json::from_str(&body).map_err(|e| format!("chromedriver's answer is not JSON ({e}): {body}"))?;
+    let v: Value = serde_json::from_str(&body)
+        .map_err(|e| format!("chromedriver's answer is not JSON ({e}): {body}"))?;
     if let Some(err) = v["value"]["error"].as_str() {
         return Err(format!("{err}: {}", v["value"]["message"].as_str().unwrap_or("")));
     }
@@ -112,10 +116,18 @@ impl Browser {
         let driver_bin = find(&["chromedriver"]);
         let chromium = find(&["chromium", "chromium-browser"]);
         let port = free_tcp_port();
-        let driver = Command::new(driver_bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start chromedriver");
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
         let t = Instant::now();
         while http(port, "GET", "/status", None).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "chromedriver did not answer on port {port}");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "chromedriver did not answer on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
@@ -123,14 +135,16 @@ impl Browser {
             "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required", "--window-size=1280,1000", "--disable-gpu", "--lang=en"]
         }}}});
         let mut b = Browser { driver, port, session: String::new() };
-        let v = http(port, "POST", "/session", Some(&caps)).unwrap_or_else(|e| panic!("a Chromium session: {e}"));
+        let v = http(port, "POST", "/session", Some(&caps))
+            .unwrap_or_else(|e| panic!("a Chromium session: {e}"));
         b.session = v["sessionId"].as_str().expect("a session id").to_string();
         b
     }
 
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let p = format!("/session/{}{path}", self.session);
-        http(self.port, method, &p, body.as_ref()).unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+        http(self.port, method, &p, body.as_ref())
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
     }
 
     pub fn goto(&self, url: &str) {
@@ -143,7 +157,10 @@ impl Browser {
 
     /// The page's visible text.
     pub fn text(&self) -> String {
-        self.script("return document.body ? document.body.innerText : ''", vec![]).as_str().unwrap_or("").to_string()
+        self.script("return document.body ? document.body.innerText : ''", vec![])
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     pub fn source(&self) -> String {
@@ -156,11 +173,17 @@ impl Browser {
 
     fn element(&self, css: &str) -> String {
         let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
-        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap_or_else(|| panic!("no element {css}")).to_string()
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}"))
+            .to_string()
     }
 
     pub fn has(&self, css: &str) -> bool {
-        self.script("return document.querySelector(arguments[0]) !== null", vec![json!(css)]).as_bool().unwrap_or(false)
+        self.script("return document.querySelector(arguments[0]) !== null", vec![json!(css)])
+            .as_bool()
+            .unwrap_or(false)
     }
 
     pub fn type_in(&self, css: &str, text: &str) {
@@ -182,7 +205,11 @@ impl Browser {
             if pred(&text) {
                 return text;
             }
-            assert!(t.elapsed() < timeout, "waited {timeout:?} for {what}; the page ({}) says:\n{text}", self.url());
+            assert!(
+                t.elapsed() < timeout,
+                "waited {timeout:?} for {what}; the page ({}) says:\n{text}",
+                self.url()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -191,7 +218,12 @@ impl Browser {
     pub fn wait_script(&self, what: &str, timeout: Duration, code: &str) {
         let t = Instant::now();
         while self.script(code, vec![]) != json!(true) {
-            assert!(t.elapsed() < timeout, "waited {timeout:?} for {what} on {}:\n{}", self.url(), self.text());
+            assert!(
+                t.elapsed() < timeout,
+                "waited {timeout:?} for {what} on {}:\n{}",
+                self.url(),
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -14,14 +14,23 @@ pub enum Want {
 /// The decision on one access: the person, or the reason for the refusal (said to the person and
 /// written to the access log). `agent` is the agent the recording concerns (as the audit log
 /// names it), `listens_done` how many listens of that agent's calls this period already had.
-pub fn decide<'a>(access: &'a Access, person: &str, want: Want, agent: Option<&str>, listens_done: u64) -> Result<&'a Person, String> {
+pub fn decide<'a>(
+    access: &'a Access,
+    person: &str,
+    want: Want,
+    agent: Option<&str>,
+    listens_done: u64,
+) -> Result<&'a Person, String> {
     let Some(p) = access.person(person) else {
         return Err(format!("\"{person}\" is not listed in [access] (dpo, coach or agent): nobody else may reach recordings (R11)"));
     };
     if want == Want::SubjectRequest {
         return match p.role {
             Role::Dpo => Ok(p),
-            r => Err(format!("{person} is a {}: callers' requests are served by the DPO", r.as_str())),
+            r => Err(format!(
+                "{person} is a {}: callers' requests are served by the DPO",
+                r.as_str()
+            )),
         };
     }
     let own = |a: &str| p.agents.iter().any(|x| x == a);
@@ -53,7 +62,12 @@ mod tests {
     use crate::policy::CapPeriod;
 
     fn access() -> Access {
-        let person = |name: &str, role, agents: &[&str]| Person { name: name.into(), role, agents: agents.iter().map(|a| a.to_string()).collect(), password_hash: None };
+        let person = |name: &str, role, agents: &[&str]| Person {
+            name: name.into(),
+            role,
+            agents: agents.iter().map(|a| a.to_string()).collect(),
+            password_hash: None,
+        };
         Access {
             access_log: "/l/access.jsonl".into(),
             listen_period: CapPeriod::Week,
@@ -70,15 +84,25 @@ mod tests {
     #[test]
     fn roles_reach_what_they_own() {
         let a = access();
-        assert!(decide(&a, "claire", Want::Listen, Some("PJSIP/zoe"), 0).is_ok(), "the DPO reaches everything");
+        assert!(
+            decide(&a, "claire", Want::Listen, Some("PJSIP/zoe"), 0).is_ok(),
+            "the DPO reaches everything"
+        );
         assert!(decide(&a, "claire", Want::Listen, None, 0).is_ok());
         assert!(decide(&a, "marc", Want::Listen, Some("PJSIP/bob"), 0).is_ok());
         let e = decide(&a, "marc", Want::Listen, Some("PJSIP/zoe"), 0).unwrap_err();
         assert!(e.contains("not in marc's team (PJSIP/anna, PJSIP/bob)"), "{e}");
-        assert!(decide(&a, "anna", Want::Listen, Some("PJSIP/anna"), 99).is_ok(), "their own calls, whatever the count");
-        assert!(decide(&a, "anna", Want::Listen, Some("PJSIP/bob"), 0).unwrap_err().contains("only their own calls"));
+        assert!(
+            decide(&a, "anna", Want::Listen, Some("PJSIP/anna"), 99).is_ok(),
+            "their own calls, whatever the count"
+        );
+        assert!(decide(&a, "anna", Want::Listen, Some("PJSIP/bob"), 0)
+            .unwrap_err()
+            .contains("only their own calls"));
         assert!(decide(&a, "marc", Want::Listen, None, 0).unwrap_err().contains("names no agent"));
-        assert!(decide(&a, "eve", Want::Listen, Some("PJSIP/anna"), 0).unwrap_err().contains("not listed in [access]"));
+        assert!(decide(&a, "eve", Want::Listen, Some("PJSIP/anna"), 0)
+            .unwrap_err()
+            .contains("not listed in [access]"));
     }
 
     #[test]
@@ -86,8 +110,14 @@ mod tests {
         let a = access();
         assert!(decide(&a, "marc", Want::Listen, Some("PJSIP/anna"), 1).is_ok());
         let e = decide(&a, "marc", Want::Listen, Some("PJSIP/anna"), 2).unwrap_err();
-        assert!(e.contains("already listened to 2 time(s) this week: max_listens_per_agent = 2 (R6"), "{e}");
-        assert!(decide(&a, "claire", Want::Listen, Some("PJSIP/anna"), 2).is_err(), "the DPO's listening is bounded too");
+        assert!(
+            e.contains("already listened to 2 time(s) this week: max_listens_per_agent = 2 (R6"),
+            "{e}"
+        );
+        assert!(
+            decide(&a, "claire", Want::Listen, Some("PJSIP/anna"), 2).is_err(),
+            "the DPO's listening is bounded too"
+        );
         let unbounded = Access { max_listens_per_agent: 0, ..access() };
         assert!(decide(&unbounded, "marc", Want::Listen, Some("PJSIP/anna"), 1000).is_ok());
     }
@@ -96,6 +126,8 @@ mod tests {
     fn callers_requests_are_the_dpos() {
         let a = access();
         assert!(decide(&a, "claire", Want::SubjectRequest, None, 0).is_ok());
-        assert!(decide(&a, "marc", Want::SubjectRequest, None, 0).unwrap_err().contains("served by the DPO"));
+        assert!(decide(&a, "marc", Want::SubjectRequest, None, 0)
+            .unwrap_err()
+            .contains("served by the DPO"));
     }
 }

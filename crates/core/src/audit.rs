@@ -197,8 +197,12 @@ impl AccessEvent {
         match self {
             AccessEvent::Listen | AccessEvent::ListenRefused => AccessEvent::ListenRefused,
             AccessEvent::Export | AccessEvent::ExportRefused => AccessEvent::ExportRefused,
-            AccessEvent::SubjectExport | AccessEvent::SubjectExportRefused => AccessEvent::SubjectExportRefused,
-            AccessEvent::SubjectErase | AccessEvent::SubjectEraseRefused => AccessEvent::SubjectEraseRefused,
+            AccessEvent::SubjectExport | AccessEvent::SubjectExportRefused => {
+                AccessEvent::SubjectExportRefused
+            }
+            AccessEvent::SubjectErase | AccessEvent::SubjectEraseRefused => {
+                AccessEvent::SubjectEraseRefused
+            }
         }
     }
 

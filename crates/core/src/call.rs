@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use crate::audit::{AuditEvent, By, Source};
 use crate::config::Profile;
 use crate::draw::{self, Draw};
-use crate::policy::{self, CapPeriod};
 use crate::pace::Pacer;
+use crate::policy::{self, CapPeriod};
 use crate::secure::{EndReason, SecretDigits};
 use crate::timing::{self, Retry};
 
@@ -64,22 +64,46 @@ pub enum PromptOutcome {
 pub enum Event {
     Start,
     PromptDone(PromptOutcome),
-    RecorderStarted { file: String, now_ms: u64 },
-    RecorderFailed { reason: String },
+    RecorderStarted {
+        file: String,
+        now_ms: u64,
+    },
+    RecorderFailed {
+        reason: String,
+    },
     /// A key's start or end; `len_ms` is the key's length as the PBX gives it at the end (0 when
     /// it does not say).
-    Dtmf { dir: Dir, press: Press, digit: char, len_ms: u32, now_ms: u64 },
-    Tick { now_ms: u64 },
+    Dtmf {
+        dir: Dir,
+        press: Press,
+        digit: char,
+        len_ms: u32,
+        now_ms: u64,
+    },
+    Tick {
+        now_ms: u64,
+    },
     /// A desktop or dialplan control; `actor` names who acted (the channel the control named or
     /// ran on), for the audit line.
-    Control { cmd: Command, source: Source, actor: String, now_ms: u64 },
+    Control {
+        cmd: Command,
+        source: Source,
+        actor: String,
+        now_ms: u64,
+    },
     /// The caller's channel joined a bridge (an agent answered, or a transfer); who the agent is
     /// comes next, as `Bridged`.
     JoinedBridge,
     /// The caller's channel is bridged with this agent.
-    Bridged { agent: String },
+    Bridged {
+        agent: String,
+    },
     /// The agent's cap for the period was checked (and a recording reserved when allowed).
-    CapChecked { agent: String, period: String, outcome: CapOutcome },
+    CapChecked {
+        agent: String,
+        period: String,
+        outcome: CapOutcome,
+    },
     Hangup,
 }
 
@@ -118,7 +142,10 @@ impl Status {
 pub enum Action {
     /// Play a sound to the caller on the application's thread; stop on any of `keys` and feed
     /// back `PromptDone` (only when `keys` is not empty).
-    Play { file: String, keys: String },
+    Play {
+        file: String,
+        keys: String,
+    },
     /// Watch the channel from now on (keys, bridge joins): the call is armed.
     Watch,
     /// Find who the caller is bridged with (the bridge peer, which may still be joining), then
@@ -126,20 +153,31 @@ pub enum Action {
     FindAgent,
     /// Reserve one recording in the agent's cap for the current period (off the media path), then
     /// feed `CapChecked`.
-    ReserveCap { agent: String, period: CapPeriod, period_max: u64 },
+    ReserveCap {
+        agent: String,
+        period: CapPeriod,
+        period_max: u64,
+    },
     StartRecorder,
     /// Stop the recorder and keep what was recorded (a transfer to a never-recorded agent).
     StopRecorder,
     /// The call ended with consent intact: move the recording to the kept tree, then audit
     /// `recording_kept`.
-    Keep { pauses: u32, spans: String },
+    Keep {
+        pauses: u32,
+        spans: String,
+    },
     Mute,
     Unmute,
     /// Stop the recorder and delete every file of the call (then audit `recording_deleted`).
-    StopAndDelete { by: By },
+    StopAndDelete {
+        by: By,
+    },
     /// After hangup, this long after it: delete the files of a refused recording again, in case
     /// the recorder's own thread wrote one late (audited only when it finds something).
-    DeleteLate { after: Duration },
+    DeleteLate {
+        after: Duration,
+    },
     PlayToCaller(String),
     ToneToAgent(String),
     /// Digits held back as a possible code that turned out not to be one: pass them on, in order.
@@ -149,7 +187,10 @@ pub enum Action {
     SecureDigits(SecretDigits),
     SetStatus(Status),
     /// An audit line about this call (stamped with time, call and channel by the runtime).
-    Audit { event: AuditEvent, facts: Map<String, Value> },
+    Audit {
+        event: AuditEvent,
+        facts: Map<String, Value>,
+    },
     /// An event to the PBX's management interface (AMI `CallConsent`): the state changed.
     Notify,
 }
@@ -189,7 +230,10 @@ pub enum OnFull {
 impl Action {
     pub fn queue(&self) -> Queue {
         match self {
-            Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) | Action::SecureDigits(_) => Queue::Signals,
+            Action::PlayToCaller(_)
+            | Action::ToneToAgent(_)
+            | Action::SendToCaller(_)
+            | Action::SecureDigits(_) => Queue::Signals,
             Action::ReserveCap { .. } => Queue::Store,
             _ => Queue::Recorder,
         }
@@ -197,8 +241,13 @@ impl Action {
 
     pub fn on_full_queue(&self) -> OnFull {
         match self {
-            Action::StopRecorder | Action::StopAndDelete { .. } | Action::DeleteLate { .. } | Action::Keep { .. } => OnFull::Wait,
-            Action::StartRecorder => OnFull::Refuse(Event::RecorderFailed { reason: "the worker's queue is full: not recorded".into() }),
+            Action::StopRecorder
+            | Action::StopAndDelete { .. }
+            | Action::DeleteLate { .. }
+            | Action::Keep { .. } => OnFull::Wait,
+            Action::StartRecorder => OnFull::Refuse(Event::RecorderFailed {
+                reason: "the worker's queue is full: not recorded".into(),
+            }),
             Action::ReserveCap { agent, .. } => OnFull::Refuse(Event::CapChecked {
                 agent: agent.clone(),
                 period: String::new(),
@@ -206,16 +255,30 @@ impl Action {
             }),
             // Not finding the agent leaves the call unrecorded (armed) or muted (a transfer).
             Action::FindAgent => OnFull::Drop,
-            Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) => OnFull::Drop,
+            Action::PlayToCaller(_) | Action::ToneToAgent(_) | Action::SendToCaller(_) => {
+                OnFull::Drop
+            }
             // The digits are dropped (wiped), never kept waiting: the payment is asked again.
             Action::SecureDigits(_) => OnFull::Drop,
-            Action::Play { .. } | Action::Watch | Action::Mute | Action::Unmute | Action::SetStatus(_) | Action::Audit { .. } | Action::Notify => OnFull::Drop,
+            Action::Play { .. }
+            | Action::Watch
+            | Action::Mute
+            | Action::Unmute
+            | Action::SetStatus(_)
+            | Action::Audit { .. }
+            | Action::Notify => OnFull::Drop,
         }
     }
 
     pub fn lane(&self) -> Lane {
         match self {
-            Action::Play { .. } | Action::Watch | Action::Mute | Action::Unmute | Action::SetStatus(_) | Action::Audit { .. } | Action::Notify => Lane::Inline,
+            Action::Play { .. }
+            | Action::Watch
+            | Action::Mute
+            | Action::Unmute
+            | Action::SetStatus(_)
+            | Action::Audit { .. }
+            | Action::Notify => Lane::Inline,
             Action::FindAgent
             | Action::ReserveCap { .. }
             | Action::StartRecorder
@@ -243,7 +306,10 @@ impl Action {
         match self {
             Action::FindAgent => Some(timing::FIND_AGENT),
             Action::ToneToAgent(_) => Some(timing::TONE_TO_AGENT),
-            Action::Keep { .. } => Some(Retry { every: timing::KEEP_POLL, tries: (timing::KEEP_WAIT_AUDIO.as_millis() / timing::KEEP_POLL.as_millis()) as u32 }),
+            Action::Keep { .. } => Some(Retry {
+                every: timing::KEEP_POLL,
+                tries: (timing::KEEP_WAIT_AUDIO.as_millis() / timing::KEEP_POLL.as_millis()) as u32,
+            }),
             _ => None,
         }
     }
@@ -351,7 +417,6 @@ struct Secure {
     muted: bool,
 }
 
-
 fn facts(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -362,9 +427,19 @@ fn facts(v: Value) -> Map<String, Value> {
 impl Call {
     /// `secret` is the installation's key; `caller` the caller's number (CALLERID(num)) and
     /// `dialled` the number an agent dialled, both only used for exemptions, never kept.
-    pub fn new(profile: Arc<Profile>, secret: &[u8], call_id: &str, caller: &str, dialled: &str) -> Call {
+    pub fn new(
+        profile: Arc<Profile>,
+        secret: &[u8],
+        call_id: &str,
+        caller: &str,
+        dialled: &str,
+    ) -> Call {
         let draw = draw::draw(secret, call_id, profile.record_share);
-        let exempt = if profile.private_prefix.as_deref().is_some_and(|p| !dialled.is_empty() && dialled.starts_with(p)) {
+        let exempt = if profile
+            .private_prefix
+            .as_deref()
+            .is_some_and(|p| !dialled.is_empty() && dialled.starts_with(p))
+        {
             Some(("private_prefix", policy::keyed_hash(secret, dialled)))
         } else if policy::caller_exempt(&profile.never_record, caller) {
             Some(("never_record_caller", policy::keyed_hash(secret, caller)))
@@ -417,7 +492,9 @@ impl Call {
     }
     /// Whether the host must feed `Tick`s (a pause may auto-resume, or digits are held).
     pub fn wants_ticks(&self) -> bool {
-        (self.paused() && self.profile.pause_max_seconds > 0) || !self.held.is_empty() || self.secure.is_some()
+        (self.paused() && self.profile.pause_max_seconds > 0)
+            || !self.held.is_empty()
+            || self.secure.is_some()
     }
     /// Whether a secure card entry runs (the caller's keys are the card's).
     pub fn in_secure_entry(&self) -> bool {
@@ -467,7 +544,10 @@ impl Call {
                     out.push(Action::StopAndDelete { by });
                 } else if self.phase == Phase::Starting {
                     self.phase = Phase::Recording;
-                    out.push(self.audit(AuditEvent::RecordingStarted, json!({ "file": file, "agent": self.agent })));
+                    out.push(self.audit(
+                        AuditEvent::RecordingStarted,
+                        json!({ "file": file, "agent": self.agent }),
+                    ));
                     self.file = Some(file);
                     if self.secure.as_ref().is_some_and(|s| !s.muted) {
                         // A card is being keyed: nothing of it reaches the new recording.
@@ -522,7 +602,10 @@ impl Call {
                 }
                 // Only a call that may still start, stop or confirm something needs its agent (and
                 // one where the agent may start a secure entry: who did is audited).
-                if matches!(self.phase, Phase::Armed | Phase::Recording) || (self.phase == Phase::OptedOut && self.confirm_at_bridge) || self.secure_available() {
+                if matches!(self.phase, Phase::Armed | Phase::Recording)
+                    || (self.phase == Phase::OptedOut && self.confirm_at_bridge)
+                    || self.secure_available()
+                {
                     out.push(Action::FindAgent);
                 }
                 Verdict::Pass
@@ -531,7 +614,10 @@ impl Call {
                 self.bridged(agent, &mut out);
                 Verdict::Pass
             }
-            Event::CapChecked { agent, period, outcome } if self.phase == Phase::Recording && self.transfer_check.as_deref() == Some(agent.as_str()) => {
+            Event::CapChecked { agent, period, outcome }
+                if self.phase == Phase::Recording
+                    && self.transfer_check.as_deref() == Some(agent.as_str()) =>
+            {
                 self.transfer_check = None;
                 let max = self.profile.max_per_agent;
                 match outcome {
@@ -540,12 +626,17 @@ impl Call {
                         self.transferred_to(agent, &mut out);
                     }
                     CapOutcome::Reached { count } => {
-                        let reason = format!("cap reached: {count} of {max} recordings this {period}");
+                        let reason =
+                            format!("cap reached: {count} of {max} recordings this {period}");
                         self.stop_for(agent, json!({ "period": period, "count": count, "max": max, "reason": reason }), &mut out);
                     }
                     CapOutcome::StoreFailed(e) => {
                         let reason = format!("cap store unavailable ({e}): not recorded");
-                        self.stop_for(agent, json!({ "period": period, "count": max, "max": max, "reason": reason }), &mut out);
+                        self.stop_for(
+                            agent,
+                            json!({ "period": period, "count": max, "max": max, "reason": reason }),
+                            &mut out,
+                        );
                     }
                 }
                 Verdict::Pass
@@ -560,7 +651,8 @@ impl Call {
                             out.push(Action::StartRecorder);
                         }
                         CapOutcome::Reached { count } => {
-                            let reason = format!("cap reached: {count} of {max} recordings this {period}");
+                            let reason =
+                                format!("cap reached: {count} of {max} recordings this {period}");
                             out.push(self.audit(AuditEvent::AgentVetoed, json!({ "agent": agent, "period": period, "count": count, "max": max, "reason": reason })));
                             self.phase = Phase::NotRecording;
                             out.push(Action::Notify);
@@ -614,7 +706,10 @@ impl Call {
                 ("never_record_caller", Some(h)) => h,
                 _ => hash,
             };
-            out.push(self.audit(AuditEvent::Exempt, json!({ "reason": reason, "number_hash": hash, "key_id": self.key_id })));
+            out.push(self.audit(
+                AuditEvent::Exempt,
+                json!({ "reason": reason, "number_hash": hash, "key_id": self.key_id }),
+            ));
             out.push(Action::SetStatus(Status::NotSelected));
             return;
         }
@@ -634,11 +729,19 @@ impl Call {
             }
             out.push(self.audit(AuditEvent::Selected, f));
         } else {
-            f["reason"] = Value::String(format!("bucket {} is not below {} (share {} %)", self.draw.bucket, u32::from(p.record_share) * 100, p.record_share));
+            f["reason"] = Value::String(format!(
+                "bucket {} is not below {} (share {} %)",
+                self.draw.bucket,
+                u32::from(p.record_share) * 100,
+                p.record_share
+            ));
             out.push(self.audit(AuditEvent::NotSelected, f));
         }
         self.phase = Phase::Notice;
-        out.push(Action::Play { file: p.notice.clone(), keys: format!("{}{}", p.optout_key, p.info_key) });
+        out.push(Action::Play {
+            file: p.notice.clone(),
+            keys: format!("{}{}", p.optout_key, p.info_key),
+        });
     }
 
     fn prompt_done(&mut self, o: PromptOutcome, out: &mut Vec<Action>) {
@@ -661,18 +764,27 @@ impl Call {
         match o {
             PromptOutcome::Key(k) if k == self.profile.optout_key => {
                 self.phase = Phase::OptedOut;
-                out.push(self.audit(AuditEvent::OptOut, json!({ "during": "notice", "key": k.to_string() })));
+                out.push(self.audit(
+                    AuditEvent::OptOut,
+                    json!({ "during": "notice", "key": k.to_string() }),
+                ));
                 // The status first: the dialplan's next action sees OPTED_OUT whatever becomes of
                 // the confirmation (a hangup during it, a host that cannot play it).
                 out.push(Action::SetStatus(Status::OptedOut));
                 out.push(Action::Notify);
-                out.push(Action::Play { file: self.profile.optout_confirm.clone(), keys: String::new() });
+                out.push(Action::Play {
+                    file: self.profile.optout_confirm.clone(),
+                    keys: String::new(),
+                });
                 // Refusing the recording is no reason to hear a card number: still watched.
                 self.watch_for_secure_entry(out);
             }
             PromptOutcome::Key(k) if k == self.profile.info_key && self.phase == Phase::Notice => {
                 self.phase = Phase::FullNotice;
-                out.push(Action::Play { file: self.profile.full_notice.clone(), keys: self.profile.optout_key.to_string() });
+                out.push(Action::Play {
+                    file: self.profile.full_notice.clone(),
+                    keys: self.profile.optout_key.to_string(),
+                });
             }
             PromptOutcome::Completed | PromptOutcome::Key(_) => {
                 if self.draw.selected {
@@ -690,7 +802,10 @@ impl Call {
             PromptOutcome::Missing => {
                 // R1: a caller who was not told is never recorded.
                 self.phase = Phase::NotRecording;
-                out.push(self.audit(AuditEvent::NotRecorded, json!({ "reason": "the notice could not be played" })));
+                out.push(self.audit(
+                    AuditEvent::NotRecorded,
+                    json!({ "reason": "the notice could not be played" }),
+                ));
                 out.push(Action::SetStatus(Status::Error));
                 self.watch_for_secure_entry(out);
             }
@@ -698,7 +813,14 @@ impl Call {
         }
     }
 
-    fn caller_key(&mut self, press: Press, digit: char, len_ms: u32, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
+    fn caller_key(
+        &mut self,
+        press: Press,
+        digit: char,
+        len_ms: u32,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Verdict {
         if self.secure.is_some() {
             return self.secure_key(press, digit, now_ms, out);
         }
@@ -710,7 +832,13 @@ impl Call {
                 return Verdict::Drop;
             }
         }
-        let paced = |c: &mut Call| if c.caller_pace.admit(press, digit, len_ms, now_ms) { Verdict::Pass } else { Verdict::Drop };
+        let paced = |c: &mut Call| {
+            if c.caller_pace.admit(press, digit, len_ms, now_ms) {
+                Verdict::Pass
+            } else {
+                Verdict::Drop
+            }
+        };
         if digit != self.profile.optout_key {
             return paced(self);
         }
@@ -720,7 +848,10 @@ impl Call {
                 // hears the confirmation once connected, the only moment a prompt can reach them.
                 self.phase = Phase::OptedOut;
                 self.confirm_at_bridge = self.agent.is_none();
-                out.push(self.audit(AuditEvent::OptOut, json!({ "during": "call", "key": digit.to_string() })));
+                out.push(self.audit(
+                    AuditEvent::OptOut,
+                    json!({ "during": "call", "key": digit.to_string() }),
+                ));
                 if !self.confirm_at_bridge {
                     out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
                 }
@@ -735,7 +866,13 @@ impl Call {
                 // The mute comes first in what this frame does (after digits released before it).
                 let at = out.len();
                 self.stop_and_delete(By::Caller, out);
-                out.insert(at + 1, self.audit(AuditEvent::OptOut, json!({ "during": "call", "key": digit.to_string() })));
+                out.insert(
+                    at + 1,
+                    self.audit(
+                        AuditEvent::OptOut,
+                        json!({ "during": "call", "key": digit.to_string() }),
+                    ),
+                );
                 out.push(Action::PlayToCaller(self.profile.optout_confirm.clone()));
                 if let Some(t) = &self.profile.optout_tone {
                     out.push(Action::ToneToAgent(t.clone()));
@@ -771,7 +908,11 @@ impl Call {
             return v;
         }
         if self.phase == Phase::Recording {
-            v.extend([(p.pause_code.as_str(), Command::Pause), (p.resume_code.as_str(), Command::Resume), (p.delete_code.as_str(), Command::Delete)]);
+            v.extend([
+                (p.pause_code.as_str(), Command::Pause),
+                (p.resume_code.as_str(), Command::Resume),
+                (p.delete_code.as_str(), Command::Delete),
+            ]);
         }
         if self.secure_available() {
             v.push((p.secure_code.as_str(), Command::Secure));
@@ -779,7 +920,13 @@ impl Call {
         v
     }
 
-    fn agent_key(&mut self, press: Press, digit: char, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
+    fn agent_key(
+        &mut self,
+        press: Press,
+        digit: char,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Verdict {
         if press == Press::End {
             if let Some(i) = self.swallowing.iter().position(|s| *s == (Dir::Agent, digit)) {
                 self.swallowing.remove(i);
@@ -832,7 +979,9 @@ impl Call {
     }
 
     fn expire_held(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        if !self.held.is_empty() && now_ms.saturating_sub(self.held_since_ms) >= self.profile.code_timeout_ms {
+        if !self.held.is_empty()
+            && now_ms.saturating_sub(self.held_since_ms) >= self.profile.code_timeout_ms
+        {
             out.push(Action::SendToCaller(std::mem::take(&mut self.held)));
             self.settle_code_mute(out);
         }
@@ -841,7 +990,11 @@ impl Call {
     /// Whether the recorder is recording and nothing holds it muted: a pause, a transfer being
     /// checked, a secure entry, or an agent's code being keyed.
     fn unmuted_recording(&self) -> bool {
-        self.phase == Phase::Recording && !self.paused() && !self.join_muted && self.secure.is_none() && !self.code_muted
+        self.phase == Phase::Recording
+            && !self.paused()
+            && !self.join_muted
+            && self.secure.is_none()
+            && !self.code_muted
     }
 
     /// The agent's code is over (done, or no code after all): the mute taken at its first key is
@@ -907,16 +1060,22 @@ impl Call {
     }
 
     fn auto_resume(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        let (Some(since), max) = (self.paused_at_ms, self.profile.pause_max_seconds * 1000) else { return };
+        let (Some(since), max) = (self.paused_at_ms, self.profile.pause_max_seconds * 1000) else {
+            return;
+        };
         if max == 0 || self.phase != Phase::Recording {
             return;
         }
         let paused_for = now_ms.saturating_sub(since);
         if paused_for >= max {
             self.resume(By::Auto, Source::PauseMaxSeconds, now_ms, out);
-        } else if !self.warned && paused_for + timing::AUTO_RESUME_WARNING.as_millis() as u64 >= max {
+        } else if !self.warned && paused_for + timing::AUTO_RESUME_WARNING.as_millis() as u64 >= max
+        {
             self.warned = true;
-            out.push(self.audit(AuditEvent::PauseWarning, json!({ "resumes_in_ms": max - paused_for, "agent": self.agent })));
+            out.push(self.audit(
+                AuditEvent::PauseWarning,
+                json!({ "resumes_in_ms": max - paused_for, "agent": self.agent }),
+            ));
             if let Some(t) = &self.profile.warn_tone {
                 out.push(Action::ToneToAgent(t.clone()));
             }
@@ -939,12 +1098,19 @@ impl Call {
             Phase::Armed => {
                 self.agent = Some(agent.clone());
                 if let Some(glob) = policy::agent_exempt(&self.profile.never_record, &agent) {
-                    out.push(self.audit(AuditEvent::AgentVetoed, json!({ "agent": agent, "reason": format!("never_record agent:{glob}") })));
+                    out.push(self.audit(
+                        AuditEvent::AgentVetoed,
+                        json!({ "agent": agent, "reason": format!("never_record agent:{glob}") }),
+                    ));
                     self.phase = Phase::NotRecording;
                     out.push(Action::Notify);
                 } else if self.profile.max_per_agent > 0 {
                     self.phase = Phase::Checking;
-                    out.push(Action::ReserveCap { agent, period: self.profile.cap_period, period_max: self.profile.max_per_agent });
+                    out.push(Action::ReserveCap {
+                        agent,
+                        period: self.profile.cap_period,
+                        period_max: self.profile.max_per_agent,
+                    });
                 } else {
                     out.push(self.audit(AuditEvent::AgentCleared, json!({ "agent": agent })));
                     self.phase = Phase::Starting;
@@ -953,14 +1119,28 @@ impl Call {
             }
             // A transfer to a never-recorded agent (R12): the recording stops there; what was
             // recorded with the previous agent is kept.
-            Phase::Recording if policy::agent_exempt(&self.profile.never_record, &agent).is_some() => {
-                let glob = policy::agent_exempt(&self.profile.never_record, &agent).unwrap_or_default();
-                self.stop_for(agent, json!({ "reason": format!("never_record agent:{glob}") }), out);
+            Phase::Recording
+                if policy::agent_exempt(&self.profile.never_record, &agent).is_some() =>
+            {
+                let glob =
+                    policy::agent_exempt(&self.profile.never_record, &agent).unwrap_or_default();
+                self.stop_for(
+                    agent,
+                    json!({ "reason": format!("never_record agent:{glob}") }),
+                    out,
+                );
             }
             // A transfer to another agent takes that agent's cap reservation (R6), muted meanwhile.
-            Phase::Recording if self.profile.max_per_agent > 0 && self.agent.as_deref() != Some(agent.as_str()) => {
+            Phase::Recording
+                if self.profile.max_per_agent > 0
+                    && self.agent.as_deref() != Some(agent.as_str()) =>
+            {
                 self.transfer_check = Some(agent.clone());
-                out.push(Action::ReserveCap { agent, period: self.profile.cap_period, period_max: self.profile.max_per_agent });
+                out.push(Action::ReserveCap {
+                    agent,
+                    period: self.profile.cap_period,
+                    period_max: self.profile.max_per_agent,
+                });
             }
             Phase::OptedOut if self.confirm_at_bridge => {
                 self.confirm_at_bridge = false;
@@ -969,7 +1149,11 @@ impl Call {
             }
             Phase::Recording => self.transferred_to(agent, out),
             // Not recorded: the agent is known for a secure entry's audit lines.
-            Phase::NotRecording | Phase::Stopped | Phase::OptedOut | Phase::Deleted | Phase::Starting => self.agent = Some(agent),
+            Phase::NotRecording
+            | Phase::Stopped
+            | Phase::OptedOut
+            | Phase::Deleted
+            | Phase::Starting => self.agent = Some(agent),
             _ => {}
         }
     }
@@ -978,7 +1162,11 @@ impl Call {
     /// whoever takes the call hears that it is recorded, and whether it is paused (R8).
     fn transferred_to(&mut self, agent: String, out: &mut Vec<Action>) {
         self.agent = Some(agent);
-        if std::mem::take(&mut self.join_muted) && !self.paused() && self.secure.is_none() && !self.code_muted {
+        if std::mem::take(&mut self.join_muted)
+            && !self.paused()
+            && self.secure.is_none()
+            && !self.code_muted
+        {
             out.push(Action::Unmute);
         }
         if let Some(t) = &self.profile.start_tone {
@@ -1034,7 +1222,8 @@ impl Call {
         self.held.clear();
         // The entry's own mute takes over from a code's (its span is opened below).
         self.code_muted = false;
-        self.secure = Some(Secure { since_ms: now_ms, source, digits: SecretDigits::new(), muted: false });
+        self.secure =
+            Some(Secure { since_ms: now_ms, source, digits: SecretDigits::new(), muted: false });
         // Muted unless it already is (a pause, a transfer being checked): then it stays muted.
         if self.phase == Phase::Recording && !self.paused() && !self.join_muted {
             out.push(Action::Mute);
@@ -1049,7 +1238,13 @@ impl Call {
 
     /// A caller's key during an entry: a card digit (the opt-out key too), the end key, or
     /// nothing; never passed on (the agent hears the mask tone instead).
-    fn secure_key(&mut self, press: Press, digit: char, now_ms: u64, out: &mut Vec<Action>) -> Verdict {
+    fn secure_key(
+        &mut self,
+        press: Press,
+        digit: char,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Verdict {
         // A key is acted on at its first frame: BEGIN, or END when no BEGIN came.
         if press == Press::End {
             if let Some(i) = self.swallowing.iter().position(|s| *s == (Dir::Caller, digit)) {
@@ -1081,7 +1276,11 @@ impl Call {
     }
 
     fn secure_timeout(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        if self.secure.as_ref().is_some_and(|s| now_ms.saturating_sub(s.since_ms) >= self.profile.secure_timeout_ms) {
+        if self
+            .secure
+            .as_ref()
+            .is_some_and(|s| now_ms.saturating_sub(s.since_ms) >= self.profile.secure_timeout_ms)
+        {
             self.secure_end(EndReason::Timeout, now_ms, out);
         }
     }
@@ -1096,7 +1295,11 @@ impl Call {
             if let (Some(last), Some(_)) = (self.spans.last_mut(), duration_ms) {
                 last.1 = Some(now_ms.saturating_sub(self.recording_since_ms));
             }
-            if self.phase == Phase::Recording && !self.paused() && !self.join_muted && !self.code_muted {
+            if self.phase == Phase::Recording
+                && !self.paused()
+                && !self.join_muted
+                && !self.code_muted
+            {
                 out.push(Action::Unmute);
             }
         }

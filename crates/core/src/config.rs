@@ -134,7 +134,14 @@ pub struct Console {
 
 impl Default for Console {
     fn default() -> Console {
-        Console { listen: "127.0.0.1:8470".into(), tls_certificate: None, tls_key: None, max_failed_signins: 5, lockout_seconds: 300, session_minutes: 30 }
+        Console {
+            listen: "127.0.0.1:8470".into(),
+            tls_certificate: None,
+            tls_key: None,
+            max_failed_signins: 5,
+            lockout_seconds: 300,
+            session_minutes: 30,
+        }
     }
 }
 
@@ -255,20 +262,76 @@ pub struct Config {
 pub const SHARE_WITHOUT_LEGAL_BASIS_MAX: u8 = 30;
 
 const GENERAL_KEYS: &[&str] = &[
-    "spool_dir", "audit_log", "retention_days", "audit_retention_days", "archive", "opus_bitrate", "encoder_threads",
-    "encrypt_to", "default_country", "store", "store_password_file", "store_ca", "node", "controller", "dpo_contact",
+    "spool_dir",
+    "audit_log",
+    "retention_days",
+    "audit_retention_days",
+    "archive",
+    "opus_bitrate",
+    "encoder_threads",
+    "encrypt_to",
+    "default_country",
+    "store",
+    "store_password_file",
+    "store_ca",
+    "node",
+    "controller",
+    "dpo_contact",
 ];
-const ACCESS_KEYS: &[&str] = &["access_log", "listen_period", "max_listens_per_agent", "min_listens_per_agent", "dpo", "coach", "agent", "password"];
-const CONSOLE_KEYS: &[&str] = &["listen", "tls_certificate", "tls_key", "max_failed_signins", "lockout_seconds", "session_minutes"];
+const ACCESS_KEYS: &[&str] = &[
+    "access_log",
+    "listen_period",
+    "max_listens_per_agent",
+    "min_listens_per_agent",
+    "dpo",
+    "coach",
+    "agent",
+    "password",
+];
+const CONSOLE_KEYS: &[&str] = &[
+    "listen",
+    "tls_certificate",
+    "tls_key",
+    "max_failed_signins",
+    "lockout_seconds",
+    "session_minutes",
+];
 /// Keys that may be repeated: their values are collected in order.
 const LIST_KEYS: &[&str] = &["never_record", "encrypt_to", "dpo", "coach", "agent", "password"];
 const PROFILE_KEYS: &[&str] = &[
-    "notice", "full_notice", "optout_key", "info_key", "optout_confirm", "record_share",
-    "legal_basis", "record_legs", "pause_code", "resume_code", "delete_code", "code_timeout_ms",
-    "pause_max_seconds", "start_tone", "optout_tone", "pause_tone", "resume_tone", "delete_tone",
-    "warn_tone", "never_record", "private_prefix", "max_per_agent", "cap_period",
-    "secure_code", "secure_end_key", "secure_max_digits", "secure_timeout_ms", "secure_mask_tone",
-    "secure_start_tone", "secure_end_tone", "secure_gosub", "store_unavailable", "store_local_seconds",
+    "notice",
+    "full_notice",
+    "optout_key",
+    "info_key",
+    "optout_confirm",
+    "record_share",
+    "legal_basis",
+    "record_legs",
+    "pause_code",
+    "resume_code",
+    "delete_code",
+    "code_timeout_ms",
+    "pause_max_seconds",
+    "start_tone",
+    "optout_tone",
+    "pause_tone",
+    "resume_tone",
+    "delete_tone",
+    "warn_tone",
+    "never_record",
+    "private_prefix",
+    "max_per_agent",
+    "cap_period",
+    "secure_code",
+    "secure_end_key",
+    "secure_max_digits",
+    "secure_timeout_ms",
+    "secure_mask_tone",
+    "secure_start_tone",
+    "secure_end_tone",
+    "secure_gosub",
+    "store_unavailable",
+    "store_local_seconds",
 ];
 
 pub fn is_dtmf(c: char) -> bool {
@@ -276,7 +339,11 @@ pub fn is_dtmf(c: char) -> bool {
 }
 
 /// Parses and checks the whole file. `sound_exists` asks the host whether a prompt exists.
-pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str) -> bool) -> Result<Config, ConfigError> {
+pub fn parse(
+    entries: &[Entry],
+    defaults: &Defaults,
+    sound_exists: &dyn Fn(&str) -> bool,
+) -> Result<Config, ConfigError> {
     // (section, file, key -> (value, line), every (key, value, line) of the repeatable keys)
     type Section = (String, String, BTreeMap<String, (String, u32)>, Vec<(String, String, u32)>);
     let mut sections: Vec<Section> = Vec::new();
@@ -313,7 +380,10 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
                     return Err(err(name, "[console] configures the DPO's web console: no profile may be called console (rename the profile)".into()));
                 }
                 if !allowed.contains(&name.as_str()) {
-                    return Err(err(name, format!("unknown key (known keys here: {})", allowed.join(", "))));
+                    return Err(err(
+                        name,
+                        format!("unknown key (known keys here: {})", allowed.join(", ")),
+                    ));
                 }
                 if LIST_KEYS.contains(&name.as_str()) {
                     section.3.push((name.clone(), e.value.trim().to_string(), e.line));
@@ -355,15 +425,23 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
             if let Some(p) = r.opt("audit_log") {
                 general.audit_log = r.abs_path("audit_log", p)?;
             }
-            general.retention_days =
-                r.number("retention_days", 90, 1, RETENTION_DAYS_MAX, " (R7: the CNIL allows at most 6 months for recordings)")?;
+            general.retention_days = r.number(
+                "retention_days",
+                90,
+                1,
+                RETENTION_DAYS_MAX,
+                " (R7: the CNIL allows at most 6 months for recordings)",
+            )?;
             general.audit_retention_days = r.number("audit_retention_days", 365, 1, 3650, "")?;
             general.archive_opus = match r.opt("archive") {
                 None | Some("opus") => true,
                 Some("wav") => false,
-                Some(v) => return Err(r.err("archive", format!("must be opus or wav, got \"{v}\""))),
+                Some(v) => {
+                    return Err(r.err("archive", format!("must be opus or wav, got \"{v}\"")))
+                }
             };
-            general.opus_bitrate = r.number("opus_bitrate", 16000, 6000, 64000, " bits per second")?;
+            general.opus_bitrate =
+                r.number("opus_bitrate", 16000, 6000, 64000, " bits per second")?;
             general.encoder_threads = r.number("encoder_threads", 1, 1, 16, "")?;
             for (key, value, line) in lists.iter().filter(|(k, _, _)| k == "encrypt_to") {
                 for rcp in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
@@ -382,25 +460,42 @@ pub fn parse(entries: &[Entry], defaults: &Defaults, sound_exists: &dyn Fn(&str)
                 }
             }
             if !general.encrypt_to.is_empty() && !general.archive_opus {
-                return Err(r.err("encrypt_to", "needs archive = opus: kept recordings are encrypted as they are archived".into()));
+                return Err(r.err(
+                    "encrypt_to",
+                    "needs archive = opus: kept recordings are encrypted as they are archived"
+                        .into(),
+                ));
             }
             general.default_country = match r.opt("default_country").filter(|v| !v.is_empty()) {
                 None => None,
                 Some(c) if crate::policy::country_known(c) => Some(c.to_ascii_uppercase()),
-                Some(c) => return Err(r.err("default_country", format!("must be a two-letter ISO 3166 country code such as FR or DE, got \"{c}\""))),
+                Some(c) => {
+                    return Err(r.err(
+                        "default_country",
+                        format!(
+                        "must be a two-letter ISO 3166 country code such as FR or DE, got \"{c}\""
+                    ),
+                    ))
+                }
             };
             r.store(&mut general)?;
             continue;
         }
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(r.err("(section)", "a profile name uses only letters, digits, '_' and '-'".into()));
+        if name.is_empty()
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(
+                r.err("(section)", "a profile name uses only letters, digits, '_' and '-'".into())
+            );
         }
         let profile = r.profile(name, sound_exists)?;
         profiles.insert(name.clone(), Arc::new(profile));
     }
     let access = match access {
         // The access log lives beside the audit log unless [access] names it.
-        Some((a, _, _)) if a.access_log.as_os_str().is_empty() => Access { access_log: general.audit_log.with_file_name("access.jsonl"), ..a },
+        Some((a, _, _)) if a.access_log.as_os_str().is_empty() => {
+            Access { access_log: general.audit_log.with_file_name("access.jsonl"), ..a }
+        }
         Some((a, _, _)) => a,
         None => Access::defaults(&general.audit_log),
     };
@@ -450,12 +545,22 @@ impl Reader<'_> {
     }
     fn abs_path(&self, key: &str, v: &str) -> Result<PathBuf, ConfigError> {
         if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
-            return Err(self.err(key, format!("must be an absolute path without '..', got \"{v}\"")));
+            return Err(
+                self.err(key, format!("must be an absolute path without '..', got \"{v}\""))
+            );
         }
         // The recorder's file names are passed in MixMonitor's option string, where `,`, `(`,
         // `)` or `|` would cut them: a per-leg file could then escape deletion (R3).
-        if let Some(c) = v.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | '=' | ':'))) {
-            return Err(self.err(key, format!("may hold only letters, digits and / . _ - + @ = : (found {c:?} in \"{v}\")")));
+        if let Some(c) = v.chars().find(|c| {
+            !(c.is_ascii_alphanumeric()
+                || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | '=' | ':'))
+        }) {
+            return Err(self.err(
+                key,
+                format!(
+                    "may hold only letters, digits and / . _ - + @ = : (found {c:?} in \"{v}\")"
+                ),
+            ));
         }
         Ok(PathBuf::from(v))
     }
@@ -470,15 +575,25 @@ impl Reader<'_> {
     fn code(&self, key: &str, default: &str) -> Result<String, ConfigError> {
         let v = self.opt(key).unwrap_or(default);
         if v.chars().count() < 2 || v.chars().count() > 8 || !v.chars().all(is_dtmf) {
-            return Err(self.err(key, format!("must be 2 to 8 DTMF keys (0-9, *, #, A-D), got \"{v}\"")));
+            return Err(
+                self.err(key, format!("must be 2 to 8 DTMF keys (0-9, *, #, A-D), got \"{v}\""))
+            );
         }
         Ok(v.to_string())
     }
-    fn number(&self, key: &str, default: u64, min: u64, max: u64, why: &str) -> Result<u64, ConfigError> {
+    fn number(
+        &self,
+        key: &str,
+        default: u64,
+        min: u64,
+        max: u64,
+        why: &str,
+    ) -> Result<u64, ConfigError> {
         let Some(v) = self.opt(key) else { return Ok(default) };
         match v.parse::<u64>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.err(key, format!("must be a whole number from {min} to {max}{why}, got \"{v}\""))),
+            _ => Err(self
+                .err(key, format!("must be a whole number from {min} to {max}{why}, got \"{v}\""))),
         }
     }
     fn sound(&self, key: &str, sound_exists: &dyn Fn(&str) -> bool) -> Result<String, ConfigError> {
@@ -487,7 +602,9 @@ impl Reader<'_> {
             return Err(self.err(key, format!("must be a sound name, got \"{v}\"")));
         }
         if !sound_exists(v) {
-            return Err(self.err(key, format!("sound \"{v}\" not found in the PBX's sounds directory")));
+            return Err(
+                self.err(key, format!("sound \"{v}\" not found in the PBX's sounds directory"))
+            );
         }
         Ok(v.to_string())
     }
@@ -498,7 +615,11 @@ impl Reader<'_> {
         }
         let ok = v.split(',').all(|part| {
             let mut it = part.split('/');
-            match (it.next().map(|f| f.split('+').all(|x| x.parse::<u32>().is_ok_and(|n| n <= 4000))), it.next().and_then(|m| m.parse::<u32>().ok()), it.next()) {
+            match (
+                it.next().map(|f| f.split('+').all(|x| x.parse::<u32>().is_ok_and(|n| n <= 4000))),
+                it.next().and_then(|m| m.parse::<u32>().ok()),
+                it.next(),
+            ) {
                 (Some(true), Some(ms), None) => (1..=2000).contains(&ms),
                 _ => false,
             }
@@ -518,33 +639,67 @@ impl Reader<'_> {
     }
 
     fn access(&self, lists: &[(String, String, u32)]) -> Result<Access, ConfigError> {
-        let mut a = Access::defaults(std::path::Path::new("/var/log/asterisk/callconsent/audit.jsonl"));
+        let mut a =
+            Access::defaults(std::path::Path::new("/var/log/asterisk/callconsent/audit.jsonl"));
         a.access_log = match self.opt("access_log") {
             Some(p) => self.abs_path("access_log", p)?,
             None => PathBuf::new(),
         };
         a.listen_period = match self.opt("listen_period") {
             None => CapPeriod::Month,
-            Some(p) => CapPeriod::parse(p).ok_or_else(|| self.err("listen_period", format!("must be day, week, month or quarter, got \"{p}\"")))?,
+            Some(p) => CapPeriod::parse(p).ok_or_else(|| {
+                self.err(
+                    "listen_period",
+                    format!("must be day, week, month or quarter, got \"{p}\""),
+                )
+            })?,
         };
-        a.max_listens_per_agent = self.number("max_listens_per_agent", 0, 0, 100_000, " (R6: listens of one agent's calls per period; 0: no maximum)")?;
+        a.max_listens_per_agent = self.number(
+            "max_listens_per_agent",
+            0,
+            0,
+            100_000,
+            " (R6: listens of one agent's calls per period; 0: no maximum)",
+        )?;
         a.min_listens_per_agent = self.number("min_listens_per_agent", 0, 0, 100_000, "")?;
         if a.max_listens_per_agent > 0 && a.min_listens_per_agent > a.max_listens_per_agent {
-            return Err(self.err("min_listens_per_agent", format!("must not exceed max_listens_per_agent ({})", a.max_listens_per_agent)));
+            return Err(self.err(
+                "min_listens_per_agent",
+                format!("must not exceed max_listens_per_agent ({})", a.max_listens_per_agent),
+            ));
         }
         for (key, value, line) in lists.iter().filter(|(k, _, _)| k != "password") {
-            let err = |rule: String| ConfigError { file: self.file.to_string(), line: *line, section: self.section.to_string(), key: key.clone(), rule };
+            let err = |rule: String| ConfigError {
+                file: self.file.to_string(),
+                line: *line,
+                section: self.section.to_string(),
+                key: key.clone(),
+                rule,
+            };
             let role = match key.as_str() {
                 "dpo" => Role::Dpo,
                 "coach" => Role::Coach,
                 _ => Role::Agent,
             };
             let (name, agents) = match value.split_once(':') {
-                Some((n, list)) => (n.trim(), list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_string).collect::<Vec<_>>()),
+                Some((n, list)) => (
+                    n.trim(),
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string)
+                        .collect::<Vec<_>>(),
+                ),
                 None => (value.trim(), vec![]),
             };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
-                return Err(err(format!("a person's name uses only letters, digits and . _ - @, got \"{name}\"")));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+            {
+                return Err(err(format!(
+                    "a person's name uses only letters, digits and . _ - @, got \"{name}\""
+                )));
             }
             match (role, agents.len()) {
                 (Role::Dpo, 0) | (Role::Agent, 1) => {}
@@ -554,12 +709,20 @@ impl Reader<'_> {
                 (Role::Agent, _) => return Err(err(format!("must be NAME: AGENT (the person and their own line, e.g. anna: PJSIP/anna), got \"{value}\""))),
             }
             if a.people.iter().any(|p| p.name == name) {
-                return Err(err(format!("\"{name}\" is listed twice in [access]: one person, one role")));
+                return Err(err(format!(
+                    "\"{name}\" is listed twice in [access]: one person, one role"
+                )));
             }
             a.people.push(Person { name: name.to_string(), role, agents, password_hash: None });
         }
         for (key, value, line) in lists.iter().filter(|(k, _, _)| k == "password") {
-            let err = |rule: String| ConfigError { file: self.file.to_string(), line: *line, section: self.section.to_string(), key: key.clone(), rule };
+            let err = |rule: String| ConfigError {
+                file: self.file.to_string(),
+                line: *line,
+                section: self.section.to_string(),
+                key: key.clone(),
+                rule,
+            };
             let Some((name, hash)) = value.split_once(':') else {
                 return Err(err("must be NAME: HASH (the PHC string `callconsent console password` prints, $argon2id$...)".into()));
             };
@@ -568,7 +731,9 @@ impl Reader<'_> {
                 return Err(err(format!("the hash of {name} must be an argon2 PHC string ($argon2id$v=19$...), as `callconsent console password` prints it")));
             }
             let Some(person) = a.people.iter_mut().find(|p| p.name == name) else {
-                return Err(err(format!("\"{name}\" is not a person of [access] (dpo, coach or agent)")));
+                return Err(err(format!(
+                    "\"{name}\" is not a person of [access] (dpo, coach or agent)"
+                )));
             };
             if person.password_hash.is_some() {
                 return Err(err(format!("\"{name}\" has two passwords")));
@@ -582,12 +747,25 @@ impl Reader<'_> {
         let mut c = Console::default();
         if let Some(l) = self.opt("listen") {
             if l.parse::<std::net::SocketAddr>().is_err() {
-                return Err(self.err("listen", format!("must be ADDRESS:PORT such as 127.0.0.1:8470 or [::]:8470, got \"{l}\"")));
+                return Err(self.err(
+                    "listen",
+                    format!(
+                        "must be ADDRESS:PORT such as 127.0.0.1:8470 or [::]:8470, got \"{l}\""
+                    ),
+                ));
             }
             c.listen = l.to_string();
         }
-        c.tls_certificate = self.opt("tls_certificate").filter(|v| !v.is_empty()).map(|p| self.abs_path("tls_certificate", p)).transpose()?;
-        c.tls_key = self.opt("tls_key").filter(|v| !v.is_empty()).map(|p| self.abs_path("tls_key", p)).transpose()?;
+        c.tls_certificate = self
+            .opt("tls_certificate")
+            .filter(|v| !v.is_empty())
+            .map(|p| self.abs_path("tls_certificate", p))
+            .transpose()?;
+        c.tls_key = self
+            .opt("tls_key")
+            .filter(|v| !v.is_empty())
+            .map(|p| self.abs_path("tls_key", p))
+            .transpose()?;
         if c.tls_certificate.is_some() != c.tls_key.is_some() {
             return Err(self.err(if c.tls_key.is_none() { "tls_certificate" } else { "tls_key" }, "tls_certificate and tls_key go together (the certificate chain and its private key, PEM)".into()));
         }
@@ -595,7 +773,13 @@ impl Reader<'_> {
         if c.tls_certificate.is_none() && !loopback {
             return Err(self.err("listen", format!("{} is not a loopback address: set tls_certificate and tls_key (plain HTTP is served on loopback only)", c.listen)));
         }
-        c.max_failed_signins = self.number("max_failed_signins", 5, 1, 100, " (then the account is locked for lockout_seconds)")?;
+        c.max_failed_signins = self.number(
+            "max_failed_signins",
+            5,
+            1,
+            100,
+            " (then the account is locked for lockout_seconds)",
+        )?;
         c.lockout_seconds = self.number("lockout_seconds", 300, 1, 86400, "")?;
         c.session_minutes = self.number("session_minutes", 30, 1, 1440, "")?;
         Ok(c)
@@ -603,28 +787,63 @@ impl Reader<'_> {
 
     fn store(&self, g: &mut General) -> Result<(), ConfigError> {
         if let Some(url) = self.opt("store").filter(|v| !v.is_empty() && *v != "local") {
-            let Some(rest) = url.strip_prefix("postgresql://").or_else(|| url.strip_prefix("postgres://")) else {
-                return Err(self.err("store", format!("must be local or a postgresql:// URL, got \"{}\"", url.rsplit('@').next().unwrap_or(""))));
+            let Some(rest) =
+                url.strip_prefix("postgresql://").or_else(|| url.strip_prefix("postgres://"))
+            else {
+                return Err(self.err(
+                    "store",
+                    format!(
+                        "must be local or a postgresql:// URL, got \"{}\"",
+                        url.rsplit('@').next().unwrap_or("")
+                    ),
+                ));
             };
             let authority = rest.split(['/', '?']).next().unwrap_or("");
-            if authority.split('@').next().is_some_and(|userinfo| authority.contains('@') && userinfo.contains(':')) {
+            if authority
+                .split('@')
+                .next()
+                .is_some_and(|userinfo| authority.contains('@') && userinfo.contains(':'))
+            {
                 return Err(self.err("store", "must not hold a password: name a file with store_password_file (the URL is shown in logs)".into()));
             }
             g.store = Some(url.to_string());
         }
-        g.store_password_file = self.opt("store_password_file").filter(|v| !v.is_empty()).map(|p| self.abs_path("store_password_file", p)).transpose()?;
-        g.store_ca = self.opt("store_ca").filter(|v| !v.is_empty()).map(|p| self.abs_path("store_ca", p)).transpose()?;
+        g.store_password_file = self
+            .opt("store_password_file")
+            .filter(|v| !v.is_empty())
+            .map(|p| self.abs_path("store_password_file", p))
+            .transpose()?;
+        g.store_ca = self
+            .opt("store_ca")
+            .filter(|v| !v.is_empty())
+            .map(|p| self.abs_path("store_ca", p))
+            .transpose()?;
         g.node = match self.opt("node").filter(|v| !v.is_empty()) {
             None => None,
-            Some(n) if n.len() <= 63 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) => Some(n.to_string()),
-            Some(n) => return Err(self.err("node", format!("must be 1 to 63 letters, digits, . _ or -, got \"{n}\""))),
+            Some(n)
+                if n.len() <= 63
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) =>
+            {
+                Some(n.to_string())
+            }
+            Some(n) => {
+                return Err(self.err(
+                    "node",
+                    format!("must be 1 to 63 letters, digits, . _ or -, got \"{n}\""),
+                ))
+            }
         };
         g.controller = self.opt("controller").filter(|v| !v.is_empty()).map(str::to_string);
         g.dpo_contact = self.opt("dpo_contact").filter(|v| !v.is_empty()).map(str::to_string);
         Ok(())
     }
 
-    fn profile(&mut self, name: &str, sound_exists: &dyn Fn(&str) -> bool) -> Result<Profile, ConfigError> {
+    fn profile(
+        &mut self,
+        name: &str,
+        sound_exists: &dyn Fn(&str) -> bool,
+    ) -> Result<Profile, ConfigError> {
         let optout_key = self.digit("optout_key", '9')?;
         let info_key = self.digit("info_key", '0')?;
         if optout_key == info_key {
@@ -634,7 +853,10 @@ impl Reader<'_> {
         let record_share = match share_text.trim_end_matches('%').parse::<u8>() {
             Ok(n) if n <= 100 => n,
             _ => {
-                return Err(self.err("record_share", format!("must be a whole percentage from 0 to 100 (R4), got \"{share_text}\"")))
+                return Err(self.err(
+                    "record_share",
+                    format!("must be a whole percentage from 0 to 100 (R4), got \"{share_text}\""),
+                ))
             }
         };
         let legal_basis = self.opt("legal_basis").filter(|v| !v.is_empty()).map(str::to_string);
@@ -648,23 +870,40 @@ impl Reader<'_> {
         let resume_code = self.code("resume_code", "*2")?;
         let delete_code = self.code("delete_code", "*3")?;
         let secure_code = self.code("secure_code", "*4")?;
-        let codes = [("pause_code", &pause_code), ("resume_code", &resume_code), ("delete_code", &delete_code), ("secure_code", &secure_code)];
+        let codes = [
+            ("pause_code", &pause_code),
+            ("resume_code", &resume_code),
+            ("delete_code", &delete_code),
+            ("secure_code", &secure_code),
+        ];
         for (i, (ka, a)) in codes.iter().enumerate() {
             for (kb, b) in codes.iter().skip(i + 1) {
                 if a.starts_with(b.as_str()) || b.starts_with(a.as_str()) {
-                    return Err(self.err(kb, format!("\"{b}\" clashes with {ka} \"{a}\": no code may begin another")));
+                    return Err(self.err(
+                        kb,
+                        format!("\"{b}\" clashes with {ka} \"{a}\": no code may begin another"),
+                    ));
                 }
             }
         }
         let secure_end_key = self.digit("secure_end_key", '#')?;
         if secure_end_key.is_ascii_digit() {
-            return Err(self.err("secure_end_key", format!("must not be a digit: card digits are 0-9, got \"{secure_end_key}\"")));
+            return Err(self.err(
+                "secure_end_key",
+                format!("must not be a digit: card digits are 0-9, got \"{secure_end_key}\""),
+            ));
         }
         let secure_gosub = match self.opt("secure_gosub").filter(|v| !v.is_empty()) {
             None => None,
             Some(v) => {
                 let parts: Vec<&str> = v.split(',').map(str::trim).collect();
-                let ok = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.')));
+                let ok = parts.len() == 3
+                    && parts.iter().all(|p| {
+                        !p.is_empty()
+                            && p.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.')
+                            })
+                    });
                 if !ok {
                     return Err(self.err("secure_gosub", format!("must be context,exten,priority (letters, digits, _ - + .), got \"{v}\"")));
                 }
@@ -685,7 +924,13 @@ impl Reader<'_> {
             resume_code,
             delete_code,
             code_timeout_ms: self.number("code_timeout_ms", 2000, 200, 10000, "")?,
-            pause_max_seconds: self.number("pause_max_seconds", 0, 0, 3600, " (0 turns auto-resume off)")?,
+            pause_max_seconds: self.number(
+                "pause_max_seconds",
+                0,
+                0,
+                3600,
+                " (0 turns auto-resume off)",
+            )?,
             start_tone: self.tone("start_tone", "440/150")?,
             optout_tone: self.tone("optout_tone", "950/120,0/80,950/120")?,
             pause_tone: self.tone("pause_tone", "620/150")?,
@@ -702,17 +947,31 @@ impl Reader<'_> {
                 .collect::<Result<_, _>>()?,
             private_prefix: match self.opt("private_prefix").filter(|p| !p.is_empty()) {
                 Some(p) if p.chars().all(is_dtmf) && p.len() <= 8 => Some(p.to_string()),
-                Some(p) => return Err(self.err("private_prefix", format!("must be 1 to 8 DTMF keys, got \"{p}\""))),
+                Some(p) => {
+                    return Err(self
+                        .err("private_prefix", format!("must be 1 to 8 DTMF keys, got \"{p}\"")))
+                }
                 None => None,
             },
             max_per_agent: self.number("max_per_agent", 0, 0, 100_000, " (0: no cap)")?,
             cap_period: match self.opt("cap_period") {
                 None => CapPeriod::Week,
-                Some(p) => CapPeriod::parse(p).ok_or_else(|| self.err("cap_period", format!("must be day, week, month or quarter, got \"{p}\"")))?,
+                Some(p) => CapPeriod::parse(p).ok_or_else(|| {
+                    self.err(
+                        "cap_period",
+                        format!("must be day, week, month or quarter, got \"{p}\""),
+                    )
+                })?,
             },
             secure_code,
             secure_end_key,
-            secure_max_digits: self.number("secure_max_digits", 19, 1, 32, " (card digits; 19 is the longest card number)")?,
+            secure_max_digits: self.number(
+                "secure_max_digits",
+                19,
+                1,
+                32,
+                " (card digits; 19 is the longest card number)",
+            )?,
             secure_timeout_ms: self.number("secure_timeout_ms", 60000, 1000, 600_000, "")?,
             secure_mask_tone: self.tone("secure_mask_tone", "800/60")?,
             secure_start_tone: self.tone("secure_start_tone", "600/100,900/100")?,
@@ -721,9 +980,20 @@ impl Reader<'_> {
             store_unavailable: match self.opt("store_unavailable") {
                 None | Some("no_record") => StoreUnavailable::NoRecord,
                 Some("local") => StoreUnavailable::Local,
-                Some(v) => return Err(self.err("store_unavailable", format!("must be no_record (privacy wins) or local, got \"{v}\""))),
+                Some(v) => {
+                    return Err(self.err(
+                        "store_unavailable",
+                        format!("must be no_record (privacy wins) or local, got \"{v}\""),
+                    ))
+                }
             },
-            store_local_seconds: self.number("store_local_seconds", 900, 1, 86400, " (how long caps are counted on this node alone)")?,
+            store_local_seconds: self.number(
+                "store_local_seconds",
+                900,
+                1,
+                86400,
+                " (how long caps are counted on this node alone)",
+            )?,
         })
     }
 }
@@ -740,7 +1010,13 @@ pub fn entries_from_text(text: &str, file: &str) -> Vec<Entry> {
         }
         if let Some(c) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
             cat = c.trim().to_string();
-            out.push(Entry { category: cat.clone(), name: None, value: String::new(), file: file.into(), line: i as u32 + 1 });
+            out.push(Entry {
+                category: cat.clone(),
+                name: None,
+                value: String::new(),
+                file: file.into(),
+                line: i as u32 + 1,
+            });
         } else if let Some((k, v)) = line.split_once('=') {
             out.push(Entry {
                 category: cat.clone(),

@@ -31,7 +31,11 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
             (CapPeriod::Quarter, true) => "trimestre",
         };
         let callers = p.never_record.iter().filter(|e| matches!(e, Exemption::Caller(_))).count();
-        let agents: Vec<String> = p.never_record.iter().filter_map(|e| if let Exemption::Agent(g) = e { Some(g.clone()) } else { None }).collect();
+        let agents: Vec<String> = p
+            .never_record
+            .iter()
+            .filter_map(|e| if let Exemption::Agent(g) = e { Some(g.clone()) } else { None })
+            .collect();
         if fr {
             out.push_str(&format!("Profil « {} » : {} % des appels", p.name, p.record_share));
             if let Some(lb) = &p.legal_basis {
@@ -39,10 +43,16 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
             }
             out.push_str(&format!(". Touche d'opposition : {} ; mentions complètes : {}. Codes du conseiller : pause {}, reprise {}, suppression {}.", p.optout_key, p.info_key, p.pause_code, p.resume_code, p.delete_code));
             if p.max_per_agent > 0 {
-                out.push_str(&format!(" Au plus {} enregistrements par conseiller et par {period}.", p.max_per_agent));
+                out.push_str(&format!(
+                    " Au plus {} enregistrements par conseiller et par {period}.",
+                    p.max_per_agent
+                ));
             }
             if p.pause_max_seconds > 0 {
-                out.push_str(&format!(" Une pause reprend d'elle-même après {} s.", p.pause_max_seconds));
+                out.push_str(&format!(
+                    " Une pause reprend d'elle-même après {} s.",
+                    p.pause_max_seconds
+                ));
             }
             let mut never = vec![];
             if callers > 0 {
@@ -65,12 +75,21 @@ pub fn describe(cfg: &Config, lang: &str) -> String {
             if let Some(lb) = &p.legal_basis {
                 out.push_str(&format!(" (required by law: {lb})"));
             }
-            out.push_str(&format!(". Refusal key: {}; full notice: {}. Agent codes: pause {}, resume {}, delete {}.", p.optout_key, p.info_key, p.pause_code, p.resume_code, p.delete_code));
+            out.push_str(&format!(
+                ". Refusal key: {}; full notice: {}. Agent codes: pause {}, resume {}, delete {}.",
+                p.optout_key, p.info_key, p.pause_code, p.resume_code, p.delete_code
+            ));
             if p.max_per_agent > 0 {
-                out.push_str(&format!(" At most {} recordings per agent per {period}.", p.max_per_agent));
+                out.push_str(&format!(
+                    " At most {} recordings per agent per {period}.",
+                    p.max_per_agent
+                ));
             }
             if p.pause_max_seconds > 0 {
-                out.push_str(&format!(" A pause resumes by itself after {} s.", p.pause_max_seconds));
+                out.push_str(&format!(
+                    " A pause resumes by itself after {} s.",
+                    p.pause_max_seconds
+                ));
             }
             let mut never = vec![];
             if callers > 0 {
@@ -114,7 +133,8 @@ fn access_en(cfg: &Config) -> String {
     if g.encrypt_to.is_empty() {
         out.push_str("Encryption: none (recordings are protected by file permissions only).\n");
     } else {
-        let fps: Vec<String> = g.encrypt_to.iter().map(|r| super::policy::recipient_fingerprint(r)).collect();
+        let fps: Vec<String> =
+            g.encrypt_to.iter().map(|r| super::policy::recipient_fingerprint(r)).collect();
         out.push_str(&format!("Encryption: every kept recording is encrypted on the PBX to {} recipient(s) (fingerprints {}); the PBX itself cannot read them.\n", fps.len(), fps.join(", ")));
     }
     let a = &cfg.access;
@@ -126,7 +146,11 @@ fn access_en(cfg: &Config) -> String {
         people(Role::Agent)
     ));
     if a.max_listens_per_agent > 0 {
-        out.push_str(&format!(" Listening to one agent's calls is bounded: at most {} listen(s) per {}", a.max_listens_per_agent, period(a.listen_period, false)));
+        out.push_str(&format!(
+            " Listening to one agent's calls is bounded: at most {} listen(s) per {}",
+            a.max_listens_per_agent,
+            period(a.listen_period, false)
+        ));
         if a.min_listens_per_agent > 0 {
             out.push_str(&format!(", at least {} for coaching", a.min_listens_per_agent));
         }
@@ -142,7 +166,8 @@ fn access_fr(cfg: &Config) -> String {
     if g.encrypt_to.is_empty() {
         out.push_str("Chiffrement : aucun (les enregistrements ne sont protégés que par les droits des fichiers).\n");
     } else {
-        let fps: Vec<String> = g.encrypt_to.iter().map(|r| super::policy::recipient_fingerprint(r)).collect();
+        let fps: Vec<String> =
+            g.encrypt_to.iter().map(|r| super::policy::recipient_fingerprint(r)).collect();
         out.push_str(&format!("Chiffrement : chaque enregistrement conservé est chiffré sur l'autocommutateur pour {} destinataire(s) (empreintes {}) ; l'autocommutateur lui-même ne peut pas les lire.\n", fps.len(), fps.join(", ")));
     }
     let a = &cfg.access;
@@ -154,7 +179,11 @@ fn access_fr(cfg: &Config) -> String {
         people(Role::Agent)
     ));
     if a.max_listens_per_agent > 0 {
-        out.push_str(&format!(" L'écoute des appels d'un conseiller est bornée : au plus {} écoute(s) par {}", a.max_listens_per_agent, period(a.listen_period, true)));
+        out.push_str(&format!(
+            " L'écoute des appels d'un conseiller est bornée : au plus {} écoute(s) par {}",
+            a.max_listens_per_agent,
+            period(a.listen_period, true)
+        ));
         if a.min_listens_per_agent > 0 {
             out.push_str(&format!(", au moins {} pour l'accompagnement", a.min_listens_per_agent));
         }

@@ -8,7 +8,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub const RULE: &str = "draw-v2: hmac-sha256(secret, \"callconsent-draw-v2:\" + call) mod 10000 < share*100";
+pub const RULE: &str =
+    "draw-v2: hmac-sha256(secret, \"callconsent-draw-v2:\" + call) mod 10000 < share*100";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Draw {
@@ -54,7 +55,8 @@ mod tests {
     fn share_converges() {
         for share in [5u8, 20, 30] {
             let n = 100_000;
-            let hits = (0..n).filter(|i| draw(K, &format!("1763800000.{i}"), share).selected).count();
+            let hits =
+                (0..n).filter(|i| draw(K, &format!("1763800000.{i}"), share).selected).count();
             let got = hits as f64 * 100.0 / n as f64;
             assert!((got - f64::from(share)).abs() < 0.5, "share {share}: got {got}");
         }

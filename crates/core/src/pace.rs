@@ -49,7 +49,8 @@ impl Pacer {
                     if d == digit {
                         self.down = None;
                         let relayed_until = (began + KEY_RELAY_MIN_MS).max(now_ms);
-                        self.busy_until_ms = self.busy_until_ms.max(relayed_until + KEY_RELAY_GAP_MS);
+                        self.busy_until_ms =
+                            self.busy_until_ms.max(relayed_until + KEY_RELAY_GAP_MS);
                         return true;
                     }
                 }
@@ -59,7 +60,8 @@ impl Pacer {
                     self.dropped = self.dropped.saturating_add(1);
                     return false;
                 }
-                self.busy_until_ms = now_ms + u64::from(len_ms).max(KEY_RELAY_MIN_MS) + KEY_RELAY_GAP_MS;
+                self.busy_until_ms =
+                    now_ms + u64::from(len_ms).max(KEY_RELAY_MIN_MS) + KEY_RELAY_GAP_MS;
                 true
             }
         }
@@ -96,7 +98,10 @@ mod tests {
         }
         assert_eq!(passed_begins, passed_ends, "a key passes whole or not at all");
         let most = 3000 / SPACING as u32 + 1;
-        assert!(passed_begins <= most && passed_begins >= most - 2, "{passed_begins} keys passed, about {most} expected");
+        assert!(
+            passed_begins <= most && passed_begins >= most - 2,
+            "{passed_begins} keys passed, about {most} expected"
+        );
         assert_eq!(p.dropped, 3000 - passed_begins);
     }
 

@@ -25,7 +25,9 @@ impl Exemption {
             if let Some(pat) = p.strip_prefix('_') {
                 check_pattern(pat)?;
             } else if !p.chars().all(|c| c.is_ascii_digit() || c == '+' || c == '*' || c == '#') {
-                return Err(format!("\"{p}\" is not a number (digits, +, *, #) nor a pattern starting with _"));
+                return Err(format!(
+                    "\"{p}\" is not a number (digits, +, *, #) nor a pattern starting with _"
+                ));
             }
             Ok(Exemption::Caller(p.to_string()))
         } else if let Some(g) = entry.strip_prefix("agent:") {
@@ -49,7 +51,11 @@ fn check_pattern(p: &str) -> Result<(), String> {
             (true, c) if c.is_ascii_digit() || c == '-' => {}
             (false, 'X' | 'Z' | 'N' | '.' | '!' | '+' | '*' | '#') => {}
             (false, c) if c.is_ascii_digit() => {}
-            _ => return Err(format!("pattern _{p}: '{c}' is not allowed (digits, X, Z, N, [..], ., !)")),
+            _ => {
+                return Err(format!(
+                    "pattern _{p}: '{c}' is not allowed (digits, X, Z, N, [..], ., !)"
+                ))
+            }
         }
     }
     if in_set {
@@ -185,7 +191,9 @@ pub fn agent_exempt(list: &[Exemption], agent: &str) -> Option<String> {
 pub fn agent_id(channel: &str) -> String {
     let base = channel.split(';').next().unwrap_or(channel);
     match base.rsplit_once('-') {
-        Some((head, tail)) if tail.len() >= 8 && tail.chars().all(|c| c.is_ascii_hexdigit()) => head.to_string(),
+        Some((head, tail)) if tail.len() >= 8 && tail.chars().all(|c| c.is_ascii_hexdigit()) => {
+            head.to_string()
+        }
         _ => base.to_string(),
     }
 }
@@ -267,12 +275,14 @@ pub fn country_known(code: &str) -> bool {
 /// `default_country = FR`), the international prefix (`0033...`) and the E.164 form are one
 /// subject. What the number plan cannot read is kept as its digits (and a leading `+`).
 pub fn normalize_number(raw: &str, default_country: Option<&str>) -> String {
-    let trimmed: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '/')).collect();
+    let trimmed: String =
+        raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '/')).collect();
     let plus = match trimmed.strip_prefix("00") {
         Some(rest) if !rest.is_empty() => format!("+{rest}"),
         _ => trimmed.clone(),
     };
-    let country = default_country.and_then(|c| c.to_ascii_uppercase().parse::<phonenumber::country::Id>().ok());
+    let country = default_country
+        .and_then(|c| c.to_ascii_uppercase().parse::<phonenumber::country::Id>().ok());
     if plus.starts_with('+') || country.is_some() {
         if let Ok(n) = phonenumber::parse(country, &plus) {
             return n.format().mode(phonenumber::Mode::E164).to_string();
@@ -295,7 +305,10 @@ pub fn number_hash(secret: &[u8], raw: &str, default_country: Option<&str>) -> S
 /// A short public name of an encryption recipient, for the audit lines.
 pub fn recipient_fingerprint(recipient: &str) -> String {
     use sha2::Digest;
-    let d = Sha256::new().chain_update(b"callconsent-recipient:").chain_update(recipient.trim().as_bytes()).finalize();
+    let d = Sha256::new()
+        .chain_update(b"callconsent-recipient:")
+        .chain_update(recipient.trim().as_bytes())
+        .finalize();
     d.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -331,7 +344,13 @@ mod tests {
         ] {
             assert_eq!(pattern_matches(p, n), want, "{p} vs {n}");
         }
-        for (g, t, want) in [("PJSIP/rep-*", "PJSIP/rep-anna", true), ("Local/rep@*", "Local/rep@test", true), ("a?c", "abc", true), ("a?c", "ac", false), ("*", "", true)] {
+        for (g, t, want) in [
+            ("PJSIP/rep-*", "PJSIP/rep-anna", true),
+            ("Local/rep@*", "Local/rep@test", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*", "", true),
+        ] {
             assert_eq!(glob_matches(g, t), want, "{g} vs {t}");
         }
     }
@@ -339,18 +358,29 @@ mod tests {
     #[test]
     fn national_and_international_forms_are_one_number() {
         let fr = Some("FR");
-        for n in ["0612345678", "+33612345678", "0033612345678", "06 12 34 56 78", "+33 6 12-34-56-78"] {
+        for n in
+            ["0612345678", "+33612345678", "0033612345678", "06 12 34 56 78", "+33 6 12-34-56-78"]
+        {
             assert_eq!(normalize_number(n, fr), "+33612345678", "{n}");
         }
         assert_eq!(normalize_number("+33612345678", None), "+33612345678");
-        assert_eq!(normalize_number("0612345678", None), "0612345678", "no country: the digits as they are");
+        assert_eq!(
+            normalize_number("0612345678", None),
+            "0612345678",
+            "no country: the digits as they are"
+        );
         // Italy keeps its leading 0 in E.164: no rule of thumb, the number plan decides.
         assert_eq!(normalize_number("0612345678", Some("IT")), "+390612345678");
         assert_eq!(normalize_number("agent-anna", fr), "", "not a number: no digits");
         let k = b"k";
         assert_eq!(number_hash(k, "0612345678", fr), number_hash(k, "+33612345678", None));
         assert_ne!(number_hash(k, "0612345678", fr), number_hash(k, "0612345679", fr));
-        assert!(country_known("fr") && country_known("DE") && !country_known("XX") && !country_known("FRA"));
+        assert!(
+            country_known("fr")
+                && country_known("DE")
+                && !country_known("XX")
+                && !country_known("FRA")
+        );
     }
 
     #[test]
@@ -379,7 +409,10 @@ mod tests {
         assert!(pattern_matches("33.", "33612345678"));
         assert!(pattern_matches("[1-3]N!", "12"));
         assert!(!pattern_matches("Z", "0"));
-        let list = vec![Exemption::parse("caller:_0145XXXXXX").unwrap(), Exemption::parse("caller:+33612345678").unwrap()];
+        let list = vec![
+            Exemption::parse("caller:_0145XXXXXX").unwrap(),
+            Exemption::parse("caller:+33612345678").unwrap(),
+        ];
         assert!(caller_exempt(&list, "0145000000"));
         assert!(caller_exempt(&list, "+33612345678"));
         assert!(!caller_exempt(&list, "0246000000"));
@@ -390,7 +423,10 @@ mod tests {
     fn agent_globs_and_ids() {
         assert_eq!(agent_id("PJSIP/rep-0000002a"), "PJSIP/rep");
         assert_eq!(agent_id("Local/rep@agents-00000003;1"), "Local/rep@agents");
-        let list = vec![Exemption::parse("agent:PJSIP/rep-*").unwrap(), Exemption::parse("agent:Local/rep@*").unwrap()];
+        let list = vec![
+            Exemption::parse("agent:PJSIP/rep-*").unwrap(),
+            Exemption::parse("agent:Local/rep@*").unwrap(),
+        ];
         assert!(agent_exempt(&list, "PJSIP/rep-anna").is_some());
         assert!(agent_exempt(&list, "Local/rep@agents").is_some());
         assert!(agent_exempt(&list, "PJSIP/agent100").is_none());
@@ -416,7 +452,9 @@ mod tests {
 
     #[test]
     fn period_keys() {
-        let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
         assert_eq!(CapPeriod::Day.key(t), "2026-11-22");
         assert_eq!(CapPeriod::Week.key(t), "2026-W47");
         assert_eq!(CapPeriod::Month.key(t), "2026-11");

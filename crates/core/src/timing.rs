@@ -11,7 +11,8 @@ pub struct Retry {
 
 /// After hangup, a refused call's files are looked for again at these delays: MixMonitor's own
 /// thread closes (and may still create) its file asynchronously at hangup (R3).
-pub const DELETE_AGAIN_AFTER: [Duration; 3] = [Duration::ZERO, Duration::from_secs(1), Duration::from_secs(5)];
+pub const DELETE_AGAIN_AFTER: [Duration; 3] =
+    [Duration::ZERO, Duration::from_secs(1), Duration::from_secs(5)];
 
 /// The caller joined a bridge: the agent (the bridge peer) may still be joining. About a second.
 pub const FIND_AGENT: Retry = Retry { every: Duration::from_millis(50), tries: 20 };

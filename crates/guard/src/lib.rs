@@ -270,7 +270,15 @@ pub mod c {
             let file = cstring(r.file().unwrap_or(self.name));
             let func = cstring(r.module_path().unwrap_or("callconsent"));
             // SAFETY: valid C strings; the shim passes the message as an argument to "%s".
-            unsafe { (self.sink)(level, file.as_ptr(), r.line().unwrap_or(0) as i32, func.as_ptr(), msg.as_ptr()) };
+            unsafe {
+                (self.sink)(
+                    level,
+                    file.as_ptr(),
+                    r.line().unwrap_or(0) as i32,
+                    func.as_ptr(),
+                    msg.as_ptr(),
+                )
+            };
         }
         fn flush(&self) {}
     }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callconsent_core::call::{Dir, PromptOutcome, Press, Status};
+use callconsent_core::call::{Dir, Press, PromptOutcome, Status};
 use callconsent_core::config::{self, Defaults};
 use callconsent_runtime::{CallChannel, CallIds, Frame, Host, RecorderPlan, Runtime, Slot};
 
@@ -83,10 +83,17 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let text = "[general]\narchive = wav\n\n[p]\nnotice = n\nfull_notice = f\noptout_confirm = c\nrecord_share = 100\nlegal_basis = bench\npause_max_seconds = 3600\n";
     let defaults = Defaults { spool_dir: dir.join("spool"), audit_log: dir.join("audit.jsonl") };
-    let cfg = config::parse(&config::entries_from_text(text, "bench.conf"), &defaults, &|_| true).expect("config");
+    let cfg = config::parse(&config::entries_from_text(text, "bench.conf"), &defaults, &|_| true)
+        .expect("config");
     let rt = Runtime::start(cfg, &dir.join("state"), Box::new(NoHost)).expect("start");
     let chan = Chan::default();
-    rt.begin(&chan, CallIds { channel: "Local/in-1;2".into(), uniqueid: "1.1".into(), linkedid: "1.0".into() }, "p", "", "");
+    rt.begin(
+        &chan,
+        CallIds { channel: "Local/in-1;2".into(), uniqueid: "1.1".into(), linkedid: "1.0".into() },
+        "p",
+        "",
+        "",
+    );
     let slot = chan.watched.lock().ok().and_then(|s| s.clone()).expect("watched");
     rt.joined(&slot.uniqueid, &chan);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -96,7 +103,16 @@ fn main() {
     }
     // The frames a recorded call sees: audio ticks while paused, and the agent's and the
     // caller's keys (a pause and a resume code, digits that are no code, a caller key).
-    let keys: [(Dir, char); 8] = [(Dir::Agent, '*'), (Dir::Agent, '1'), (Dir::Agent, '5'), (Dir::Caller, '3'), (Dir::Agent, '*'), (Dir::Agent, '2'), (Dir::Caller, '#'), (Dir::Agent, '7')];
+    let keys: [(Dir, char); 8] = [
+        (Dir::Agent, '*'),
+        (Dir::Agent, '1'),
+        (Dir::Agent, '5'),
+        (Dir::Caller, '3'),
+        (Dir::Agent, '*'),
+        (Dir::Agent, '2'),
+        (Dir::Caller, '#'),
+        (Dir::Agent, '7'),
+    ];
     let (mut cost, mut base) = (Vec::with_capacity(frames), Vec::with_capacity(frames));
     let (mut voice, mut keys_cost) = (Vec::new(), Vec::new());
     for i in 0..frames {
@@ -104,7 +120,12 @@ fn main() {
         let frame = if i % period == per_key {
             let n = i / period;
             let (dir, digit) = keys[(n / 2) % keys.len()];
-            Frame::Dtmf { dir, press: if n.is_multiple_of(2) { Press::Begin } else { Press::End }, digit, len_ms: 0 }
+            Frame::Dtmf {
+                dir,
+                press: if n.is_multiple_of(2) { Press::Begin } else { Press::End },
+                digit,
+                len_ms: 0,
+            }
         } else {
             Frame::Voice
         };

@@ -34,7 +34,11 @@ pub fn log_files(log: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.strip_prefix(&format!("{stem}-")).and_then(|r| r.strip_suffix(".jsonl")).is_some_and(|d| d.len() == 10 && d.chars().all(|c| c.is_ascii_digit() || c == '-'))
+                n.strip_prefix(&format!("{stem}-"))
+                    .and_then(|r| r.strip_suffix(".jsonl"))
+                    .is_some_and(|d| {
+                        d.len() == 10 && d.chars().all(|c| c.is_ascii_digit() || c == '-')
+                    })
             })
         })
         .collect();
@@ -56,7 +60,12 @@ pub fn read_lines(files: &[PathBuf]) -> Result<Vec<Line>, String> {
         };
         for (i, l) in text.lines().enumerate() {
             if let Ok(value) = serde_json::from_str::<Value>(l) {
-                out.push(Line { file: f.display().to_string(), number: i + 1, text: l.to_string(), value });
+                out.push(Line {
+                    file: f.display().to_string(),
+                    number: i + 1,
+                    text: l.to_string(),
+                    value,
+                });
             }
         }
     }
@@ -96,7 +105,12 @@ pub struct Recording {
 impl Recording {
     /// Its files that are on disk now.
     pub fn present(&self) -> Vec<String> {
-        self.archives.iter().chain(self.files.iter()).filter(|f| Path::new(f).exists()).cloned().collect()
+        self.archives
+            .iter()
+            .chain(self.files.iter())
+            .filter(|f| Path::new(f).exists())
+            .cloned()
+            .collect()
     }
     /// Whether `name` (a path, or a file name) is one of its files.
     pub fn names(&self, name: &str) -> bool {
@@ -127,22 +141,34 @@ pub fn recordings(lines: &[Line]) -> Vec<Recording> {
                     kept_line: line_hash(&l.text),
                     files,
                     archives: vec![],
-                    encrypted_to: v["encrypted_to"].as_array().map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+                    encrypted_to: v["encrypted_to"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+                        .unwrap_or_default(),
                     removed_by: None,
                 });
             }
             Some(AuditEvent::RecordingArchived) => {
                 let from = s(v, "from");
-                if let Some(r) = out.iter_mut().rev().find(|r| r.call == s(v, "call") && r.files.contains(&from)) {
+                if let Some(r) =
+                    out.iter_mut().rev().find(|r| r.call == s(v, "call") && r.files.contains(&from))
+                {
                     r.archives.push(s(v, "file"));
                 }
             }
-            Some(e @ (AuditEvent::RecordingDeleted | AuditEvent::RecordingExpired | AuditEvent::RecordingErased)) => {
+            Some(
+                e @ (AuditEvent::RecordingDeleted
+                | AuditEvent::RecordingExpired
+                | AuditEvent::RecordingErased),
+            ) => {
                 let gone: Vec<String> = match v["files"].as_array() {
                     Some(a) => a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect(),
                     None => v["file"].as_str().map(|f| vec![f.to_string()]).unwrap_or_default(),
                 };
-                for r in out.iter_mut().filter(|r| r.call == s(v, "call") || gone.iter().any(|g| r.names(g))) {
+                for r in out
+                    .iter_mut()
+                    .filter(|r| r.call == s(v, "call") || gone.iter().any(|g| r.names(g)))
+                {
                     if e == AuditEvent::RecordingErased || gone.iter().any(|g| r.names(g)) {
                         r.removed_by = Some(e.as_str().to_string());
                     }
@@ -164,7 +190,11 @@ pub struct Store {
 
 impl Store {
     pub fn new(cfg: &Config, secret: Option<Vec<u8>>) -> Store {
-        Store { audit_log: cfg.general.audit_log.clone(), access_log: cfg.access.access_log.clone(), secret }
+        Store {
+            audit_log: cfg.general.audit_log.clone(),
+            access_log: cfg.access.access_log.clone(),
+            secret,
+        }
     }
 
     pub fn audit_lines(&self) -> Result<Vec<Line>, String> {
@@ -176,7 +206,15 @@ impl Store {
     }
 
     fn options(&self) -> Options {
-        Options { key: self.secret.as_ref().map(|s| (audit::audit_key(s), callconsent_core::policy::key_id(s))), publish: None, pbx: None, wake: None }
+        Options {
+            key: self
+                .secret
+                .as_ref()
+                .map(|s| (audit::audit_key(s), callconsent_core::policy::key_id(s))),
+            publish: None,
+            pbx: None,
+            wake: None,
+        }
     }
 
     /// Appends lines to a chained log, after its last line, keyed when the log is (then the
@@ -185,16 +223,23 @@ impl Store {
         if self.secret.is_none() && audit::is_keyed(log) {
             return Err(format!("{}: the log is keyed: the installation secret must be readable (--secret FILE) to add a line to it", log.display()));
         }
-        audit::append(log, recs, &self.options()).map_err(|e| format!("{}: cannot write: {e}", log.display()))
+        audit::append(log, recs, &self.options())
+            .map_err(|e| format!("{}: cannot write: {e}", log.display()))
     }
 
     /// Writes one access line (before any byte of audio is released); returns its hash.
-    pub fn log_access(&self, event: AccessEvent, facts: Map<String, Value>) -> Result<String, String> {
+    pub fn log_access(
+        &self,
+        event: AccessEvent,
+        facts: Map<String, Value>,
+    ) -> Result<String, String> {
         let mut m = Map::new();
         m.insert("ts".into(), Value::String(now_rfc3339()));
         m.insert("event".into(), Value::String(event.as_str().into()));
         m.extend(facts);
-        self.append(&self.access_log, &[m]).map(|h| h.into_iter().next().unwrap_or_default()).map_err(|e| format!("{e} (no access without its line)"))
+        self.append(&self.access_log, &[m])
+            .map(|h| h.into_iter().next().unwrap_or_default())
+            .map_err(|e| format!("{e} (no access without its line)"))
     }
 
     /// Appends lines to the module's audit log, chained after its last line.
@@ -208,15 +253,22 @@ impl Store {
 pub fn listens(cfg: &Config, access_lines: &[Line], agent: &str, key: &str) -> u64 {
     access_lines
         .iter()
-        .filter(|l| AccessEvent::parse(l.value["event"].as_str().unwrap_or("")).is_some_and(AccessEvent::is_listen))
-        .filter(|l| l.value["agent"].as_str() == Some(agent) && l.value["role"].as_str() != Some("agent"))
+        .filter(|l| {
+            AccessEvent::parse(l.value["event"].as_str().unwrap_or(""))
+                .is_some_and(AccessEvent::is_listen)
+        })
+        .filter(|l| {
+            l.value["agent"].as_str() == Some(agent) && l.value["role"].as_str() != Some("agent")
+        })
         .filter(|l| period_of(cfg, l.value["ts"].as_str().unwrap_or("")).as_deref() == Some(key))
         .count() as u64
 }
 
 /// The listen period (`2026-W49`, `2026-12`, `2026-Q4`) a timestamp falls in.
 pub fn period_of(cfg: &Config, ts: &str) -> Option<String> {
-    chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| cfg.access.listen_period.key(t.with_timezone(&chrono::Utc)))
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| cfg.access.listen_period.key(t.with_timezone(&chrono::Utc)))
 }
 
 pub fn current_period(cfg: &Config) -> String {
@@ -236,21 +288,37 @@ pub struct Ask<'a> {
 /// written to the access log and returned with its reason; an allowed access returns the facts
 /// of its access line and the person's role: the caller writes that line (`Store::log_access`)
 /// once the archive is open, and only then releases the audio.
-pub fn check(cfg: &Config, store: &Store, ask: &Ask, rec: &Recording, file: &str) -> Result<(Map<String, Value>, &'static str), String> {
+pub fn check(
+    cfg: &Config,
+    store: &Store,
+    ask: &Ask,
+    rec: &Recording,
+    file: &str,
+) -> Result<(Map<String, Value>, &'static str), String> {
     let access_lines = store.access_lines()?;
     let period = current_period(cfg);
-    let mut done = rec.agent.as_deref().map(|a| listens(cfg, &access_lines, a, &period)).unwrap_or(0);
+    let mut done =
+        rec.agent.as_deref().map(|a| listens(cfg, &access_lines, a, &period)).unwrap_or(0);
     // Several nodes (issue 14): the listens are counted in the shared store, whoever listened
     // from wherever; a store away means the bound cannot be checked: refused.
     let mut shared = None;
     let mut decision = Ok(());
-    if let (Some(agent), Some(pg)) = (rec.agent.as_deref(), crate::store::Pg::from_general(&cfg.general)?) {
-        match pg.connect().and_then(|mut c| crate::store::listens(&mut c, agent, &period).map(|n| (c, n))) {
+    if let (Some(agent), Some(pg)) =
+        (rec.agent.as_deref(), crate::store::Pg::from_general(&cfg.general)?)
+    {
+        match pg
+            .connect()
+            .and_then(|mut c| crate::store::listens(&mut c, agent, &period).map(|n| (c, n)))
+        {
             Ok((c, n)) => {
                 done = done.max(n);
                 shared = Some(c);
             }
-            Err(e) => decision = Err(format!("the shared store is unreachable, so the listening bound cannot be checked ({e})")),
+            Err(e) => {
+                decision = Err(format!(
+                "the shared store is unreachable, so the listening bound cannot be checked ({e})"
+            ))
+            }
         }
     }
     let decision = decision.and_then(|_| decide(&cfg.access, ask.person, Want::Listen, rec.agent.as_deref(), done)).and_then(|p| {
@@ -287,7 +355,12 @@ pub fn check(cfg: &Config, store: &Store, ask: &Ask, rec: &Recording, file: &str
 
 /// A caller's calls: every call whose lines carry this number hash.
 pub fn subject_calls(lines: &[Line], number_hash: &str) -> BTreeSet<String> {
-    lines.iter().filter(|l| l.value["number_hash"].as_str() == Some(number_hash)).map(|l| s(&l.value, "call")).filter(|c| !c.is_empty()).collect()
+    lines
+        .iter()
+        .filter(|l| l.value["number_hash"].as_str() == Some(number_hash))
+        .map(|l| s(&l.value, "call"))
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 /// Every audit line about those calls.
@@ -297,7 +370,15 @@ pub fn subject_lines<'a>(lines: &'a [Line], calls: &BTreeSet<String>) -> Vec<&'a
 
 /// The decision on a caller's request; the refusal is logged. A person named (`--as`, a console
 /// sign-in) must be the DPO; the tool run without a name acts for the Unix user running it.
-pub fn authorize_subject(cfg: &Config, store: &Store, person: &str, named: bool, event: AccessEvent, request: &str, number_hash: &str) -> Result<(), String> {
+pub fn authorize_subject(
+    cfg: &Config,
+    store: &Store,
+    person: &str,
+    named: bool,
+    event: AccessEvent,
+    request: &str,
+    number_hash: &str,
+) -> Result<(), String> {
     if !named {
         return Ok(());
     }
@@ -319,7 +400,12 @@ pub fn authorize_subject(cfg: &Config, store: &Store, person: &str, named: bool,
 /// Erases a caller's recordings (GDPR Art. 17): every file of their calls is deleted, and each
 /// call gets a `recording_erased` line with the request reference in the audit log (the chain
 /// goes on). Returns (call, files deleted).
-pub fn erase(store: &Store, recs: &[&Recording], person: &str, request: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+pub fn erase(
+    store: &Store,
+    recs: &[&Recording],
+    person: &str,
+    request: &str,
+) -> Result<Vec<(String, Vec<String>)>, String> {
     let mut out = vec![];
     let mut lines = vec![];
     for r in recs {
@@ -349,7 +435,12 @@ pub fn delete_files(r: &Recording) -> Result<Vec<String>, String> {
 }
 
 /// The `recording_erased` line of one recording.
-pub fn erased_record(r: &Recording, person: &str, request: &str, deleted: &[String]) -> Map<String, Value> {
+pub fn erased_record(
+    r: &Recording,
+    person: &str,
+    request: &str,
+    deleted: &[String],
+) -> Map<String, Value> {
     let mut f = Map::new();
     f.insert("profile".into(), json!(r.profile));
     f.insert("request".into(), json!(request));
@@ -372,19 +463,45 @@ mod tests {
     fn recordings_follow_kept_archived_and_removed_lines() {
         let lines = vec![
             line("a", 1, json!({"event": "selected", "call": "1.1", "number_hash": "h1"})),
-            line("a", 2, json!({"event": "recording_kept", "call": "1.1", "ts": "2026-12-01T10:00:00.000Z", "profile": "sales", "agent": "PJSIP/anna", "number_hash": "h1", "files": ["/k/cc-1.1.wav"], "duration_ms": 4000})),
-            line("a", 3, json!({"event": "recording_archived", "call": "1.1", "from": "/k/cc-1.1.wav", "file": "/k/cc-1.1.opus.age"})),
-            line("a", 4, json!({"event": "recording_kept", "call": "1.2", "ts": "2026-12-01T11:00:00.000Z", "profile": "sales", "agent": null, "files": ["/k/cc-1.2.wav"], "duration_ms": 1000})),
-            line("a", 5, json!({"event": "recording_expired", "call": "", "file": "/k/cc-1.2.wav"})),
+            line(
+                "a",
+                2,
+                json!({"event": "recording_kept", "call": "1.1", "ts": "2026-12-01T10:00:00.000Z", "profile": "sales", "agent": "PJSIP/anna", "number_hash": "h1", "files": ["/k/cc-1.1.wav"], "duration_ms": 4000}),
+            ),
+            line(
+                "a",
+                3,
+                json!({"event": "recording_archived", "call": "1.1", "from": "/k/cc-1.1.wav", "file": "/k/cc-1.1.opus.age"}),
+            ),
+            line(
+                "a",
+                4,
+                json!({"event": "recording_kept", "call": "1.2", "ts": "2026-12-01T11:00:00.000Z", "profile": "sales", "agent": null, "files": ["/k/cc-1.2.wav"], "duration_ms": 1000}),
+            ),
+            line(
+                "a",
+                5,
+                json!({"event": "recording_expired", "call": "", "file": "/k/cc-1.2.wav"}),
+            ),
         ];
         let r = recordings(&lines);
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].archives, vec!["/k/cc-1.1.opus.age".to_string()]);
         assert_eq!(r[0].agent.as_deref(), Some("PJSIP/anna"));
-        assert!(r[0].names("cc-1.1.opus.age") && r[0].names("/elsewhere/cc-1.1.opus.age") && !r[0].names("cc-1.2.wav"));
+        assert!(
+            r[0].names("cc-1.1.opus.age")
+                && r[0].names("/elsewhere/cc-1.1.opus.age")
+                && !r[0].names("cc-1.2.wav")
+        );
         assert_eq!(r[0].removed_by, None);
-        assert_eq!((r[1].agent.as_deref(), r[1].removed_by.as_deref()), (None, Some("recording_expired")));
-        assert_eq!(subject_calls(&lines, "h1").into_iter().collect::<Vec<_>>(), vec!["1.1".to_string()]);
+        assert_eq!(
+            (r[1].agent.as_deref(), r[1].removed_by.as_deref()),
+            (None, Some("recording_expired"))
+        );
+        assert_eq!(
+            subject_calls(&lines, "h1").into_iter().collect::<Vec<_>>(),
+            vec!["1.1".to_string()]
+        );
         assert_eq!(subject_lines(&lines, &subject_calls(&lines, "h1")).len(), 3);
     }
 
@@ -393,11 +510,16 @@ mod tests {
         let text = "[general]\n\n[access]\nlisten_period = month\nmax_listens_per_agent = 2\ndpo = claire\n";
         let cfg = callconsent_core::config::parse(
             &callconsent_core::config::entries_from_text(text, "c"),
-            &callconsent_core::config::Defaults { spool_dir: "/s".into(), audit_log: "/l/audit.jsonl".into() },
+            &callconsent_core::config::Defaults {
+                spool_dir: "/s".into(),
+                audit_log: "/l/audit.jsonl".into(),
+            },
             &|_| true,
         )
         .unwrap();
-        let l = |ev: &str, agent: &str, role: &str, ts: &str| line("x", 0, json!({"event": ev, "agent": agent, "role": role, "ts": ts}));
+        let l = |ev: &str, agent: &str, role: &str, ts: &str| {
+            line("x", 0, json!({"event": ev, "agent": agent, "role": role, "ts": ts}))
+        };
         let lines = vec![
             l("listen", "PJSIP/anna", "coach", "2026-12-01T10:00:00.000Z"),
             l("export", "PJSIP/anna", "dpo", "2026-12-02T10:00:00.000Z"),
@@ -417,10 +539,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cc-access-files-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        for n in ["audit.jsonl", "audit-2026-11-30.jsonl", "audit-2026-11-29.jsonl", "access.jsonl", "audit.jsonl.head", "audit-x.jsonl"] {
+        for n in [
+            "audit.jsonl",
+            "audit-2026-11-30.jsonl",
+            "audit-2026-11-29.jsonl",
+            "access.jsonl",
+            "audit.jsonl.head",
+            "audit-x.jsonl",
+        ] {
             std::fs::write(dir.join(n), "").unwrap();
         }
-        let names: Vec<String> = log_files(&dir.join("audit.jsonl")).iter().map(|p| file_name(&p.display().to_string()).to_string()).collect();
+        let names: Vec<String> = log_files(&dir.join("audit.jsonl"))
+            .iter()
+            .map(|p| file_name(&p.display().to_string()).to_string())
+            .collect();
         assert_eq!(names, ["audit-2026-11-29.jsonl", "audit-2026-11-30.jsonl", "audit.jsonl"]);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -54,7 +54,10 @@ impl WavStream {
                 }
                 b"data" => {
                     if !format_ok {
-                        return Err(format!("{}: only 16-bit mono PCM is archived", path.display()));
+                        return Err(format!(
+                            "{}: only 16-bit mono PCM is archived",
+                            path.display()
+                        ));
                     }
                     // A data chunk longer than the file (a header never finalised) is cut to it.
                     let here = f.stream_position().map_err(err)?;
@@ -159,7 +162,8 @@ impl Sink {
             return Ok(Sink::Plain(out));
         }
         let parsed = parse_recipients(recipients)?;
-        let enc = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient)).map_err(|e| format!("encryption: {e}"))?;
+        let enc = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| format!("encryption: {e}"))?;
         Ok(Sink::Age(enc.wrap_output(out).map_err(|e| format!("encryption: {e}"))?))
     }
     /// Ends the age stream (its last chunk), flushes; returns the file and the hash of its bytes.
@@ -176,7 +180,10 @@ impl Sink {
 
 /// Recipients as the age crate reads them (`age1...`).
 pub fn parse_recipients(recipients: &[String]) -> Result<Vec<age::x25519::Recipient>, String> {
-    recipients.iter().map(|r| r.parse::<age::x25519::Recipient>().map_err(|e| format!("recipient \"{r}\": {e}"))).collect()
+    recipients
+        .iter()
+        .map(|r| r.parse::<age::x25519::Recipient>().map_err(|e| format!("recipient \"{r}\": {e}")))
+        .collect()
 }
 
 fn opus_head(pre_skip: u16, rate: u32) -> Vec<u8> {
@@ -205,13 +212,20 @@ fn opus_tags(tags: &[(String, String)]) -> Vec<u8> {
 
 /// Encodes `wav` to `out` (Ogg Opus, encrypted to `recipients` when there are any). `out`
 /// appears only complete.
-pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32, recipients: &[String]) -> Result<Encoded, String> {
+pub fn encode(
+    wav: &Path,
+    out: &Path,
+    tags: &[(String, String)],
+    bitrate: i32,
+    recipients: &[String],
+) -> Result<Encoded, String> {
     let mut input = WavStream::open(wav)?;
     let rate = input.rate;
     if ![8000, 12000, 16000, 24000, 48000].contains(&rate) {
         return Err(format!("{}: {rate} Hz cannot be encoded by Opus", wav.display()));
     }
-    let mut enc = opus::Encoder::new(rate, opus::Channels::Mono, opus::Application::Voip).map_err(|e| e.to_string())?;
+    let mut enc = opus::Encoder::new(rate, opus::Channels::Mono, opus::Application::Voip)
+        .map_err(|e| e.to_string())?;
     enc.set_bitrate(opus::Bitrate::Bits(bitrate)).map_err(|e| e.to_string())?;
     enc.set_vbr(true).map_err(|e| e.to_string())?;
     enc.set_dtx(true).map_err(|e| e.to_string())?;
@@ -223,12 +237,19 @@ pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32, r
     let result = (|| -> Result<Encoded, String> {
         let file = {
             use std::os::unix::fs::OpenOptionsExt;
-            fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o640)
+                .open(&tmp)
+                .map_err(|e| format!("{}: {e}", tmp.display()))?
         };
         let mut w = ogg::PacketWriter::new(Sink::open(file, recipients)?);
         let serial = input.samples as u32 ^ 0x6363_6f6e;
         let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
-        w.write_packet(opus_head(pre_skip, rate), serial, PacketWriteEndInfo::EndPage, 0).map_err(io)?;
+        w.write_packet(opus_head(pre_skip, rate), serial, PacketWriteEndInfo::EndPage, 0)
+            .map_err(io)?;
         w.write_packet(opus_tags(tags), serial, PacketWriteEndInfo::EndPage, 0).map_err(io)?;
         let total = input.samples;
         // Frames cover the samples plus the encoder's look-ahead, so nothing is cut at the end.
@@ -239,7 +260,11 @@ pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32, r
             input.read(&mut pcm)?;
             let len = enc.encode(&pcm, &mut buf).map_err(|e| e.to_string())?;
             let last = n + 1 == frames;
-            let granule = if last { pre_skip as u64 + total as u64 * scale } else { pre_skip as u64 + ((n + 1) * frame) as u64 * scale };
+            let granule = if last {
+                pre_skip as u64 + total as u64 * scale
+            } else {
+                pre_skip as u64 + ((n + 1) * frame) as u64 * scale
+            };
             // Pages of half a second keep players' muxing delay low.
             let info = if last {
                 PacketWriteEndInfo::EndStream
@@ -255,7 +280,9 @@ pub fn encode(wav: &Path, out: &Path, tags: &[(String, String)], bitrate: i32, r
         drop(file);
         fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))?;
         if let Some(dir) = out.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         let opus_bytes = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
         Ok(Encoded { opus_bytes, samples: total, rate, sha256 })
@@ -290,12 +317,14 @@ impl Archive {
 pub fn is_encrypted(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 21];
-    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head.starts_with(b"age-encryption.org/v1")
+    File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok()
+        && head.starts_with(b"age-encryption.org/v1")
 }
 
 /// The identities of an age identity file (`AGE-SECRET-KEY-1...` lines, as age-keygen writes).
 pub fn read_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, String> {
-    let file = age::IdentityFile::from_file(path.display().to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = age::IdentityFile::from_file(path.display().to_string())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let ids = file.into_identities().map_err(|e| format!("{}: {e}", path.display()))?;
     if ids.is_empty() {
         return Err(format!("{}: no identity in the file", path.display()));
@@ -316,7 +345,10 @@ pub fn identity_recipients(path: &Path) -> Vec<String> {
 
 /// An archive's Ogg Opus bytes, in memory: decrypted with `identities` when it is encrypted
 /// (the plaintext never touches the disk), read as it is otherwise.
-pub fn open_bytes(path: &Path, identities: &[Box<dyn age::Identity + Send + Sync>]) -> Result<Vec<u8>, String> {
+pub fn open_bytes(
+    path: &Path,
+    identities: &[Box<dyn age::Identity + Send + Sync>],
+) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let bad = |what: String| format!("{}: {what}", path.display());
     if !is_encrypted(path) {
@@ -326,8 +358,11 @@ pub fn open_bytes(path: &Path, identities: &[Box<dyn age::Identity + Send + Sync
         return Err(bad("encrypted: an identity is needed (--identity FILE)".into()));
     }
     let f = File::open(path).map_err(|e| bad(e.to_string()))?;
-    let d = age::Decryptor::new_buffered(std::io::BufReader::new(f)).map_err(|e| bad(e.to_string()))?;
-    let mut r = d.decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity)).map_err(|e| bad(format!("cannot decrypt: {e}")))?;
+    let d =
+        age::Decryptor::new_buffered(std::io::BufReader::new(f)).map_err(|e| bad(e.to_string()))?;
+    let mut r = d
+        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(|e| bad(format!("cannot decrypt: {e}")))?;
     let mut out = vec![];
     r.read_to_end(&mut out).map_err(|e| bad(format!("cannot decrypt: {e}")))?;
     Ok(out)
@@ -348,12 +383,17 @@ pub fn read_archive_bytes(bytes: &[u8], name: &str) -> Result<Archive, String> {
     }
     let pre_skip = u16::from_le_bytes([head.data[10], head.data[11]]) as u64;
     let rate = u32::from_le_bytes([head.data[12], head.data[13], head.data[14], head.data[15]]);
-    let tags_pkt = r.read_packet().map_err(|e| bad(&e.to_string()))?.ok_or_else(|| bad("no OpusTags"))?;
+    let tags_pkt =
+        r.read_packet().map_err(|e| bad(&e.to_string()))?.ok_or_else(|| bad("no OpusTags"))?;
     let t = &tags_pkt.data;
     if t.len() < 16 || &t[..8] != b"OpusTags" {
         return Err(bad("no OpusTags"));
     }
-    let rd = |at: usize| -> Result<u32, String> { t.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or_else(|| bad("short OpusTags")) };
+    let rd = |at: usize| -> Result<u32, String> {
+        t.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| bad("short OpusTags"))
+    };
     let vlen = rd(8)? as usize;
     let mut at = 12 + vlen;
     let count = rd(at)?;
@@ -382,7 +422,12 @@ pub fn read_archive_bytes(bytes: &[u8], name: &str) -> Result<Archive, String> {
     let skip = (pre_skip / scale) as usize;
     let total = (last_granule.saturating_sub(pre_skip) / scale) as usize;
     let samples: Vec<i16> = samples.into_iter().skip(skip).take(total).collect();
-    Ok(Archive { tags, duration_ms: last_granule.saturating_sub(pre_skip) / 48, samples, rate: rate_out })
+    Ok(Archive {
+        tags,
+        duration_ms: last_granule.saturating_sub(pre_skip) / 48,
+        samples,
+        rate: rate_out,
+    })
 }
 
 #[cfg(test)]
@@ -399,7 +444,8 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         // 2 s of tone, 2 s of silence (a pause), 2 s of tone.
-        let tone = |n: usize| (0..n).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect::<Vec<_>>();
+        let tone =
+            |n: usize| (0..n).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect::<Vec<_>>();
         let mut s = tone(16000);
         s.extend(vec![0i16; 16000]);
         s.extend(tone(16000));
@@ -426,7 +472,11 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let tone = (0..24000).map(|i| ((i as f32 * 0.3).sin() * 8000.0) as i16).collect::<Vec<_>>();
         wav(&dir.join("a.wav"), &tone);
-        let (dpo, coach, stranger) = (age::x25519::Identity::generate(), age::x25519::Identity::generate(), age::x25519::Identity::generate());
+        let (dpo, coach, stranger) = (
+            age::x25519::Identity::generate(),
+            age::x25519::Identity::generate(),
+            age::x25519::Identity::generate(),
+        );
         let recipients = vec![dpo.to_public().to_string(), coach.to_public().to_string()];
         let tags = vec![("CALLCONSENT_CALL".to_string(), "1763800000.2".to_string())];
         let out = dir.join("a.opus.age");
@@ -435,7 +485,10 @@ mod tests {
         assert!(on_disk.starts_with(b"age-encryption.org/v1") && is_encrypted(&out));
         assert!(!on_disk.windows(4).any(|w| w == b"OggS"), "no plaintext Ogg page on disk");
         use sha2::Digest;
-        assert_eq!(e.sha256, sha2::Sha256::digest(&on_disk).iter().map(|b| format!("{b:02x}")).collect::<String>());
+        assert_eq!(
+            e.sha256,
+            sha2::Sha256::digest(&on_disk).iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
         for id in [&dpo, &coach] {
             let idfile = dir.join("id.txt");
             fs::write(&idfile, format!("# test\n{}\n", id.to_string().expose_secret())).unwrap();
@@ -449,7 +502,14 @@ mod tests {
         let err = open_bytes(&out, &read_identities(&idfile).unwrap()).unwrap_err();
         assert!(err.contains("cannot decrypt"), "{err}");
         assert!(open_bytes(&out, &[]).unwrap_err().contains("an identity is needed"));
-        assert!(encode(&dir.join("a.wav"), &dir.join("b.opus.age"), &tags, 16000, &["age1nope".into()]).is_err());
+        assert!(encode(
+            &dir.join("a.wav"),
+            &dir.join("b.opus.age"),
+            &tags,
+            16000,
+            &["age1nope".into()]
+        )
+        .is_err());
         assert!(!dir.join("b.opus.age").exists() && !dir.join("b.opus.age.tmp").exists());
         let _ = fs::remove_dir_all(&dir);
     }

@@ -25,7 +25,12 @@ pub fn line_hash(line: &str) -> String {
 
 /// Builds one audit record, stamped now: the one place every line gets its `ts`, `call`,
 /// `channel` and `event`.
-pub fn record(call: &str, channel: &str, event: AuditEvent, facts: Map<String, Value>) -> Map<String, Value> {
+pub fn record(
+    call: &str,
+    channel: &str,
+    event: AuditEvent,
+    facts: Map<String, Value>,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("ts".into(), Value::String(now_rfc3339()));
     m.insert("call".into(), Value::String(call.to_string()));
@@ -144,15 +149,29 @@ impl AuditLog {
         let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
         let len = file.metadata()?.len();
         let (tx, rx) = unbounded();
-        let status = std::sync::Arc::new(std::sync::Mutex::new(Status { head: prev.clone(), ..Status::default() }));
-        let mut w = Writer { file, len, prev, lines, path: path.to_path_buf(), day: day_of(path), options, unwritten: Vec::new(), status: status.clone() };
+        let status = std::sync::Arc::new(std::sync::Mutex::new(Status {
+            head: prev.clone(),
+            ..Status::default()
+        }));
+        let mut w = Writer {
+            file,
+            len,
+            prev,
+            lines,
+            path: path.to_path_buf(),
+            day: day_of(path),
+            options,
+            unwritten: Vec::new(),
+            status: status.clone(),
+        };
         if torn > 0 {
             let mut f = Map::new();
             f.insert("bytes_dropped".into(), Value::from(torn));
             f.insert("reason".into(), Value::from("the last line was torn by a crash (no line end): cut off, the chain goes on from the line before"));
             w.unwritten.push(record("", "", AuditEvent::LogRepaired, f));
         }
-        let thread = std::thread::Builder::new().name("cc-audit".into()).spawn(move || w.run(rx))?;
+        let thread =
+            std::thread::Builder::new().name("cc-audit".into()).spawn(move || w.run(rx))?;
         Ok(AuditLog { tx: Some(tx), thread: Some(thread), status })
     }
 
@@ -256,7 +275,13 @@ pub fn head_path(path: &Path) -> PathBuf {
 fn write_head(path: &Path, hash: &str) -> std::io::Result<()> {
     let head = head_path(path);
     let tmp = head.with_extension("head.tmp");
-    OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).and_then(|mut f| f.write_all(hash.as_bytes()))?;
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o640)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(hash.as_bytes()))?;
     std::fs::rename(&tmp, &head)
 }
 
@@ -336,7 +361,11 @@ impl Writer {
         }
     }
 
-    fn checkpoint_record(&self, reason: &'static str, previous: Option<(&str, u64, &str)>) -> Map<String, Value> {
+    fn checkpoint_record(
+        &self,
+        reason: &'static str,
+        previous: Option<(&str, u64, &str)>,
+    ) -> Map<String, Value> {
         // Written only where the chain crosses files (rotation); other checkpoints publish the
         // head without a line.
         let mut f = Map::new();
@@ -351,9 +380,20 @@ impl Writer {
     }
 
     fn publish(&self, reason: &'static str, error: Option<String>) {
-        let p = Published { file: self.path.clone(), line: self.lines, head: self.prev.clone(), reason, error };
+        let p = Published {
+            file: self.path.clone(),
+            line: self.lines,
+            head: self.prev.clone(),
+            reason,
+            error,
+        };
         if p.error.is_none() {
-            log::info!("callconsent: audit head {} at line {} of {} ({reason})", p.head, p.line, p.file.display());
+            log::info!(
+                "callconsent: audit head {} at line {} of {} ({reason})",
+                p.head,
+                p.line,
+                p.file.display()
+            );
         }
         if let Some(f) = &self.options.publish {
             f(p);
@@ -425,12 +465,22 @@ impl Writer {
                     Ok(f) => {
                         self.file = f;
                         self.len = 0;
-                        let (name, lines, head) = (rotated.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), self.lines, self.prev.clone());
+                        let (name, lines, head) = (
+                            rotated
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            self.lines,
+                            self.prev.clone(),
+                        );
                         self.lines = 0;
                         let rec = self.checkpoint_record("rotated", Some((&name, lines, &head)));
                         self.unwritten.insert(0, rec);
                     }
-                    Err(e) => log::error!("callconsent: cannot start a new audit log {}: {e}", self.path.display()),
+                    Err(e) => log::error!(
+                        "callconsent: cannot start a new audit log {}: {e}",
+                        self.path.display()
+                    ),
                 }
             }
         }
@@ -483,7 +533,11 @@ fn chain(prev: &str, recs: &[Map<String, Value>], options: &Options) -> (String,
 /// Appends records to a chained log from outside the module (the DPO's tool: the access log,
 /// a `recording_erased` line in the audit log), under the same lock the module's writer takes,
 /// chained after whatever line is last. Returns each line's hash.
-pub fn append(path: &Path, recs: &[Map<String, Value>], options: &Options) -> std::io::Result<Vec<String>> {
+pub fn append(
+    path: &Path,
+    recs: &[Map<String, Value>],
+    options: &Options,
+) -> std::io::Result<Vec<String>> {
     use std::os::unix::fs::MetadataExt;
     if let Some(dir) = path.parent() {
         fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)?;
@@ -513,7 +567,11 @@ pub fn append(path: &Path, recs: &[Map<String, Value>], options: &Options) -> st
 
 /// Whether a chained log's lines carry a keyed MAC (its last line has one).
 pub fn is_keyed(path: &Path) -> bool {
-    last_line(path).ok().flatten().and_then(|(l, _)| serde_json::from_str::<Value>(&l).ok()).is_some_and(|v| v.get("mac").is_some())
+    last_line(path)
+        .ok()
+        .flatten()
+        .and_then(|(l, _)| serde_json::from_str::<Value>(&l).ok())
+        .is_some_and(|v| v.get("mac").is_some())
 }
 
 /// Checks the hash chain of an audit file: returns the 1-based number of the first line whose
@@ -576,10 +634,16 @@ pub fn verify_files(files: &[&str]) -> Result<usize, (String, usize, String)> {
     verify_files_with(files, &Check::default()).map(|v| v.lines)
 }
 
-pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, (String, usize, String)> {
+pub fn verify_files_with(
+    files: &[&str],
+    check: &Check<'_>,
+) -> Result<Verified, (String, usize, String)> {
     let mut texts = Vec::new();
     for f in files {
-        texts.push(std::fs::read_to_string(f).map_err(|e| (f.to_string(), 0, format!("cannot read: {e}")))?);
+        texts.push(
+            std::fs::read_to_string(f)
+                .map_err(|e| (f.to_string(), 0, format!("cannot read: {e}")))?,
+        );
     }
     // Files removed by retention leave their last hash in an `audit_file_expired` line.
     let mut expired: Vec<(String, String)> = Vec::new();
@@ -600,9 +664,19 @@ pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, 
     for (k, (f, text)) in files.iter().zip(&texts).enumerate() {
         for (i, line) in text.lines().enumerate() {
             // The writer never writes a blank line: one there was inserted.
-            let v: Value = serde_json::from_str(line).map_err(|_| (f.to_string(), i + 1, "not a JSON line (a blank or foreign line was inserted)".to_string()))?;
+            let v: Value = serde_json::from_str(line).map_err(|_| {
+                (
+                    f.to_string(),
+                    i + 1,
+                    "not a JSON line (a blank or foreign line was inserted)".to_string(),
+                )
+            })?;
             let Some(p) = v.get("prev").and_then(Value::as_str) else {
-                return Err((f.to_string(), i + 1, "the line has no prev: it is not one of the module's lines".into()));
+                return Err((
+                    f.to_string(),
+                    i + 1,
+                    "the line has no prev: it is not one of the module's lines".into(),
+                ));
             };
             if p != prev {
                 let first = k == 0 && i == 0;
@@ -624,7 +698,12 @@ pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, 
             }
             if let Some(key) = check.key {
                 if !mac_ok(key, &v) {
-                    return Err((f.to_string(), i + 1, "the line's mac does not match: it was edited, or written without the key".into()));
+                    return Err((
+                        f.to_string(),
+                        i + 1,
+                        "the line's mac does not match: it was edited, or written without the key"
+                            .into(),
+                    ));
                 }
                 out.keyed_lines += 1;
             } else if v.get("mac").is_some() {
@@ -637,7 +716,11 @@ pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, 
         let last = text.lines().filter(|l| !l.is_empty()).count();
         match std::fs::read_to_string(head_path(Path::new(f))) {
             Ok(head) if head.trim() != prev => {
-                return Err((f.to_string(), last, "the last line was edited or removed (it does not match the .head file)".into()));
+                return Err((
+                    f.to_string(),
+                    last,
+                    "the last line was edited or removed (it does not match the .head file)".into(),
+                ));
             }
             Ok(_) => {}
             // Only the live log has a .head; rotated files (<stem>-YYYY-MM-DD.jsonl) are closed by
@@ -651,7 +734,14 @@ pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, 
     for a in check.anchors {
         if !hashes.contains(a.trim()) {
             let f = files.last().map(|f| f.to_string()).unwrap_or_default();
-            return Err((f, out.lines, format!("the published head {} is not in the log: lines were removed after it", a.trim())));
+            return Err((
+                f,
+                out.lines,
+                format!(
+                    "the published head {} is not in the log: lines were removed after it",
+                    a.trim()
+                ),
+            ));
         }
         out.anchors_found += 1;
     }
@@ -661,7 +751,9 @@ pub fn verify_files_with(files: &[&str], check: &Check<'_>) -> Result<Verified, 
 /// A rotated audit file: `<stem>-YYYY-MM-DD.jsonl`.
 fn is_rotated(f: &str) -> bool {
     let name = Path::new(f).file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.strip_suffix(".jsonl").and_then(|n| n.get(n.len().saturating_sub(11)..)).is_some_and(|d| d.starts_with('-') && chrono::NaiveDate::parse_from_str(&d[1..], "%Y-%m-%d").is_ok())
+    name.strip_suffix(".jsonl").and_then(|n| n.get(n.len().saturating_sub(11)..)).is_some_and(|d| {
+        d.starts_with('-') && chrono::NaiveDate::parse_from_str(&d[1..], "%Y-%m-%d").is_ok()
+    })
 }
 
 /// The hash of a file's last line and its number of lines (for the expiry record).
@@ -717,7 +809,16 @@ mod tests {
     }
 
     fn keyed(path: &Path, key: &[u8]) -> AuditLog {
-        AuditLog::open_with(path, Options { key: Some((key.to_vec(), "k1".into())), publish: None, pbx: None, wake: None }).unwrap()
+        AuditLog::open_with(
+            path,
+            Options {
+                key: Some((key.to_vec(), "k1".into())),
+                publish: None,
+                pbx: None,
+                wake: None,
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -764,7 +865,8 @@ mod tests {
         let dir = tmp("append");
         let path = dir.join("audit.jsonl");
         let key = audit_key(b"0123456789abcdef0123456789abcdef");
-        let tool = Options { key: Some((key.clone(), "k1".into())), publish: None, pbx: None, wake: None };
+        let tool =
+            Options { key: Some((key.clone(), "k1".into())), publish: None, pbx: None, wake: None };
         let line = |n: i64| {
             let mut f = Map::new();
             f.insert("n".into(), Value::from(n));
@@ -820,14 +922,35 @@ mod tests {
         std::os::unix::fs::symlink("/dev/full", &path).unwrap();
         let published = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let p2 = published.clone();
-        let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| p2.lock().unwrap().push(p))), pbx: None, wake: None }).unwrap();
-        let ack = log.sender().send_acked(record("1.1", "Local/x", AuditEvent::RecordingKept, Map::new()));
-        assert!(ack.recv_timeout(std::time::Duration::from_secs(5)).is_err(), "a line that is not on disk was acknowledged");
+        let log = AuditLog::open_with(
+            &path,
+            Options {
+                key: None,
+                publish: Some(Box::new(move |p| p2.lock().unwrap().push(p))),
+                pbx: None,
+                wake: None,
+            },
+        )
+        .unwrap();
+        let ack = log.sender().send_acked(record(
+            "1.1",
+            "Local/x",
+            AuditEvent::RecordingKept,
+            Map::new(),
+        ));
+        assert!(
+            ack.recv_timeout(std::time::Duration::from_secs(5)).is_err(),
+            "a line that is not on disk was acknowledged"
+        );
         log.flush();
         let st = log.status();
         assert!(st.last_error.as_deref().is_some_and(|e| e.contains("cannot write")), "{st:?}");
         assert_eq!((st.lines_written, st.head.as_str()), (0, ""));
-        assert!(published.lock().unwrap().iter().any(|p| p.reason == "write_failed" && p.error.is_some()));
+        assert!(published
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.reason == "write_failed" && p.error.is_some()));
         drop(log);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -839,7 +962,16 @@ mod tests {
         let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let h2 = heads.clone();
         {
-            let log = AuditLog::open_with(&path, Options { key: None, publish: Some(Box::new(move |p| h2.lock().unwrap().push(p.head))), pbx: None, wake: None }).unwrap();
+            let log = AuditLog::open_with(
+                &path,
+                Options {
+                    key: None,
+                    publish: Some(Box::new(move |p| h2.lock().unwrap().push(p.head))),
+                    pbx: None,
+                    wake: None,
+                },
+            )
+            .unwrap();
             let s = log.sender();
             s.send(record("1.1", "Local/x", AuditEvent::Selected, Map::new()));
             s.send(record("1.2", "Local/x", AuditEvent::Selected, Map::new()));

@@ -146,7 +146,9 @@ impl Slot {
     /// One piece of work is done; true when it was the last and the call has ended.
     pub(crate) fn done(&self) -> bool {
         let left = self.pending.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-        left == 0 && self.with_call(|c| c.phase() == callconsent_core::call::Phase::Ended) && !self.settled.swap(true, Ordering::SeqCst)
+        left == 0
+            && self.with_call(|c| c.phase() == callconsent_core::call::Phase::Ended)
+            && !self.settled.swap(true, Ordering::SeqCst)
     }
 }
 

@@ -24,7 +24,8 @@ impl Caps {
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         let result = {
             let mut table = txn.open_table(CAPS).map_err(|e| e.to_string())?;
-            let count = table.get(key.as_str()).map_err(|e| e.to_string())?.map(|v| v.value()).unwrap_or(0);
+            let count =
+                table.get(key.as_str()).map_err(|e| e.to_string())?.map(|v| v.value()).unwrap_or(0);
             if count < max {
                 table.insert(key.as_str(), count + 1).map_err(|e| e.to_string())?;
                 (count + 1, true)
@@ -42,7 +43,8 @@ impl Caps {
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         {
             let mut table = txn.open_table(CAPS).map_err(|e| e.to_string())?;
-            let count = table.get(key.as_str()).map_err(|e| e.to_string())?.map(|v| v.value()).unwrap_or(0);
+            let count =
+                table.get(key.as_str()).map_err(|e| e.to_string())?.map(|v| v.value()).unwrap_or(0);
             if count < n {
                 table.insert(key.as_str(), n).map_err(|e| e.to_string())?;
             }

@@ -22,9 +22,9 @@ use callconsent_core::timing;
 
 use crate::audit::AuditSender;
 use crate::calls::{Calls, Slot};
-use crate::shared::CapStore;
 use crate::encoders::{self, PoolSender};
 use crate::host::{CallChannel, Host};
+use crate::shared::CapStore;
 use crate::spool;
 
 /// What every effect needs: the runtime's shared parts.
@@ -84,11 +84,28 @@ enum Answer {
 }
 
 impl Executor {
-    pub(crate) fn new(audit: AuditSender, caps: CapStore, host: Arc<dyn Host>, spool: PathBuf, archiver: Option<PoolSender>) -> (Arc<Executor>, [Jobs; 3]) {
+    pub(crate) fn new(
+        audit: AuditSender,
+        caps: CapStore,
+        host: Arc<dyn Host>,
+        spool: PathBuf,
+        archiver: Option<PoolSender>,
+    ) -> (Arc<Executor>, [Jobs; 3]) {
         let (recorder, rrx) = bounded(timing::QUEUE_CAPACITY);
         let (signals, srx) = bounded(timing::QUEUE_CAPACITY);
         let (store, strx) = bounded(timing::QUEUE_CAPACITY);
-        let exec = Arc::new(Executor { audit, caps, host, spool, archiver, calls: Calls::default(), encrypt_to: Default::default(), recorder, signals, store });
+        let exec = Arc::new(Executor {
+            audit,
+            caps,
+            host,
+            spool,
+            archiver,
+            calls: Calls::default(),
+            encrypt_to: Default::default(),
+            recorder,
+            signals,
+            store,
+        });
         (exec, [Jobs(rrx, Queue::Recorder), Jobs(srx, Queue::Signals), Jobs(strx, Queue::Store)])
     }
 
@@ -109,13 +126,24 @@ impl Executor {
     }
 
     /// Runs actions the caller of `Slot::feed` already has (a control reads them first).
-    pub(crate) fn dispatch_from_host(&self, slot: &Arc<Slot>, chan: &dyn CallChannel, actions: Vec<Action>) {
+    pub(crate) fn dispatch_from_host(
+        &self,
+        slot: &Arc<Slot>,
+        chan: &dyn CallChannel,
+        actions: Vec<Action>,
+    ) {
         self.dispatch(slot, Some(chan), None, actions);
     }
 
     /// Runs actions in order. `chan` is the caller's channel when the current thread may use it;
     /// `local` is the worker's queue when this runs on the worker.
-    fn dispatch(&self, slot: &Arc<Slot>, chan: Option<&dyn CallChannel>, mut local: Option<&mut Local>, actions: Vec<Action>) -> bool {
+    fn dispatch(
+        &self,
+        slot: &Arc<Slot>,
+        chan: Option<&dyn CallChannel>,
+        mut local: Option<&mut Local>,
+        actions: Vec<Action>,
+    ) -> bool {
         slot.busy();
         let mut queue: VecDeque<Action> = actions.into();
         let mut hung_up = false;
@@ -134,7 +162,8 @@ impl Executor {
                 }
                 Action::Watch => {
                     self.calls.insert(slot.clone());
-                    let watched = chan.map_or(Err("the caller's channel is gone".to_string()), |c| c.watch(slot));
+                    let watched = chan
+                        .map_or(Err("the caller's channel is gone".to_string()), |c| c.watch(slot));
                     if let Err(reason) = watched {
                         self.calls.remove(&slot.uniqueid);
                         queue.extend(slot.feed(Event::RecorderFailed { reason }).1);
@@ -148,7 +177,11 @@ impl Executor {
                 },
                 Action::SetStatus(status) => match chan {
                     Some(c) => c.set_status(status),
-                    None => log::debug!("callconsent: {}: no channel to set {} on", slot.channel, status.as_str()),
+                    None => log::debug!(
+                        "callconsent: {}: no channel to set {} on",
+                        slot.channel,
+                        status.as_str()
+                    ),
                 },
                 Action::Audit { event, facts } => self.audit.send(slot.record(event, facts)),
                 Action::Notify => self.host.notify(&slot.channel, &slot.status_fields()),
@@ -166,7 +199,13 @@ impl Executor {
                     let queue_of = deferred.queue();
                     let on_full = deferred.on_full_queue();
                     slot.busy();
-                    let job = Job { slot: slot.clone(), chan: chan.map(|c| c.owned()), due: Instant::now() + deferred.delay(), action: deferred, tries: 0 };
+                    let job = Job {
+                        slot: slot.clone(),
+                        chan: chan.map(|c| c.owned()),
+                        due: Instant::now() + deferred.delay(),
+                        action: deferred,
+                        tries: 0,
+                    };
                     match local.as_deref_mut() {
                         Some(l) if l.queue == queue_of => l.at(job),
                         _ => match self.sender(queue_of).try_send(Msg::Job(job)) {
@@ -228,7 +267,13 @@ impl Executor {
             }
             Answer::Retry(why) => match action.retry() {
                 Some(r) if tries < r.tries => {
-                    local.at(Job { slot, chan, action, tries: tries + 1, due: Instant::now() + r.every });
+                    local.at(Job {
+                        slot,
+                        chan,
+                        action,
+                        tries: tries + 1,
+                        due: Instant::now() + r.every,
+                    });
                     return;
                 }
                 _ => log::warn!("callconsent: {}: {why}; given up", slot.channel),
@@ -237,16 +282,26 @@ impl Executor {
         self.finish(&slot);
     }
 
-    fn answer(&self, slot: &Arc<Slot>, chan: Option<&(dyn CallChannel + Send)>, action: &Action, tries: u32) -> Answer {
+    fn answer(
+        &self,
+        slot: &Arc<Slot>,
+        chan: Option<&(dyn CallChannel + Send)>,
+        action: &Action,
+        tries: u32,
+    ) -> Answer {
         match action {
             Action::FindAgent => match chan.map(|c| c.bridge_peer()) {
-                Some(Some(peer)) => Answer::Event(Event::Bridged { agent: policy::agent_id(&peer) }),
+                Some(Some(peer)) => {
+                    Answer::Event(Event::Bridged { agent: policy::agent_id(&peer) })
+                }
                 Some(None) => Answer::Retry("joined a bridge without a peer"),
                 None => Answer::Done,
             },
             Action::ReserveCap { agent, period, period_max } => {
                 let key = period.key(chrono::Utc::now());
-                let (fallback, local_seconds) = slot.with_call(|call| (call.profile().store_unavailable, call.profile().store_local_seconds));
+                let (fallback, local_seconds) = slot.with_call(|call| {
+                    (call.profile().store_unavailable, call.profile().store_local_seconds)
+                });
                 let reserved = self.caps.reserve(agent, &key, *period_max, fallback, local_seconds);
                 if let Some(facts) = reserved.unavailable {
                     self.audit.send(slot.record(AuditEvent::StoreUnavailable, facts));
@@ -262,13 +317,24 @@ impl Executor {
                 Answer::Event(Event::CapChecked { agent: agent.clone(), period: key, outcome })
             }
             Action::StartRecorder => {
-                let Some(c) = chan else { return Answer::Event(Event::RecorderFailed { reason: "the caller's channel is gone".into() }) };
-                let plan = spool::plan(&self.spool, &slot.uniqueid, slot.with_call(|call| call.profile().record_legs));
+                let Some(c) = chan else {
+                    return Answer::Event(Event::RecorderFailed {
+                        reason: "the caller's channel is gone".into(),
+                    });
+                };
+                let plan = spool::plan(
+                    &self.spool,
+                    &slot.uniqueid,
+                    slot.with_call(|call| call.profile().record_legs),
+                );
                 slot.set_recorder(plan.files(), String::new());
                 match c.start_recorder(&plan) {
                     Ok(id) => {
                         slot.set_recorder(plan.files(), id);
-                        Answer::Event(Event::RecorderStarted { file: plan.mixed.display().to_string(), now_ms: slot.now_ms() })
+                        Answer::Event(Event::RecorderStarted {
+                            file: plan.mixed.display().to_string(),
+                            now_ms: slot.now_ms(),
+                        })
                     }
                     Err(reason) => Answer::Event(Event::RecorderFailed { reason }),
                 }
@@ -298,10 +364,16 @@ impl Executor {
                 // The recorder's own thread closes the file after hangup: wait for it, longer for
                 // a file with audio than for one that is still only a header.
                 let waited = timing::KEEP_POLL * tries;
-                let limit = if files.iter().all(|f| spool::header_only(f)) { timing::KEEP_WAIT_HEADER_ONLY } else { timing::KEEP_WAIT_AUDIO };
+                let limit = if files.iter().all(|f| spool::header_only(f)) {
+                    timing::KEEP_WAIT_HEADER_ONLY
+                } else {
+                    timing::KEEP_WAIT_AUDIO
+                };
                 let open = files.iter().any(|f| spool::still_written(f));
                 if waited < limit && open {
-                    return Answer::Retry("the recorder did not close its file in time; kept as it is");
+                    return Answer::Retry(
+                        "the recorder did not close its file in time; kept as it is",
+                    );
                 }
                 if open {
                     log::warn!("callconsent: {}: the recorder did not close its file in {limit:?}; kept as WAV, not archived", slot.channel);
@@ -311,7 +383,9 @@ impl Executor {
             }
             Action::PlayToCaller(file) => {
                 if !chan.is_some_and(|c| c.play_to_caller(file)) {
-                    log::info!("callconsent: the caller is not in a bridge; \"{file}\" was not played");
+                    log::info!(
+                        "callconsent: the caller is not in a bridge; \"{file}\" was not played"
+                    );
                 }
                 Answer::Done
             }
@@ -340,8 +414,17 @@ impl Executor {
                 Answer::Done
             }
             // Inline actions are never queued (see `dispatch`); should one get here, it is refused.
-            Action::Play { .. } | Action::Watch | Action::Mute | Action::Unmute | Action::SetStatus(_) | Action::Audit { .. } | Action::Notify => {
-                log::error!("callconsent: {}: {action:?} reached the worker; not run", slot.channel);
+            Action::Play { .. }
+            | Action::Watch
+            | Action::Mute
+            | Action::Unmute
+            | Action::SetStatus(_)
+            | Action::Audit { .. }
+            | Action::Notify => {
+                log::error!(
+                    "callconsent: {}: {action:?} reached the worker; not run",
+                    slot.channel
+                );
                 Answer::Done
             }
         }
@@ -371,7 +454,13 @@ impl Executor {
             facts.insert("number_hash".into(), json!(slot.number_hash));
         }
         if self.archiver.is_some() && !recipients.is_empty() {
-            facts.insert("encrypted_to".into(), json!(recipients.iter().map(|r| callconsent_core::policy::recipient_fingerprint(r)).collect::<Vec<_>>()));
+            facts.insert(
+                "encrypted_to".into(),
+                json!(recipients
+                    .iter()
+                    .map(|r| callconsent_core::policy::recipient_fingerprint(r))
+                    .collect::<Vec<_>>()),
+            );
         }
         let rec = slot.record(AuditEvent::RecordingKept, facts);
         let Some(archiver) = self.archiver.as_ref().filter(|_| finished) else {
@@ -395,8 +484,18 @@ impl Executor {
         for k in &kept {
             let wav = PathBuf::from(k);
             tags.retain(|(key, _)| key != "CALLCONSENT_FILE");
-            tags.push(("CALLCONSENT_FILE".to_string(), wav.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-            let job = encoders::Job { wav, call: slot.linkedid.clone(), channel: slot.channel.clone(), tags: tags.clone(), audit_hash: hash.take(), recipients: recipients.to_vec() };
+            tags.push((
+                "CALLCONSENT_FILE".to_string(),
+                wav.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            ));
+            let job = encoders::Job {
+                wav,
+                call: slot.linkedid.clone(),
+                channel: slot.channel.clone(),
+                tags: tags.clone(),
+                audit_hash: hash.take(),
+                recipients: recipients.to_vec(),
+            };
             encoders::write_sidecar(&job, None);
             archiver.send(job);
         }
@@ -431,7 +530,9 @@ impl Worker {
                 Queue::Signals => "cc-signals",
                 Queue::Store => "cc-store",
             };
-            w.threads.push(std::thread::Builder::new().name(name.into()).spawn(move || work(&e, &rx, q))?);
+            w.threads.push(
+                std::thread::Builder::new().name(name.into()).spawn(move || work(&e, &rx, q))?,
+            );
         }
         Ok(w)
     }
@@ -465,8 +566,13 @@ fn work(exec: &Executor, rx: &Receiver<Msg>, queue: Queue) {
                 // kept are kept as they are; tones and other retries are dropped.
                 for job in std::mem::take(&mut local.due).into_values() {
                     match job.action {
-                        Action::DeleteLate { .. } | Action::StopAndDelete { .. } => exec.run(Job { due: Instant::now(), ..job }, &mut local),
-                        Action::Keep { .. } => exec.run(Job { due: Instant::now(), tries: u32::MAX / 2, ..job }, &mut local),
+                        Action::DeleteLate { .. } | Action::StopAndDelete { .. } => {
+                            exec.run(Job { due: Instant::now(), ..job }, &mut local)
+                        }
+                        Action::Keep { .. } => exec.run(
+                            Job { due: Instant::now(), tries: u32::MAX / 2, ..job },
+                            &mut local,
+                        ),
                         _ => {}
                     }
                 }

@@ -63,7 +63,13 @@ pub fn write_sidecar(job: &Job, hash: Option<&str>) {
     let tmp = path.with_extension("json.tmp");
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let written = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o640).open(&tmp).and_then(|mut f| f.write_all(v.to_string().as_bytes()));
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o640)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(v.to_string().as_bytes()));
     if written.and_then(|_| std::fs::rename(&tmp, &path)).is_err() {
         log::error!("callconsent: cannot write {}", path.display());
     }
@@ -76,15 +82,17 @@ impl Pool {
         let mut handles = vec![];
         for i in 0..threads.max(1) {
             let (rx, stop_rx, audit) = (rx.clone(), stop_rx.clone(), audit.clone());
-            handles.push(std::thread::Builder::new().name(format!("cc-encoder-{i}")).spawn(move || loop {
-                crossbeam_channel::select_biased! {
-                    recv(stop_rx) -> _ => break,
-                    recv(rx) -> job => match job {
-                        Ok(job) => run(job, bitrate, &audit),
-                        Err(_) => break,
-                    },
-                }
-            })?);
+            handles.push(std::thread::Builder::new().name(format!("cc-encoder-{i}")).spawn(
+                move || loop {
+                    crossbeam_channel::select_biased! {
+                        recv(stop_rx) -> _ => break,
+                        recv(rx) -> job => match job {
+                            Ok(job) => run(job, bitrate, &audit),
+                            Err(_) => break,
+                        },
+                    }
+                },
+            )?);
         }
         Ok(Pool { tx: Some(tx), stop: Some(stop_tx), threads: handles })
     }
@@ -103,14 +111,27 @@ impl Pool {
                     stack.push(p);
                     continue;
                 }
-                let Some(wav) = p.to_str().and_then(|s| s.strip_suffix(".tags.json")).map(PathBuf::from) else { continue };
-                let Ok(v) = std::fs::read_to_string(&p).map_err(|_| ()).and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| ())) else { continue };
+                let Some(wav) =
+                    p.to_str().and_then(|s| s.strip_suffix(".tags.json")).map(PathBuf::from)
+                else {
+                    continue;
+                };
+                let Ok(v) = std::fs::read_to_string(&p)
+                    .map_err(|_| ())
+                    .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|_| ()))
+                else {
+                    continue;
+                };
                 if !wav.exists() {
                     let _ = std::fs::remove_file(&p);
                     continue;
                 }
-                let tags: Vec<(String, String)> = serde_json::from_value(v["tags"].clone()).unwrap_or_default();
-                let hash = v["audit_hash"].as_str().map(str::to_string).or_else(|| kept_line_hash(audit_log, &wav));
+                let tags: Vec<(String, String)> =
+                    serde_json::from_value(v["tags"].clone()).unwrap_or_default();
+                let hash = v["audit_hash"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| kept_line_hash(audit_log, &wav));
                 let (htx, hrx) = crossbeam_channel::bounded(1);
                 if let Some(h) = hash {
                     let _ = htx.send(h);
@@ -123,7 +144,8 @@ impl Pool {
                         channel: v["channel"].as_str().unwrap_or("").into(),
                         tags,
                         audit_hash: Some(hrx),
-                        recipients: serde_json::from_value(v["recipients"].clone()).unwrap_or_default(),
+                        recipients: serde_json::from_value(v["recipients"].clone())
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -136,7 +158,10 @@ fn kept_line_hash(audit_log: &Path, wav: &Path) -> Option<String> {
     let text = std::fs::read_to_string(audit_log).ok()?;
     let name = wav.display().to_string();
     text.lines()
-        .find(|l| l.contains(&format!("\"{}\"", AuditEvent::RecordingKept)) && serde_json::from_str::<Value>(l).ok().is_some_and(|v| v["file"] == name.as_str()))
+        .find(|l| {
+            l.contains(&format!("\"{}\"", AuditEvent::RecordingKept))
+                && serde_json::from_str::<Value>(l).ok().is_some_and(|v| v["file"] == name.as_str())
+        })
         .map(crate::audit::line_hash)
 }
 
@@ -161,18 +186,29 @@ fn run(mut job: Job, bitrate: i32, audit: &AuditSender) {
     let mut f = Map::new();
     match archive::encode(&job.wav, &out, &job.tags, bitrate, &job.recipients) {
         Ok(e) => {
-            let _ = std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o640));
+            let _ =
+                std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o640));
             let _ = std::fs::remove_file(&job.wav);
             let _ = std::fs::remove_file(sidecar(&job.wav));
             f.insert("file".into(), json!(out.display().to_string()));
             f.insert("from".into(), json!(job.wav.display().to_string()));
-            f.insert("duration_ms".into(), json!(e.samples as u64 * 1000 / u64::from(e.rate.max(1))));
+            f.insert(
+                "duration_ms".into(),
+                json!(e.samples as u64 * 1000 / u64::from(e.rate.max(1))),
+            );
             f.insert("wav_bytes".into(), json!(wav_bytes));
             f.insert("opus_bytes".into(), json!(e.opus_bytes));
             // Checkable without the identity: the bytes on disk are the ones written.
             f.insert("sha256".into(), json!(e.sha256));
             if !job.recipients.is_empty() {
-                f.insert("encrypted_to".into(), json!(job.recipients.iter().map(|r| callconsent_core::policy::recipient_fingerprint(r)).collect::<Vec<_>>()));
+                f.insert(
+                    "encrypted_to".into(),
+                    json!(job
+                        .recipients
+                        .iter()
+                        .map(|r| callconsent_core::policy::recipient_fingerprint(r))
+                        .collect::<Vec<_>>()),
+                );
             }
             audit.send(record(&job.call, &job.channel, AuditEvent::RecordingArchived, f));
         }

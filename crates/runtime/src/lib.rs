@@ -7,16 +7,16 @@ pub mod archive;
 pub mod audit;
 pub mod calls;
 pub mod caps;
-pub mod shared;
-pub mod store;
 mod effects;
 pub mod encoders;
 pub mod host;
 pub mod retention;
 mod runtime;
 pub mod secret;
+pub mod shared;
 pub mod show;
 pub mod spool;
+pub mod store;
 mod sweeper;
 
 pub use calls::{CallIds, Slot};

@@ -22,7 +22,10 @@ pub fn expired(dir: &Path, days: u64, now: SystemTime) -> Vec<(PathBuf, u64)> {
                 stack.push(p);
                 continue;
             }
-            let by_mtime = md.modified().map(|m| now.duration_since(m).unwrap_or_default()).unwrap_or_default();
+            let by_mtime = md
+                .modified()
+                .map(|m| now.duration_since(m).unwrap_or_default())
+                .unwrap_or_default();
             let by_day = kept_day(dir, &p).map(|day| age_since(day, now)).unwrap_or_default();
             let age = by_mtime.max(by_day);
             if age > limit {
@@ -49,11 +52,19 @@ fn age_since(day: chrono::NaiveDate, now: SystemTime) -> Duration {
 
 /// Rotated audit files (`<stem>-YYYY-MM-DD.jsonl` beside the log) older than `days`.
 pub fn expired_audit_files(audit_log: &Path, days: u64, today: chrono::NaiveDate) -> Vec<PathBuf> {
-    let (Some(dir), Some(stem)) = (audit_log.parent(), audit_log.file_stem().and_then(|s| s.to_str())) else { return vec![] };
+    let (Some(dir), Some(stem)) =
+        (audit_log.parent(), audit_log.file_stem().and_then(|s| s.to_str()))
+    else {
+        return vec![];
+    };
     let mut out = vec![];
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(date) = name.strip_prefix(&format!("{stem}-")).and_then(|r| r.strip_suffix(".jsonl")) else { continue };
+        let Some(date) =
+            name.strip_prefix(&format!("{stem}-")).and_then(|r| r.strip_suffix(".jsonl"))
+        else {
+            continue;
+        };
         if let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
             if (today - d).num_days() > days as i64 {
                 out.push(e.path());
@@ -92,10 +103,19 @@ mod tests {
         // Re-encoded today (fresh mtime), from a call of 2026-01-01.
         let reencoded = dir.join("kept/2026/01/01/cc-1.opus");
         std::fs::write(&reencoded, b"x").unwrap();
-        let june = SystemTime::from(chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap().and_hms_opt(0, 0, 1).unwrap().and_utc());
+        let june = SystemTime::from(
+            chrono::NaiveDate::from_ymd_opt(2026, 6, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 1)
+                .unwrap()
+                .and_utc(),
+        );
         let got = expired(&dir.join("kept"), 90, june.max(SystemTime::now()));
         assert!(got.iter().any(|(p, age)| *p == reencoded && *age >= 151), "{got:?}");
-        assert_eq!(kept_day(&dir.join("kept"), &reencoded), chrono::NaiveDate::from_ymd_opt(2026, 1, 1));
+        assert_eq!(
+            kept_day(&dir.join("kept"), &reencoded),
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        );
         assert_eq!(kept_day(&dir.join("kept"), &dir.join("kept/stray.wav")), None);
         let _ = std::fs::remove_dir_all(&dir);
     }

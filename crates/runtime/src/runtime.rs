@@ -11,10 +11,10 @@ use callconsent_core::policy;
 use crate::audit::AuditLog;
 use crate::calls::{CallIds, Calls, Slot};
 use crate::caps::Caps;
-use crate::shared::CapStore;
 use crate::effects::{Executor, Fed, Worker};
 use crate::encoders;
 use crate::host::{CallChannel, Host};
+use crate::shared::CapStore;
 use crate::spool;
 use crate::sweeper::Sweeper;
 
@@ -81,7 +81,11 @@ fn fingerprints(recipients: &[String]) -> String {
 
 /// At load: the store's schema is created or migrated, and the node says it is there. A store
 /// away at load is no reason to refuse the module: calls follow `store_unavailable`.
-fn connect_and_migrate(pg: &crate::store::Pg, health: &std::sync::Mutex<crate::shared::Health>, audit: &crate::audit::AuditSender) {
+fn connect_and_migrate(
+    pg: &crate::store::Pg,
+    health: &std::sync::Mutex<crate::shared::Health>,
+    audit: &crate::audit::AuditSender,
+) {
     let r = pg.connect().and_then(|mut c| crate::store::migrate(&mut c));
     let mut f = serde_json::Map::new();
     f.insert("node".into(), serde_json::json!(pg.node));
@@ -90,7 +94,12 @@ fn connect_and_migrate(pg: &crate::store::Pg, health: &std::sync::Mutex<crate::s
         Ok(v) => {
             log::info!("callconsent: shared store {} (schema {v}), node {}", pg.shown, pg.node);
             f.insert("schema".into(), serde_json::json!(v));
-            audit.send(crate::audit::record("", "", callconsent_core::audit::AuditEvent::StoreConnected, f));
+            audit.send(crate::audit::record(
+                "",
+                "",
+                callconsent_core::audit::AuditEvent::StoreConnected,
+                f,
+            ));
         }
         Err(e) => {
             log::error!("callconsent: shared store {}: {e}; calls follow each profile's store_unavailable until it answers", pg.shown);
@@ -103,7 +112,11 @@ fn connect_and_migrate(pg: &crate::store::Pg, health: &std::sync::Mutex<crate::s
 
 fn mkdir(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(|e| format!("{}: {e}", dir.display()))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 impl Runtime {
@@ -123,9 +136,17 @@ impl Runtime {
         let pbx = host.name().to_string();
         let options = crate::audit::Options {
             pbx: Some(pbx),
-            key: Some((crate::audit::audit_key(&secret), callconsent_core::policy::key_id(&secret))),
+            key: Some((
+                crate::audit::audit_key(&secret),
+                callconsent_core::policy::key_id(&secret),
+            )),
             publish: Some(Box::new(move |p: crate::audit::Published| {
-                let mut fields = vec![("File", p.file.display().to_string()), ("Line", p.line.to_string()), ("Head", p.head.clone()), ("Reason", p.reason.to_string())];
+                let mut fields = vec![
+                    ("File", p.file.display().to_string()),
+                    ("Line", p.line.to_string()),
+                    ("Head", p.head.clone()),
+                    ("Reason", p.reason.to_string()),
+                ];
                 if let Some(e) = p.error {
                     fields.push(("Error", e));
                 }
@@ -133,12 +154,18 @@ impl Runtime {
             })),
             wake: pg.as_ref().map(|_| wake_tx),
         };
-        let audit = AuditLog::open_with(&g.audit_log, options).map_err(|e| format!("audit_log {}: {e}", g.audit_log.display()))?;
+        let audit = AuditLog::open_with(&g.audit_log, options)
+            .map_err(|e| format!("audit_log {}: {e}", g.audit_log.display()))?;
         let audit_tx = audit.sender();
         audit_tx.checkpoint("load");
         spool::discard_staging(&g.spool_dir, &audit_tx);
         let encoders = if g.archive_opus {
-            let pool = encoders::Pool::start(g.encoder_threads as usize, g.opus_bitrate as i32, audit_tx.clone()).map_err(|e| format!("encoder threads: {e}"))?;
+            let pool = encoders::Pool::start(
+                g.encoder_threads as usize,
+                g.opus_bitrate as i32,
+                audit_tx.clone(),
+            )
+            .map_err(|e| format!("encoder threads: {e}"))?;
             pool.resume(&spool::kept(&g.spool_dir), &g.audit_log);
             Some(pool)
         } else {
@@ -157,11 +184,20 @@ impl Runtime {
         let shipper = match pg {
             None => None,
             Some(pg) => Some(
-                crate::shared::Shipper::start(pg, host.name().to_string(), g.audit_log.clone(), audit_tx.clone(), health, wake_rx, crate::shared::ErasureWork { cfg: cfg.clone() })
-                    .map_err(|e| format!("shipper thread: {e}"))?,
+                crate::shared::Shipper::start(
+                    pg,
+                    host.name().to_string(),
+                    g.audit_log.clone(),
+                    audit_tx.clone(),
+                    health,
+                    wake_rx,
+                    crate::shared::ErasureWork { cfg: cfg.clone() },
+                )
+                .map_err(|e| format!("shipper thread: {e}"))?,
             ),
         };
-        let (exec, jobs) = Executor::new(audit_tx.clone(), caps, host, g.spool_dir.clone(), archiver);
+        let (exec, jobs) =
+            Executor::new(audit_tx.clone(), caps, host, g.spool_dir.clone(), archiver);
         if let Ok(mut r) = exec.encrypt_to.write() {
             *r = Arc::new(g.encrypt_to.clone());
         }
@@ -170,10 +206,16 @@ impl Runtime {
                 "callconsent: [general] encrypt_to is not set: kept recordings are not encrypted, anyone who can read the spool can play them (R11: give the DPO's age recipient so the PBX cannot read them)"
             );
         } else {
-            log::info!("callconsent: kept recordings are encrypted to {} recipient(s): {}", g.encrypt_to.len(), fingerprints(&g.encrypt_to));
+            log::info!(
+                "callconsent: kept recordings are encrypted to {} recipient(s): {}",
+                g.encrypt_to.len(),
+                fingerprints(&g.encrypt_to)
+            );
         }
-        let worker = Worker::start(exec.clone(), jobs).map_err(|e| format!("worker thread: {e}"))?;
-        let sweeper = Sweeper::start(g.clone(), audit_tx).map_err(|e| format!("retention thread: {e}"))?;
+        let worker =
+            Worker::start(exec.clone(), jobs).map_err(|e| format!("worker thread: {e}"))?;
+        let sweeper =
+            Sweeper::start(g.clone(), audit_tx).map_err(|e| format!("retention thread: {e}"))?;
         log::info!(
             "callconsent: loaded {} profile(s) ({}); recordings in {}, audit log {}",
             cfg.profiles.len(),
@@ -181,7 +223,17 @@ impl Runtime {
             g.spool_dir.display(),
             g.audit_log.display()
         );
-        Ok(Runtime { _shipper: shipper, _sweeper: sweeper, _worker: worker, _encoders: encoders, exec, audit, secret, config: RwLock::new(Arc::new(cfg)), store })
+        Ok(Runtime {
+            _shipper: shipper,
+            _sweeper: sweeper,
+            _worker: worker,
+            _encoders: encoders,
+            exec,
+            audit,
+            secret,
+            config: RwLock::new(Arc::new(cfg)),
+            store,
+        })
     }
 
     /// What a load does first, before it reads the configuration: what the last run left in its
@@ -211,7 +263,10 @@ impl Runtime {
         let old = self.config();
         // encrypt_to is rotated by a reload (new archives get the new recipients, files already
         // written keep theirs); every other [general] key waits for the next load.
-        let general = callconsent_core::config::General { encrypt_to: cfg.general.encrypt_to.clone(), ..old.general.clone() };
+        let general = callconsent_core::config::General {
+            encrypt_to: cfg.general.encrypt_to.clone(),
+            ..old.general.clone()
+        };
         if cfg.general != general {
             log::warn!("callconsent: [general] changes other than encrypt_to take effect when the module is loaded again; profiles reloaded");
         }
@@ -223,7 +278,12 @@ impl Runtime {
         }
         let names = cfg.profiles.keys().cloned().collect::<Vec<_>>().join(", ");
         if let Ok(mut g) = self.config.write() {
-            *g = Arc::new(Config { general, access: cfg.access, console: cfg.console, profiles: cfg.profiles });
+            *g = Arc::new(Config {
+                general,
+                access: cfg.access,
+                console: cfg.console,
+                profiles: cfg.profiles,
+            });
         }
         // A reload is a moment an admin chose: the audit head is written down and published.
         self.audit.sender().checkpoint("reload");
@@ -236,7 +296,14 @@ impl Runtime {
 
     /// `CallConsent(profile[,dialled])` on the caller's channel (the application's thread): the
     /// exemptions, the draw, the notice; an armed call is watched from then on.
-    pub fn begin(&self, chan: &dyn CallChannel, ids: CallIds, profile: &str, caller: &str, dialled: &str) -> Begun {
+    pub fn begin(
+        &self,
+        chan: &dyn CallChannel,
+        ids: CallIds,
+        profile: &str,
+        caller: &str,
+        dialled: &str,
+    ) -> Begun {
         let cfg = self.config();
         let Some(p) = cfg.profiles.get(profile).cloned() else {
             log::warn!(
@@ -253,8 +320,13 @@ impl Runtime {
         }
         // The customer: the caller, or on an outbound call the number the agent dialled.
         let customer = if dialled.is_empty() { caller } else { dialled };
-        let hash = if customer.chars().any(|c| c.is_ascii_digit()) { policy::number_hash(&self.secret, customer, cfg.general.default_country.as_deref()) } else { String::new() };
-        let call = Call::new(p, &self.secret, &ids.linkedid, caller, dialled).with_number_hash(hash);
+        let hash = if customer.chars().any(|c| c.is_ascii_digit()) {
+            policy::number_hash(&self.secret, customer, cfg.general.default_country.as_deref())
+        } else {
+            String::new()
+        };
+        let call =
+            Call::new(p, &self.secret, &ids.linkedid, caller, dialled).with_number_hash(hash);
         let slot = Arc::new(Slot::new(call, ids));
         if self.exec.feed(&slot, Some(chan), Event::Start).hung_up {
             Begun::HungUp
@@ -268,7 +340,9 @@ impl Runtime {
         let now_ms = slot.now_ms();
         let ev = match frame {
             Frame::Voice => Event::Tick { now_ms },
-            Frame::Dtmf { dir, press, digit, len_ms } => Event::Dtmf { dir, press, digit, len_ms, now_ms },
+            Frame::Dtmf { dir, press, digit, len_ms } => {
+                Event::Dtmf { dir, press, digit, len_ms, now_ms }
+            }
         };
         self.exec.feed(slot, Some(chan), ev)
     }
@@ -290,13 +364,21 @@ impl Runtime {
     /// caller's channel. Returns the status output, the first line saying what was done.
     /// `actor` is who acted, as the host knows it (the channel an AMI action named, the channel a
     /// dialplan control ran on); it goes into the audit line.
-    pub fn control(&self, slot: &Arc<Slot>, caller: &dyn CallChannel, request: ControlRequest, source: Source, actor: &str) -> Vec<(&'static str, String)> {
+    pub fn control(
+        &self,
+        slot: &Arc<Slot>,
+        caller: &dyn CallChannel,
+        request: ControlRequest,
+        source: Source,
+        actor: &str,
+    ) -> Vec<(&'static str, String)> {
         let mut out = vec![];
         match request {
             ControlRequest::Status => out.push(("Message", "CallConsent status".to_string())),
             ControlRequest::Command(cmd) => {
                 let now_ms = slot.now_ms();
-                let (_, actions, _) = slot.feed(Event::Control { cmd, source, actor: actor.to_string(), now_ms });
+                let (_, actions, _) =
+                    slot.feed(Event::Control { cmd, source, actor: actor.to_string(), now_ms });
                 let acted = !actions.is_empty();
                 self.exec.dispatch_from_host(slot, caller, actions);
                 let what = request.as_str();

@@ -36,10 +36,17 @@ pub fn load_or_create(path: &Path) -> Result<Vec<u8>, String> {
 fn create(path: &Path) -> Result<Vec<u8>, String> {
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut key = vec![0u8; LEN];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key)).map_err(|e| format!("/dev/urandom: {e}"))?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().create_new(true).write(true).mode(0o600).open(&tmp).map_err(err)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
     f.write_all(&key).and_then(|_| f.sync_all()).map_err(err)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
@@ -52,7 +59,11 @@ fn create(path: &Path) -> Result<Vec<u8>, String> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
-    log::info!("callconsent: created the installation secret {} (key id {})", path.display(), callconsent_core::policy::key_id(&key));
+    log::info!(
+        "callconsent: created the installation secret {} (key id {})",
+        path.display(),
+        callconsent_core::policy::key_id(&key)
+    );
     Ok(key)
 }
 

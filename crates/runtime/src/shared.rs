@@ -94,16 +94,32 @@ impl CapStore {
     }
 
     /// Reserves one recording of `max` for `agent` in `period`.
-    pub fn reserve(&self, agent: &str, period: &str, max: u64, fallback: StoreUnavailable, local_seconds: u64) -> Reserved {
+    pub fn reserve(
+        &self,
+        agent: &str,
+        period: &str,
+        max: u64,
+        fallback: StoreUnavailable,
+        local_seconds: u64,
+    ) -> Reserved {
         match self {
-            CapStore::Local(c) => Reserved { result: c.reserve(agent, period, max), unavailable: None },
+            CapStore::Local(c) => {
+                Reserved { result: c.reserve(agent, period, max), unavailable: None }
+            }
             CapStore::Shared(s) => s.reserve(agent, period, max, fallback, local_seconds),
         }
     }
 }
 
 impl SharedCaps {
-    fn reserve(&self, agent: &str, period: &str, max: u64, fallback: StoreUnavailable, local_seconds: u64) -> Reserved {
+    fn reserve(
+        &self,
+        agent: &str,
+        period: &str,
+        max: u64,
+        fallback: StoreUnavailable,
+        local_seconds: u64,
+    ) -> Reserved {
         let may = self.health.lock().map(|h| h.may_try()).unwrap_or(true);
         let error = if may {
             match self.try_reserve(agent, period, max) {
@@ -111,13 +127,18 @@ impl SharedCaps {
                 Err(e) => e,
             }
         } else {
-            self.health.lock().ok().and_then(|h| h.down.as_ref().map(|d| d.2.clone())).unwrap_or_else(|| "unreachable".into())
+            self.health
+                .lock()
+                .ok()
+                .and_then(|h| h.down.as_ref().map(|d| d.2.clone()))
+                .unwrap_or_else(|| "unreachable".into())
         };
         let Ok(mut h) = self.health.lock() else {
             return Reserved { result: Err(error), unavailable: None };
         };
         h.fail(&error);
-        let (since_instant, since, _) = h.down.clone().unwrap_or((Instant::now(), audit::now_rfc3339(), String::new()));
+        let (since_instant, since, _) =
+            h.down.clone().unwrap_or((Instant::now(), audit::now_rfc3339(), String::new()));
         let mut f = Map::new();
         f.insert("agent".into(), json!(agent));
         f.insert("period".into(), json!(period));
@@ -135,13 +156,17 @@ impl SharedCaps {
         }
         f.insert("fallback".into(), json!("no_record"));
         if fallback == StoreUnavailable::Local {
-            f.insert("reason".into(), json!(format!("the outage is longer than store_local_seconds ({local_seconds} s)")));
+            f.insert(
+                "reason".into(),
+                json!(format!("the outage is longer than store_local_seconds ({local_seconds} s)")),
+            );
         }
         Reserved { result: Err(format!("shared store unreachable: {error}")), unavailable: Some(f) }
     }
 
     fn try_reserve(&self, agent: &str, period: &str, max: u64) -> Result<(u64, bool), String> {
-        let mut guard = self.conn.lock().map_err(|_| "the store connection's lock is poisoned".to_string())?;
+        let mut guard =
+            self.conn.lock().map_err(|_| "the store connection's lock is poisoned".to_string())?;
         // A connection kept from before may have been cut by the server (a restart): one more
         // try on a new one before the store counts as away.
         let mut reused = guard.as_ref().is_some_and(|c| !c.is_closed());
@@ -174,7 +199,8 @@ fn restore_if_down(health: &Mutex<Health>, c: &mut Client, audit: &AuditSender) 
     let Ok(mut h) = health.lock() else { return };
     h.next_try = None;
     let Some((since, since_wall, error)) = h.down.take() else { return };
-    let counted: Vec<(String, String, u64)> = std::mem::take(&mut h.counted).into_iter().map(|((a, p), n)| (a, p, n)).collect();
+    let counted: Vec<(String, String, u64)> =
+        std::mem::take(&mut h.counted).into_iter().map(|((a, p), n)| (a, p, n)).collect();
     let added = store::add_caps(c, &counted);
     let mut f = Map::new();
     f.insert("since".into(), json!(since_wall));
@@ -209,7 +235,15 @@ pub struct ErasureWork {
 }
 
 impl Shipper {
-    pub fn start(pg: Pg, pbx: String, audit_log: PathBuf, audit: AuditSender, health: Arc<Mutex<Health>>, wake: Receiver<()>, erasure: ErasureWork) -> std::io::Result<Shipper> {
+    pub fn start(
+        pg: Pg,
+        pbx: String,
+        audit_log: PathBuf,
+        audit: AuditSender,
+        health: Arc<Mutex<Health>>,
+        wake: Receiver<()>,
+        erasure: ErasureWork,
+    ) -> std::io::Result<Shipper> {
         let (stop, stop_rx) = bounded(1);
         let thread = std::thread::Builder::new().name("cc-shipper".into()).spawn(move || {
             let mut s = Ship { pg, pbx, audit_log, audit, health, conn: None, cursor: None, next_connect: Instant::now(), next_poll: Instant::now(), erasure };
@@ -301,7 +335,8 @@ impl Ship {
         loop {
             let (lines, next) = read_after(&self.audit_log, cur, SHIP_BATCH)?;
             if !lines.is_empty() {
-                let batch: Vec<(String, String)> = lines.iter().map(|(l, _)| (l.clone(), line_hash(l))).collect();
+                let batch: Vec<(String, String)> =
+                    lines.iter().map(|(l, _)| (l.clone(), line_hash(l))).collect();
                 store::ship(c, &self.pg.node, &self.pbx, cur.seq + 1, &batch)?;
                 // Acknowledged: the cursor moves past what the store has.
                 cur.seq += batch.len() as i64;
@@ -345,12 +380,21 @@ impl Ship {
 
 /// Deletes this node's recordings of a caller's calls; each gets its `recording_erased` line in
 /// this node's chain. Returns the number of files deleted.
-fn apply_erasure(cfg: &callconsent_core::config::Config, audit_tx: &AuditSender, number_hash: &str, request: &str, by: &str) -> Result<u64, String> {
+fn apply_erasure(
+    cfg: &callconsent_core::config::Config,
+    audit_tx: &AuditSender,
+    number_hash: &str,
+    request: &str,
+    by: &str,
+) -> Result<u64, String> {
     let store = crate::access::Store::new(cfg, None);
     let lines = store.audit_lines()?;
     let calls = crate::access::subject_calls(&lines, number_hash);
     let mut files = 0;
-    for r in crate::access::recordings(&lines).iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()) {
+    for r in crate::access::recordings(&lines)
+        .iter()
+        .filter(|r| calls.contains(&r.call) && r.removed_by.is_none())
+    {
         let deleted = crate::access::delete_files(r)?;
         files += deleted.len() as u64;
         let ack = audit_tx.send_acked(crate::access::erased_record(r, by, request, &deleted));
@@ -379,7 +423,9 @@ fn position(audit_log: &Path, last: Option<(i64, String)>) -> Result<Cursor, Str
                 break;
             }
             if line_hash(&String::from_utf8_lossy(&raw[..raw.len() - 1])) == hash {
-                let ino = std::fs::metadata(f).map(|m| m.ino()).map_err(|e| format!("{}: {e}", f.display()))?;
+                let ino = std::fs::metadata(f)
+                    .map(|m| m.ino())
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
                 return Ok(Cursor { file: f.clone(), ino, offset, seq });
             }
         }
@@ -402,7 +448,10 @@ fn read_after(audit_log: &Path, cur: &Cursor, max: usize) -> Result<ReadAfter, S
     let rotated = now.as_ref().is_some_and(|m| m.ino() != cur.ino);
     // The cursor's file under whatever name it has now (rotated to <stem>-DAY.jsonl).
     let file = if rotated {
-        crate::access::log_files(audit_log).into_iter().find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == cur.ino)).unwrap_or_else(|| cur.file.clone())
+        crate::access::log_files(audit_log)
+            .into_iter()
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == cur.ino))
+            .unwrap_or_else(|| cur.file.clone())
     } else {
         cur.file.clone()
     };
@@ -411,7 +460,9 @@ fn read_after(audit_log: &Path, cur: &Cursor, max: usize) -> Result<ReadAfter, S
         if f.metadata().is_ok_and(|m| m.ino() == cur.ino) {
             f.seek(SeekFrom::Start(cur.offset)).map_err(|e| format!("{}: {e}", file.display()))?;
             let mut buf = Vec::new();
-            f.take(8 << 20).read_to_end(&mut buf).map_err(|e| format!("{}: {e}", file.display()))?;
+            f.take(8 << 20)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
             let mut offset = cur.offset;
             for raw in buf.split_inclusive(|b| *b == b'\n') {
                 if !raw.ends_with(b"\n") || out.len() >= max {

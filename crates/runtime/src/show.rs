@@ -10,7 +10,10 @@ use crate::Runtime;
 /// `show profiles`: one line a profile, then a summary.
 pub fn profiles(rt: &Runtime) -> Vec<String> {
     let cfg = rt.config();
-    let mut out = vec![format!("{:<16} {:>6} {:>4} {:>4} {:<14} {:>9}  {}", "Profile", "Share", "Out", "Info", "Codes", "PauseMax", "Legal basis")];
+    let mut out = vec![format!(
+        "{:<16} {:>6} {:>4} {:>4} {:<14} {:>9}  {}",
+        "Profile", "Share", "Out", "Info", "Codes", "PauseMax", "Legal basis"
+    )];
     for p in cfg.profiles.values() {
         out.push(format!(
             "{:<16} {:>5}% {:>4} {:>4} {:<14} {:>8}s  {}",
@@ -23,17 +26,26 @@ pub fn profiles(rt: &Runtime) -> Vec<String> {
             p.legal_basis.as_deref().unwrap_or("-")
         ));
     }
-    out.push(format!("{} profile(s); recordings in {}; audit log {}", cfg.profiles.len(), cfg.general.spool_dir.display(), cfg.general.audit_log.display()));
+    out.push(format!(
+        "{} profile(s); recordings in {}; audit log {}",
+        cfg.profiles.len(),
+        cfg.general.spool_dir.display(),
+        cfg.general.audit_log.display()
+    ));
     out
 }
 
 /// `show calls`: the live calls (state, recorded, paused, agent).
 pub fn calls(rt: &Runtime) -> Vec<String> {
     let slots = rt.calls().all();
-    let mut out = vec![format!("{:<40} {:<12} {:<14} {:<8} {:<6} {:>6}  {}", "Channel", "Profile", "State", "Recorded", "Paused", "Secs", "Agent")];
+    let mut out = vec![format!(
+        "{:<40} {:<12} {:<14} {:<8} {:<6} {:>6}  {}",
+        "Channel", "Profile", "State", "Recorded", "Paused", "Secs", "Agent"
+    )];
     for s in &slots {
         let agent = rt.exec().host.agent_of(&s.uniqueid).unwrap_or_else(|| "-".into());
-        let (state, recorded, paused) = s.with_call(|c| (c.state_name(), c.phase() == Phase::Recording, c.paused()));
+        let (state, recorded, paused) =
+            s.with_call(|c| (c.state_name(), c.phase() == Phase::Recording, c.paused()));
         out.push(format!(
             "{:<40} {:<12} {:<14} {:<8} {:<6} {:>6}  {}",
             s.channel,
@@ -63,7 +75,10 @@ pub fn status(rt: &Runtime) -> Vec<String> {
     let a = rt.audit_status();
     vec![
         format!("Audit log:      {}", cfg.general.audit_log.display()),
-        format!("Audit writes:   {}", a.last_error.as_deref().map_or("ok".to_string(), |e| format!("FAILING: {e}"))),
+        format!(
+            "Audit writes:   {}",
+            a.last_error.as_deref().map_or("ok".to_string(), |e| format!("FAILING: {e}"))
+        ),
         format!("Lines written:  {} since load", a.lines_written),
         format!("Chain head:     {}", if a.head.is_empty() { "-" } else { &a.head }),
         format!("Key id:         {}", rt.key_id()),
@@ -73,7 +88,16 @@ pub fn status(rt: &Runtime) -> Vec<String> {
             if cfg.general.encrypt_to.is_empty() {
                 "off: kept recordings are readable in the spool (R11: set encrypt_to)".to_string()
             } else {
-                format!("age, {} recipient(s): {}", cfg.general.encrypt_to.len(), cfg.general.encrypt_to.iter().map(|r| callconsent_core::policy::recipient_fingerprint(r)).collect::<Vec<_>>().join(", "))
+                format!(
+                    "age, {} recipient(s): {}",
+                    cfg.general.encrypt_to.len(),
+                    cfg.general
+                        .encrypt_to
+                        .iter()
+                        .map(|r| callconsent_core::policy::recipient_fingerprint(r))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             }
         ),
         format!("Store:          {}", rt.store_status()),
@@ -94,6 +118,8 @@ pub fn field(slot: &Arc<Slot>, name: &str) -> Result<String, String> {
         "profile" => Ok(slot.profile.clone()),
         "paused" => Ok(if slot.with_call(|c| c.paused()) { "1" } else { "0" }.to_string()),
         "file" => Ok(slot.with_call(|c| c.file().unwrap_or("").to_string())),
-        other => Err(format!("CALLCONSENT({other}): unknown field (state, profile, paused, file, secure_digits)")),
+        other => Err(format!(
+            "CALLCONSENT({other}): unknown field (state, profile, paused, file, secure_digits)"
+        )),
     }
 }

@@ -45,7 +45,9 @@ pub fn plan(spool: &Path, uniqueid: &str, legs: bool) -> RecorderPlan {
     let (dir, stem) = (staging(spool), safe_file_stem(uniqueid));
     RecorderPlan {
         mixed: dir.join(format!("{stem}.wav")),
-        legs: legs.then(|| (dir.join(format!("{stem}-caller.wav")), dir.join(format!("{stem}-agent.wav")))),
+        legs: legs.then(|| {
+            (dir.join(format!("{stem}-caller.wav")), dir.join(format!("{stem}-agent.wav")))
+        }),
     }
 }
 
@@ -91,7 +93,8 @@ pub fn remembered(state_dir: &Path) -> Option<(PathBuf, PathBuf)> {
 /// (each file audited in the remembered log). Privacy by default, whatever happens next.
 pub fn discard_remembered(state_dir: &Path, pbx: &str) {
     let Some((spool, audit_log)) = remembered(state_dir) else { return };
-    let has_files = std::fs::read_dir(staging(&spool)).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let has_files =
+        std::fs::read_dir(staging(&spool)).map(|mut d| d.next().is_some()).unwrap_or(false);
     if !has_files {
         return;
     }
@@ -104,11 +107,21 @@ pub fn discard_remembered(state_dir: &Path, pbx: &str) {
     if key.is_none() {
         log::warn!("callconsent: no readable installation secret in {}: the discarded files' audit lines carry no MAC", state_dir.display());
     }
-    match crate::audit::AuditLog::open_with(&audit_log, crate::audit::Options { key, publish: None, pbx: Some(pbx.to_string()), wake: None }) {
+    match crate::audit::AuditLog::open_with(
+        &audit_log,
+        crate::audit::Options { key, publish: None, pbx: Some(pbx.to_string()), wake: None },
+    ) {
         Ok(log) => discard_staging(&spool, &log.sender()),
         Err(e) => {
             log::error!("callconsent: audit log {}: {e}; discarding the staging files without an audit line", audit_log.display());
-            delete(&std::fs::read_dir(staging(&spool)).into_iter().flatten().flatten().map(|e| e.path()).collect::<Vec<_>>());
+            delete(
+                &std::fs::read_dir(staging(&spool))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>(),
+            );
         }
     }
 }
@@ -133,7 +146,9 @@ pub fn still_written(file: &Path) -> bool {
     let open = std::fs::read_dir("/proc/self/fd")
         .map(|fds| fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == file)))
         .unwrap_or(false);
-    open || (file.extension().is_some_and(|e| e == "wav") && file.exists() && !wav_header_final(file))
+    open || (file.extension().is_some_and(|e| e == "wav")
+        && file.exists()
+        && !wav_header_final(file))
 }
 
 /// A file that is still only a WAV header (a call without audio), or absent.
@@ -144,7 +159,11 @@ pub fn header_only(file: &Path) -> bool {
 fn wav_header_final(file: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 44];
-    let (Ok(mut f), Ok(len)) = (std::fs::File::open(file), std::fs::metadata(file).map(|m| m.len())) else { return false };
+    let (Ok(mut f), Ok(len)) =
+        (std::fs::File::open(file), std::fs::metadata(file).map(|m| m.len()))
+    else {
+        return false;
+    };
     if len <= 44 || f.read_exact(&mut head).is_err() {
         return false;
     }
@@ -156,7 +175,9 @@ fn wav_header_final(file: &Path) -> bool {
 /// Moves a call's files from staging into today's kept directory; returns where they went and
 /// the mixed recording's length in ms (8 kHz, 16-bit WAV).
 pub fn keep(files: &[PathBuf]) -> Result<(Vec<String>, u64), String> {
-    let Some(spool) = files.first().and_then(|f| f.parent()).and_then(|d| d.parent()) else { return Ok((vec![], 0)) };
+    let Some(spool) = files.first().and_then(|f| f.parent()).and_then(|d| d.parent()) else {
+        return Ok((vec![], 0));
+    };
     let dir = kept(spool).join(chrono::Utc::now().format("%Y/%m/%d").to_string());
     mkdir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut kept = vec![];
@@ -172,12 +193,22 @@ pub fn keep(files: &[PathBuf]) -> Result<(Vec<String>, u64), String> {
             Err(e) => log::error!("callconsent: cannot keep {}: {e}", f.display()),
         }
     }
-    let duration_ms = kept.first().and_then(|k| std::fs::metadata(k).ok()).map(|m| m.len().saturating_sub(44) / 16).unwrap_or(0);
+    let duration_ms = kept
+        .first()
+        .and_then(|k| std::fs::metadata(k).ok())
+        .map(|m| m.len().saturating_sub(44) / 16)
+        .unwrap_or(0);
     Ok((kept, duration_ms))
 }
 
 /// The facts of a `recording_kept` line.
-pub fn kept_facts(kept: &[String], duration_ms: u64, pauses: u32, spans: &str, agent: Option<String>) -> Map<String, serde_json::Value> {
+pub fn kept_facts(
+    kept: &[String],
+    duration_ms: u64,
+    pauses: u32,
+    spans: &str,
+    agent: Option<String>,
+) -> Map<String, serde_json::Value> {
     let mut f = Map::new();
     f.insert("file".into(), json!(kept.first()));
     f.insert("files".into(), json!(kept));
@@ -223,7 +254,8 @@ mod tests {
     fn a_crash_s_leftovers_are_discarded_with_keyed_lines_before_the_configuration() {
         let root = std::env::temp_dir().join(format!("cc-discard-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let (state, spool, log) = (root.join("state"), root.join("spool"), root.join("audit.jsonl"));
+        let (state, spool, log) =
+            (root.join("state"), root.join("spool"), root.join("audit.jsonl"));
         std::fs::create_dir_all(&state).unwrap();
         create(&spool).unwrap();
         let secret = crate::secret::load_or_create(&state.join("secret")).unwrap();
@@ -233,11 +265,19 @@ mod tests {
         discard_remembered(&state, "test");
         assert!(!left.exists());
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(text.contains("recording_discarded") && text.contains("\"pbx\":\"test\""), "{text}");
+        assert!(
+            text.contains("recording_discarded") && text.contains("\"pbx\":\"test\""),
+            "{text}"
+        );
         let key = crate::audit::audit_key(&secret);
         let files = [log.to_str().unwrap()];
-        crate::audit::verify_files_with(&files, &crate::audit::Check { key: Some(&key), anchors: &[] })
-            .unwrap_or_else(|e| panic!("the discard's lines do not verify with the key: {e:?}\n{text}"));
+        crate::audit::verify_files_with(
+            &files,
+            &crate::audit::Check { key: Some(&key), anchors: &[] },
+        )
+        .unwrap_or_else(|e| {
+            panic!("the discard's lines do not verify with the key: {e:?}\n{text}")
+        });
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -33,7 +33,11 @@ pub struct Pg {
 /// The node's name: `[general] node`, else the host name.
 pub fn node_name(g: &General) -> String {
     g.node.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "node".into())
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into())
     })
 }
 
@@ -42,9 +46,11 @@ impl Pg {
     pub fn from_general(g: &General) -> Result<Option<Pg>, String> {
         let Some(url) = &g.store else { return Ok(None) };
         let shown = url.split('?').next().unwrap_or("").to_string();
-        let mut config: postgres::Config = url.parse().map_err(|e| format!("store {shown}: {e}"))?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| format!("store {shown}: {e}"))?;
         if let Some(f) = &g.store_password_file {
-            let pw = std::fs::read_to_string(f).map_err(|e| format!("store_password_file {}: {e}", f.display()))?;
+            let pw = std::fs::read_to_string(f)
+                .map_err(|e| format!("store_password_file {}: {e}", f.display()))?;
             let pw = pw.trim_end_matches(['\n', '\r']);
             if pw.is_empty() {
                 return Err(format!("store_password_file {}: the file is empty", f.display()));
@@ -82,7 +88,9 @@ impl Pg {
         } else {
             None
         };
-        if g.store_ca.is_some() && matches!(config.get_ssl_mode(), postgres::config::SslMode::Prefer) {
+        if g.store_ca.is_some()
+            && matches!(config.get_ssl_mode(), postgres::config::SslMode::Prefer)
+        {
             // A CA named means TLS is wanted: never fall back to plain text.
             config.ssl_mode(postgres::config::SslMode::Require);
         }
@@ -92,7 +100,9 @@ impl Pg {
     /// One connection (the caller keeps it: a small pool of one per worker thread).
     pub fn connect(&self) -> Result<Client, String> {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &self.tls {
-            Some(tls) => self.config.connect(tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone())),
+            Some(tls) => {
+                self.config.connect(tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone()))
+            }
             None => self.config.connect(postgres::NoTls),
         }));
         match r {
@@ -129,7 +139,8 @@ fn on_this_host(config: &postgres::Config) -> bool {
         && hosts.iter().all(|h| match h {
             Host::Tcp(name) => {
                 let name = name.trim_start_matches('[').trim_end_matches(']');
-                name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                name.eq_ignore_ascii_case("localhost")
+                    || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
             }
             Host::Unix(_) => true,
         })
@@ -153,7 +164,8 @@ fn tls_config(ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = ca {
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca).map_err(|e| format!("store_ca {}: {e}", ca.display()))?;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("store_ca {}: {e}", ca.display()))?;
         for c in certs {
             let c = c.map_err(|e| format!("store_ca {}: {e}", ca.display()))?;
             roots.add(c).map_err(|e| format!("store_ca {}: {e}", ca.display()))?;
@@ -213,14 +225,18 @@ pub fn migrate(c: &mut Client) -> Result<i32, String> {
     t.execute("SELECT pg_advisory_xact_lock(7336001)", &[]).map_err(|e| error_text(&e))?;
     t.batch_execute("CREATE TABLE IF NOT EXISTS callconsent_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
         .map_err(|e| error_text(&e))?;
-    let have: i32 = t.query_one("SELECT coalesce(max(version), 0) FROM callconsent_schema", &[]).map_err(|e| error_text(&e))?.get(0);
+    let have: i32 = t
+        .query_one("SELECT coalesce(max(version), 0) FROM callconsent_schema", &[])
+        .map_err(|e| error_text(&e))?
+        .get(0);
     if have > SCHEMA_VERSION {
         return Err(format!("the store's schema is version {have}, newer than this module's {SCHEMA_VERSION}: upgrade the module"));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(have as usize) {
         let v = i as i32 + 1;
         t.batch_execute(sql).map_err(|e| format!("migration {v}: {}", error_text(&e)))?;
-        t.execute("INSERT INTO callconsent_schema (version) VALUES ($1)", &[&v]).map_err(|e| error_text(&e))?;
+        t.execute("INSERT INTO callconsent_schema (version) VALUES ($1)", &[&v])
+            .map_err(|e| error_text(&e))?;
     }
     t.commit().map_err(|e| error_text(&e))?;
     Ok(SCHEMA_VERSION)
@@ -229,7 +245,13 @@ pub fn migrate(c: &mut Client) -> Result<i32, String> {
 /// Reserves one of `max` for `agent` in `period` in `table` (caps or listens), atomically across
 /// nodes: no row back means the bound is reached. Returns the count after the attempt and whether
 /// it was reserved.
-fn reserve_in(c: &mut Client, table: &str, agent: &str, period: &str, max: u64) -> Result<(u64, bool), String> {
+fn reserve_in(
+    c: &mut Client,
+    table: &str,
+    agent: &str,
+    period: &str,
+    max: u64,
+) -> Result<(u64, bool), String> {
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let sql = format!(
         "INSERT INTO {table} AS c (agent, period, used) VALUES ($1, $2, 1) \
@@ -240,7 +262,10 @@ fn reserve_in(c: &mut Client, table: &str, agent: &str, period: &str, max: u64) 
         Some(r) => Ok((r.get::<_, i64>(0) as u64, true)),
         None => {
             let used: i64 = c
-                .query_opt(&format!("SELECT used FROM {table} WHERE agent = $1 AND period = $2"), &[&agent, &period])
+                .query_opt(
+                    &format!("SELECT used FROM {table} WHERE agent = $1 AND period = $2"),
+                    &[&agent, &period],
+                )
                 .map_err(|e| error_text(&e))?
                 .map(|r| r.get(0))
                 .unwrap_or(max);
@@ -249,17 +274,32 @@ fn reserve_in(c: &mut Client, table: &str, agent: &str, period: &str, max: u64) 
     }
 }
 
-pub fn reserve_cap(c: &mut Client, agent: &str, period: &str, max: u64) -> Result<(u64, bool), String> {
+pub fn reserve_cap(
+    c: &mut Client,
+    agent: &str,
+    period: &str,
+    max: u64,
+) -> Result<(u64, bool), String> {
     reserve_in(c, "callconsent_caps", agent, period, max)
 }
 
 /// A listen of `agent`'s calls (max 0: no maximum, counted all the same).
-pub fn reserve_listen(c: &mut Client, agent: &str, period: &str, max: u64) -> Result<(u64, bool), String> {
+pub fn reserve_listen(
+    c: &mut Client,
+    agent: &str,
+    period: &str,
+    max: u64,
+) -> Result<(u64, bool), String> {
     reserve_in(c, "callconsent_listens", agent, period, if max == 0 { u64::MAX / 2 } else { max })
 }
 
 pub fn listens(c: &mut Client, agent: &str, period: &str) -> Result<u64, String> {
-    let r = c.query_opt("SELECT used FROM callconsent_listens WHERE agent = $1 AND period = $2", &[&agent, &period]).map_err(|e| error_text(&e))?;
+    let r = c
+        .query_opt(
+            "SELECT used FROM callconsent_listens WHERE agent = $1 AND period = $2",
+            &[&agent, &period],
+        )
+        .map_err(|e| error_text(&e))?;
     Ok(r.map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
 }
 
@@ -279,13 +319,24 @@ pub fn add_caps(c: &mut Client, counted: &[(String, String, u64)]) -> Result<(),
 
 /// The last line of `node` the store acknowledged: (seq, hash).
 pub fn last_shipped(c: &mut Client, node: &str) -> Result<Option<(i64, String)>, String> {
-    let r = c.query_opt("SELECT seq, hash FROM callconsent_audit WHERE node = $1 ORDER BY seq DESC LIMIT 1", &[&node]).map_err(|e| error_text(&e))?;
+    let r = c
+        .query_opt(
+            "SELECT seq, hash FROM callconsent_audit WHERE node = $1 ORDER BY seq DESC LIMIT 1",
+            &[&node],
+        )
+        .map_err(|e| error_text(&e))?;
     Ok(r.map(|r| (r.get(0), r.get(1))))
 }
 
 /// Ships lines `first_seq`.. of `node` in one transaction, with the head as an anchor. Committed
 /// means acknowledged: a line is then never shipped again.
-pub fn ship(c: &mut Client, node: &str, pbx: &str, first_seq: i64, lines: &[(String, String)]) -> Result<(), String> {
+pub fn ship(
+    c: &mut Client,
+    node: &str,
+    pbx: &str,
+    first_seq: i64,
+    lines: &[(String, String)],
+) -> Result<(), String> {
     let mut t = c.transaction().map_err(|e| error_text(&e))?;
     let seqs: Vec<i64> = (0..lines.len() as i64).map(|i| first_seq + i).collect();
     let texts: Vec<&str> = lines.iter().map(|(l, _)| l.as_str()).collect();
@@ -323,13 +374,20 @@ pub struct Shipped {
 
 /// Every shipped line, by node then sequence.
 pub fn all_lines(c: &mut Client) -> Result<Vec<Shipped>, String> {
-    let rows = c.query("SELECT node, seq, line, hash FROM callconsent_audit ORDER BY node, seq", &[]).map_err(|e| error_text(&e))?;
-    Ok(rows.into_iter().map(|r| Shipped { node: r.get(0), seq: r.get(1), line: r.get(2), hash: r.get(3) }).collect())
+    let rows = c
+        .query("SELECT node, seq, line, hash FROM callconsent_audit ORDER BY node, seq", &[])
+        .map_err(|e| error_text(&e))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Shipped { node: r.get(0), seq: r.get(1), line: r.get(2), hash: r.get(3) })
+        .collect())
 }
 
 /// The anchored heads: (node, seq, hash).
 pub fn anchors(c: &mut Client) -> Result<Vec<(String, i64, String)>, String> {
-    let rows = c.query("SELECT node, seq, hash FROM callconsent_anchors ORDER BY node, seq", &[]).map_err(|e| error_text(&e))?;
+    let rows = c
+        .query("SELECT node, seq, hash FROM callconsent_anchors ORDER BY node, seq", &[])
+        .map_err(|e| error_text(&e))?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
@@ -342,7 +400,12 @@ pub fn live_nodes(c: &mut Client, secs: i64) -> Result<Vec<String>, String> {
 }
 
 /// A caller's erasure request for every node; returns its id.
-pub fn request_erasure(c: &mut Client, number_hash: &str, request: &str, by: &str) -> Result<i64, String> {
+pub fn request_erasure(
+    c: &mut Client,
+    number_hash: &str,
+    request: &str,
+    by: &str,
+) -> Result<i64, String> {
     let r = c
         .query_one("INSERT INTO callconsent_erasures (number_hash, request, by_person) VALUES ($1, $2, $3) RETURNING id", &[&number_hash, &request, &by])
         .map_err(|e| error_text(&e))?;
@@ -350,7 +413,10 @@ pub fn request_erasure(c: &mut Client, number_hash: &str, request: &str, by: &st
 }
 
 /// Erasure requests `node` has not applied yet: (id, number_hash, request, by).
-pub fn pending_erasures(c: &mut Client, node: &str) -> Result<Vec<(i64, String, String, String)>, String> {
+pub fn pending_erasures(
+    c: &mut Client,
+    node: &str,
+) -> Result<Vec<(i64, String, String, String)>, String> {
     let rows = c
         .query(
             "SELECT e.id, e.number_hash, e.request, e.by_person FROM callconsent_erasures e \
@@ -369,7 +435,12 @@ pub fn erasure_done(c: &mut Client, id: i64, node: &str, files: u64) -> Result<(
 
 /// Which nodes applied erasure `id`, with the number of files each deleted.
 pub fn erasure_status(c: &mut Client, id: i64) -> Result<Vec<(String, u64)>, String> {
-    let rows = c.query("SELECT node, files FROM callconsent_erasures_done WHERE id = $1 ORDER BY node", &[&id]).map_err(|e| error_text(&e))?;
+    let rows = c
+        .query(
+            "SELECT node, files FROM callconsent_erasures_done WHERE id = $1 ORDER BY node",
+            &[&id],
+        )
+        .map_err(|e| error_text(&e))?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u64)).collect())
 }
 
@@ -379,7 +450,10 @@ mod tests {
     use callconsent_core::config::Defaults;
 
     fn general(url: &str, ca: Option<&Path>) -> General {
-        let mut g = General::defaults(&Defaults { spool_dir: "/tmp/s".into(), audit_log: "/tmp/a.jsonl".into() });
+        let mut g = General::defaults(&Defaults {
+            spool_dir: "/tmp/s".into(),
+            audit_log: "/tmp/a.jsonl".into(),
+        });
         g.store = Some(url.into());
         g.store_ca = ca.map(Path::to_path_buf);
         g
@@ -403,8 +477,15 @@ mod tests {
             assert!(Pg::from_general(&general(url, None)).is_ok_and(|p| p.is_some()), "{url}");
         }
         let e = refusal("postgresql://cc@db.example/cc?sslmode=disable", None);
-        assert!(e.contains("sslmode=disable is allowed only for a database on this host") && e.contains("set store_ca"), "{e}");
-        assert!(e.starts_with("store postgresql://cc@db.example/cc:"), "the URL is named, without its query: {e}");
+        assert!(
+            e.contains("sslmode=disable is allowed only for a database on this host")
+                && e.contains("set store_ca"),
+            "{e}"
+        );
+        assert!(
+            e.starts_with("store postgresql://cc@db.example/cc:"),
+            "the URL is named, without its query: {e}"
+        );
     }
 
     #[test]
@@ -414,9 +495,17 @@ mod tests {
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "").unwrap();
         let e = refusal("postgresql://cc@127.0.0.1/cc?sslmode=require", Some(&empty));
-        assert!(e.contains("TLS is asked for but no CA certificate is known: set store_ca") && e.contains("add ?sslmode=disable"), "{e}");
+        assert!(
+            e.contains("TLS is asked for but no CA certificate is known: set store_ca")
+                && e.contains("add ?sslmode=disable"),
+            "{e}"
+        );
         let e = refusal("postgresql://cc@db.example/cc?sslmode=require", Some(&empty));
-        assert!(e.contains("TLS is asked for but no CA certificate is known: set store_ca") && !e.contains("sslmode=disable"), "{e}");
+        assert!(
+            e.contains("TLS is asked for but no CA certificate is known: set store_ca")
+                && !e.contains("sslmode=disable"),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -22,14 +22,15 @@ pub struct Sweeper {
 impl Sweeper {
     pub fn start(general: General, audit: AuditSender) -> std::io::Result<Sweeper> {
         let (stop, stopped) = bounded::<()>(1);
-        let thread = std::thread::Builder::new().name("cc-retention".into()).spawn(move || loop {
-            sweep(&general, &audit);
-            match stopped.recv_timeout(RETENTION_SWEEP_EVERY) {
-                // Hourly, the audit log's head is written down and published (see audit).
-                Err(RecvTimeoutError::Timeout) => audit.checkpoint("hourly"),
-                _ => return,
-            }
-        })?;
+        let thread =
+            std::thread::Builder::new().name("cc-retention".into()).spawn(move || loop {
+                sweep(&general, &audit);
+                match stopped.recv_timeout(RETENTION_SWEEP_EVERY) {
+                    // Hourly, the audit log's head is written down and published (see audit).
+                    Err(RecvTimeoutError::Timeout) => audit.checkpoint("hourly"),
+                    _ => return,
+                }
+            })?;
         Ok(Sweeper { stop: Some(stop), thread: Some(thread) })
     }
 }
@@ -44,7 +45,9 @@ impl Drop for Sweeper {
 }
 
 fn sweep(g: &General, audit: &AuditSender) {
-    for (file, age) in retention::expired(&g.spool_dir.join("kept"), g.retention_days, SystemTime::now()) {
+    for (file, age) in
+        retention::expired(&g.spool_dir.join("kept"), g.retention_days, SystemTime::now())
+    {
         if std::fs::remove_file(&file).is_ok() {
             let mut f = Map::new();
             f.insert("file".into(), json!(file.display().to_string()));
@@ -53,7 +56,11 @@ fn sweep(g: &General, audit: &AuditSender) {
             audit.send(record("", "", AuditEvent::RecordingExpired, f));
         }
     }
-    for file in retention::expired_audit_files(&g.audit_log, g.audit_retention_days, chrono::Utc::now().date_naive()) {
+    for file in retention::expired_audit_files(
+        &g.audit_log,
+        g.audit_retention_days,
+        chrono::Utc::now().date_naive(),
+    ) {
         // The expiry record keeps the removed file's last hash and length, so that `audit verify`
         // tells a file removed by retention from lines removed by someone.
         let tail = crate::audit::file_tail(&file);

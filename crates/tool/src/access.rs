@@ -35,8 +35,12 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 pub fn load_config(path: &str) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
-    let defaults = Defaults { spool_dir: "/var/spool/asterisk/callconsent".into(), audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into() };
-    config::parse(&config::entries_from_text(&text, path), &defaults, &|_| true).map_err(|e| e.to_string())
+    let defaults = Defaults {
+        spool_dir: "/var/spool/asterisk/callconsent".into(),
+        audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into(),
+    };
+    config::parse(&config::entries_from_text(&text, path), &defaults, &|_| true)
+        .map_err(|e| e.to_string())
 }
 
 /// The configuration and where its logs are: what every access starts from (the tool and the
@@ -50,7 +54,9 @@ pub fn open(w: &Where, need_secret: bool) -> Result<Ctx, String> {
     let cfg = load_config(&w.config)?;
     let secret = match std::fs::read(&w.secret) {
         Ok(s) => Some(s),
-        Err(e) if need_secret => return Err(format!("{}: cannot read the installation secret: {e}", w.secret)),
+        Err(e) if need_secret => {
+            return Err(format!("{}: cannot read the installation secret: {e}", w.secret))
+        }
         Err(_) => None,
     };
     let store = Store::new(&cfg, secret);
@@ -62,7 +68,10 @@ fn identities(path: &str) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, S
 }
 
 pub fn fingerprints(identity: &str) -> Vec<String> {
-    archive::identity_recipients(Path::new(identity)).iter().map(|r| policy::recipient_fingerprint(r)).collect()
+    archive::identity_recipients(Path::new(identity))
+        .iter()
+        .map(|r| policy::recipient_fingerprint(r))
+        .collect()
 }
 
 /// The recording named (a path or a file name), as the audit log describes it, and its file on disk.
@@ -70,7 +79,10 @@ fn find(ctx: &Ctx, name: &str) -> Result<(Recording, PathBuf), String> {
     let lines = ctx.store.audit_lines()?;
     let recs = access::recordings(&lines);
     let Some(rec) = recs.into_iter().rev().find(|r| r.names(name)) else {
-        return Err(format!("{name}: no recording_kept line of {} names it", ctx.store.audit_log.display()));
+        return Err(format!(
+            "{name}: no recording_kept line of {} names it",
+            ctx.store.audit_log.display()
+        ));
     };
     if let Some(by) = &rec.removed_by {
         return Err(format!("{name}: the recording of call {} is gone ({by})", rec.call));
@@ -82,14 +94,27 @@ fn find(ctx: &Ctx, name: &str) -> Result<(Recording, PathBuf), String> {
         let base = name.rsplit('/').next().unwrap_or(name);
         match rec.present().into_iter().find(|f| f.rsplit('/').next() == Some(base)) {
             Some(f) => PathBuf::from(f),
-            None => return Err(format!("{name}: not on disk (the audit log names {})", rec.archives.first().or(rec.files.first()).map(String::as_str).unwrap_or("nothing"))),
+            None => {
+                return Err(format!(
+                    "{name}: not on disk (the audit log names {})",
+                    rec.archives
+                        .first()
+                        .or(rec.files.first())
+                        .map(String::as_str)
+                        .unwrap_or("nothing")
+                ))
+            }
         }
     };
     Ok((rec, path))
 }
 
 /// Decrypts (in memory) and decodes the archive; its tags must be the audit log's.
-pub fn open_checked(rec: &Recording, path: &Path, identity: Option<&str>) -> Result<(Vec<u8>, u64), String> {
+pub fn open_checked(
+    rec: &Recording,
+    path: &Path,
+    identity: Option<&str>,
+) -> Result<(Vec<u8>, u64), String> {
     let ids = match identity {
         Some(i) => identities(i)?,
         None => vec![],
@@ -97,11 +122,19 @@ pub fn open_checked(rec: &Recording, path: &Path, identity: Option<&str>) -> Res
     let bytes = archive::open_bytes(path, &ids)?;
     let a = archive::read_archive_bytes(&bytes, &path.display().to_string())?;
     if a.tag("CALLCONSENT_CALL") != Some(rec.call.as_str()) {
-        return Err(format!("{}: its CALLCONSENT_CALL tag is {:?}, the audit log says {}", path.display(), a.tag("CALLCONSENT_CALL"), rec.call));
+        return Err(format!(
+            "{}: its CALLCONSENT_CALL tag is {:?}, the audit log says {}",
+            path.display(),
+            a.tag("CALLCONSENT_CALL"),
+            rec.call
+        ));
     }
     if let Some(h) = a.tag("CALLCONSENT_AUDIT") {
         if h != rec.kept_line {
-            return Err(format!("{}: CALLCONSENT_AUDIT is not the hash of the recording_kept line", path.display()));
+            return Err(format!(
+                "{}: CALLCONSENT_AUDIT is not the hash of the recording_kept line",
+                path.display()
+            ));
         }
     }
     Ok((bytes, a.duration_ms))
@@ -135,14 +168,22 @@ pub fn listen(w: &Where, l: &Listen) -> ExitCode {
     let out = l.out.map(|o| {
         let p = PathBuf::from(o);
         if p.is_dir() {
-            p.join(path.file_name().and_then(|n| n.to_str()).unwrap_or("recording.opus").trim_end_matches(".age"))
+            p.join(
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("recording.opus")
+                    .trim_end_matches(".age"),
+            )
         } else {
             p
         }
     });
     if let Some(o) = &out {
         if o.extension().and_then(|e| e.to_str()) != Some("opus") {
-            return fail(format!("{}: export writes the call's Ogg Opus only: name the file .opus", o.display()));
+            return fail(format!(
+                "{}: export writes the call's Ogg Opus only: name the file .opus",
+                o.display()
+            ));
         }
         if o.exists() {
             return fail(format!("{}: exists; not overwritten", o.display()));
@@ -153,15 +194,19 @@ pub fn listen(w: &Where, l: &Listen) -> ExitCode {
     if let Some(o) = &out {
         extra.insert("out".into(), json!(o.display().to_string()));
     }
-    let Released { bytes, duration_ms, line, role } = match access_audio(&ctx, &rec, &path, l.person, l.purpose, event, l.identity, extra) {
-        Ok(r) => r,
-        Err(Denied::Refused(why)) => return fail(format!("refused: {why}")),
-        Err(Denied::Failed(e)) => return fail(e),
-    };
+    let Released { bytes, duration_ms, line, role } =
+        match access_audio(&ctx, &rec, &path, l.person, l.purpose, event, l.identity, extra) {
+            Ok(r) => r,
+            Err(Denied::Refused(why)) => return fail(format!("refused: {why}")),
+            Err(Denied::Failed(e)) => return fail(e),
+        };
     let released = match (&out, l.player) {
         (Some(o), _) => write_new(o, &bytes),
         (None, Some(cmd)) => play(cmd, &bytes),
-        (None, None) => std::io::stdout().write_all(&bytes).and_then(|_| std::io::stdout().flush()).map_err(|e| format!("stdout: {e}")),
+        (None, None) => std::io::stdout()
+            .write_all(&bytes)
+            .and_then(|_| std::io::stdout().flush())
+            .map_err(|e| format!("stdout: {e}")),
     };
     if let Err(e) = released {
         return fail(e);
@@ -172,8 +217,17 @@ pub fn listen(w: &Where, l: &Listen) -> ExitCode {
     };
     let bound = match (&rec.agent, ctx.cfg.access.max_listens_per_agent) {
         (Some(a), max) if max > 0 && role != "agent" => {
-            let n = ctx.store.access_lines().map(|lines| access::listens(&ctx.cfg, &lines, a, &access::current_period(&ctx.cfg))).unwrap_or(0);
-            format!("; {n} of {max} listen(s) of {a}'s calls this {}", ctx.cfg.access.listen_period.as_str())
+            let n = ctx
+                .store
+                .access_lines()
+                .map(|lines| {
+                    access::listens(&ctx.cfg, &lines, a, &access::current_period(&ctx.cfg))
+                })
+                .unwrap_or(0);
+            format!(
+                "; {n} of {max} listen(s) of {a}'s calls this {}",
+                ctx.cfg.access.listen_period.as_str()
+            )
         }
         _ => String::new(),
     };
@@ -210,9 +264,20 @@ pub enum Denied {
 /// the archive (decrypted in memory, its tags checked), then the access line, and only then the
 /// audio is returned. `extra` goes on the access line (after `duration_ms`).
 #[allow(clippy::too_many_arguments)]
-pub fn access_audio(ctx: &Ctx, rec: &Recording, path: &Path, person: &str, purpose: &str, event: AccessEvent, identity: Option<&str>, extra: Map<String, Value>) -> Result<Released, Denied> {
-    let ask = Ask { person, purpose, event, identity: identity.map(fingerprints).unwrap_or_default() };
-    let facts = access::check(&ctx.cfg, &ctx.store, &ask, rec, &path.display().to_string()).map_err(Denied::Refused)?;
+pub fn access_audio(
+    ctx: &Ctx,
+    rec: &Recording,
+    path: &Path,
+    person: &str,
+    purpose: &str,
+    event: AccessEvent,
+    identity: Option<&str>,
+    extra: Map<String, Value>,
+) -> Result<Released, Denied> {
+    let ask =
+        Ask { person, purpose, event, identity: identity.map(fingerprints).unwrap_or_default() };
+    let facts = access::check(&ctx.cfg, &ctx.store, &ask, rec, &path.display().to_string())
+        .map_err(Denied::Refused)?;
     let (bytes, duration_ms) = open_checked(rec, path, identity).map_err(Denied::Failed)?;
     let mut more = Map::new();
     more.insert("duration_ms".into(), json!(duration_ms));
@@ -228,7 +293,11 @@ pub fn file_of(rec: &Recording) -> Result<PathBuf, String> {
     if let Some(by) = &rec.removed_by {
         return Err(format!("the recording of call {} is gone ({by})", rec.call));
     }
-    rec.present().into_iter().next().map(PathBuf::from).ok_or_else(|| format!("the recording of call {} is not on disk", rec.call))
+    rec.present()
+        .into_iter()
+        .next()
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("the recording of call {} is not on disk", rec.call))
 }
 
 fn merge(mut a: Map<String, Value>, b: Map<String, Value>) -> Map<String, Value> {
@@ -241,14 +310,25 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("opus.part");
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
-    let done = f.write_all(bytes).and_then(|_| f.sync_all()).and_then(|_| std::fs::hard_link(&tmp, path));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    let done =
+        f.write_all(bytes).and_then(|_| f.sync_all()).and_then(|_| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
     done.map_err(err)
 }
 
 fn play(cmd: &str, bytes: &[u8]) -> Result<(), String> {
-    let mut child = std::process::Command::new("sh").arg("-c").arg(cmd).stdin(std::process::Stdio::piped()).spawn().map_err(|e| format!("player {cmd:?}: {e}"))?;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("player {cmd:?}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A player that quits early closes its input: not an error of ours.
         let _ = stdin.write_all(bytes);
@@ -298,17 +378,28 @@ pub struct AgentListening {
 
 /// Per agent (those of [access] and those the audit log names), the listens of their calls by
 /// others in the period `key`, the refusals, and where that stands against the bounds.
-pub fn listening(cfg: &Config, audit: &[access::Line], acc: &[access::Line], key: &str) -> Vec<AgentListening> {
+pub fn listening(
+    cfg: &Config,
+    audit: &[access::Line],
+    acc: &[access::Line],
+    key: &str,
+) -> Vec<AgentListening> {
     let a = &cfg.access;
-    let mut agents: std::collections::BTreeSet<String> = a.people.iter().flat_map(|p| p.agents.iter().cloned()).collect();
+    let mut agents: std::collections::BTreeSet<String> =
+        a.people.iter().flat_map(|p| p.agents.iter().cloned()).collect();
     agents.extend(access::recordings(audit).into_iter().filter_map(|r| r.agent));
     let mut out = vec![];
     for agent in agents {
         let n = access::listens(cfg, acc, &agent, key);
         let refused = acc
             .iter()
-            .filter(|l| l.value["agent"].as_str() == Some(agent.as_str()) && l.value["event"].as_str().is_some_and(|e| e.ends_with("_refused")))
-            .filter(|l| access::period_of(cfg, l.value["ts"].as_str().unwrap_or("")).as_deref() == Some(key))
+            .filter(|l| {
+                l.value["agent"].as_str() == Some(agent.as_str())
+                    && l.value["event"].as_str().is_some_and(|e| e.ends_with("_refused"))
+            })
+            .filter(|l| {
+                access::period_of(cfg, l.value["ts"].as_str().unwrap_or("")).as_deref() == Some(key)
+            })
             .count();
         let state = if a.max_listens_per_agent > 0 && n >= a.max_listens_per_agent {
             "at the maximum"
@@ -327,7 +418,11 @@ pub fn listening(cfg: &Config, audit: &[access::Line], acc: &[access::Line], key
 }
 
 pub fn subject_hash(ctx: &Ctx, number: &str) -> Result<(String, String), String> {
-    let secret = ctx.store.secret.as_ref().ok_or("the installation secret is needed to find a caller (--secret FILE)")?;
+    let secret = ctx
+        .store
+        .secret
+        .as_ref()
+        .ok_or("the installation secret is needed to find a caller (--secret FILE)")?;
     let country = ctx.cfg.general.default_country.as_deref();
     let normal = policy::normalize_number(number, country);
     if !normal.chars().any(|c| c.is_ascii_digit()) {
@@ -351,9 +446,14 @@ pub fn subject_find(w: &Where, number: &str) -> ExitCode {
         Err(e) => return fail(e),
     };
     let calls = access::subject_calls(&lines, &hash);
-    let recs: Vec<Recording> = access::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call)).collect();
+    let recs: Vec<Recording> =
+        access::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call)).collect();
     let present: Vec<&Recording> = recs.iter().filter(|r| !r.present().is_empty()).collect();
-    println!("subject {normal} (number hash {hash}): {} call(s), {} recording(s) on disk", calls.len(), present.len());
+    println!(
+        "subject {normal} (number hash {hash}): {} call(s), {} recording(s) on disk",
+        calls.len(),
+        present.len()
+    );
     for r in &recs {
         let files = r.present();
         let state = match (&r.removed_by, files.is_empty()) {
@@ -361,7 +461,13 @@ pub fn subject_find(w: &Where, number: &str) -> ExitCode {
             (Some(by), true) => format!("gone ({by})"),
             (None, true) => "gone".to_string(),
         };
-        println!("recording call {} kept {} {} ms agent {}: {state}", r.call, r.kept_at, r.duration_ms, r.agent.as_deref().unwrap_or("none"));
+        println!(
+            "recording call {} kept {} {} ms agent {}: {state}",
+            r.call,
+            r.kept_at,
+            r.duration_ms,
+            r.agent.as_deref().unwrap_or("none")
+        );
     }
     for l in access::subject_lines(&lines, &calls) {
         println!("audit {}:{} {}", l.file, l.number, l.text);
@@ -375,7 +481,10 @@ fn requester(person: Option<&str>) -> (String, bool) {
     match person {
         Some(p) => (p.to_string(), true),
         None => {
-            let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+            let user = std::env::var("SUDO_USER")
+                .or_else(|_| std::env::var("USER"))
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".into());
             (format!("unix:{user}"), false)
         }
     }
@@ -393,17 +502,30 @@ pub struct Request {
     pub calls: std::collections::BTreeSet<String>,
 }
 
-fn request(w: &Where, number: &str, person: Option<&str>, event: AccessEvent, reference: &str) -> Result<Request, ExitCode> {
+fn request(
+    w: &Where,
+    number: &str,
+    person: Option<&str>,
+    event: AccessEvent,
+    reference: &str,
+) -> Result<Request, ExitCode> {
     let ctx = open(w, true).map_err(fail)?;
     request_in(ctx, number, person, event, reference).map_err(fail)
 }
 
 /// The start of serving a caller's request (the tool's and the console's): the person named
 /// must be the DPO (a refusal is logged, and returned as "refused: why").
-pub fn request_in(ctx: Ctx, number: &str, person: Option<&str>, event: AccessEvent, reference: &str) -> Result<Request, String> {
+pub fn request_in(
+    ctx: Ctx,
+    number: &str,
+    person: Option<&str>,
+    event: AccessEvent,
+    reference: &str,
+) -> Result<Request, String> {
     let (person, named) = requester(person);
     let (normal, hash) = subject_hash(&ctx, number)?;
-    access::authorize_subject(&ctx.cfg, &ctx.store, &person, named, event, reference, &hash).map_err(|why| format!("refused: {why}"))?;
+    access::authorize_subject(&ctx.cfg, &ctx.store, &person, named, event, reference, &hash)
+        .map_err(|why| format!("refused: {why}"))?;
     let lines = ctx.store.audit_lines()?;
     let calls = access::subject_calls(&lines, &hash);
     Ok(Request { ctx, person, named, normal, hash, lines, calls })
@@ -411,7 +533,14 @@ pub fn request_in(ctx: Ctx, number: &str, person: Option<&str>, event: AccessEve
 
 /// `subject export`: the caller's recordings (decrypted, Opus) and the audit lines about them, in
 /// a new directory for the caller (GDPR Art. 15).
-pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request_ref: &str, identity: Option<&str>, out: &str) -> ExitCode {
+pub fn subject_export(
+    w: &Where,
+    number: &str,
+    person: Option<&str>,
+    request_ref: &str,
+    identity: Option<&str>,
+    out: &str,
+) -> ExitCode {
     let req = match request(w, number, person, AccessEvent::SubjectExport, request_ref) {
         Ok(r) => r,
         Err(code) => return code,
@@ -428,25 +557,43 @@ pub fn subject_export(w: &Where, number: &str, person: Option<&str>, request_ref
 /// Writes a caller's recordings (decrypted, Opus), the audit lines about them and a README into
 /// the new directory `dir`, and the access line (`out` names the directory there). Returns the
 /// number of recordings and of audit lines.
-pub fn export_subject(req: &Request, request_ref: &str, identity: Option<&str>, dir: &Path, out: &str) -> Result<(usize, usize), String> {
+pub fn export_subject(
+    req: &Request,
+    request_ref: &str,
+    identity: Option<&str>,
+    dir: &Path,
+    out: &str,
+) -> Result<(usize, usize), String> {
     let Request { ctx, person, named, normal, hash, lines, calls } = req;
     let request = request_ref;
-    let recs: Vec<Recording> = access::recordings(lines).into_iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
+    let recs: Vec<Recording> = access::recordings(lines)
+        .into_iter()
+        .filter(|r| calls.contains(&r.call) && r.removed_by.is_none())
+        .collect();
     {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(|e| format!("{out}: cannot create a new directory: {e}"))?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{out}: cannot create a new directory: {e}"))?;
     }
     let mut written = vec![];
     for r in &recs {
         for f in r.present().iter().filter(|f| f.ends_with(".opus") || f.ends_with(".opus.age")) {
             let p = PathBuf::from(f);
             let (bytes, _) = open_checked(r, &p, identity)?;
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("recording.opus").trim_end_matches(".age").to_string();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("recording.opus")
+                .trim_end_matches(".age")
+                .to_string();
             write_new(&dir.join(&name), &bytes)?;
             written.push(name);
         }
     }
-    let audit: String = access::subject_lines(lines, calls).iter().map(|l| format!("{}\n", l.text)).collect();
+    let audit: String =
+        access::subject_lines(lines, calls).iter().map(|l| format!("{}\n", l.text)).collect();
     let readme = format!(
         "Your call recordings (request {request})\n\nNumber: {normal}\nCalls found: {}\nRecordings: {}\n\n\
          Each .opus file is one recording (Ogg Opus: most players read it). audit.jsonl lists every\n\
@@ -478,21 +625,38 @@ pub fn export_subject(req: &Request, request_ref: &str, identity: Option<&str>, 
 
 fn write_text(path: &Path, text: &str) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `subject erase`: the caller's recordings deleted, a `recording_erased` line per call in the
 /// audit log with the request reference (GDPR Art. 17, 21).
-pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request_ref: &str, yes: bool) -> ExitCode {
+pub fn subject_erase(
+    w: &Where,
+    number: &str,
+    person: Option<&str>,
+    request_ref: &str,
+    yes: bool,
+) -> ExitCode {
     let req = match request(w, number, person, AccessEvent::SubjectErase, request_ref) {
         Ok(r) => r,
         Err(code) => return code,
     };
     let (normal, calls, request) = (&req.normal, &req.calls, request_ref);
     let all = access::recordings(&req.lines);
-    let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
+    let recs: Vec<&Recording> =
+        all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
     if !yes && std::io::stdin().is_terminal() {
-        eprint!("erase {} recording(s) of {} call(s) of {normal} (request {request})? [y/N] ", recs.len(), calls.len());
+        eprint!(
+            "erase {} recording(s) of {} call(s) of {normal} (request {request})? [y/N] ",
+            recs.len(),
+            calls.len()
+        );
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -505,7 +669,10 @@ pub fn subject_erase(w: &Where, number: &str, person: Option<&str>, request_ref:
         Err(e) => return fail(e),
     };
     for (call, files) in &erased {
-        println!("erased call {call}: {}", if files.is_empty() { "no file was left".to_string() } else { files.join(" ") });
+        println!(
+            "erased call {call}: {}",
+            if files.is_empty() { "no file was left".to_string() } else { files.join(" ") }
+        );
     }
     println!("subject {normal}: {} recording(s) of {} call(s) erased ({files} file(s)); recording_erased lines in {}", erased.len(), calls.len(), req.ctx.store.audit_log.display());
     ExitCode::SUCCESS
@@ -520,7 +687,13 @@ pub fn erase_subject(req: &Request, request: &str) -> Result<(Erased, usize), St
     let Request { ctx, person, named, hash, lines, calls, .. } = req;
     if ctx.cfg.general.store.is_some() {
         // Several nodes (issue 14): every node erases its own files, as `subject erase` does.
-        let (id, nodes, done) = crate::shared::erase_everywhere(&ctx.cfg.general, hash, person, request, std::time::Duration::from_secs(60))?;
+        let (id, nodes, done) = crate::shared::erase_everywhere(
+            &ctx.cfg.general,
+            hash,
+            person,
+            request,
+            std::time::Duration::from_secs(60),
+        )?;
         let files: u64 = done.iter().map(|(_, n)| n).sum();
         let mut f = Map::new();
         f.insert("person".into(), json!(person));
@@ -531,14 +704,21 @@ pub fn erase_subject(req: &Request, request: &str) -> Result<(Erased, usize), St
         f.insert("nodes".into(), json!(done.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()));
         f.insert("files_deleted".into(), json!(files));
         ctx.store.log_access(AccessEvent::SubjectErase, f)?;
-        let missing: Vec<&String> = nodes.iter().filter(|n| !done.iter().any(|(d, _)| d == *n)).collect();
+        let missing: Vec<&String> =
+            nodes.iter().filter(|n| !done.iter().any(|(d, _)| d == *n)).collect();
         if !missing.is_empty() {
             return Err(format!("erasure request {id} is not done yet on node(s) {:?}: each applies it when it is back", missing));
         }
-        return Ok((done.into_iter().map(|(n, k)| (format!("node {n}"), vec![format!("{k} file(s)")])).collect(), files as usize));
+        return Ok((
+            done.into_iter()
+                .map(|(n, k)| (format!("node {n}"), vec![format!("{k} file(s)")]))
+                .collect(),
+            files as usize,
+        ));
     }
     let all = access::recordings(lines);
-    let recs: Vec<&Recording> = all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
+    let recs: Vec<&Recording> =
+        all.iter().filter(|r| calls.contains(&r.call) && r.removed_by.is_none()).collect();
     let erased = access::erase(&ctx.store, &recs, person, request)?;
     let files: usize = erased.iter().map(|(_, f)| f.len()).sum();
     let mut f = Map::new();
@@ -578,13 +758,25 @@ pub fn identity_new(file: &str) -> ExitCode {
     use std::os::unix::fs::OpenOptionsExt;
     let id = age::x25519::Identity::generate();
     let recipient = id.to_public().to_string();
-    let text = format!("# created: {}\n# public key: {recipient}\n{}\n", callconsent_runtime::audit::now_rfc3339(), id.to_string().expose_secret());
-    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file).and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()));
+    let text = format!(
+        "# created: {}\n# public key: {recipient}\n{}\n",
+        callconsent_runtime::audit::now_rfc3339(),
+        id.to_string().expose_secret()
+    );
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()));
     if let Err(e) = written {
         return fail(format!("{file}: {e} (an identity is never overwritten)"));
     }
     println!("{recipient}");
-    eprintln!("callconsent: {file}: identity created; give encrypt_to = {recipient} (fingerprint {})", policy::recipient_fingerprint(&recipient));
+    eprintln!(
+        "callconsent: {file}: identity created; give encrypt_to = {recipient} (fingerprint {})",
+        policy::recipient_fingerprint(&recipient)
+    );
     ExitCode::SUCCESS
 }
 

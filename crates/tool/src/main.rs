@@ -156,7 +156,9 @@ enum IdentityCommand {
     )]
     New(IdentityFileArgs),
     /// Print the recipient (age1...) and fingerprint of each identity in a file
-    #[command(after_help = "Exit codes:\n  0  printed\n  1  FILE cannot be read or holds no X25519 identity\n  2  usage error")]
+    #[command(
+        after_help = "Exit codes:\n  0  printed\n  1  FILE cannot be read or holds no X25519 identity\n  2  usage error"
+    )]
     Recipient(IdentityFileArgs),
 }
 
@@ -243,7 +245,9 @@ enum SubjectCommand {
     )]
     Find(SubjectFindArgs),
     /// Bundle a caller's recordings (Ogg Opus) and the audit lines about them into a new directory (Art. 15)
-    #[command(after_help = "Exit codes:\n  0  exported\n  1  refused (--as names someone who is not the DPO), or a file cannot be read or written\n  2  usage error")]
+    #[command(
+        after_help = "Exit codes:\n  0  exported\n  1  refused (--as names someone who is not the DPO), or a file cannot be read or written\n  2  usage error"
+    )]
     Export(SubjectExportArgs),
     /// Erase a caller's recordings; each call gets a recording_erased line with the request reference (Art. 17, 21)
     #[command(
@@ -428,13 +432,19 @@ struct ArchiveVerifyArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Audit(AuditCommand::Verify(a)) if a.store.is_some() => audit_verify_store(&a),
-        Command::Audit(AuditCommand::Verify(a)) => audit_verify(&strs(&a.files), a.key.as_deref(), &a.anchor),
+        Command::Audit(AuditCommand::Verify(a)) => {
+            audit_verify(&strs(&a.files), a.key.as_deref(), &a.anchor)
+        }
         Command::Agent(a) => agent(&a.agent, &strs(&a.files), &a.place),
         Command::Describe(a) => describe(&a.conf, &a.lang),
         Command::Retention(a) => retention(&a.dir, a.days),
         Command::Draw(a) => draw(&a.call, &a.secret, a.share),
-        Command::Archive(ArchiveCommand::Verify(a)) => archive_verify(&a.file, &strs(&a.audits), a.identity.as_deref()),
-        Command::Listen(a) => access::listen(&a.place, &listen_of(&a.who, a.player.as_deref(), None)),
+        Command::Archive(ArchiveCommand::Verify(a)) => {
+            archive_verify(&a.file, &strs(&a.audits), a.identity.as_deref())
+        }
+        Command::Listen(a) => {
+            access::listen(&a.place, &listen_of(&a.who, a.player.as_deref(), None))
+        }
         Command::Export(a) => {
             let out = a.out.clone().unwrap_or_else(|| ".".into());
             access::listen(&a.place, &listen_of(&a.who, None, Some(&out)))
@@ -442,11 +452,24 @@ fn main() -> ExitCode {
         Command::Access(AccessCommand::Report(a)) => access::report(&a.place, a.period.as_deref()),
         Command::Identity(IdentityCommand::New(a)) => access::identity_new(&a.file),
         Command::Identity(IdentityCommand::Recipient(a)) => access::identity_recipient(&a.file),
-        Command::Subject(SubjectCommand::Find(a)) if shared_store(&a.place).is_some() => shared_subject_find(&a.place, &a.number),
+        Command::Subject(SubjectCommand::Find(a)) if shared_store(&a.place).is_some() => {
+            shared_subject_find(&a.place, &a.number)
+        }
         Command::Subject(SubjectCommand::Find(a)) => access::subject_find(&a.place, &a.number),
-        Command::Subject(SubjectCommand::Erase(a)) if shared_store(&a.place).is_some() => shared_subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),
-        Command::Subject(SubjectCommand::Export(a)) => access::subject_export(&a.place, &a.number, a.person.as_deref(), &a.request, a.identity.as_deref(), &a.out),
-        Command::Subject(SubjectCommand::Erase(a)) => access::subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes),
+        Command::Subject(SubjectCommand::Erase(a)) if shared_store(&a.place).is_some() => {
+            shared_subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes)
+        }
+        Command::Subject(SubjectCommand::Export(a)) => access::subject_export(
+            &a.place,
+            &a.number,
+            a.person.as_deref(),
+            &a.request,
+            a.identity.as_deref(),
+            &a.out,
+        ),
+        Command::Subject(SubjectCommand::Erase(a)) => {
+            access::subject_erase(&a.place, &a.number, a.person.as_deref(), &a.request, a.yes)
+        }
         Command::Console(a) => console::run(a),
     }
 }
@@ -466,7 +489,12 @@ fn audit_verify_store(a: &AuditVerifyArgs) -> ExitCode {
         }
     };
     let cfg = access::load_config(&a.config).ok();
-    let g = shared::general_for(a.store.as_deref().unwrap_or(""), cfg.as_ref(), a.store_password_file.as_deref(), a.store_ca.as_deref());
+    let g = shared::general_for(
+        a.store.as_deref().unwrap_or(""),
+        cfg.as_ref(),
+        a.store_password_file.as_deref(),
+        a.store_ca.as_deref(),
+    );
     shared::audit_verify(&g, key.as_deref())
 }
 
@@ -483,7 +511,13 @@ fn shared_subject_find(place: &Where, number: &str) -> ExitCode {
 
 /// A caller's erasure on every node of the shared store: authorized and logged as on one node,
 /// then applied by each node to its own files (each writes its recording_erased lines).
-fn shared_subject_erase(place: &Where, number: &str, person: Option<&str>, request: &str, yes: bool) -> ExitCode {
+fn shared_subject_erase(
+    place: &Where,
+    number: &str,
+    person: Option<&str>,
+    request: &str,
+    yes: bool,
+) -> ExitCode {
     use std::io::IsTerminal;
     let ctx = match access::open(place, true) {
         Ok(c) => c,
@@ -495,10 +529,20 @@ fn shared_subject_erase(place: &Where, number: &str, person: Option<&str>, reque
     };
     let (who, named) = match person {
         Some(p) => (p.to_string(), true),
-        None => (format!("unix:{}", std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".into())), false),
+        None => (
+            format!(
+                "unix:{}",
+                std::env::var("SUDO_USER")
+                    .or_else(|_| std::env::var("USER"))
+                    .unwrap_or_else(|_| "unknown".into())
+            ),
+            false,
+        ),
     };
     let event = callconsent_core::audit::AccessEvent::SubjectErase;
-    if let Err(why) = callconsent_runtime::access::authorize_subject(&ctx.cfg, &ctx.store, &who, named, event, request, &hash) {
+    if let Err(why) = callconsent_runtime::access::authorize_subject(
+        &ctx.cfg, &ctx.store, &who, named, event, request, &hash,
+    ) {
         return fail(format!("refused: {why}"));
     }
     if !yes && std::io::stdin().is_terminal() {
@@ -528,8 +572,19 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn listen_of<'a>(w: &'a Access, player: Option<&'a str>, out: Option<&'a str>) -> access::Listen<'a> {
-    access::Listen { recording: &w.recording, identity: w.identity.as_deref(), person: &w.person, purpose: &w.purpose, player, out }
+fn listen_of<'a>(
+    w: &'a Access,
+    player: Option<&'a str>,
+    out: Option<&'a str>,
+) -> access::Listen<'a> {
+    access::Listen {
+        recording: &w.recording,
+        identity: w.identity.as_deref(),
+        person: &w.person,
+        purpose: &w.purpose,
+        player,
+        out,
+    }
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -604,7 +659,10 @@ fn agent(agent: &str, files: &[&str], place: &Where) -> ExitCode {
     }
     let from_config: Vec<String> = if files.is_empty() {
         match access::load_config(&place.config) {
-            Ok(cfg) => callconsent_runtime::access::log_files(&cfg.general.audit_log).iter().map(|p| p.display().to_string()).collect(),
+            Ok(cfg) => callconsent_runtime::access::log_files(&cfg.general.audit_log)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             Err(e) => {
                 eprintln!("callconsent: {e} (give the audit files, or --config)");
                 return ExitCode::from(1);
@@ -670,7 +728,11 @@ fn describe(conf: &str, lang: &str) -> ExitCode {
 }
 
 fn retention(dir: &str, days: u64) -> ExitCode {
-    let files = callconsent_runtime::retention::expired(std::path::Path::new(dir), days, std::time::SystemTime::now());
+    let files = callconsent_runtime::retention::expired(
+        std::path::Path::new(dir),
+        days,
+        std::time::SystemTime::now(),
+    );
     for (f, age) in &files {
         println!("would delete {} ({age} days old)", f.display());
     }
@@ -684,7 +746,13 @@ fn draw(call: &str, secret_file: &str, share: u8) -> ExitCode {
         return ExitCode::from(1);
     };
     let d = draw::draw(&secret, call, share);
-    println!("call {call}: bucket {} {} share {share} % ({}): {}", d.bucket, if d.selected { "<" } else { ">=" }, draw::RULE, if d.selected { "selected" } else { "not selected" });
+    println!(
+        "call {call}: bucket {} {} share {share} % ({}): {}",
+        d.bucket,
+        if d.selected { "<" } else { ">=" },
+        draw::RULE,
+        if d.selected { "selected" } else { "not selected" }
+    );
     ExitCode::SUCCESS
 }
 
@@ -710,20 +778,30 @@ fn verify_archive(file: &str, audits: &[&str], identity: Option<&str>) -> Result
     };
     let a = archive::read_archive_bytes(&archive::open_bytes(path, &ids)?, file)?;
     let tag = |k: &str| a.tag(k).map(str::to_string).ok_or(format!("no {k} tag"));
-    let (call, name, hash) = (tag("CALLCONSENT_CALL")?, tag("CALLCONSENT_FILE")?, tag("CALLCONSENT_AUDIT")?);
+    let (call, name, hash) =
+        (tag("CALLCONSENT_CALL")?, tag("CALLCONSENT_FILE")?, tag("CALLCONSENT_AUDIT")?);
     for f in audits {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            if v["event"] != AuditEvent::RecordingKept.as_str() || v["call"] != call.as_str() || !v["file"].as_str().is_some_and(|p| p.ends_with(&format!("/{name}"))) {
+            if v["event"] != AuditEvent::RecordingKept.as_str()
+                || v["call"] != call.as_str()
+                || !v["file"].as_str().is_some_and(|p| p.ends_with(&format!("/{name}")))
+            {
                 continue;
             }
             if callconsent_runtime::audit::line_hash(line) != hash {
                 return Err("CALLCONSENT_AUDIT is not the hash of the recording_kept line".into());
             }
-            for (k, field) in [("CALLCONSENT_PROFILE", "profile"), ("CALLCONSENT_PAUSES", "pause_spans_ms")] {
+            for (k, field) in
+                [("CALLCONSENT_PROFILE", "profile"), ("CALLCONSENT_PAUSES", "pause_spans_ms")]
+            {
                 if a.tag(k) != v[field].as_str() {
-                    return Err(format!("{k} = {:?} but the audit log says {}", a.tag(k), v[field]));
+                    return Err(format!(
+                        "{k} = {:?} but the audit log says {}",
+                        a.tag(k),
+                        v[field]
+                    ));
                 }
             }
             if a.tag("CALLCONSENT_AGENT").unwrap_or("") != v["agent"].as_str().unwrap_or("") {
@@ -731,9 +809,15 @@ fn verify_archive(file: &str, audits: &[&str], identity: Option<&str>) -> Result
             }
             let expected = v["duration_ms"].as_u64().unwrap_or(0);
             if a.duration_ms.abs_diff(expected) > 50 {
-                return Err(format!("lasts {} ms, the audit log says {expected} ms", a.duration_ms));
+                return Err(format!(
+                    "lasts {} ms, the audit log says {expected} ms",
+                    a.duration_ms
+                ));
             }
-            return Ok(format!("{file}: {} ms, tags match the audit log (call {call}, line hash {hash})", a.duration_ms));
+            return Ok(format!(
+                "{file}: {} ms, tags match the audit log (call {call}, line hash {hash})",
+                a.duration_ms
+            ));
         }
     }
     Err(format!("no recording_kept line for call {call} and file {name}"))
@@ -751,8 +835,11 @@ mod tests {
 
     #[test]
     fn the_positional_contracts_parse() {
-        let cli = Cli::try_parse_from(["callconsent", "audit", "verify", "a.jsonl", "b.jsonl"]).unwrap();
-        assert!(matches!(cli.command, Command::Audit(AuditCommand::Verify(a)) if a.files == ["a.jsonl", "b.jsonl"]));
+        let cli =
+            Cli::try_parse_from(["callconsent", "audit", "verify", "a.jsonl", "b.jsonl"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Audit(AuditCommand::Verify(a)) if a.files == ["a.jsonl", "b.jsonl"])
+        );
         let cli = Cli::try_parse_from(["callconsent", "describe", "c.conf"]).unwrap();
         assert!(matches!(cli.command, Command::Describe(a) if a.lang == "en"));
         let cli = Cli::try_parse_from(["callconsent", "draw", "1.2", "secret", "20"]).unwrap();

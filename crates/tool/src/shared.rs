@@ -24,8 +24,21 @@ pub fn connect(g: &General) -> Result<(Client, Pg), String> {
 
 /// The store given on the command line, with the password file and CA of the configuration when
 /// it names the same store, or of the options.
-pub fn general_for(url: &str, cfg: Option<&Config>, password_file: Option<&str>, ca: Option<&str>) -> General {
-    let mut g = cfg.map(|c| c.general.clone()).filter(|g| g.store.as_deref() == Some(url)).unwrap_or_else(|| General::defaults(&callconsent_core::config::Defaults { spool_dir: "/".into(), audit_log: "/".into() }));
+pub fn general_for(
+    url: &str,
+    cfg: Option<&Config>,
+    password_file: Option<&str>,
+    ca: Option<&str>,
+) -> General {
+    let mut g = cfg
+        .map(|c| c.general.clone())
+        .filter(|g| g.store.as_deref() == Some(url))
+        .unwrap_or_else(|| {
+            General::defaults(&callconsent_core::config::Defaults {
+                spool_dir: "/".into(),
+                audit_log: "/".into(),
+            })
+        });
     g.store = Some(url.to_string());
     if let Some(p) = password_file {
         g.store_password_file = Some(p.into());
@@ -60,25 +73,54 @@ pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<NodeChain>, Resu
             let l = &lines[i];
             i += 1;
             if l.seq != seq + 1 {
-                return Err(Ok((node, seq + 1, format!("the line is missing from the store (the next one there is line {})", l.seq))));
+                return Err(Ok((
+                    node,
+                    seq + 1,
+                    format!(
+                        "the line is missing from the store (the next one there is line {})",
+                        l.seq
+                    ),
+                )));
             }
             seq = l.seq;
             if line_hash(&l.line) != l.hash {
-                return Err(Ok((node, seq, "the line was edited in the store (its hash does not match the one shipped)".into())));
+                return Err(Ok((
+                    node,
+                    seq,
+                    "the line was edited in the store (its hash does not match the one shipped)"
+                        .into(),
+                )));
             }
             let Ok(v) = serde_json::from_str::<Value>(&l.line) else {
-                return Err(Ok((node, seq, "not a JSON line (a foreign line was inserted)".into())));
+                return Err(Ok((
+                    node,
+                    seq,
+                    "not a JSON line (a foreign line was inserted)".into(),
+                )));
             };
             let Some(p) = v.get("prev").and_then(Value::as_str) else {
-                return Err(Ok((node, seq, "the line has no prev: it is not one of the module's lines".into())));
+                return Err(Ok((
+                    node,
+                    seq,
+                    "the line has no prev: it is not one of the module's lines".into(),
+                )));
             };
             // The first line shipped may follow lines removed by retention before shipping began.
             if seq > 1 && p != prev_hash {
-                return Err(Ok((node, seq - 1, "the line was edited (the next line's prev does not match it)".into())));
+                return Err(Ok((
+                    node,
+                    seq - 1,
+                    "the line was edited (the next line's prev does not match it)".into(),
+                )));
             }
             if let Some(k) = key {
                 if !callconsent_runtime::audit::mac_matches(k, &v) {
-                    return Err(Ok((node, seq, "the line's mac does not match: it was edited, or written without the key".into())));
+                    return Err(Ok((
+                        node,
+                        seq,
+                        "the line's mac does not match: it was edited, or written without the key"
+                            .into(),
+                    )));
                 }
                 keyed += 1;
             } else if v.get("mac").is_some() {
@@ -100,7 +142,11 @@ pub fn verify(c: &mut Client, key: Option<&[u8]>) -> Result<Vec<NodeChain>, Resu
     // A node whose every line was removed still has its anchors.
     for (n, aseq, _) in &anchors {
         if !out.iter().any(|(node, ..)| node == n) {
-            return Err(Ok((n.clone(), *aseq, "the node's lines are gone from the store (its anchored head remains)".into())));
+            return Err(Ok((
+                n.clone(),
+                *aseq,
+                "the node's lines are gone from the store (its anchored head remains)".into(),
+            )));
         }
     }
     Ok(out)
@@ -122,7 +168,11 @@ pub fn audit_verify(g: &General, key: Option<&[u8]>) -> ExitCode {
                     );
                     continue;
                 }
-                let mac = if key.is_some() { format!(", {keyed} with a valid keyed MAC") } else { String::new() };
+                let mac = if key.is_some() {
+                    format!(", {keyed} with a valid keyed MAC")
+                } else {
+                    String::new()
+                };
                 println!("node {node}: {lines} lines, chain intact{mac}; {anchors} anchored head(s) found");
             }
             if unchecked > 0 {
@@ -134,7 +184,11 @@ pub fn audit_verify(g: &General, key: Option<&[u8]>) -> ExitCode {
                 );
                 return ExitCode::from(crate::UNVERIFIED_MACS);
             }
-            println!("audit: {total} lines of {} node(s) in {}, chain intact", nodes.len(), pg.shown);
+            println!(
+                "audit: {total} lines of {} node(s) in {}, chain intact",
+                nodes.len(),
+                pg.shown
+            );
             ExitCode::SUCCESS
         }
         Err(Ok((node, line, why))) => {
@@ -148,7 +202,10 @@ pub fn audit_verify(g: &General, key: Option<&[u8]>) -> ExitCode {
 /// Every shipped line of every node, as (node, seq, text, value).
 pub fn lines(g: &General) -> Result<Vec<(String, i64, String, Value)>, String> {
     let (mut c, _) = connect(g)?;
-    Ok(store::all_lines(&mut c)?.into_iter().filter_map(|l| serde_json::from_str(&l.line).ok().map(|v| (l.node, l.seq, l.line, v))).collect())
+    Ok(store::all_lines(&mut c)?
+        .into_iter()
+        .filter_map(|l| serde_json::from_str(&l.line).ok().map(|v| (l.node, l.seq, l.line, v)))
+        .collect())
 }
 
 /// A caller's calls on every node, from the shipped lines.
@@ -157,10 +214,17 @@ pub fn subject_find(g: &General, normal: &str, hash: &str) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    let calls: std::collections::BTreeSet<(String, String)> =
-        all.iter().filter(|(_, _, _, v)| v["number_hash"].as_str() == Some(hash)).filter_map(|(n, _, _, v)| v["call"].as_str().map(|c| (n.clone(), c.to_string()))).collect();
+    let calls: std::collections::BTreeSet<(String, String)> = all
+        .iter()
+        .filter(|(_, _, _, v)| v["number_hash"].as_str() == Some(hash))
+        .filter_map(|(n, _, _, v)| v["call"].as_str().map(|c| (n.clone(), c.to_string())))
+        .collect();
     let nodes: std::collections::BTreeSet<&String> = calls.iter().map(|(n, _)| n).collect();
-    println!("subject {normal} (number hash {hash}): {} call(s) on {} node(s)", calls.len(), nodes.len());
+    println!(
+        "subject {normal} (number hash {hash}): {} call(s) on {} node(s)",
+        calls.len(),
+        nodes.len()
+    );
     for (n, seq, text, v) in &all {
         if v["call"].as_str().is_some_and(|c| calls.contains(&(n.clone(), c.to_string()))) {
             println!("audit {n}:{seq} {text}");
@@ -174,7 +238,13 @@ pub fn subject_find(g: &General, normal: &str, hash: &str) -> ExitCode {
 /// An erasure asked of every node: (request id, nodes asked, (node, files erased) per node done).
 pub type Erased = (i64, Vec<String>, Vec<(String, u64)>);
 
-pub fn erase_everywhere(g: &General, hash: &str, person: &str, request: &str, wait: Duration) -> Result<Erased, String> {
+pub fn erase_everywhere(
+    g: &General,
+    hash: &str,
+    person: &str,
+    request: &str,
+    wait: Duration,
+) -> Result<Erased, String> {
     let (mut c, _) = connect(g)?;
     let nodes = store::live_nodes(&mut c, 600)?;
     let id = store::request_erasure(&mut c, hash, request, person)?;
@@ -188,17 +258,25 @@ pub fn erase_everywhere(g: &General, hash: &str, person: &str, request: &str, wa
     }
 }
 
-pub fn subject_erase(g: &General, normal: &str, hash: &str, person: &str, request: &str) -> ExitCode {
-    let (id, nodes, done) = match erase_everywhere(g, hash, person, request, Duration::from_secs(60)) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
+pub fn subject_erase(
+    g: &General,
+    normal: &str,
+    hash: &str,
+    person: &str,
+    request: &str,
+) -> ExitCode {
+    let (id, nodes, done) =
+        match erase_everywhere(g, hash, person, request, Duration::from_secs(60)) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
     let mut files = 0;
     for (node, n) in &done {
         println!("node {node}: erased, {n} file(s) deleted");
         files += n;
     }
-    let missing: Vec<&String> = nodes.iter().filter(|n| !done.iter().any(|(d, _)| d == *n)).collect();
+    let missing: Vec<&String> =
+        nodes.iter().filter(|n| !done.iter().any(|(d, _)| d == *n)).collect();
     for n in &missing {
         println!("node {n}: not done yet (it applies request {id} when it is back)");
     }

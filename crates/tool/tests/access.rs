@@ -30,7 +30,8 @@ fn text(o: &Output) -> String {
 }
 
 fn wav(path: &Path, secs: usize) {
-    let tone: Vec<i16> = (0..secs * 8000).map(|i| ((i as f32 * 0.3).sin() * 6000.0) as i16).collect();
+    let tone: Vec<i16> =
+        (0..secs * 8000).map(|i| ((i as f32 * 0.3).sin() * 6000.0) as i16).collect();
     std::fs::write(path, callconsent_runtime::archive::wav_bytes(8000, &tone)).unwrap();
 }
 
@@ -43,7 +44,11 @@ fn site(name: &str, max: u64) -> Site {
     let id = age::x25519::Identity::generate();
     let recipient = id.to_public().to_string();
     let identity = dir.join("dpo.key");
-    std::fs::write(&identity, format!("# created: test\n# public key: {recipient}\n{}\n", id.to_string().expose_secret())).unwrap();
+    std::fs::write(
+        &identity,
+        format!("# created: test\n# public key: {recipient}\n{}\n", id.to_string().expose_secret()),
+    )
+    .unwrap();
     let secret = dir.join("secret");
     std::fs::write(&secret, [7u8; 32]).unwrap();
     let conf = dir.join("callconsent.conf");
@@ -58,8 +63,21 @@ fn site(name: &str, max: u64) -> Site {
     )
     .unwrap();
     let s = [7u8; 32];
-    let log = AuditLog::open_with(&dir.join("log/audit.jsonl"), Options { key: Some((callconsent_runtime::audit::audit_key(&s), policy::key_id(&s))), publish: None, pbx: Some("asterisk".into()), wake: None }).unwrap();
-    for (call, number, agent) in [("1764590000.1", "0612345678", "PJSIP/anna"), ("1764590000.2", "+33 6 12 34 56 78", "PJSIP/bob"), ("1764590000.3", "0145000000", "PJSIP/anna")] {
+    let log = AuditLog::open_with(
+        &dir.join("log/audit.jsonl"),
+        Options {
+            key: Some((callconsent_runtime::audit::audit_key(&s), policy::key_id(&s))),
+            publish: None,
+            pbx: Some("asterisk".into()),
+            wake: None,
+        },
+    )
+    .unwrap();
+    for (call, number, agent) in [
+        ("1764590000.1", "0612345678", "PJSIP/anna"),
+        ("1764590000.2", "+33 6 12 34 56 78", "PJSIP/bob"),
+        ("1764590000.3", "0145000000", "PJSIP/anna"),
+    ] {
         let h = policy::number_hash(&s, number, Some("FR"));
         let w = dir.join(format!("kept/cc-{call}.wav"));
         wav(&w, 2);
@@ -67,13 +85,34 @@ fn site(name: &str, max: u64) -> Site {
         f.insert("number_hash".into(), json!(h));
         log.sender().send(record(call, "PJSIP/caller-0001", AuditEvent::Selected, f));
         let mut f = serde_json::Map::new();
-        for (k, v) in [("file", json!(w.display().to_string())), ("files", json!([w.display().to_string()])), ("duration_ms", json!(2000)), ("agent", json!(agent)), ("number_hash", json!(h)), ("pause_spans_ms", json!(""))] {
+        for (k, v) in [
+            ("file", json!(w.display().to_string())),
+            ("files", json!([w.display().to_string()])),
+            ("duration_ms", json!(2000)),
+            ("agent", json!(agent)),
+            ("number_hash", json!(h)),
+            ("pause_spans_ms", json!("")),
+        ] {
             f.insert(k.into(), v);
         }
-        let kept = log.sender().send_acked(record(call, "PJSIP/caller-0001", AuditEvent::RecordingKept, f)).recv().unwrap();
+        let kept = log
+            .sender()
+            .send_acked(record(call, "PJSIP/caller-0001", AuditEvent::RecordingKept, f))
+            .recv()
+            .unwrap();
         let out = w.with_extension("opus.age");
-        let tags = vec![("CALLCONSENT_CALL".to_string(), call.to_string()), ("CALLCONSENT_AUDIT".to_string(), kept)];
-        callconsent_runtime::archive::encode(&w, &out, &tags, 16000, std::slice::from_ref(&recipient)).unwrap();
+        let tags = vec![
+            ("CALLCONSENT_CALL".to_string(), call.to_string()),
+            ("CALLCONSENT_AUDIT".to_string(), kept),
+        ];
+        callconsent_runtime::archive::encode(
+            &w,
+            &out,
+            &tags,
+            16000,
+            std::slice::from_ref(&recipient),
+        )
+        .unwrap();
         std::fs::remove_file(&w).unwrap();
         let mut f = serde_json::Map::new();
         f.insert("file".into(), json!(out.display().to_string()));
@@ -85,7 +124,11 @@ fn site(name: &str, max: u64) -> Site {
 }
 
 fn access_lines(site: &Site) -> Vec<Value> {
-    std::fs::read_to_string(site.dir.join("log/access.jsonl")).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(site.dir.join("log/access.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -100,41 +143,168 @@ fn a_listen_is_logged_bounded_and_reaches_only_what_the_role_owns() {
     assert!(text(&o).contains("2000 ms (the audit log says 2000 ms)"), "{}", text(&o));
     let l = access_lines(&site);
     assert_eq!(l.len(), 1);
-    assert_eq!((l[0]["event"].as_str(), l[0]["person"].as_str(), l[0]["agent"].as_str(), l[0]["purpose"].as_str()), (Some("listen"), Some("marc"), Some("PJSIP/anna"), Some("coaching")));
+    assert_eq!(
+        (
+            l[0]["event"].as_str(),
+            l[0]["person"].as_str(),
+            l[0]["agent"].as_str(),
+            l[0]["purpose"].as_str()
+        ),
+        (Some("listen"), Some("marc"), Some("PJSIP/anna"), Some("coaching"))
+    );
     assert!(l[0]["mac"].is_string(), "keyed like the audit log");
     // Another team's agent: refused, logged.
-    let o = run(&site, &["listen", "cc-1764590000.2.opus.age", "--identity", id, "--as", "marc", "--purpose", "coaching", "--player", "cat >/dev/null"]);
+    let o = run(
+        &site,
+        &[
+            "listen",
+            "cc-1764590000.2.opus.age",
+            "--identity",
+            id,
+            "--as",
+            "marc",
+            "--purpose",
+            "coaching",
+            "--player",
+            "cat >/dev/null",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("not in marc's team"), "{}", text(&o));
     assert_eq!(access_lines(&site).last().unwrap()["event"], "listen_refused");
     // An export counts as a listen: the second of anna's calls reaches the maximum, the third is refused.
     let out = site.dir.join("out.opus");
-    let o = run(&site, &["export", "cc-1764590000.3.opus.age", "--identity", id, "--as", "marc", "--purpose", "coaching", "--out", out.to_str().unwrap()]);
+    let o = run(
+        &site,
+        &[
+            "export",
+            "cc-1764590000.3.opus.age",
+            "--identity",
+            id,
+            "--as",
+            "marc",
+            "--purpose",
+            "coaching",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(std::fs::read(&out).unwrap().starts_with(b"OggS"));
-    let o = run(&site, &["listen", rec, "--identity", id, "--as", "marc", "--purpose", "again", "--player", "cat >/dev/null"]);
+    let o = run(
+        &site,
+        &[
+            "listen",
+            rec,
+            "--identity",
+            id,
+            "--as",
+            "marc",
+            "--purpose",
+            "again",
+            "--player",
+            "cat >/dev/null",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("max_listens_per_agent = 2"), "{}", text(&o));
     // An export is never a WAV.
-    let o = run(&site, &["export", rec, "--identity", id, "--as", "claire", "--purpose", "x", "--out", site.dir.join("x.wav").to_str().unwrap()]);
+    let o = run(
+        &site,
+        &[
+            "export",
+            rec,
+            "--identity",
+            id,
+            "--as",
+            "claire",
+            "--purpose",
+            "x",
+            "--out",
+            site.dir.join("x.wav").to_str().unwrap(),
+        ],
+    );
     assert!(o.status.code() == Some(1) && text(&o).contains("Ogg Opus only"), "{}", text(&o));
     // The agent reaches their own call, not anna's; a wrong identity fails cleanly.
-    let o = run(&site, &["listen", "cc-1764590000.2.opus.age", "--identity", id, "--as", "bob", "--purpose", "self-review", "--player", "cat >/dev/null"]);
+    let o = run(
+        &site,
+        &[
+            "listen",
+            "cc-1764590000.2.opus.age",
+            "--identity",
+            id,
+            "--as",
+            "bob",
+            "--purpose",
+            "self-review",
+            "--player",
+            "cat >/dev/null",
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let o = run(&site, &["listen", rec, "--identity", id, "--as", "bob", "--purpose", "x", "--player", "cat >/dev/null"]);
-    assert!(o.status.code() == Some(1) && text(&o).contains("only their own calls"), "{}", text(&o));
+    let o = run(
+        &site,
+        &[
+            "listen",
+            rec,
+            "--identity",
+            id,
+            "--as",
+            "bob",
+            "--purpose",
+            "x",
+            "--player",
+            "cat >/dev/null",
+        ],
+    );
+    assert!(
+        o.status.code() == Some(1) && text(&o).contains("only their own calls"),
+        "{}",
+        text(&o)
+    );
     let other = site.dir.join("other.key");
-    std::fs::write(&other, format!("{}\n", age::x25519::Identity::generate().to_string().expose_secret())).unwrap();
-    let o = run(&site, &["listen", "cc-1764590000.2.opus.age", "--identity", other.to_str().unwrap(), "--as", "claire", "--purpose", "x", "--player", "cat >/dev/null"]);
+    std::fs::write(
+        &other,
+        format!("{}\n", age::x25519::Identity::generate().to_string().expose_secret()),
+    )
+    .unwrap();
+    let o = run(
+        &site,
+        &[
+            "listen",
+            "cc-1764590000.2.opus.age",
+            "--identity",
+            other.to_str().unwrap(),
+            "--as",
+            "claire",
+            "--purpose",
+            "x",
+            "--player",
+            "cat >/dev/null",
+        ],
+    );
     assert!(o.status.code() == Some(1) && text(&o).contains("cannot decrypt"), "{}", text(&o));
     // The report: anna at the maximum, bob below the minimum (his own listen does not count).
     let o = run(&site, &["access", "report"]);
     let t = text(&o);
-    assert!(t.lines().any(|l| l.starts_with("PJSIP/anna") && l.contains("2 listen(s)") && l.contains("at the maximum")), "{t}");
-    assert!(t.lines().any(|l| l.starts_with("PJSIP/bob") && l.contains("0 listen(s)") && l.contains("below the minimum")), "{t}");
+    assert!(
+        t.lines().any(|l| l.starts_with("PJSIP/anna")
+            && l.contains("2 listen(s)")
+            && l.contains("at the maximum")),
+        "{t}"
+    );
+    assert!(
+        t.lines().any(|l| l.starts_with("PJSIP/bob")
+            && l.contains("0 listen(s)")
+            && l.contains("below the minimum")),
+        "{t}"
+    );
     // The access log is a chain audit verify checks, with the key too.
     let log = site.dir.join("log/access.jsonl");
-    let v = Command::new(env!("CARGO_BIN_EXE_callconsent")).args(["audit", "verify", log.to_str().unwrap(), "--key", site.secret.to_str().unwrap()]).output().unwrap();
+    let v = Command::new(env!("CARGO_BIN_EXE_callconsent"))
+        .args(["audit", "verify", log.to_str().unwrap(), "--key", site.secret.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(v.status.success(), "{}", text(&v));
     let _ = std::fs::remove_dir_all(&site.dir);
 }
@@ -146,39 +316,123 @@ fn a_callers_calls_are_found_exported_and_erased_by_number() {
     let t = text(&o);
     assert!(o.status.success() && t.starts_with("subject +33612345678 (number hash "), "{t}");
     assert!(t.contains(": 2 call(s), 2 recording(s) on disk"), "{t}");
-    assert!(t.contains("recording call 1764590000.1") && t.contains("recording call 1764590000.2") && !t.contains("1764590000.3"), "{t}");
-    assert!(!t.contains("0612345678") && !std::fs::read_to_string(site.dir.join("log/audit.jsonl")).unwrap().contains("612345678"), "the number is never in a log");
+    assert!(
+        t.contains("recording call 1764590000.1")
+            && t.contains("recording call 1764590000.2")
+            && !t.contains("1764590000.3"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("0612345678")
+            && !std::fs::read_to_string(site.dir.join("log/audit.jsonl"))
+                .unwrap()
+                .contains("612345678"),
+        "the number is never in a log"
+    );
     // Only the DPO serves a request.
-    let o = run(&site, &["subject", "erase", "--number", "0612345678", "--as", "marc", "--request", "REQ-1"]);
+    let o = run(
+        &site,
+        &["subject", "erase", "--number", "0612345678", "--as", "marc", "--request", "REQ-1"],
+    );
     assert!(o.status.code() == Some(1) && text(&o).contains("served by the DPO"), "{}", text(&o));
     let bundle = site.dir.join("bundle");
-    let o = run(&site, &["subject", "export", "--number", "+33612345678", "--as", "claire", "--request", "REQ-1", "--identity", site.identity.to_str().unwrap(), "--out", bundle.to_str().unwrap()]);
+    let o = run(
+        &site,
+        &[
+            "subject",
+            "export",
+            "--number",
+            "+33612345678",
+            "--as",
+            "claire",
+            "--request",
+            "REQ-1",
+            "--identity",
+            site.identity.to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    let mut names: Vec<String> = std::fs::read_dir(&bundle).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&bundle)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
-    assert_eq!(names, ["README.txt", "audit.jsonl", "cc-1764590000.1.opus", "cc-1764590000.2.opus"]);
+    assert_eq!(
+        names,
+        ["README.txt", "audit.jsonl", "cc-1764590000.1.opus", "cc-1764590000.2.opus"]
+    );
     // Without --as the Unix user running the tool is named.
-    let o = run(&site, &["subject", "export", "--number", "0612345678", "--ref", "REQ-1b", "--identity", site.identity.to_str().unwrap(), "--out", site.dir.join("bundle2").to_str().unwrap()]);
+    let o = run(
+        &site,
+        &[
+            "subject",
+            "export",
+            "--number",
+            "0612345678",
+            "--ref",
+            "REQ-1b",
+            "--identity",
+            site.identity.to_str().unwrap(),
+            "--out",
+            site.dir.join("bundle2").to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(access_lines(&site).last().unwrap()["person"].as_str().is_some_and(|p| p.starts_with("unix:")));
-    let o = run(&site, &["subject", "erase", "--number", "0033612345678", "--as", "claire", "--request", "REQ-2"]);
+    assert!(access_lines(&site).last().unwrap()["person"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("unix:")));
+    let o = run(
+        &site,
+        &["subject", "erase", "--number", "0033612345678", "--as", "claire", "--request", "REQ-2"],
+    );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(!site.dir.join("kept/cc-1764590000.1.opus.age").exists() && !site.dir.join("kept/cc-1764590000.2.opus.age").exists());
-    assert!(site.dir.join("kept/cc-1764590000.3.opus.age").exists(), "another caller's recording stays");
+    assert!(
+        !site.dir.join("kept/cc-1764590000.1.opus.age").exists()
+            && !site.dir.join("kept/cc-1764590000.2.opus.age").exists()
+    );
+    assert!(
+        site.dir.join("kept/cc-1764590000.3.opus.age").exists(),
+        "another caller's recording stays"
+    );
     let audit = std::fs::read_to_string(site.dir.join("log/audit.jsonl")).unwrap();
-    let erased: Vec<Value> = audit.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v["event"] == "recording_erased").collect();
+    let erased: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["event"] == "recording_erased")
+        .collect();
     assert_eq!(erased.len(), 2);
-    assert!(erased.iter().all(|v| v["request"] == "REQ-2" && v["by"] == "claire" && v["mac"].is_string()));
+    assert!(erased
+        .iter()
+        .all(|v| v["request"] == "REQ-2" && v["by"] == "claire" && v["mac"].is_string()));
     let v = Command::new(env!("CARGO_BIN_EXE_callconsent"))
-        .args(["audit", "verify", site.dir.join("log/audit.jsonl").to_str().unwrap(), "--key", site.secret.to_str().unwrap()])
+        .args([
+            "audit",
+            "verify",
+            site.dir.join("log/audit.jsonl").to_str().unwrap(),
+            "--key",
+            site.secret.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(v.status.success(), "the chain goes on: {}", text(&v));
     let o = run(&site, &["subject", "find", "--number", "0612345678"]);
-    assert!(text(&o).contains(": 2 call(s), 0 recording(s) on disk") && text(&o).contains("gone (recording_erased)"), "{}", text(&o));
+    assert!(
+        text(&o).contains(": 2 call(s), 0 recording(s) on disk")
+            && text(&o).contains("gone (recording_erased)"),
+        "{}",
+        text(&o)
+    );
     // R8: the agent's own record lists what exists of them now and every access.
     let o = run(&site, &["agent", "PJSIP/anna"]);
     let t = text(&o);
-    assert!(t.contains("\"recording\":") && t.contains("cc-1764590000.3.opus.age") && t.contains("1 recording(s) of PJSIP/anna on disk now"), "{t}");
+    assert!(
+        t.contains("\"recording\":")
+            && t.contains("cc-1764590000.3.opus.age")
+            && t.contains("1 recording(s) of PJSIP/anna on disk now"),
+        "{t}"
+    );
     let _ = std::fs::remove_dir_all(&site.dir);
 }

@@ -23,7 +23,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("callconsent-tool-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("callconsent-tool-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -44,7 +45,10 @@ fn audit_log(path: &Path, n: usize) {
     let log = AuditLog::open(path).unwrap();
     for i in 0..n {
         let mut facts = serde_json::Map::new();
-        facts.insert("agent".into(), if i % 2 == 0 { "PJSIP/anna".into() } else { "PJSIP/bob".into() });
+        facts.insert(
+            "agent".into(),
+            if i % 2 == 0 { "PJSIP/anna".into() } else { "PJSIP/bob".into() },
+        );
         log.sender().send(record("1.1", "Local/x", AuditEvent::Selected, facts));
     }
     drop(log); // joins the writer: every line is on disk
@@ -55,8 +59,23 @@ fn help_lists_every_subcommand_and_the_exit_codes() {
     let o = run(&["--help"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let text = stdout(&o);
-    for cmd in ["audit", "agent", "describe", "retention", "draw", "archive", "listen", "export", "access", "subject", "identity"] {
-        assert!(text.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))), "{cmd} missing from:\n{text}");
+    for cmd in [
+        "audit",
+        "agent",
+        "describe",
+        "retention",
+        "draw",
+        "archive",
+        "listen",
+        "export",
+        "access",
+        "subject",
+        "identity",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
+            "{cmd} missing from:\n{text}"
+        );
     }
     for req in ["R5", "R7", "R8", "R14", "R15"] {
         assert!(text.contains(req), "{req} missing from:\n{text}");
@@ -77,7 +96,10 @@ fn every_command_has_its_help() {
         let o = run(args);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
         let text = stdout(&o);
-        assert!(text.contains(&format!("Usage: callconsent {}", args[..args.len() - 1].join(" "))), "{text}");
+        assert!(
+            text.contains(&format!("Usage: callconsent {}", args[..args.len() - 1].join(" "))),
+            "{text}"
+        );
         assert!(text.contains("Exit codes:"), "{args:?}: {text}");
     }
     let o = run(&["archive", "verify", "--help"]);
@@ -146,12 +168,22 @@ fn audit_verify_finds_an_edited_line() {
     let log = dir.path("audit.jsonl");
     audit_log(&log, 3);
     let ok = run(&["audit", "verify", log.to_str().unwrap()]);
-    assert_eq!((ok.status.code(), stdout(&ok)), (Some(0), "audit: 3 lines, chain intact\n".to_string()), "{ok:?}");
+    assert_eq!(
+        (ok.status.code(), stdout(&ok)),
+        (Some(0), "audit: 3 lines, chain intact\n".to_string()),
+        "{ok:?}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     std::fs::write(&log, text.replacen("Local/x", "Local/y", 1)).unwrap();
     let o = run(&["audit", "verify", log.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
-    assert_eq!(stdout(&o), format!("{}:2: the line before it was edited, removed or inserted (prev does not match)\n", log.display()));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{}:2: the line before it was edited, removed or inserted (prev does not match)\n",
+            log.display()
+        )
+    );
     // A file that cannot be read is a failed check too.
     let missing = dir.path("missing.jsonl");
     let o = run(&["audit", "verify", missing.to_str().unwrap()]);
@@ -168,9 +200,19 @@ fn audit_verify_never_calls_a_keyed_log_intact_without_its_key() {
     std::fs::write(&secret, b"0123456789abcdef0123456789abcdef").unwrap();
     let key = callconsent_runtime::audit::audit_key(b"0123456789abcdef0123456789abcdef");
     {
-        let opts = callconsent_runtime::audit::Options { key: Some((key, "k1".into())), publish: None, pbx: None, wake: None };
+        let opts = callconsent_runtime::audit::Options {
+            key: Some((key, "k1".into())),
+            publish: None,
+            pbx: None,
+            wake: None,
+        };
         let w = AuditLog::open_with(&log, opts).unwrap();
-        for ev in [AuditEvent::Selected, AuditEvent::OptOut, AuditEvent::RecordingDeleted, AuditEvent::Selected] {
+        for ev in [
+            AuditEvent::Selected,
+            AuditEvent::OptOut,
+            AuditEvent::RecordingDeleted,
+            AuditEvent::Selected,
+        ] {
             w.sender().send(record("1.1", "Local/x", ev, serde_json::Map::new()));
         }
     }
@@ -193,7 +235,12 @@ fn audit_verify_never_calls_a_keyed_log_intact_without_its_key() {
     assert_eq!(o.status.code(), Some(3), "a keyed log without --key: exit 3, never 0: {o:?}");
     let out = stdout(&o);
     assert!(!out.contains("intact"), "{out}");
-    assert!(out.contains("NOT verified") && out.contains("keyed MACs of 3 lines were not checked") && out.contains("--key"), "{out}");
+    assert!(
+        out.contains("NOT verified")
+            && out.contains("keyed MACs of 3 lines were not checked")
+            && out.contains("--key"),
+        "{out}"
+    );
     // With the key the forgery is found.
     let o = run(&["audit", "verify", "--key", secret.to_str().unwrap(), log.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
@@ -211,7 +258,12 @@ fn agent_prints_the_records_concerning_one_agent() {
     let o = run(&["agent", "PJSIP/anna", log.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
-    let expected: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("\"PJSIP/anna\"")).map(str::to_string).collect();
+    let expected: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"PJSIP/anna\""))
+        .map(str::to_string)
+        .collect();
     assert_eq!((lines.len(), &lines), (2, &expected));
     assert_eq!(stderr(&o), "2 record(s) concern PJSIP/anna\n");
     let o = run(&["agent", "PJSIP/anna", dir.path("missing.jsonl").to_str().unwrap()]);
@@ -224,13 +276,20 @@ fn draw_replays_a_decision() {
     let secret = dir.path("secret");
     std::fs::write(&secret, b"0123456789abcdef0123456789abcdef").unwrap();
     let rule = callconsent_core::draw::RULE;
-    let bucket = callconsent_core::draw::bucket(b"0123456789abcdef0123456789abcdef", "1763800000.12");
+    let bucket =
+        callconsent_core::draw::bucket(b"0123456789abcdef0123456789abcdef", "1763800000.12");
     let o = run(&["draw", "1763800000.12", secret.to_str().unwrap(), "100"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert_eq!(stdout(&o), format!("call 1763800000.12: bucket {bucket} < share 100 % ({rule}): selected\n"));
+    assert_eq!(
+        stdout(&o),
+        format!("call 1763800000.12: bucket {bucket} < share 100 % ({rule}): selected\n")
+    );
     let o = run(&["draw", "1763800000.12", secret.to_str().unwrap(), "0"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert_eq!(stdout(&o), format!("call 1763800000.12: bucket {bucket} >= share 0 % ({rule}): not selected\n"));
+    assert_eq!(
+        stdout(&o),
+        format!("call 1763800000.12: bucket {bucket} >= share 0 % ({rule}): not selected\n")
+    );
     let o = run(&["draw", "1763800000.12", dir.path("missing").to_str().unwrap(), "20"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
 }
@@ -249,10 +308,16 @@ fn describe_prints_the_description_or_the_error() {
     std::fs::write(&conf, "[general]\nbogus = 1\n").unwrap();
     let bad = run(&["describe", conf.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(1), "{bad:?}");
-    assert!(stderr(&bad).starts_with(&format!("{}:2: [general] bogus: unknown key", conf.display())), "{bad:?}");
+    assert!(
+        stderr(&bad).starts_with(&format!("{}:2: [general] bogus: unknown key", conf.display())),
+        "{bad:?}"
+    );
     let missing = dir.path("missing.conf");
     let o = run(&["describe", missing.to_str().unwrap(), "--lang", "en"]);
-    assert_eq!((o.status.code(), stderr(&o)), (Some(1), format!("{}: cannot read\n", missing.display())));
+    assert_eq!(
+        (o.status.code(), stderr(&o)),
+        (Some(1), format!("{}: cannot read\n", missing.display()))
+    );
 }
 
 #[test]
@@ -265,7 +330,8 @@ fn retention_is_a_dry_run() {
     std::fs::write(&old, b"RIFF").unwrap();
     std::fs::write(&new, b"RIFF").unwrap();
     let f = std::fs::File::options().write(true).open(&old).unwrap();
-    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(100 * 86_400)).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(100 * 86_400))
+        .unwrap();
     drop(f);
     let o = run(&["retention", dir.path("kept").to_str().unwrap(), "90"]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
@@ -281,7 +347,10 @@ fn identity_new_creates_a_key_once_and_prints_its_recipient() {
     let o = run(&["identity", "new", key.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let recipient = stdout(&o).trim().to_string();
-    assert!(recipient.starts_with("age1") && recipient.parse::<age::x25519::Recipient>().is_ok(), "{recipient}");
+    assert!(
+        recipient.starts_with("age1") && recipient.parse::<age::x25519::Recipient>().is_ok(),
+        "{recipient}"
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(std::fs::read_to_string(&key).unwrap().contains("AGE-SECRET-KEY-1"));

@@ -29,7 +29,12 @@ fn bin() -> Command {
 }
 
 fn password_line(name: &str, pw: &str) -> String {
-    let mut c = bin().args(["console", "password", name]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run console password");
+    let mut c = bin()
+        .args(["console", "password", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run console password");
     c.stdin.take().expect("stdin").write_all(format!("{pw}\n").as_bytes()).expect("write");
     let o = c.wait_with_output().expect("console password");
     assert!(o.status.success());
@@ -37,7 +42,8 @@ fn password_line(name: &str, pw: &str) -> String {
 }
 
 fn setup(name: &str) -> (TempDir, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("callconsent-console-{name}-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("callconsent-console-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("log")).expect("tmp");
     let conf = format!(
@@ -53,9 +59,20 @@ fn setup(name: &str) -> (TempDir, PathBuf) {
 }
 
 fn start(conf: &Path) -> Console {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
     let mut child = bin()
-        .args(["console", "--config", &conf.display().to_string(), "--secret", "/nonexistent", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "console",
+            "--config",
+            &conf.display().to_string(),
+            "--secret",
+            "/nonexistent",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the console");
@@ -94,15 +111,28 @@ fn http(port: u16, method: &str, path: &str, cookie: &str, form: &str) -> (u16, 
 }
 
 fn set_cookie(head: &str, name: &str) -> Option<String> {
-    head.lines().filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: "))).find(|c| c.starts_with(&format!("{name}="))).map(str::to_string)
+    head.lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_string)
 }
 
 fn value(cookie: &str) -> String {
-    cookie.split(';').next().unwrap_or("").split_once('=').map(|(_, v)| v.to_string()).unwrap_or_default()
+    cookie
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .split_once('=')
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default()
 }
 
 fn hidden_csrf(body: &str) -> String {
-    body.split("name=csrf value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string()
+    body.split("name=csrf value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// A sign-in form's CSRF pair: (cookie header, token).
@@ -129,8 +159,17 @@ fn sign_in_sessions_csrf_lockout_and_roles() {
     // The sign-in form's cookie: HttpOnly, SameSite=Strict, Path=/, not Secure on plain HTTP.
     let (_, head, _) = http(port, "GET", "/signin", "", "");
     let c1 = set_cookie(&head, "cc_pre").expect("cookie");
-    assert!(c1.contains("HttpOnly") && c1.contains("SameSite=Strict") && c1.contains("Path=/") && !c1.contains("Secure"), "{c1}");
-    assert!(head.to_ascii_lowercase().contains("content-security-policy: default-src 'none'"), "{head}");
+    assert!(
+        c1.contains("HttpOnly")
+            && c1.contains("SameSite=Strict")
+            && c1.contains("Path=/")
+            && !c1.contains("Secure"),
+        "{c1}"
+    );
+    assert!(
+        head.to_ascii_lowercase().contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
     // A sign-in without the form's token is refused, even with the right password.
     let (st, _, body) = http(port, "POST", "/signin", "", "name=claire&password=claire-pw");
     assert!(st == 403 && body.contains("CSRF"), "{st} {body}");
@@ -145,26 +184,45 @@ fn sign_in_sessions_csrf_lockout_and_roles() {
     let (st, head, _) = sign_in(port, "claire", "claire-pw");
     assert_eq!(st, 303, "{head}");
     let sc = set_cookie(&head, "cc_session").expect("the session cookie");
-    assert!(sc.contains("HttpOnly") && sc.contains("SameSite=Strict") && sc.contains("Max-Age=1800"), "{sc}");
+    assert!(
+        sc.contains("HttpOnly") && sc.contains("SameSite=Strict") && sc.contains("Max-Age=1800"),
+        "{sc}"
+    );
     let cookie = format!("cc_session={}", value(&sc));
     let (st, _, body) = http(port, "GET", "/requests", &cookie, "");
     assert_eq!(st, 200, "{body}");
     let token = hidden_csrf(&body);
     assert_eq!(token.len(), 64);
     // Every POST checks the session's token.
-    let (st, _, body) = http(port, "POST", "/requests", &cookie, "action=erase&number=0612345678&request=R1");
+    let (st, _, body) =
+        http(port, "POST", "/requests", &cookie, "action=erase&number=0612345678&request=R1");
     assert!(st == 403 && body.contains("CSRF"), "{body}");
-    let (st, _, body) = http(port, "POST", "/requests", &cookie, &format!("csrf={}x&action=erase&number=0612345678&request=R1", &token[..63]));
+    let (st, _, body) = http(
+        port,
+        "POST",
+        "/requests",
+        &cookie,
+        &format!("csrf={}x&action=erase&number=0612345678&request=R1", &token[..63]),
+    );
     assert!(st == 403 && body.contains("CSRF"), "{body}");
     // With the token: the secret is needed to find a caller (as for `subject`), and said so.
-    let (st, _, body) = http(port, "POST", "/requests", &cookie, &format!("csrf={token}&action=find&number=0612345678&request=R1"));
+    let (st, _, body) = http(
+        port,
+        "POST",
+        "/requests",
+        &cookie,
+        &format!("csrf={token}&action=find&number=0612345678&request=R1"),
+    );
     assert!(st == 500 && body.contains("installation secret"), "{st} {body}");
     // An unknown recording id, a foreign play token.
     assert_eq!(http(port, "GET", "/recordings/0123456789abcdef", &cookie, "").0, 404);
     assert_eq!(http(port, "GET", "/play/abc", &cookie, "").0, 403);
     // The processing record, both languages, from the live configuration.
     let (_, _, body) = http(port, "GET", "/record", &cookie, "");
-    assert!(body.contains("sales: 20 %") && body.contains("not set: give [general] controller"), "{body}");
+    assert!(
+        body.contains("sales: 20 %") && body.contains("not set: give [general] controller"),
+        "{body}"
+    );
     let (_, _, body) = http(port, "GET", "/record?lang=fr", &cookie, "");
     assert!(body.contains("Registre des traitements") && body.contains("sales : 20 %"), "{body}");
     // Sign out (with the token): the session is gone.
@@ -189,12 +247,25 @@ fn a_coach_is_refused_the_dpos_pages() {
 #[test]
 fn plain_http_is_refused_off_loopback_and_passwords_hash() {
     let (_dir, conf) = setup("plain");
-    let o = bin().args(["console", "--config", &conf.display().to_string(), "--listen", "0.0.0.0:8471"]).output().expect("run");
+    let o = bin()
+        .args(["console", "--config", &conf.display().to_string(), "--listen", "0.0.0.0:8471"])
+        .output()
+        .expect("run");
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("plain HTTP only on a loopback address"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("plain HTTP only on a loopback address"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let line = password_line("anna", "pw");
     assert!(line.starts_with("password = anna: $argon2id$v=19$"), "{line}");
-    let mut c = bin().args(["console", "password", "anna"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run");
+    let mut c = bin()
+        .args(["console", "password", "anna"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
     drop(c.stdin.take());
     assert_eq!(c.wait().ok().and_then(|s| s.code()), Some(1), "an empty password is refused");
 }
@@ -204,27 +275,59 @@ fn with_a_certificate_it_serves_https_and_the_cookies_are_secure() {
     let (dir, conf) = setup("tls");
     let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
     let o = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl (scripts/sandbox.sh installs it)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
-    let text = std::fs::read_to_string(&conf).expect("the config") + &format!("listen = 127.0.0.1:{port}\ntls_certificate = {}\ntls_key = {}\n", cert.display(), key.display());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let text = std::fs::read_to_string(&conf).expect("the config")
+        + &format!(
+            "listen = 127.0.0.1:{port}\ntls_certificate = {}\ntls_key = {}\n",
+            cert.display(),
+            key.display()
+        );
     std::fs::write(&conf, text).expect("write the config");
-    let mut child = bin().args(["console", "--config", &conf.display().to_string(), "--secret", "/nonexistent"]).stderr(Stdio::piped()).spawn().expect("start");
+    let mut child = bin()
+        .args(["console", "--config", &conf.display().to_string(), "--secret", "/nonexistent"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
     let err = child.stderr.take().expect("stderr");
     let c = Console(child, port);
     let mut lines = BufReader::new(err).lines();
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     assert!(first.contains(&format!("console listening on https://127.0.0.1:{port}/")), "{first}");
-    let o = Command::new("curl").args(["-sk", "-i", &format!("https://127.0.0.1:{}/signin", c.1)]).output().expect("curl (scripts/sandbox.sh installs it)");
+    let o = Command::new("curl")
+        .args(["-sk", "-i", &format!("https://127.0.0.1:{}/signin", c.1)])
+        .output()
+        .expect("curl (scripts/sandbox.sh installs it)");
     let out = String::from_utf8_lossy(&o.stdout).to_ascii_lowercase();
     assert!(out.starts_with("http/2 200") || out.starts_with("http/1.1 200"), "{out}");
-    let cookie = out.lines().find(|l| l.starts_with("set-cookie: cc_pre=")).unwrap_or_default().to_string();
-    assert!(cookie.contains("; secure") && cookie.contains("httponly") && cookie.contains("samesite=strict"), "{cookie}");
+    let cookie =
+        out.lines().find(|l| l.starts_with("set-cookie: cc_pre=")).unwrap_or_default().to_string();
+    assert!(
+        cookie.contains("; secure")
+            && cookie.contains("httponly")
+            && cookie.contains("samesite=strict"),
+        "{cookie}"
+    );
     // Plain HTTP to the HTTPS port gets no page.
     let (st, _, _) = http(c.1, "GET", "/signin", "", "");
     assert_ne!(st, 200);

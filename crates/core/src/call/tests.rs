@@ -33,7 +33,10 @@ fn profile(share: u8, pause_max: u64) -> Arc<Profile> {
         resume_tone: Some("820/150".into()),
         delete_tone: Some("950/300".into()),
         warn_tone: Some("1400/100".into()),
-        never_record: vec![Exemption::parse("caller:_0145XXXXXX").unwrap(), Exemption::parse("agent:Local/rep@*").unwrap()],
+        never_record: vec![
+            Exemption::parse("caller:_0145XXXXXX").unwrap(),
+            Exemption::parse("agent:Local/rep@*").unwrap(),
+        ],
         private_prefix: Some("8".into()),
         max_per_agent: 0,
         cap_period: CapPeriod::Week,
@@ -55,7 +58,12 @@ fn new_call(p: Arc<Profile>) -> Call {
 }
 
 fn events(actions: &[Action]) -> Vec<&'static str> {
-    actions.iter().filter_map(|a| if let Action::Audit { event, .. } = a { Some(event.as_str()) } else { None }).collect()
+    actions
+        .iter()
+        .filter_map(
+            |a| if let Action::Audit { event, .. } = a { Some(event.as_str()) } else { None },
+        )
+        .collect()
 }
 
 /// A call driven to one of the states a key can meet.
@@ -86,14 +94,36 @@ fn in_state(state: &str) -> Call {
     match state {
         "recording" => {}
         "paused" => {
-            c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 0 });
+            c.on(Event::Control {
+                cmd: Command::Pause,
+                source: Source::Ami,
+                actor: String::new(),
+                now_ms: 0,
+            });
         }
         "opted_out" => {
-            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 0 });
-            c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: '9', len_ms: 0, now_ms: 0 });
+            c.on(Event::Dtmf {
+                dir: Dir::Caller,
+                press: Press::Begin,
+                digit: '9',
+                len_ms: 0,
+                now_ms: 0,
+            });
+            c.on(Event::Dtmf {
+                dir: Dir::Caller,
+                press: Press::End,
+                digit: '9',
+                len_ms: 0,
+                now_ms: 0,
+            });
         }
         "deleted" => {
-            c.on(Event::Control { cmd: Command::Delete, source: Source::Ami, actor: String::new(), now_ms: 0 });
+            c.on(Event::Control {
+                cmd: Command::Delete,
+                source: Source::Ami,
+                actor: String::new(),
+                now_ms: 0,
+            });
         }
         "ended" => {
             c.on(Event::Hangup);
@@ -103,16 +133,39 @@ fn in_state(state: &str) -> Call {
     c
 }
 
-const STATES: &[&str] =
-    &["created", "notice", "full_notice", "armed", "starting", "not_recording", "recording", "paused", "opted_out", "deleted", "ended"];
+const STATES: &[&str] = &[
+    "created",
+    "notice",
+    "full_notice",
+    "armed",
+    "starting",
+    "not_recording",
+    "recording",
+    "paused",
+    "opted_out",
+    "deleted",
+    "ended",
+];
 
 #[test]
 fn every_caller_key_in_every_state() {
     for state in STATES {
         for key in KEYS.chars() {
             let mut c = in_state(state);
-            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: key, len_ms: 0, now_ms: 10 });
-            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::End, digit: key, len_ms: 0, now_ms: 60 });
+            let (v1, a1) = c.on(Event::Dtmf {
+                dir: Dir::Caller,
+                press: Press::Begin,
+                digit: key,
+                len_ms: 0,
+                now_ms: 10,
+            });
+            let (v2, a2) = c.on(Event::Dtmf {
+                dir: Dir::Caller,
+                press: Press::End,
+                digit: key,
+                len_ms: 0,
+                now_ms: 60,
+            });
             let recording = matches!(*state, "recording" | "paused" | "starting");
             let reserved = matches!(*state, "opted_out" | "deleted");
             if *state == "armed" && key == '9' {
@@ -134,7 +187,11 @@ fn every_caller_key_in_every_state() {
                     assert_eq!(c.phase(), Phase::OptedOut);
                 }
                 ('9', false, true) => {
-                    assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}: the key stays reserved");
+                    assert_eq!(
+                        (v1, v2),
+                        (Verdict::Drop, Verdict::Drop),
+                        "{state}: the key stays reserved"
+                    );
                     assert!(a1.is_empty() && a2.is_empty(), "{state}");
                 }
                 _ => {
@@ -152,12 +209,31 @@ fn every_agent_key_in_every_state() {
         for key in KEYS.chars() {
             let mut c = in_state(state);
             let before = c.phase();
-            let (v1, a1) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: key, len_ms: 0, now_ms: 10 });
-            let (v2, a2) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::End, digit: key, len_ms: 0, now_ms: 60 });
+            let (v1, a1) = c.on(Event::Dtmf {
+                dir: Dir::Agent,
+                press: Press::Begin,
+                digit: key,
+                len_ms: 0,
+                now_ms: 10,
+            });
+            let (v2, a2) = c.on(Event::Dtmf {
+                dir: Dir::Agent,
+                press: Press::End,
+                digit: key,
+                len_ms: 0,
+                now_ms: 60,
+            });
             // Every watched call offers the secure entry's code (`*4`); recorded ones the others too.
-            let watching_codes = matches!(*state, "armed" | "starting" | "recording" | "paused" | "opted_out" | "deleted");
+            let watching_codes = matches!(
+                *state,
+                "armed" | "starting" | "recording" | "paused" | "opted_out" | "deleted"
+            );
             if watching_codes && key == '*' {
-                assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{state}: a code's first key is held back");
+                assert_eq!(
+                    (v1, v2),
+                    (Verdict::Drop, Verdict::Drop),
+                    "{state}: a code's first key is held back"
+                );
                 assert!(c.wants_ticks());
                 // A recording that is heard is muted at the code's first key (issue 23).
                 let muted = if *state == "recording" { vec![Action::Mute] } else { vec![] };
@@ -176,7 +252,13 @@ fn press(c: &mut Call, dir: Dir, keys: &str, t0: u64) -> Vec<(Verdict, Vec<Actio
     for (i, k) in keys.chars().enumerate() {
         let t = t0 + i as u64 * 200;
         out.push(c.on(Event::Dtmf { dir, press: Press::Begin, digit: k, len_ms: 0, now_ms: t }));
-        out.push(c.on(Event::Dtmf { dir, press: Press::End, digit: k, len_ms: 0, now_ms: t + 100 }));
+        out.push(c.on(Event::Dtmf {
+            dir,
+            press: Press::End,
+            digit: k,
+            len_ms: 0,
+            now_ms: t + 100,
+        }));
     }
     out
 }
@@ -226,7 +308,13 @@ fn a_non_code_is_passed_on_in_order() {
 #[test]
 fn an_agent_code_mutes_from_its_first_key() {
     let mut c = in_state("recording");
-    let (_, a) = c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', len_ms: 0, now_ms: 0 });
+    let (_, a) = c.on(Event::Dtmf {
+        dir: Dir::Agent,
+        press: Press::Begin,
+        digit: '*',
+        len_ms: 0,
+        now_ms: 0,
+    });
     assert_eq!(a, vec![Action::Mute], "muted in the frame of the '*'");
     let r = press(&mut c, Dir::Agent, "1", 100);
     assert!(c.paused() && events(&r[0].1).contains(&"paused"));
@@ -241,7 +329,12 @@ fn an_agent_code_mutes_from_its_first_key() {
     assert_eq!(r[2].1, vec![Action::Unmute]);
     // A desktop pause while a code is being keyed: the code's end does not unmute.
     c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', len_ms: 0, now_ms: 3000 });
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 3050 });
+    c.on(Event::Control {
+        cmd: Command::Pause,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 3050,
+    });
     let (_, a) = c.on(Event::Tick { now_ms: 3000 + 2500 });
     assert_eq!(a, vec![Action::SendToCaller("*".into())], "released, still paused: {a:?}");
     assert!(c.paused());
@@ -249,7 +342,10 @@ fn an_agent_code_mutes_from_its_first_key() {
     let mut c = in_state("recording");
     let r = press(&mut c, Dir::Agent, "*3", 0);
     assert_eq!(r[0].1, vec![Action::Mute]);
-    assert!(r[2].1.contains(&Action::StopAndDelete { by: By::Agent }) && !r[2].1.contains(&Action::Unmute));
+    assert!(
+        r[2].1.contains(&Action::StopAndDelete { by: By::Agent })
+            && !r[2].1.contains(&Action::Unmute)
+    );
 }
 
 #[test]
@@ -270,7 +366,12 @@ fn a_forgotten_pause_resumes_after_a_warning() {
     c.on(Event::PromptDone(PromptOutcome::Completed));
     c.on(Event::Bridged { agent: "PJSIP/anna".into() });
     c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Keypad, actor: String::new(), now_ms: 1000 });
+    c.on(Event::Control {
+        cmd: Command::Pause,
+        source: Source::Keypad,
+        actor: String::new(),
+        now_ms: 1000,
+    });
     assert!(c.wants_ticks());
     assert!(c.on(Event::Tick { now_ms: 15_000 }).1.is_empty());
     let (_, a) = c.on(Event::Tick { now_ms: 16_000 });
@@ -279,7 +380,16 @@ fn a_forgotten_pause_resumes_after_a_warning() {
     assert!(c.on(Event::Tick { now_ms: 18_000 }).1.is_empty(), "one warning only");
     let (_, a) = c.on(Event::Tick { now_ms: 21_000 });
     assert_eq!(a[0], Action::Unmute);
-    let resumed = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::Resumed, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    let resumed = a
+        .iter()
+        .find_map(|x| {
+            if let Action::Audit { event: AuditEvent::Resumed, facts } = x {
+                Some(facts.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(resumed["by"], "auto");
     assert!(!c.paused() && !c.wants_ticks());
 }
@@ -335,9 +445,17 @@ fn the_agent_hears_the_start_tone_when_bridged() {
     // A transfer: the new agent hears it too, and that the call is paused.
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
     assert_eq!(a, vec![Action::ToneToAgent("440/150".into())]);
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 0 });
+    c.on(Event::Control {
+        cmd: Command::Pause,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 0,
+    });
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/cleo".into() });
-    assert_eq!(a, vec![Action::ToneToAgent("440/150".into()), Action::ToneToAgent("620/150".into())]);
+    assert_eq!(
+        a,
+        vec![Action::ToneToAgent("440/150".into()), Action::ToneToAgent("620/150".into())]
+    );
 }
 
 fn any_event() -> impl Strategy<Value = Event> {
@@ -350,19 +468,30 @@ fn any_event() -> impl Strategy<Value = Event> {
         Just(Event::JoinedBridge),
         Just(Event::Bridged { agent: "PJSIP/anna".into() }),
         Just(Event::Bridged { agent: "Local/rep@agents".into() }),
-        (any::<bool>(), 0u64..20).prop_map(|(allowed, count)| Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: if allowed { CapOutcome::Reserved { count } } else { CapOutcome::Reached { count } } }),
-        (key, any::<bool>(), any::<bool>(), 0u64..100_000).prop_map(|(k, caller, begin, t)| Event::Dtmf {
-            dir: if caller { Dir::Caller } else { Dir::Agent },
-            press: if begin { Press::Begin } else { Press::End },
-            digit: k,
-            len_ms: 0,
-            now_ms: t
+        (any::<bool>(), 0u64..20).prop_map(|(allowed, count)| Event::CapChecked {
+            agent: "PJSIP/anna".into(),
+            period: "2026-W47".into(),
+            outcome: if allowed {
+                CapOutcome::Reserved { count }
+            } else {
+                CapOutcome::Reached { count }
+            }
+        }),
+        (key, any::<bool>(), any::<bool>(), 0u64..100_000).prop_map(|(k, caller, begin, t)| {
+            Event::Dtmf {
+                dir: if caller { Dir::Caller } else { Dir::Agent },
+                press: if begin { Press::Begin } else { Press::End },
+                digit: k,
+                len_ms: 0,
+                now_ms: t,
+            }
         }),
         (0u64..100_000).prop_map(|t| Event::Tick { now_ms: t }),
         (0..3usize, 0u64..100_000).prop_map(|(i, t)| Event::Control {
             cmd: [Command::Pause, Command::Resume, Command::Delete][i],
             source: Source::Ami,
-            actor: String::new(), now_ms: t
+            actor: String::new(),
+            now_ms: t
         }),
     ]
 }
@@ -434,8 +563,19 @@ fn caps_and_never_recorded_agents_veto_at_the_bridge() {
     c.on(Event::Start);
     c.on(Event::PromptDone(PromptOutcome::Completed));
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/anna".into() });
-    assert_eq!(a, vec![Action::ReserveCap { agent: "PJSIP/anna".into(), period: CapPeriod::Week, period_max: 2 }]);
-    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: CapOutcome::Reached { count: 2 } });
+    assert_eq!(
+        a,
+        vec![Action::ReserveCap {
+            agent: "PJSIP/anna".into(),
+            period: CapPeriod::Week,
+            period_max: 2
+        }]
+    );
+    let (_, a) = c.on(Event::CapChecked {
+        agent: "PJSIP/anna".into(),
+        period: "2026-W47".into(),
+        outcome: CapOutcome::Reached { count: 2 },
+    });
     assert_eq!(events(&a), vec!["agent_vetoed"]);
     assert!(!a.contains(&Action::StartRecorder));
     assert_eq!(c.phase(), Phase::NotRecording);
@@ -450,9 +590,24 @@ fn caps_and_never_recorded_agents_veto_at_the_bridge() {
 fn pause_spans_are_kept_for_the_archive() {
     let mut c = in_state("starting");
     c.on(Event::RecorderStarted { file: "f".into(), now_ms: 1000 });
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 3000 });
-    c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 4500 });
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 6000 });
+    c.on(Event::Control {
+        cmd: Command::Pause,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 3000,
+    });
+    c.on(Event::Control {
+        cmd: Command::Resume,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 4500,
+    });
+    c.on(Event::Control {
+        cmd: Command::Pause,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 6000,
+    });
     let (_, a) = c.on(Event::Hangup);
     assert!(a.contains(&Action::Keep { pauses: 2, spans: "2000-3500,5000-end".into() }), "{a:?}");
 }
@@ -466,7 +621,12 @@ fn a_transfer_to_a_never_recorded_agent_stops_and_keeps() {
     assert_eq!(events(&a), vec!["agent_vetoed"]);
     assert_eq!(c.phase(), Phase::Stopped);
     // Nothing restarts it, and what was recorded before is kept at hangup.
-    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 1 });
+    let (_, a) = c.on(Event::Control {
+        cmd: Command::Resume,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 1,
+    });
     assert!(a.is_empty());
     let (_, a) = c.on(Event::Hangup);
     assert!(a.iter().any(|x| matches!(x, Action::Keep { .. })));
@@ -475,7 +635,13 @@ fn a_transfer_to_a_never_recorded_agent_stops_and_keeps() {
 #[test]
 fn a_refusal_while_queued_is_confirmed_once_connected() {
     let mut c = in_state("armed");
-    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 0 });
+    let (_, a) = c.on(Event::Dtmf {
+        dir: Dir::Caller,
+        press: Press::Begin,
+        digit: '9',
+        len_ms: 0,
+        now_ms: 0,
+    });
     assert!(!a.iter().any(|x| matches!(x, Action::PlayToCaller(_))), "no bridge yet: {a:?}");
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/anna".into() });
     assert_eq!(a, vec![Action::PlayToCaller("confirm".into())]);
@@ -492,7 +658,11 @@ fn a_cap_store_that_fails_never_lifts_the_cap() {
     c.on(Event::Start);
     c.on(Event::PromptDone(PromptOutcome::Completed));
     c.on(Event::Bridged { agent: "PJSIP/anna".into() });
-    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: CapOutcome::StoreFailed("disk gone".into()) });
+    let (_, a) = c.on(Event::CapChecked {
+        agent: "PJSIP/anna".into(),
+        period: "2026-W47".into(),
+        outcome: CapOutcome::StoreFailed("disk gone".into()),
+    });
     assert_eq!(events(&a), vec!["agent_vetoed"]);
     let Some(Action::Audit { facts, .. }) = a.first() else { panic!("{a:?}") };
     assert!(facts["reason"].as_str().unwrap_or("").contains("cap store unavailable"), "{facts:?}");
@@ -510,7 +680,9 @@ fn a_recorder_that_starts_after_hangup_is_deleted() {
 
 #[test]
 fn joining_a_bridge_looks_for_the_agent_only_when_it_matters() {
-    for (state, wanted) in [("armed", true), ("recording", true), ("not_recording", false), ("notice", false)] {
+    for (state, wanted) in
+        [("armed", true), ("recording", true), ("not_recording", false), ("notice", false)]
+    {
         let mut c = in_state(state);
         let (_, a) = c.on(Event::JoinedBridge);
         assert_eq!(a.contains(&Action::FindAgent), wanted, "{state}: {a:?}");
@@ -546,15 +718,42 @@ fn every_action_has_one_lane_and_deferred_ones_only_retry() {
     // A full queue never drops a stop or a deletion, and never lets an unchecked recording start.
     for a in &all {
         match a.on_full_queue() {
-            OnFull::Wait => assert!(matches!(a, Action::StopRecorder | Action::StopAndDelete { .. } | Action::DeleteLate { .. } | Action::Keep { .. }), "{a:?}"),
-            OnFull::Refuse(ev) => assert!(matches!(ev, Event::RecorderFailed { .. } | Event::CapChecked { outcome: CapOutcome::StoreFailed(_), .. }), "{a:?}"),
-            OnFull::Drop => assert!(!matches!(a, Action::StartRecorder | Action::StopAndDelete { .. } | Action::DeleteLate { .. } | Action::ReserveCap { .. })),
+            OnFull::Wait => assert!(
+                matches!(
+                    a,
+                    Action::StopRecorder
+                        | Action::StopAndDelete { .. }
+                        | Action::DeleteLate { .. }
+                        | Action::Keep { .. }
+                ),
+                "{a:?}"
+            ),
+            OnFull::Refuse(ev) => assert!(
+                matches!(
+                    ev,
+                    Event::RecorderFailed { .. }
+                        | Event::CapChecked { outcome: CapOutcome::StoreFailed(_), .. }
+                ),
+                "{a:?}"
+            ),
+            OnFull::Drop => assert!(!matches!(
+                a,
+                Action::StartRecorder
+                    | Action::StopAndDelete { .. }
+                    | Action::DeleteLate { .. }
+                    | Action::ReserveCap { .. }
+            )),
         }
     }
     assert_eq!(Action::SendToCaller("1".into()).queue(), Queue::Signals);
     assert_eq!(Action::StopAndDelete { by: By::Caller }.queue(), Queue::Recorder);
     // What touches files, the store or the recorder never runs on the media path.
-    for a in [Action::StartRecorder, Action::StopAndDelete { by: By::Agent }, Action::Keep { pauses: 0, spans: String::new() }, Action::ReserveCap { agent: "a".into(), period: CapPeriod::Day, period_max: 1 }] {
+    for a in [
+        Action::StartRecorder,
+        Action::StopAndDelete { by: By::Agent },
+        Action::Keep { pauses: 0, spans: String::new() },
+        Action::ReserveCap { agent: "a".into(), period: CapPeriod::Day, period_max: 1 },
+    ] {
         assert_eq!(a.lane(), Lane::Deferred, "{a:?}");
     }
 }
@@ -598,7 +797,11 @@ fn recording_call(max_per_agent: u64) -> Call {
     c.on(Event::PromptDone(PromptOutcome::Completed));
     c.on(Event::Bridged { agent: "PJSIP/anna".into() });
     if max_per_agent > 0 {
-        c.on(Event::CapChecked { agent: "PJSIP/anna".into(), period: "2026-W47".into(), outcome: CapOutcome::Reserved { count: 1 } });
+        c.on(Event::CapChecked {
+            agent: "PJSIP/anna".into(),
+            period: "2026-W47".into(),
+            outcome: CapOutcome::Reserved { count: 1 },
+        });
     }
     c.on(Event::RecorderStarted { file: "f".into(), now_ms: 0 });
     assert_eq!(c.phase(), Phase::Recording);
@@ -631,17 +834,38 @@ fn a_transfer_takes_the_new_agents_cap_reservation() {
     let mut c = recording_call(2);
     c.on(Event::JoinedBridge);
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
-    assert_eq!(a, vec![Action::ReserveCap { agent: "PJSIP/ben".into(), period: CapPeriod::Week, period_max: 2 }]);
-    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/ben".into(), period: "2026-W47".into(), outcome: CapOutcome::Reached { count: 2 } });
+    assert_eq!(
+        a,
+        vec![Action::ReserveCap {
+            agent: "PJSIP/ben".into(),
+            period: CapPeriod::Week,
+            period_max: 2
+        }]
+    );
+    let (_, a) = c.on(Event::CapChecked {
+        agent: "PJSIP/ben".into(),
+        period: "2026-W47".into(),
+        outcome: CapOutcome::Reached { count: 2 },
+    });
     assert_eq!(events(&a), vec!["agent_vetoed"]);
-    let Some(Action::Audit { facts, .. }) = a.iter().find(|x| matches!(x, Action::Audit { .. })) else { panic!("{a:?}") };
-    assert_eq!((facts["after"].as_str(), facts["agent"].as_str()), (Some("transfer"), Some("PJSIP/ben")));
+    let Some(Action::Audit { facts, .. }) = a.iter().find(|x| matches!(x, Action::Audit { .. }))
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        (facts["after"].as_str(), facts["agent"].as_str()),
+        (Some("transfer"), Some("PJSIP/ben"))
+    );
     assert!(a.contains(&Action::StopRecorder) && !a.contains(&Action::Unmute));
 
     let mut c = recording_call(2);
     c.on(Event::JoinedBridge);
     c.on(Event::Bridged { agent: "PJSIP/ben".into() });
-    let (_, a) = c.on(Event::CapChecked { agent: "PJSIP/ben".into(), period: "2026-W47".into(), outcome: CapOutcome::Reserved { count: 1 } });
+    let (_, a) = c.on(Event::CapChecked {
+        agent: "PJSIP/ben".into(),
+        period: "2026-W47".into(),
+        outcome: CapOutcome::Reserved { count: 1 },
+    });
     assert_eq!(events(&a), vec!["agent_cleared"]);
     assert!(a.contains(&Action::Unmute));
 }
@@ -650,19 +874,38 @@ fn a_transfer_takes_the_new_agents_cap_reservation() {
 fn a_pause_during_a_transfer_stays_a_pause() {
     let mut c = recording_call(0);
     c.on(Event::JoinedBridge);
-    c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: String::new(), now_ms: 10 });
+    c.on(Event::Control {
+        cmd: Command::Pause,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 10,
+    });
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/ben".into() });
     assert!(!a.contains(&Action::Unmute), "{a:?}");
     assert!(c.paused());
-    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 20 });
+    let (_, a) = c.on(Event::Control {
+        cmd: Command::Resume,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 20,
+    });
     assert!(a.contains(&Action::Unmute));
 }
 
 #[test]
 fn a_controls_line_names_who_acted() {
     let mut c = recording_call(0);
-    let (_, a) = c.on(Event::Control { cmd: Command::Pause, source: Source::Ami, actor: "AMI Channel: PJSIP/anna-0001".into(), now_ms: 5 });
-    let Some(Action::Audit { facts, .. }) = a.iter().find(|x| matches!(x, Action::Audit { event: AuditEvent::Paused, .. })) else { panic!("{a:?}") };
+    let (_, a) = c.on(Event::Control {
+        cmd: Command::Pause,
+        source: Source::Ami,
+        actor: "AMI Channel: PJSIP/anna-0001".into(),
+        now_ms: 5,
+    });
+    let Some(Action::Audit { facts, .. }) =
+        a.iter().find(|x| matches!(x, Action::Audit { event: AuditEvent::Paused, .. }))
+    else {
+        panic!("{a:?}")
+    };
     assert_eq!(facts["actor"], "AMI Channel: PJSIP/anna-0001");
     assert_eq!(facts["agent"], "PJSIP/anna");
 }
@@ -672,9 +915,18 @@ fn a_refusal_mutes_before_anything_else_even_when_held_digits_expire_in_the_same
     // Found by the fuzzer: an agent's held `*` times out on the frame of the caller's 9.
     let mut c = recording_call(0);
     c.on(Event::Dtmf { dir: Dir::Agent, press: Press::Begin, digit: '*', len_ms: 0, now_ms: 0 });
-    let (_, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 10_000 });
+    let (_, a) = c.on(Event::Dtmf {
+        dir: Dir::Caller,
+        press: Press::Begin,
+        digit: '9',
+        len_ms: 0,
+        now_ms: 10_000,
+    });
     let mute = a.iter().position(|x| *x == Action::Mute).expect("muted");
-    let audit = a.iter().position(|x| matches!(x, Action::Audit { event: AuditEvent::OptOut, .. })).expect("audited");
+    let audit = a
+        .iter()
+        .position(|x| matches!(x, Action::Audit { event: AuditEvent::OptOut, .. }))
+        .expect("audited");
     assert!(mute < audit, "{a:?}");
     assert_eq!(a.first(), Some(&Action::SendToCaller("*".into())), "{a:?}");
 }
@@ -686,19 +938,40 @@ fn a_flood_of_caller_keys_cannot_hold_back_the_opt_out() {
     for i in 0..3000u64 {
         let d = b"12345678*#0"[(i % 11) as usize] as char;
         for press in [Press::Begin, Press::End] {
-            let (v, a) = c.on(Event::Dtmf { dir: Dir::Caller, press, digit: d, len_ms: 0, now_ms: 1000 + i });
+            let (v, a) = c.on(Event::Dtmf {
+                dir: Dir::Caller,
+                press,
+                digit: d,
+                len_ms: 0,
+                now_ms: 1000 + i,
+            });
             assert!(a.is_empty(), "a caller's key {d} did something: {a:?}");
             dropped += (v == Verdict::Drop) as u32;
         }
     }
     assert!(dropped > 5000, "the flood went on to the PBX: {dropped} frames dropped");
     // The 9 right after the flood, while a flooded key is still being relayed, acts at once.
-    let (v, a) = c.on(Event::Dtmf { dir: Dir::Caller, press: Press::Begin, digit: '9', len_ms: 0, now_ms: 1000 + 3000 });
+    let (v, a) = c.on(Event::Dtmf {
+        dir: Dir::Caller,
+        press: Press::Begin,
+        digit: '9',
+        len_ms: 0,
+        now_ms: 1000 + 3000,
+    });
     assert_eq!(v, Verdict::Drop);
     assert_eq!(a.first(), Some(&Action::Mute), "{a:?}");
-    assert!(a.iter().any(|x| matches!(x, Action::Audit { event: AuditEvent::OptOut, .. })), "{a:?}");
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Audit { event: AuditEvent::OptOut, .. })),
+        "{a:?}"
+    );
     let (_, a) = c.on(Event::Hangup);
-    let ended = a.iter().find_map(|x| match x { Action::Audit { event: AuditEvent::CallEnded, facts } => Some(facts.clone()), _ => None }).expect("call_ended");
+    let ended = a
+        .iter()
+        .find_map(|x| match x {
+            Action::Audit { event: AuditEvent::CallEnded, facts } => Some(facts.clone()),
+            _ => None,
+        })
+        .expect("call_ended");
     assert!(ended["keys_dropped"].as_u64().is_some_and(|n| n > 2000), "{ended:?}");
 }
 
@@ -713,7 +986,8 @@ fn secure_profile(share: u8) -> Arc<Profile> {
 
 fn key(c: &mut Call, dir: Dir, k: char, now_ms: u64) -> (Verdict, Vec<Action>) {
     let (v1, mut a) = c.on(Event::Dtmf { dir, press: Press::Begin, digit: k, len_ms: 0, now_ms });
-    let (v2, a2) = c.on(Event::Dtmf { dir, press: Press::End, digit: k, len_ms: 100, now_ms: now_ms + 100 });
+    let (v2, a2) =
+        c.on(Event::Dtmf { dir, press: Press::End, digit: k, len_ms: 100, now_ms: now_ms + 100 });
     a.extend(a2);
     assert_eq!(v1, v2, "BEGIN and END of {k} meet the same verdict");
     (v1, a)
@@ -729,7 +1003,13 @@ fn recording_secure_call(share: u8) -> Call {
 }
 
 fn secure_digits(a: &[Action]) -> Option<String> {
-    a.iter().find_map(|x| if let Action::SecureDigits(d) = x { Some(d.expose().to_string()) } else { None })
+    a.iter().find_map(|x| {
+        if let Action::SecureDigits(d) = x {
+            Some(d.expose().to_string())
+        } else {
+            None
+        }
+    })
 }
 
 #[test]
@@ -751,9 +1031,19 @@ fn a_secure_entry_mutes_masks_and_hands_the_digits_over_once() {
     for d in card.chars() {
         let (v, a) = key(&mut c, Dir::Caller, d, t);
         assert_eq!(v, Verdict::Drop, "{d} reaches the agent");
-        assert_eq!(a.iter().filter(|x| **x == Action::ToneToAgent("800/60".into())).count(), 1, "{d}: {a:?}");
-        assert!(!events(&a).contains(&"opt_out"), "the opt-out key is a card digit during an entry");
-        assert!(!a.iter().any(|x| matches!(x, Action::StopAndDelete { .. } | Action::Unmute | Action::SendToCaller(_))));
+        assert_eq!(
+            a.iter().filter(|x| **x == Action::ToneToAgent("800/60".into())).count(),
+            1,
+            "{d}: {a:?}"
+        );
+        assert!(
+            !events(&a).contains(&"opt_out"),
+            "the opt-out key is a card digit during an entry"
+        );
+        assert!(!a.iter().any(|x| matches!(
+            x,
+            Action::StopAndDelete { .. } | Action::Unmute | Action::SendToCaller(_)
+        )));
         t += 300;
     }
     // The agent's keys pass during an entry (no code counts, the pause code neither).
@@ -761,9 +1051,21 @@ fn a_secure_entry_mutes_masks_and_hands_the_digits_over_once() {
     let (v, a) = key(&mut c, Dir::Caller, '#', t + 300);
     assert_eq!(v, Verdict::Drop);
     assert_eq!(a.first(), Some(&Action::Unmute));
-    let ended = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    let ended = a
+        .iter()
+        .find_map(|x| {
+            if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x {
+                Some(facts.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!((ended["reason"].as_str(), ended["digits"].as_u64()), (Some("end_key"), Some(16)));
-    assert!(!serde_json::Value::Object(ended).to_string().contains("4111"), "no digit in the audit line");
+    assert!(
+        !serde_json::Value::Object(ended).to_string().contains("4111"),
+        "no digit in the audit line"
+    );
     assert_eq!(secure_digits(&a).as_deref(), Some(card));
     assert!(!format!("{a:?}").contains("4111"), "no digit in a debug print of the actions");
     // The opt-out key is the caller's again.
@@ -774,29 +1076,60 @@ fn a_secure_entry_mutes_masks_and_hands_the_digits_over_once() {
 #[test]
 fn the_entry_is_a_span_of_the_pause_tags_and_ends_at_the_maximum_or_the_timeout() {
     let mut c = recording_secure_call(100);
-    c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: "AMI Channel: PJSIP/anna".into(), now_ms: 3000 });
+    c.on(Event::Control {
+        cmd: Command::Secure,
+        source: Source::Ami,
+        actor: "AMI Channel: PJSIP/anna".into(),
+        now_ms: 3000,
+    });
     assert!(c.in_secure_entry());
     let mut last = vec![];
     for (i, d) in "1234567890123456789".chars().enumerate() {
         last = key(&mut c, Dir::Caller, d, 4000 + i as u64 * 200).1;
     }
     let ended = events(&last);
-    assert!(ended.contains(&"secure_entry_ended") && !c.in_secure_entry(), "ends at secure_max_digits");
+    assert!(
+        ended.contains(&"secure_entry_ended") && !c.in_secure_entry(),
+        "ends at secure_max_digits"
+    );
     assert_eq!(secure_digits(&last).map(|d| d.len()), Some(19));
     let (_, a) = c.on(Event::Hangup);
-    let keep = a.iter().find_map(|x| if let Action::Keep { pauses, spans } = x { Some((*pauses, spans.clone())) } else { None }).unwrap();
+    let keep = a
+        .iter()
+        .find_map(|x| {
+            if let Action::Keep { pauses, spans } = x {
+                Some((*pauses, spans.clone()))
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(keep.0, 1);
     assert!(keep.1.starts_with("2000-"), "{keep:?}");
     // The timeout: ticks end it and unmute.
     let mut c = recording_secure_call(100);
-    c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: String::new(), now_ms: 3000 });
+    c.on(Event::Control {
+        cmd: Command::Secure,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 3000,
+    });
     key(&mut c, Dir::Caller, '9', 4000);
     let (_, a) = c.on(Event::Tick { now_ms: 3000 + 59_999 });
     assert!(a.is_empty() && c.in_secure_entry());
     let (_, a) = c.on(Event::Tick { now_ms: 3000 + 60_000 });
     assert_eq!(a.first(), Some(&Action::Unmute));
     assert_eq!(secure_digits(&a).as_deref(), Some("9"));
-    let ended = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    let ended = a
+        .iter()
+        .find_map(|x| {
+            if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x {
+                Some(facts.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(ended["reason"], "timeout");
 }
 
@@ -813,12 +1146,30 @@ fn a_secure_entry_works_on_an_unrecorded_call_and_a_hangup_drops_the_digits() {
     key(&mut c, Dir::Agent, '*', 100);
     let (_, a) = key(&mut c, Dir::Agent, '4', 300);
     assert!(!a.contains(&Action::Mute), "nothing to mute");
-    let started = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryStarted, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    let started = a
+        .iter()
+        .find_map(|x| {
+            if let Action::Audit { event: AuditEvent::SecureEntryStarted, facts } = x {
+                Some(facts.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(started["agent"], "PJSIP/anna");
     assert_eq!(key(&mut c, Dir::Caller, '5', 500).0, Verdict::Drop);
     let (_, a) = c.on(Event::Hangup);
     assert!(secure_digits(&a).is_none(), "no gosub after a hangup");
-    let ended = a.iter().find_map(|x| if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x { Some(facts.clone()) } else { None }).unwrap();
+    let ended = a
+        .iter()
+        .find_map(|x| {
+            if let Action::Audit { event: AuditEvent::SecureEntryEnded, facts } = x {
+                Some(facts.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!((ended["reason"].as_str(), ended["digits"].as_u64()), (Some("hangup"), Some(1)));
     // Without secure_gosub unselected calls are not watched (nothing to start an entry on), but
     // a recorded call still offers the entry: the digits are masked, and dropped at its end.
@@ -853,12 +1204,25 @@ fn a_caller_who_refused_during_the_notice_can_still_pay_unheard() {
 #[test]
 fn a_pause_or_a_transfer_never_unmutes_an_entry() {
     let mut c = recording_secure_call(100);
-    c.on(Event::Control { cmd: Command::Secure, source: Source::Ami, actor: String::new(), now_ms: 2000 });
-    let (_, a) = c.on(Event::Control { cmd: Command::Resume, source: Source::Ami, actor: String::new(), now_ms: 2100 });
+    c.on(Event::Control {
+        cmd: Command::Secure,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 2000,
+    });
+    let (_, a) = c.on(Event::Control {
+        cmd: Command::Resume,
+        source: Source::Ami,
+        actor: String::new(),
+        now_ms: 2100,
+    });
     assert!(a.is_empty(), "{a:?}");
     c.on(Event::JoinedBridge);
     let (_, a) = c.on(Event::Bridged { agent: "PJSIP/bob".into() });
-    assert!(!a.contains(&Action::Unmute), "the new agent is cleared, the card entry goes on muted: {a:?}");
+    assert!(
+        !a.contains(&Action::Unmute),
+        "the new agent is cleared, the card entry goes on muted: {a:?}"
+    );
     let (_, a) = key(&mut c, Dir::Caller, '#', 3000);
     assert!(a.contains(&Action::Unmute));
 }

@@ -22,12 +22,16 @@ pub fn same(a: &str, b: &str) -> bool {
 /// An argon2id hash (PHC string) of a password, for `[access] password = NAME: ...`.
 pub fn hash(password: &str) -> Result<String, String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| format!("cannot hash the password: {e}"))
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash the password: {e}"))
 }
 
 /// Whether `password` matches the PHC hash (false for a malformed hash).
 pub fn verify(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc)
+        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 #[derive(Clone)]

@@ -22,7 +22,9 @@ pub fn esc(s: &str) -> String {
 pub fn url(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             b => format!("%{b:02X}"),
         })
         .collect()
@@ -96,7 +98,12 @@ pub fn bars(days: &[String], series: &[(&str, &str, Vec<u64>)]) -> String {
                 esc(name)
             ));
         }
-        svg.push_str(&format!("<text x=\"{:.1}\" y=\"{}\" font-size=10>{}</text>", x0, h + 24.0, esc(day.get(5..).unwrap_or(day))));
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" font-size=10>{}</text>",
+            x0,
+            h + 24.0,
+            esc(day.get(5..).unwrap_or(day))
+        ));
     }
     svg.push_str("</svg>");
     let legend: String = series.iter().map(|(n, c, _)| format!("<span style=\"display:inline-block;width:.8em;height:.8em;background:{c}\"></span> {} &nbsp; ", esc(n))).collect();
@@ -151,7 +158,10 @@ mod tests {
 
     #[test]
     fn esc_neutralises_markup_and_quotes() {
-        assert_eq!(esc("<script>alert('x')</script>"), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;");
+        assert_eq!(
+            esc("<script>alert('x')</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+        );
         assert_eq!(esc("a\" onload=\"x"), "a&quot; onload=&quot;x");
         assert_eq!(esc("Tom & Jerry"), "Tom &amp; Jerry");
         assert_eq!(esc("plain é"), "plain é");

@@ -121,10 +121,11 @@ pub fn run(a: ConsoleArgs) -> ExitCode {
         sessions: auth::Sessions::default(),
         plays: Mutex::new(HashMap::new()),
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the runtime: {e}")),
-    };
+    let rt =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(r) => r,
+            Err(e) => return fail(format!("cannot start the runtime: {e}")),
+        };
     let result = rt.block_on(serve(app, addr, tls));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,12 +133,17 @@ pub fn run(a: ConsoleArgs) -> ExitCode {
     }
 }
 
-async fn serve(app: Arc<App>, addr: SocketAddr, tls: Option<(PathBuf, PathBuf)>) -> Result<(), String> {
+async fn serve(
+    app: Arc<App>,
+    addr: SocketAddr,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> Result<(), String> {
     let router = pages::router(app);
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
@@ -149,7 +155,9 @@ async fn serve(app: Arc<App>, addr: SocketAddr, tls: Option<(PathBuf, PathBuf)>)
     match tls {
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await.map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
             let server = axum_server::bind_rustls(addr, config).handle(handle.clone());
             announce(&handle, scheme).await;
             server.serve(service).await.map_err(|e| format!("{addr}: {e}"))

@@ -69,10 +69,20 @@ impl Me {
         html(StatusCode::OK, page(title, self.nav(), body))
     }
     fn refuse(&self, why: &str) -> Response {
-        html(StatusCode::FORBIDDEN, page("Refused", self.nav(), &format!("<h1>Refused</h1><p class=refused id=reason>{}</p>", esc(why))))
+        html(
+            StatusCode::FORBIDDEN,
+            page(
+                "Refused",
+                self.nav(),
+                &format!("<h1>Refused</h1><p class=refused id=reason>{}</p>", esc(why)),
+            ),
+        )
     }
     fn error(&self, why: &str) -> Response {
-        html(StatusCode::INTERNAL_SERVER_ERROR, page("Error", self.nav(), &format!("<h1>Error</h1><p class=broken>{}</p>", esc(why))))
+        html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            page("Error", self.nav(), &format!("<h1>Error</h1><p class=broken>{}</p>", esc(why))),
+        )
     }
     fn form(&self) -> String {
         format!("<input type=hidden name=csrf value=\"{}\">", esc(&self.csrf))
@@ -104,22 +114,34 @@ fn redirect(to: &str) -> Response {
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-        let (k, v) = c.trim().split_once('=')?;
-        (k == name).then(|| v.to_string())
-    })
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
 }
 
 fn set_cookie(app: &App, r: &mut Response, name: &str, value: &str, max_age: u64) {
     let secure = if app.tls { "; Secure" } else { "" };
-    if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    )) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
 /// The live configuration and the signed-in person, or the response to send instead.
 fn me(app: &App, headers: &HeaderMap) -> Result<(Ctx, Me), Response> {
-    let ctx = access::open(&app.place, false).map_err(|e| html(StatusCode::INTERNAL_SERVER_ERROR, page("Error", None, &format!("<p class=broken>{}</p>", esc(&e)))))?;
+    let ctx = access::open(&app.place, false).map_err(|e| {
+        html(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            page("Error", None, &format!("<p class=broken>{}</p>", esc(&e))),
+        )
+    })?;
     let idle = Duration::from_secs(ctx.cfg.console.session_minutes.max(1) * 60);
     let sid = cookie(headers, "cc_session").ok_or_else(|| redirect("/signin"))?;
     let s = app.sessions.get(&sid, idle).ok_or_else(|| redirect("/signin"))?;
@@ -127,7 +149,8 @@ fn me(app: &App, headers: &HeaderMap) -> Result<(Ctx, Me), Response> {
         app.sessions.close(&sid);
         return Err(redirect("/signin"));
     };
-    let me = Me { sid, person: p.name.clone(), role: p.role, agents: p.agents.clone(), csrf: s.csrf };
+    let me =
+        Me { sid, person: p.name.clone(), role: p.role, agents: p.agents.clone(), csrf: s.csrf };
     Ok((ctx, me))
 }
 
@@ -135,7 +158,9 @@ fn me(app: &App, headers: &HeaderMap) -> Result<(Ctx, Me), Response> {
 fn me_post(app: &App, headers: &HeaderMap, form: &Params) -> Result<(Ctx, Me), Response> {
     let (ctx, me) = me(app, headers)?;
     if !form.get("csrf").is_some_and(|t| auth::same(t, &me.csrf)) {
-        return Err(me.refuse("the form's CSRF token is missing or wrong: reload the page and try again"));
+        return Err(
+            me.refuse("the form's CSRF token is missing or wrong: reload the page and try again")
+        );
     }
     Ok((ctx, me))
 }
@@ -166,14 +191,27 @@ async fn signin_page(State(app): State<Arc<App>>) -> Response {
     signin_form(&app, "", StatusCode::OK)
 }
 
-async fn signin(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<Params>) -> Response {
+async fn signin(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<Params>,
+) -> Response {
     let ctx = match access::open(&app.place, false) {
         Ok(c) => c,
-        Err(e) => return html(StatusCode::INTERNAL_SERVER_ERROR, page("Error", None, &format!("<p class=broken>{}</p>", esc(&e)))),
+        Err(e) => {
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page("Error", None, &format!("<p class=broken>{}</p>", esc(&e))),
+            )
+        }
     };
     let pre = cookie(&headers, "cc_pre").unwrap_or_default();
     if pre.is_empty() || !f.get("csrf").is_some_and(|t| auth::same(t, &pre)) {
-        return signin_form(&app, "<p class=refused>The sign-in form expired (CSRF token): try again.</p>", StatusCode::FORBIDDEN);
+        return signin_form(
+            &app,
+            "<p class=refused>The sign-in form expired (CSRF token): try again.</p>",
+            StatusCode::FORBIDDEN,
+        );
     }
     let name = f.get("name").map(|s| s.trim().to_string()).unwrap_or_default();
     let pw = f.get("password").cloned().unwrap_or_default();
@@ -184,12 +222,21 @@ async fn signin(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<P
     }
     let hash = ctx.cfg.access.person(&name).and_then(|p| p.password_hash.clone());
     let ok = match hash {
-        Some(h) => tokio::task::spawn_blocking(move || auth::verify(&pw, &h)).await.unwrap_or(false),
+        Some(h) => {
+            tokio::task::spawn_blocking(move || auth::verify(&pw, &h)).await.unwrap_or(false)
+        }
         None => false,
     };
     if !ok {
-        let locked = app.sessions.failed(&name, c.max_failed_signins, Duration::from_secs(c.lockout_seconds));
-        eprintln!("callconsent: console: failed sign-in for {name:?}{}", if locked { " (now locked out)" } else { "" });
+        let locked = app.sessions.failed(
+            &name,
+            c.max_failed_signins,
+            Duration::from_secs(c.lockout_seconds),
+        );
+        eprintln!(
+            "callconsent: console: failed sign-in for {name:?}{}",
+            if locked { " (now locked out)" } else { "" }
+        );
         let msg = if locked {
             format!("<p class=refused id=reason>Wrong name or password. Too many failed sign-ins: locked for {} second(s).</p>", c.lockout_seconds)
         } else {
@@ -206,7 +253,11 @@ async fn signin(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<P
     r
 }
 
-async fn signout(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<Params>) -> Response {
+async fn signout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<Params>,
+) -> Response {
     let (_, me) = match me_post(&app, &headers, &f) {
         Ok(x) => x,
         Err(r) => return r,
@@ -227,7 +278,9 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     if me.role == Role::Agent {
-        return me.refuse("the overview is the DPO's and the coaches'; an agent sees their own page (Agents)");
+        return me.refuse(
+            "the overview is the DPO's and the coaches'; an agent sees their own page (Agents)",
+        );
     }
     let lines = match ctx.store.audit_lines() {
         Ok(l) => l,
@@ -236,10 +289,17 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let secret = secret(&app);
     let mut body = String::from("<h1>Overview</h1>");
     // The chains first: a broken one is the first thing to see.
-    for (log, what) in [(&ctx.store.audit_log, "audit log"), (&ctx.store.access_log, "access log")] {
+    for (log, what) in [(&ctx.store.audit_log, "audit log"), (&ctx.store.access_log, "access log")]
+    {
         let c = stats::chain(log, secret.as_deref(), what);
-        let at = c.at.as_ref().map(|a| format!(" <strong>At {}</strong>.", esc(a))).unwrap_or_default();
-        body.push_str(&format!("<p class={} id=\"chain-{}\">{}{at}</p>", if c.ok { "ok" } else { "broken" }, what.replace(' ', "-"), esc(&c.text)));
+        let at =
+            c.at.as_ref().map(|a| format!(" <strong>At {}</strong>.", esc(a))).unwrap_or_default();
+        body.push_str(&format!(
+            "<p class={} id=\"chain-{}\">{}{at}</p>",
+            if c.ok { "ok" } else { "broken" },
+            what.replace(' ', "-"),
+            esc(&c.text)
+        ));
     }
     match stats::last_checkpoint(&lines) {
         Some(l) => body.push_str(&format!(
@@ -265,9 +325,12 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             a.deletes += x.deletes;
             a
         });
-        let measured = (total.calls > 0).then(|| 100.0 * total.recorded as f64 / total.calls as f64);
+        let measured =
+            (total.calls > 0).then(|| 100.0 * total.recorded as f64 / total.calls as f64);
         let keys: Vec<String> = d.keys().rev().take(14).rev().cloned().collect();
-        let col = |f: fn(&stats::Day) -> u64| keys.iter().map(|k| d.get(k).map(f).unwrap_or(0)).collect::<Vec<u64>>();
+        let col = |f: fn(&stats::Day) -> u64| {
+            keys.iter().map(|k| d.get(k).map(f).unwrap_or(0)).collect::<Vec<u64>>()
+        };
         let chart = super::html::bars(
             &keys,
             &[
@@ -310,7 +373,8 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 /// The agents this person may see: every agent for the DPO, the team for a coach, their own
 /// line for an agent.
 fn visible_agents(ctx: &Ctx, me: &Me, lines: &[racc::Line]) -> Vec<String> {
-    let mut all: std::collections::BTreeSet<String> = ctx.cfg.access.people.iter().flat_map(|p| p.agents.iter().cloned()).collect();
+    let mut all: std::collections::BTreeSet<String> =
+        ctx.cfg.access.people.iter().flat_map(|p| p.agents.iter().cloned()).collect();
     all.extend(racc::recordings(lines).into_iter().filter_map(|r| r.agent));
     all.into_iter().filter(|a| me.sees(Some(a))).collect()
 }
@@ -363,7 +427,11 @@ async fn agents(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     me.page("Agents", &body)
 }
 
-async fn agent(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Params>) -> Response {
+async fn agent(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Response {
     let (ctx, me) = match me(&app, &headers) {
         Ok(x) => x,
         Err(r) => return r,
@@ -372,7 +440,11 @@ async fn agent(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<
     if !me.sees(Some(&name)) {
         return me.refuse(&match me.role {
             Role::Agent => format!("the page of {name}: an agent sees only their own page (R8)"),
-            _ => format!("{name} is not in {}'s team ({}): a coach sees only their team (R11)", me.person, me.agents.join(", ")),
+            _ => format!(
+                "{name} is not in {}'s team ({}): a coach sees only their team (R11)",
+                me.person,
+                me.agents.join(", ")
+            ),
         });
     }
     let (lines, acc) = match (ctx.store.audit_lines(), ctx.store.access_lines()) {
@@ -383,9 +455,21 @@ async fn agent(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<
     let row = access::listening(&ctx.cfg, &lines, &acc, &key).into_iter().find(|r| r.agent == name);
     let caps: String = stats::caps(&ctx.cfg, &lines, &name)
         .iter()
-        .map(|(p, n, max, k)| format!("<li>Profile {}: {n} recording(s) this period ({}){}</li>", esc(p), esc(k), if *max > 0 { format!(", cap {max}") } else { ", no cap".into() }))
+        .map(|(p, n, max, k)| {
+            format!(
+                "<li>Profile {}: {n} recording(s) this period ({}){}</li>",
+                esc(p),
+                esc(k),
+                if *max > 0 { format!(", cap {max}") } else { ", no cap".into() }
+            )
+        })
         .collect();
-    let recs: String = racc::recordings(&lines).iter().rev().filter(|r| r.agent.as_deref() == Some(name.as_str())).map(rec_row).collect();
+    let recs: String = racc::recordings(&lines)
+        .iter()
+        .rev()
+        .filter(|r| r.agent.as_deref() == Some(name.as_str()))
+        .map(rec_row)
+        .collect();
     let accesses: String = acc
         .iter()
         .rev()
@@ -458,27 +542,50 @@ async fn recordings(State(app): State<Arc<App>>, headers: HeaderMap) -> Response
         Ok(l) => l,
         Err(e) => return me.error(&e),
     };
-    let rows: String = racc::recordings(&lines).iter().rev().filter(|r| me.sees(r.agent.as_deref())).map(rec_row).collect();
+    let rows: String = racc::recordings(&lines)
+        .iter()
+        .rev()
+        .filter(|r| me.sees(r.agent.as_deref()))
+        .map(rec_row)
+        .collect();
     let scope = match me.role {
         Role::Dpo => "every recording".to_string(),
         Role::Coach => format!("the recordings of your team ({})", me.agents.join(", ")),
         Role::Agent => "your own calls".to_string(),
     };
-    me.page("Recordings", &format!("<h1>Recordings</h1><p>Shown: {}.</p><table id=recordings>{REC_HEAD}{rows}</table>", esc(&scope)))
+    me.page(
+        "Recordings",
+        &format!(
+            "<h1>Recordings</h1><p>Shown: {}.</p><table id=recordings>{REC_HEAD}{rows}</table>",
+            esc(&scope)
+        ),
+    )
 }
 
 /// The recording of this id, if this person may reach it (the core's rules, before the bound).
 fn reach(ctx: &Ctx, me: &Me, id: &str) -> Result<Recording, Response> {
     let lines = ctx.store.audit_lines().map_err(|e| me.error(&e))?;
     let Some(rec) = racc::recordings(&lines).into_iter().rev().find(|r| rec_id(r) == id) else {
-        return Err(html(StatusCode::NOT_FOUND, page("Not found", me.nav(), "<h1>Not found</h1><p>No recording of the audit log has this id.</p>")));
+        return Err(html(
+            StatusCode::NOT_FOUND,
+            page(
+                "Not found",
+                me.nav(),
+                "<h1>Not found</h1><p>No recording of the audit log has this id.</p>",
+            ),
+        ));
     };
     // Ownership only here (the bound is checked, and a refusal logged, when one asks to listen).
-    decide(&ctx.cfg.access, &me.person, Want::Listen, rec.agent.as_deref(), 0).map_err(|why| me.refuse(&why))?;
+    decide(&ctx.cfg.access, &me.person, Want::Listen, rec.agent.as_deref(), 0)
+        .map_err(|why| me.refuse(&why))?;
     Ok(rec)
 }
 
-async fn recording(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn recording(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let (ctx, me) = match me(&app, &headers) {
         Ok(x) => x,
         Err(r) => return r,
@@ -515,7 +622,12 @@ fn recording_head(rec: &Recording) -> String {
     )
 }
 
-async fn listen(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>, Form(f): Form<Params>) -> Response {
+async fn listen(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<Params>,
+) -> Response {
     let (ctx, me) = match me_post(&app, &headers, &f) {
         Ok(x) => x,
         Err(r) => return r,
@@ -539,7 +651,16 @@ async fn listen(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
     extra.insert("via".into(), serde_json::json!("console"));
     // The same code as `callconsent listen`: the rules (a refusal is logged), the archive, the
     // access line, then the audio.
-    let Released { bytes, duration_ms, line, .. } = match access::access_audio(&ctx, &rec, &path, &me.person, &purpose, AccessEvent::Listen, app.identity.as_deref(), extra) {
+    let Released { bytes, duration_ms, line, .. } = match access::access_audio(
+        &ctx,
+        &rec,
+        &path,
+        &me.person,
+        &purpose,
+        AccessEvent::Listen,
+        app.identity.as_deref(),
+        extra,
+    ) {
         Ok(r) => r,
         Err(Denied::Refused(why)) => return me.refuse(&why),
         Err(Denied::Failed(e)) => return me.error(&e),
@@ -547,7 +668,10 @@ async fn listen(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
     let token = auth::token();
     if let Ok(mut m) = app.plays.lock() {
         m.retain(|_, (_, _, until)| *until > Instant::now());
-        m.insert(token.clone(), (me.sid.clone(), Arc::new(bytes), Instant::now() + Duration::from_secs(600)));
+        m.insert(
+            token.clone(),
+            (me.sid.clone(), Arc::new(bytes), Instant::now() + Duration::from_secs(600)),
+        );
     }
     let body = format!(
         "{}<p class=ok id=logged>Listen logged (access line {}): purpose \"{}\", {:.1} s.</p><audio id=player controls autoplay preload=auto src=\"/play/{token}\"></audio>",
@@ -559,12 +683,20 @@ async fn listen(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<
     me.page("Listening", &body)
 }
 
-async fn play(State(app): State<Arc<App>>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+async fn play(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
     let (_, me) = match me(&app, &headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let bytes = app.plays.lock().ok().and_then(|m| m.get(&token).filter(|(sid, _, until)| *sid == me.sid && *until > Instant::now()).map(|(_, b, _)| b.clone()));
+    let bytes = app.plays.lock().ok().and_then(|m| {
+        m.get(&token)
+            .filter(|(sid, _, until)| *sid == me.sid && *until > Instant::now())
+            .map(|(_, b, _)| b.clone())
+    });
     let Some(bytes) = bytes else {
         return me.refuse("this audio link is not yours, or it expired: ask to listen again (each listen is logged)");
     };
@@ -575,7 +707,11 @@ async fn play(State(app): State<Arc<App>>, headers: HeaderMap, Path(token): Path
     r
 }
 
-async fn selection(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Params>) -> Response {
+async fn selection(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Response {
     let (ctx, me) = match me(&app, &headers) {
         Ok(x) => x,
         Err(r) => return r,
@@ -588,7 +724,13 @@ async fn selection(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Qu
     if let Some(call) = q.get("call").filter(|c| !c.is_empty()) {
         match stats::explain(&ctx.cfg, &lines, secret(&app).as_deref(), call) {
             Some(e) if me.sees(e.agent.as_deref()) => {
-                let steps: String = e.steps.iter().map(|(at, t)| format!("<li>{} <span class=note>({})</span></li>", esc(t), esc(at))).collect();
+                let steps: String = e
+                    .steps
+                    .iter()
+                    .map(|(at, t)| {
+                        format!("<li>{} <span class=note>({})</span></li>", esc(t), esc(at))
+                    })
+                    .collect();
                 body.push_str(&format!(
                     "<section class=card id=explained><h2>Call {}</h2><p>Profile {}, agent {}, outcome: {}.</p><ol>{steps}</ol></section>",
                     esc(&e.call),
@@ -597,12 +739,20 @@ async fn selection(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Qu
                     esc(if e.outcome.is_empty() { "in progress or unknown" } else { &e.outcome })
                 ));
             }
-            Some(e) => return me.refuse(&format!("the call concerns {}: you may see only {}", e.agent.as_deref().unwrap_or("no agent"), if me.role == Role::Agent { "your own calls" } else { "your team's calls" })),
+            Some(e) => {
+                return me.refuse(&format!(
+                    "the call concerns {}: you may see only {}",
+                    e.agent.as_deref().unwrap_or("no agent"),
+                    if me.role == Role::Agent { "your own calls" } else { "your team's calls" }
+                ))
+            }
             None => body.push_str("<p class=refused>No audit line names this call.</p>"),
         }
     }
     body.push_str("<form method=get action=/selection class=noprint><label>Call id <input name=call></label> <button>Explain</button></form><h2>Recent calls</h2><table><tr><th>Call</th><th>Started</th><th>Profile</th><th>Agent</th><th>Outcome</th></tr>");
-    for (c, ts, p, a, o) in stats::calls(&lines).into_iter().filter(|c| me.sees(c.3.as_deref())).take(100) {
+    for (c, ts, p, a, o) in
+        stats::calls(&lines).into_iter().filter(|c| me.sees(c.3.as_deref())).take(100)
+    {
         body.push_str(&format!(
             "<tr><td><a href=\"/selection?call={}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             url(&c),
@@ -617,14 +767,21 @@ async fn selection(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Qu
     me.page("Selection explained", &body)
 }
 
-async fn record(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<Params>) -> Response {
+async fn record(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<Params>,
+) -> Response {
     let (ctx, me) = match me(&app, &headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
     let fr = q.get("lang").is_some_and(|l| l == "fr");
     let body = super::record::render(&ctx.cfg, fr);
-    let mut r = html(StatusCode::OK, page(if fr { "Registre des traitements" } else { "Processing record" }, me.nav(), &body));
+    let mut r = html(
+        StatusCode::OK,
+        page(if fr { "Registre des traitements" } else { "Processing record" }, me.nav(), &body),
+    );
     if fr {
         r.headers_mut().insert(header::CONTENT_LANGUAGE, HeaderValue::from_static("fr"));
     }
@@ -637,7 +794,11 @@ async fn requests(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     if me.role != Role::Dpo {
-        return me.refuse(&format!("{} is a {}: callers' requests are served by the DPO", me.person, me.role.as_str()));
+        return me.refuse(&format!(
+            "{} is a {}: callers' requests are served by the DPO",
+            me.person,
+            me.role.as_str()
+        ));
     }
     me.page("Caller requests", &request_form(&me, "", ""))
 }
@@ -654,7 +815,11 @@ fn request_form(me: &Me, number: &str, reference: &str) -> String {
     )
 }
 
-async fn request_action(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<Params>) -> Response {
+async fn request_action(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<Params>,
+) -> Response {
     let (_, me) = match me_post(&app, &headers, &f) {
         Ok(x) => x,
         Err(r) => return r,
@@ -670,7 +835,11 @@ async fn request_action(State(app): State<Arc<App>>, headers: HeaderMap, Form(f)
         Ok(c) => c,
         Err(e) => return me.error(&e),
     };
-    let event = if action == "erase" || action == "confirm-erase" { AccessEvent::SubjectErase } else { AccessEvent::SubjectExport };
+    let event = if action == "erase" || action == "confirm-erase" {
+        AccessEvent::SubjectErase
+    } else {
+        AccessEvent::SubjectExport
+    };
     let mut body = request_form(&me, &number, &reference);
     if action == "find" || action.starts_with("confirm-") {
         // Finding logs nothing (as `subject find`), but only the DPO may.
@@ -686,8 +855,10 @@ async fn request_action(State(app): State<Arc<App>>, headers: HeaderMap, Form(f)
             Err(e) => return me.error(&e),
         };
         let calls = racc::subject_calls(&lines, &hash);
-        let recs: Vec<Recording> = racc::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call)).collect();
-        let on_disk = recs.iter().filter(|r| r.removed_by.is_none() && !r.present().is_empty()).count();
+        let recs: Vec<Recording> =
+            racc::recordings(&lines).into_iter().filter(|r| calls.contains(&r.call)).collect();
+        let on_disk =
+            recs.iter().filter(|r| r.removed_by.is_none() && !r.present().is_empty()).count();
         let rows: String = recs.iter().map(rec_row).collect();
         body.push_str(&format!(
             "<section class=card id=found><h2>Caller {}</h2><p id=summary>{} call(s), {on_disk} recording(s) on disk.</p><table>{REC_HEAD}{rows}</table>",
@@ -720,7 +891,9 @@ async fn request_action(State(app): State<Arc<App>>, headers: HeaderMap, Form(f)
     // export / erase: the tool's code, from the decision (a refusal is logged) to the access line.
     let req = match access::request_in(ctx, &number, Some(&me.person), event, &reference) {
         Ok(r) => r,
-        Err(e) if e.starts_with("refused: ") => return me.refuse(e.trim_start_matches("refused: ")),
+        Err(e) if e.starts_with("refused: ") => {
+            return me.refuse(e.trim_start_matches("refused: "))
+        }
         Err(e) => return me.error(&e),
     };
     match action {

@@ -6,17 +6,24 @@ use callconsent_core::policy;
 
 use super::html::esc;
 
-
 pub fn render(cfg: &Config, fr: bool) -> String {
     let t = |en: &'static str, f: &'static str| if fr { f } else { en };
     // French sets a space before a colon; English does not.
     let colon = if fr { " : " } else { ": " };
-    let unset = |key: &str| format!("<em>{} [general] {key}</em>", t("not set: give", "non renseigné : indiquer"));
+    let unset = |key: &str| {
+        format!("<em>{} [general] {key}</em>", t("not set: give", "non renseigné : indiquer"))
+    };
     let g = &cfg.general;
     let a = &cfg.access;
     let mut rows = vec![];
-    rows.push((t("Controller", "Responsable du traitement"), g.controller.as_deref().map(esc).unwrap_or_else(|| unset("controller"))));
-    rows.push((t("Data protection officer", "Délégué à la protection des données"), g.dpo_contact.as_deref().map(esc).unwrap_or_else(|| unset("dpo_contact"))));
+    rows.push((
+        t("Controller", "Responsable du traitement"),
+        g.controller.as_deref().map(esc).unwrap_or_else(|| unset("controller")),
+    ));
+    rows.push((
+        t("Data protection officer", "Délégué à la protection des données"),
+        g.dpo_contact.as_deref().map(esc).unwrap_or_else(|| unset("dpo_contact")),
+    ));
     rows.push((
         t("Purposes", "Finalités"),
         t("Training of agents and quality of service, on a share of calls drawn by a reproducible rule.", "Formation des conseillers et qualité du service, sur une part des appels tirée au sort selon une règle reproductible.").to_string(),
@@ -30,15 +37,28 @@ pub fn render(cfg: &Config, fr: bool) -> String {
             esc(&p.name),
             match &p.legal_basis {
                 Some(lb) => format!("{} ({})", t("legal obligation", "obligation légale"), esc(lb)),
-                None => t("legitimate interest (Art. 6(1)(f)), with the caller told and free to refuse", "intérêt légitime (art. 6.1.f), l'appelant étant informé et libre de refuser").to_string(),
+                None => t(
+                    "legitimate interest (Art. 6(1)(f)), with the caller told and free to refuse",
+                    "intérêt légitime (art. 6.1.f), l'appelant étant informé et libre de refuser"
+                )
+                .to_string(),
             }
         ));
-        shares.push(format!("<span class=share>{}{colon}{} %</span>", esc(&p.name), p.record_share));
+        shares.push(format!(
+            "<span class=share>{}{colon}{} %</span>",
+            esc(&p.name),
+            p.record_share
+        ));
         caps.push(format!(
             "{}{colon}{}",
             esc(&p.name),
             if p.max_per_agent > 0 {
-                format!("{} {} {}", p.max_per_agent, t("recording(s) per agent per", "enregistrement(s) par conseiller et par"), period(p.cap_period, fr))
+                format!(
+                    "{} {} {}",
+                    p.max_per_agent,
+                    t("recording(s) per agent per", "enregistrement(s) par conseiller et par"),
+                    period(p.cap_period, fr)
+                )
             } else {
                 t("no cap", "pas de plafond").to_string()
             }
@@ -63,19 +83,45 @@ pub fn render(cfg: &Config, fr: bool) -> String {
     ));
     rows.push((
         t("Retention", "Durée de conservation"),
-        format!("{} {}; {} {} {}", g.retention_days, t("days for recordings, then deleted automatically", "jours pour les enregistrements, puis suppression automatique"), t("audit log:", "journal d'audit :"), g.audit_retention_days, t("days", "jours")),
+        format!(
+            "{} {}; {} {} {}",
+            g.retention_days,
+            t(
+                "days for recordings, then deleted automatically",
+                "jours pour les enregistrements, puis suppression automatique"
+            ),
+            t("audit log:", "journal d'audit :"),
+            g.audit_retention_days,
+            t("days", "jours")
+        ),
     ));
-    let people: Vec<String> = a.people.iter().map(|p| format!("{} ({})", esc(&p.name), esc(p.role.as_str()))).collect();
+    let people: Vec<String> =
+        a.people.iter().map(|p| format!("{} ({})", esc(&p.name), esc(p.role.as_str()))).collect();
     let recipients = if g.encrypt_to.is_empty() {
-        t("recordings are NOT encrypted at rest ([general] encrypt_to is not set, R11)", "les enregistrements ne sont PAS chiffrés ([general] encrypt_to absent, R11)").to_string()
+        t(
+            "recordings are NOT encrypted at rest ([general] encrypt_to is not set, R11)",
+            "les enregistrements ne sont PAS chiffrés ([general] encrypt_to absent, R11)",
+        )
+        .to_string()
     } else {
         format!(
             "{} {}",
             t("recordings encrypted to:", "enregistrements chiffrés pour :"),
-            g.encrypt_to.iter().map(|r| format!("<code>{}</code>", esc(&policy::recipient_fingerprint(r)))).collect::<Vec<_>>().join(", ")
+            g.encrypt_to
+                .iter()
+                .map(|r| format!("<code>{}</code>", esc(&policy::recipient_fingerprint(r))))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
-    rows.push((t("Recipients", "Destinataires"), format!("{recipients}<br>{} {}", t("People who may listen:", "Personnes habilitées à écouter :"), if people.is_empty() { t("none", "aucune").to_string() } else { people.join(", ") })));
+    rows.push((
+        t("Recipients", "Destinataires"),
+        format!(
+            "{recipients}<br>{} {}",
+            t("People who may listen:", "Personnes habilitées à écouter :"),
+            if people.is_empty() { t("none", "aucune").to_string() } else { people.join(", ") }
+        ),
+    ));
     rows.push((
         t("Rights", "Droits"),
         t(
@@ -84,8 +130,13 @@ pub fn render(cfg: &Config, fr: bool) -> String {
         )
         .to_string(),
     ));
-    let table: String = rows.iter().map(|(k, v)| format!("<tr><th>{k}</th><td>{v}</td></tr>")).collect();
-    let text: String = describe::describe(cfg, if fr { "fr" } else { "en" }).lines().filter(|l| !l.trim().is_empty()).map(|l| format!("<p>{}</p>", esc(l))).collect();
+    let table: String =
+        rows.iter().map(|(k, v)| format!("<tr><th>{k}</th><td>{v}</td></tr>")).collect();
+    let text: String = describe::describe(cfg, if fr { "fr" } else { "en" })
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("<p>{}</p>", esc(l)))
+        .collect();
     format!(
         "<div class=record><p class=noprint><a href=\"/record?lang={}\">{}</a> · {}</p><h1>{}</h1><table id=record>{table}</table><h2>{}</h2>{text}<p class=note>{} {}</p></div>",
         if fr { "en" } else { "fr" },

@@ -65,9 +65,14 @@ pub struct Chain {
 
 /// Verifies a chained log (rotated files then the log), with the MAC when the secret is known.
 pub fn chain(log: &std::path::Path, secret: Option<&[u8]>, what: &str) -> Chain {
-    let files: Vec<String> = access::log_files(log).iter().map(|p| p.display().to_string()).collect();
+    let files: Vec<String> =
+        access::log_files(log).iter().map(|p| p.display().to_string()).collect();
     if files.is_empty() {
-        return Chain { ok: true, text: format!("The {what} ({}) has no line yet.", log.display()), at: None };
+        return Chain {
+            ok: true,
+            text: format!("The {what} ({}) has no line yet.", log.display()),
+            at: None,
+        };
     }
     let refs: Vec<&str> = files.iter().map(String::as_str).collect();
     let key = secret.map(audit_key);
@@ -113,8 +118,15 @@ pub fn caps(cfg: &Config, lines: &[Line], agent: &str) -> Vec<(String, u64, u64,
             let key = p.cap_period.key(now);
             let n = lines
                 .iter()
-                .filter(|l| l.value["event"] == AuditEvent::AgentCleared.as_str() && l.value["agent"].as_str() == Some(agent) && l.value["profile"].as_str() == Some(p.name.as_str()))
-                .filter(|l| chrono::DateTime::parse_from_rfc3339(l.value["ts"].as_str().unwrap_or("")).is_ok_and(|t| p.cap_period.key(t.with_timezone(&chrono::Utc)) == key))
+                .filter(|l| {
+                    l.value["event"] == AuditEvent::AgentCleared.as_str()
+                        && l.value["agent"].as_str() == Some(agent)
+                        && l.value["profile"].as_str() == Some(p.name.as_str())
+                })
+                .filter(|l| {
+                    chrono::DateTime::parse_from_rfc3339(l.value["ts"].as_str().unwrap_or(""))
+                        .is_ok_and(|t| p.cap_period.key(t.with_timezone(&chrono::Utc)) == key)
+                })
                 .count() as u64;
             (p.name.clone(), n, p.max_per_agent, key)
         })
@@ -130,7 +142,12 @@ pub struct Explained {
     pub outcome: String,
 }
 
-pub fn explain(cfg: &Config, lines: &[Line], secret: Option<&[u8]>, call: &str) -> Option<Explained> {
+pub fn explain(
+    cfg: &Config,
+    lines: &[Line],
+    secret: Option<&[u8]>,
+    call: &str,
+) -> Option<Explained> {
     let of: Vec<&Line> = lines.iter().filter(|l| l.value["call"].as_str() == Some(call)).collect();
     if of.is_empty() {
         return None;
@@ -179,30 +196,75 @@ pub fn explain(cfg: &Config, lines: &[Line], secret: Option<&[u8]>, call: &str) 
                 }
                 if let Some(p) = cfg.profiles.get(&profile) {
                     if u64::from(p.record_share) != share {
-                        text.push_str(&format!(" The profile's share is {} % now (changed since).", p.record_share));
+                        text.push_str(&format!(
+                            " The profile's share is {} % now (changed since).",
+                            p.record_share
+                        ));
                     }
                 }
                 steps.push((at, text));
             }
-            Some(AuditEvent::Exempt) => steps.push((at, format!("Exempt, never recorded whatever the draw (R12): {}.", v["reason"].as_str().unwrap_or("")))),
+            Some(AuditEvent::Exempt) => steps.push((
+                at,
+                format!(
+                    "Exempt, never recorded whatever the draw (R12): {}.",
+                    v["reason"].as_str().unwrap_or("")
+                ),
+            )),
             Some(AuditEvent::AgentCleared) => steps.push((
                 at,
                 format!(
                     "Agent {} cleared: not exempt; {}{}.",
                     v["agent"].as_str().unwrap_or("?"),
                     match (v["count"].as_u64(), v["max"].as_u64()) {
-                        (Some(c), Some(m)) if m > 0 => format!("recording {} of the cap of {m} for {}", c + 1, v["period"].as_str().unwrap_or("the period")),
+                        (Some(c), Some(m)) if m > 0 => format!(
+                            "recording {} of the cap of {m} for {}",
+                            c + 1,
+                            v["period"].as_str().unwrap_or("the period")
+                        ),
                         _ => "the profile has no cap".to_string(),
                     },
                     if v["after"].is_string() { " (after a transfer)" } else { "" }
                 ),
             )),
-            Some(AuditEvent::AgentVetoed) => steps.push((at, format!("Agent {} vetoed: {}.", v["agent"].as_str().unwrap_or("?"), v["reason"].as_str().unwrap_or("")))),
-            Some(AuditEvent::OptOut) => steps.push((at, format!("The caller refused (key {}, during the {}).", v["key"].as_str().unwrap_or("?"), v["during"].as_str().unwrap_or("call")))),
-            Some(AuditEvent::NotRecorded) => steps.push((at, "The notice could not be played: not recorded (R1).".to_string())),
-            Some(AuditEvent::RecordingKept) => steps.push((at, format!("Recording kept: {} ms, pauses {}.", v["duration_ms"].as_u64().unwrap_or(0), v["pauses"].as_u64().unwrap_or(0)))),
-            Some(AuditEvent::RecordingDeleted | AuditEvent::RecordingErased | AuditEvent::RecordingExpired) => steps.push((at, format!("{ev}: {}.", v["reason"].as_str().or(v["request"].as_str()).unwrap_or("")))),
-            Some(AuditEvent::CallEnded) => outcome = v["outcome"].as_str().unwrap_or("").to_string(),
+            Some(AuditEvent::AgentVetoed) => steps.push((
+                at,
+                format!(
+                    "Agent {} vetoed: {}.",
+                    v["agent"].as_str().unwrap_or("?"),
+                    v["reason"].as_str().unwrap_or("")
+                ),
+            )),
+            Some(AuditEvent::OptOut) => steps.push((
+                at,
+                format!(
+                    "The caller refused (key {}, during the {}).",
+                    v["key"].as_str().unwrap_or("?"),
+                    v["during"].as_str().unwrap_or("call")
+                ),
+            )),
+            Some(AuditEvent::NotRecorded) => {
+                steps.push((at, "The notice could not be played: not recorded (R1).".to_string()))
+            }
+            Some(AuditEvent::RecordingKept) => steps.push((
+                at,
+                format!(
+                    "Recording kept: {} ms, pauses {}.",
+                    v["duration_ms"].as_u64().unwrap_or(0),
+                    v["pauses"].as_u64().unwrap_or(0)
+                ),
+            )),
+            Some(
+                AuditEvent::RecordingDeleted
+                | AuditEvent::RecordingErased
+                | AuditEvent::RecordingExpired,
+            ) => steps.push((
+                at,
+                format!("{ev}: {}.", v["reason"].as_str().or(v["request"].as_str()).unwrap_or("")),
+            )),
+            Some(AuditEvent::CallEnded) => {
+                outcome = v["outcome"].as_str().unwrap_or("").to_string()
+            }
             _ => {}
         }
     }
@@ -252,17 +314,44 @@ mod tests {
     #[test]
     fn days_count_each_kind_per_profile() {
         let lines = vec![
-            line(1, json!({"event": "selected", "profile": "sales", "ts": "2026-12-01T10:00:00Z", "call": "1"})),
-            line(2, json!({"event": "recording_kept", "profile": "sales", "ts": "2026-12-01T10:01:00Z", "call": "1"})),
-            line(3, json!({"event": "not_selected", "profile": "sales", "ts": "2026-12-01T11:00:00Z", "call": "2"})),
-            line(4, json!({"event": "selected", "profile": "sales", "ts": "2026-12-02T10:00:00Z", "call": "3"})),
-            line(5, json!({"event": "opt_out", "during": "notice", "profile": "sales", "ts": "2026-12-02T10:00:01Z", "call": "3"})),
-            line(6, json!({"event": "opt_out", "during": "call", "profile": "sales", "ts": "2026-12-02T10:00:01Z", "call": "4"})),
-            line(7, json!({"event": "exempt", "profile": "support", "ts": "2026-12-02T10:00:00Z", "call": "5"})),
+            line(
+                1,
+                json!({"event": "selected", "profile": "sales", "ts": "2026-12-01T10:00:00Z", "call": "1"}),
+            ),
+            line(
+                2,
+                json!({"event": "recording_kept", "profile": "sales", "ts": "2026-12-01T10:01:00Z", "call": "1"}),
+            ),
+            line(
+                3,
+                json!({"event": "not_selected", "profile": "sales", "ts": "2026-12-01T11:00:00Z", "call": "2"}),
+            ),
+            line(
+                4,
+                json!({"event": "selected", "profile": "sales", "ts": "2026-12-02T10:00:00Z", "call": "3"}),
+            ),
+            line(
+                5,
+                json!({"event": "opt_out", "during": "notice", "profile": "sales", "ts": "2026-12-02T10:00:01Z", "call": "3"}),
+            ),
+            line(
+                6,
+                json!({"event": "opt_out", "during": "call", "profile": "sales", "ts": "2026-12-02T10:00:01Z", "call": "4"}),
+            ),
+            line(
+                7,
+                json!({"event": "exempt", "profile": "support", "ts": "2026-12-02T10:00:00Z", "call": "5"}),
+            ),
         ];
         let d = per_day(&lines);
-        assert_eq!(d["sales"]["2026-12-01"], Day { calls: 2, selected: 1, recorded: 1, ..Day::default() });
-        assert_eq!((d["sales"]["2026-12-02"].optout_notice, d["sales"]["2026-12-02"].optout_call), (1, 1));
+        assert_eq!(
+            d["sales"]["2026-12-01"],
+            Day { calls: 2, selected: 1, recorded: 1, ..Day::default() }
+        );
+        assert_eq!(
+            (d["sales"]["2026-12-02"].optout_notice, d["sales"]["2026-12-02"].optout_call),
+            (1, 1)
+        );
         assert_eq!(d["support"]["2026-12-02"].exempt, 1);
         let c = calls(&lines);
         assert_eq!(c.first().map(|c| c.0.as_str()), Some("5"));
@@ -274,11 +363,17 @@ mod tests {
         let secret = b"k";
         let d = draw::draw(secret, "9.1", 20);
         let ev = if d.selected { "selected" } else { "not_selected" };
-        let lines = vec![line(1, json!({"event": ev, "profile": "sales", "ts": "2026-12-01T10:00:00Z", "call": "9.1", "share": 20, "bucket": d.bucket}))];
+        let lines = vec![line(
+            1,
+            json!({"event": ev, "profile": "sales", "ts": "2026-12-01T10:00:00Z", "call": "9.1", "share": 20, "bucket": d.bucket}),
+        )];
         let text = "[general]\n\n[sales]\nnotice = n\nfull_notice = f\noptout_confirm = c\nrecord_share = 20\n";
         let cfg = callconsent_core::config::parse(
             &callconsent_core::config::entries_from_text(text, "c"),
-            &callconsent_core::config::Defaults { spool_dir: "/s".into(), audit_log: "/l/audit.jsonl".into() },
+            &callconsent_core::config::Defaults {
+                spool_dir: "/s".into(),
+                audit_log: "/l/audit.jsonl".into(),
+            },
             &|_| true,
         );
         let Ok(cfg) = cfg else { panic!("config: {:?}", cfg.err()) };
