@@ -153,8 +153,13 @@ fn the_dpo_tool_verifies_the_chain_and_catches_an_edited_line() {
     pbx.wait_settled(1, Duration::from_secs(10));
     let log = pbx.audit_path();
     let log_s = log.to_str().unwrap();
-    let ok = dpo_tool(&["audit", "verify", log_s]);
+    let secret = pbx.path("db/callconsent/secret");
+    let ok = dpo_tool(&["audit", "verify", "--key", secret.to_str().unwrap(), log_s]);
     assert!(ok.status.success(), "{ok:?}");
+    // Without its key a keyed log is never called intact (issue 23): exit 3, and says why.
+    let nokey = dpo_tool(&["audit", "verify", log_s]);
+    assert_eq!(nokey.status.code(), Some(3), "{nokey:?}");
+    assert!(!String::from_utf8_lossy(&nokey.stdout).contains("intact"), "{nokey:?}");
     // The agent's own records (R8), the description (R15), a replayed decision (R5).
     let agent = dpo_tool(&["agent", "Local/agent@test", log_s]);
     assert!(String::from_utf8_lossy(&agent.stdout).contains("agent_cleared"));

@@ -349,7 +349,8 @@ fn with_the_database_stopped_calls_follow_store_unavailable_and_the_log_catches_
     // Every line written during the outage reached the store, once, in order.
     let rows = wait_shipped(&pg, &a, "a");
     assert!(rows.iter().any(|l| l.contains("\"store_unavailable\"")));
-    let ok = tool(&a, &["audit", "verify", "--store", &pg.url()]);
+    let key = format!("{}/db/callconsent/secret", a.cdir);
+    let ok = tool(&a, &["audit", "verify", "--store", &pg.url(), "--key", &key]);
     assert!(ok.status.success(), "{}", text(&ok));
     a.assert_alive();
 }
@@ -396,7 +397,8 @@ fn a_kill9_of_a_node_loses_no_acknowledged_line() {
         rows.iter().any(|l| l.contains("\"recording_discarded\"")),
         "the crash's discarded recordings are in the store too"
     );
-    let ok = tool(&a, &["audit", "verify", "--store", &pg.url()]);
+    let key = format!("{}/db/callconsent/secret", a.cdir);
+    let ok = tool(&a, &["audit", "verify", "--store", &pg.url(), "--key", &key]);
     assert!(ok.status.success(), "{}", text(&ok));
     a.assert_alive();
 }
