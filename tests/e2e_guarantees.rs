@@ -221,3 +221,48 @@ fn show_status_tells_the_audit_log_state() {
     );
     assert!(out.contains("Live calls:     1"), "{out}");
 }
+
+/// Issue 23 (4): as above, with the caller on PJSIP (sipp, its audio steady from the answer on)
+/// and the agent on a Local channel, blind-transferred over AMI to a never-recorded line that
+/// speaks from its first frame: 0 ms of it in the recording, in 3 calls of 3.
+#[test]
+fn a_never_recorded_line_contributes_nothing_after_a_transfer_from_a_sip_caller() {
+    let conf = consent_conf(&profile(
+        "sales",
+        100,
+        "start_tone = off\nnever_record = agent:Local/rep@*\n",
+    ));
+    // The caller stays after the line hangs up (sipp hangs up itself, at 9 s).
+    let dialplan = transfer_dialplan().replace(
+        "exten => to-rep,1,Dial(Local/rep@test)\n",
+        "exten => to-rep,1,Dial(Local/rep@test,,g)\n same => n,Wait(30)\n",
+    );
+    let pbx = Pbx::builder("transfer-leak-sip")
+        .sip()
+        .file("callconsent.conf", &conf)
+        .file("extensions.conf", &dialplan)
+        .start();
+    let mut ami = pbx.ami();
+    let caller = harness::pcap::rtp_pcap(&[harness::pcap::Part::Silence { ms: 9000 }]);
+    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
+        .expect("write the caller's capture");
+    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
+        .expect("read the caller's scenario")
+        .replace("{PLAY_MS}", "9000");
+    for n in 1..=3 {
+        std::thread::scope(|s| {
+            let call = s.spawn(|| pbx.sipp(&scenario, &["-s", "in"]));
+            pbx.wait_event("recording_started", n, Duration::from_secs(10));
+            pbx.transfer_talker(&mut ami, "to-rep");
+            let out = call.join().expect("the caller's thread");
+            assert!(out.status.success(), "sipp: {}", String::from_utf8_lossy(&out.stderr));
+        });
+        pbx.wait_settled(n, Duration::from_secs(20));
+    }
+    let kept = pbx.wait_event("recording_kept", 3, Duration::from_secs(10));
+    let leaks: Vec<u32> = kept
+        .iter()
+        .map(|k| tone_ms(&wav_samples(&pbx.host_path(k["file"].as_str().unwrap_or(""))), 1800.0))
+        .collect();
+    assert_eq!(leaks, vec![0, 0, 0], "ms of the never-recorded line in each recording");
+}
