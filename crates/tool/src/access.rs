@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use serde_json::{json, Map, Value};
 
 use callconsent_core::audit::AccessEvent;
-use callconsent_core::config::{self, Config, Defaults};
+use callconsent_core::config::Config;
 use callconsent_core::policy;
 use callconsent_runtime::access::{self, Ask, Recording, Store};
 use callconsent_runtime::archive;
@@ -20,7 +20,10 @@ pub const DEFAULT_SECRET: &str = "/var/lib/asterisk/callconsent/secret";
 /// The options every command of this module takes.
 #[derive(Debug, clap::Args)]
 pub struct Where {
-    /// The module's configuration ([general] paths, [access] people and bounds)
+    /// The module's configuration ([general] paths, [access] people and bounds): Asterisk's
+    /// callconsent.conf or FreeSWITCH's callconsent.conf.xml ($${vars} from its vars.xml); by
+    /// default whichever of /etc/asterisk/callconsent.conf and
+    /// /etc/freeswitch/autoload_configs/callconsent.conf.xml exists
     #[arg(long, value_name = "CONF", env = "CALLCONSENT_CONFIG", default_value = DEFAULT_CONFIG)]
     pub config: String,
     /// The installation secret: the keyed number hashes, and the keyed MAC of the lines written
@@ -33,14 +36,9 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// Asterisk's `callconsent.conf` or FreeSWITCH's `callconsent.conf.xml` (see `conf`).
 pub fn load_config(path: &str) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: cannot read: {e}"))?;
-    let defaults = Defaults {
-        spool_dir: "/var/spool/asterisk/callconsent".into(),
-        audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into(),
-    };
-    config::parse(&config::entries_from_text(&text, path), &defaults, &|_| true)
-        .map_err(|e| e.to_string())
+    crate::conf::load(path)
 }
 
 /// The configuration and where its logs are: what every access starts from (the tool and the

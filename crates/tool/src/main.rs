@@ -19,12 +19,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use callconsent_core::audit::AuditEvent;
-use callconsent_core::config::{self, Defaults};
 use callconsent_core::{describe, draw};
 use callconsent_runtime::audit::{audit_key, verify_files_with, Check};
 
 mod access;
 use access::Where;
+mod conf;
 mod console;
 mod shared;
 
@@ -371,7 +371,8 @@ struct AgentArgs {
 
 #[derive(Debug, Args)]
 struct DescribeArgs {
-    /// The module's configuration file, e.g. /etc/asterisk/callconsent.conf
+    /// The module's configuration file: /etc/asterisk/callconsent.conf, or FreeSWITCH's
+    /// autoload_configs/callconsent.conf.xml
     #[arg(value_name = "CONF")]
     conf: String,
     /// Language of the description
@@ -689,7 +690,7 @@ fn agent(agent: &str, files: &[&str], place: &Where) -> ExitCode {
     }
     eprintln!("{n} record(s) concern {agent}");
     // R8: what exists about them now, and who listened.
-    if std::path::Path::new(&place.config).exists() {
+    if std::path::Path::new(&conf::resolve(&place.config)).exists() {
         match access::agent_extra(place, agent) {
             Ok((lines, present, accesses)) => {
                 for l in lines.iter().filter(|l| !printed.contains(*l)) {
@@ -707,15 +708,7 @@ fn agent(agent: &str, files: &[&str], place: &Where) -> ExitCode {
 }
 
 fn describe(conf: &str, lang: &str) -> ExitCode {
-    let Ok(text) = std::fs::read_to_string(conf) else {
-        eprintln!("{conf}: cannot read");
-        return ExitCode::from(1);
-    };
-    let defaults = Defaults {
-        spool_dir: "/var/spool/asterisk/callconsent".into(),
-        audit_log: "/var/log/asterisk/callconsent/audit.jsonl".into(),
-    };
-    match config::parse(&config::entries_from_text(&text, conf), &defaults, &|_| true) {
+    match conf::load(conf) {
         Ok(cfg) => {
             print!("{}", describe::describe(&cfg, lang));
             ExitCode::SUCCESS

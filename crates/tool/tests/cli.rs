@@ -316,7 +316,10 @@ fn describe_prints_the_description_or_the_error() {
     let o = run(&["describe", missing.to_str().unwrap(), "--lang", "en"]);
     assert_eq!(
         (o.status.code(), stderr(&o)),
-        (Some(1), format!("{}: cannot read\n", missing.display()))
+        (
+            Some(1),
+            format!("{}: cannot read: No such file or directory (os error 2)\n", missing.display())
+        )
     );
 }
 
