@@ -195,6 +195,20 @@ fn a_selected_call_is_recorded_from_the_bridge_and_kept() {
         "callconsent agent {agent}: {lines} lines\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // ... and FreeSWITCH's own configuration (issue 22): the agent's records found through the
+    // audit_log it names, and the processing described from it.
+    let xml = fs.path("conf/autoload_configs/callconsent.conf.xml");
+    let xml = xml.to_str().unwrap();
+    let via_conf = dpo_tool(&["agent", "--config", xml, agent]);
+    assert!(via_conf.status.success(), "{via_conf:?}");
+    // The same records, then (the configuration being known) the recording on disk now (R8).
+    let (via, direct) =
+        (String::from_utf8_lossy(&via_conf.stdout), String::from_utf8_lossy(&out.stdout));
+    assert!(via.starts_with(&*direct), "the same records through --config {xml}:\n{via}");
+    assert!(via[direct.len()..].contains("\"kept_at\""), "and the kept recording:\n{via}");
+    let described = dpo_tool(&["describe", xml, "--lang", "en"]);
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(described.status.success() && text.contains("inbound"), "{described:?}");
 }
 
 /// Encryption at rest on FreeSWITCH (issue 12, the same runtime as Asterisk's): the kept call is
@@ -713,4 +727,53 @@ fn unload_is_refused_while_a_call_is_watched() {
     let unloaded = fs.api("unload mod_callconsent");
     assert!(unloaded.contains("+OK"), "unload with no call watched: {unloaded}");
     fs.assert_alive();
+}
+
+/// Issue 23: an agent reached through `loopback/` (how FusionPBX builds ring groups and queues)
+/// whose side runs `send_dtmf`: FreeSWITCH relays those keys past every DTMF hook, so the module
+/// sees them only in the DTMF event. The agent talks, pauses with `*1`, says a secret at once,
+/// resumes with `*2`, talks again: the pause and the resume are in the audit trail, the agent is
+/// named by its loopback leg, and the secret is not in the kept recording.
+#[test]
+fn an_agent_on_loopback_pauses_with_send_dtmf() {
+    const LOOP: &str = r#"
+<extension name="in-loop">
+  <condition field="destination_number" expression="^in-loop$">
+    <action application="answer"/>
+    <action application="callconsent" data="inbound"/>
+    <action application="bridge" data="loopback/agent-a/public"/>
+  </condition>
+</extension>
+<extension name="agent-a">
+  <condition field="destination_number" expression="^agent-a$">
+    <action application="answer"/>
+    <action application="playback" data="tone_stream://%(1500,0,1000)"/>
+    <action application="send_dtmf" data="*1"/>
+    <action application="playback" data="tone_stream://%(2000,0,1800)"/>
+    <action application="send_dtmf" data="*2"/>
+    <action application="playback" data="tone_stream://%(1500,0,1000)"/>
+    <action application="hangup"/>
+  </condition>
+</extension>
+"#;
+    let fs = Fs::builder("fs-loopback-pause").conf_xml(&conf("")).dialplan(LOOP).start();
+    fs.write_sound("caller.pcap", &rtp_pcap(&[Part::Silence { ms: 9000 }]));
+    fs.sipp_ok(&caller_scenario(10000), &["-s", "in-loop"]);
+    fs.wait_idle(Duration::from_secs(15));
+    fs.wait_event("call_settled", 1, Duration::from_secs(15));
+    let audit = fs.audit();
+    let started = audit
+        .iter()
+        .find(|v| v["event"] == "recording_started")
+        .unwrap_or_else(|| panic!("no recording_started:\n{}", dump(&audit)));
+    assert!(
+        started["agent"].as_str().is_some_and(|a| a.starts_with("loopback/agent-a")),
+        "{started}"
+    );
+    assert_eq!(count(&audit, "paused"), 1, "the agent's *1 through loopback:\n{}", dump(&audit));
+    assert_eq!(count(&audit, "resumed"), 1, "the agent's *2 through loopback:\n{}", dump(&audit));
+    let samples = wav_samples(&kept_wav(&audit));
+    let (secret, agent) = (tone_ms(&samples, SECRET_HZ), tone_ms(&samples, AGENT_HZ));
+    assert!(secret <= 60, "{secret} ms of what the agent said while paused is in the recording");
+    assert!(agent >= 1500, "the agent's speech around the pause: only {agent} ms");
 }

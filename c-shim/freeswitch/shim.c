@@ -14,6 +14,7 @@
 #define CC_BUG_NAME "callconsent"
 
 static switch_event_node_t *bridge_node;
+static switch_event_node_t *dtmf_node;
 /* The module's interface: every watched call holds a read lock on its rwlock, so that `unload`
  * (which try-locks it for writing) is refused while a call could still run the module's hooks. */
 static switch_loadable_module_interface_t *cc_module;
@@ -190,10 +191,28 @@ static switch_status_t on_recv_dtmf(switch_core_session_t *session, const switch
 	return a == CC_FS_DROP ? SWITCH_STATUS_FALSE : SWITCH_STATUS_SUCCESS;
 }
 
+/* Whether the caller's bridge partner is a loopback leg (an agent reached through loopback/). */
+static int partner_is_loopback(switch_core_session_t *session)
+{
+	const char *peer = switch_channel_get_variable(switch_core_session_get_channel(session), SWITCH_BRIDGE_CHANNEL_VARIABLE);
+	return peer && !strncmp(peer, "loopback/", 9);
+}
+
+/* Keys an application sent on a loopback's far side are reported by the DTMF event (on_dtmf_event),
+ * whether or not they also come here: handled there only, never twice. */
+static int relayed_by_loopback(switch_core_session_t *session, const switch_dtmf_t *dtmf)
+{
+	return (dtmf->source == SWITCH_DTMF_APP || dtmf->source == SWITCH_DTMF_UNKNOWN) && partner_is_loopback(session);
+}
+
 /* Runs on the thread that sends: the agent's bridge thread for the agent's keys. */
 static switch_status_t on_send_dtmf(switch_core_session_t *session, const switch_dtmf_t *dtmf, switch_dtmf_direction_t direction)
 {
-	int a = cc_rs_fs_dtmf(switch_core_session_get_uuid(session), CC_FS_DIR_SEND, dtmf->digit, dtmf->duration / 8);
+	int a;
+	if (relayed_by_loopback(session, dtmf)) {
+		return SWITCH_STATUS_SUCCESS;
+	}
+	a = cc_rs_fs_dtmf(switch_core_session_get_uuid(session), CC_FS_DIR_SEND, dtmf->digit, dtmf->duration / 8);
 	return a == CC_FS_DROP ? SWITCH_STATUS_FALSE : SWITCH_STATUS_SUCCESS;
 }
 
@@ -392,6 +411,33 @@ void cc_fs_event(const char *subclass, const char *uuid, const char *headers)
 	switch_event_fire(&event);
 }
 
+/* A key leaving a channel's queue (SWITCH_EVENT_DTMF, fired by switch_channel_dequeue_dtmf on the
+ * thread that forwards it). An agent on loopback/ whose far side runs send_dtmf: FreeSWITCH marks
+ * those keys DTMF_FLAG_SKIP_PROCESS, so they cross the loopback pair and the bridge to the caller
+ * past every DTMF hook; this event is the only place they are seen (issue 23). Keys from RTP,
+ * signalling or audio reach on_send_dtmf and are left to it. */
+static void on_dtmf_event(switch_event_t *event)
+{
+	const char *name = switch_event_get_header(event, "Channel-Name");
+	const char *uuid = switch_event_get_header(event, "Unique-ID");
+	const char *digit = switch_event_get_header(event, "DTMF-Digit");
+	const char *source = switch_event_get_header(event, "DTMF-Source");
+	switch_core_session_t *session, *partner = NULL;
+
+	if (!name || strncmp(name, "loopback/", 9) || !uuid || !digit || !*digit || !source
+		|| (strcmp(source, "APP") && strcmp(source, "UNKNOWN"))) {
+		return;
+	}
+	if (!(session = switch_core_session_locate(uuid))) {
+		return;
+	}
+	if (switch_core_session_get_partner(session, &partner) == SWITCH_STATUS_SUCCESS && partner) {
+		cc_rs_fs_agent_relayed(switch_core_session_get_uuid(partner), *digit);
+		switch_core_session_rwunlock(partner);
+	}
+	switch_core_session_rwunlock(session);
+}
+
 static void on_bridge(switch_event_t *event)
 {
 	const char *a = switch_event_get_header(event, "Bridge-A-Unique-ID");
@@ -473,6 +519,10 @@ switch_status_t cc_fs_module_load(switch_loadable_module_interface_t **module_in
 			on_bridge, NULL, &bridge_node) != SWITCH_STATUS_SUCCESS) {
 		switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_ERROR, "callconsent: cannot watch bridges; recordings cannot start\n");
 	}
+	if (switch_event_bind_removable("mod_callconsent", SWITCH_EVENT_DTMF, SWITCH_EVENT_SUBCLASS_ANY,
+			on_dtmf_event, NULL, &dtmf_node) != SWITCH_STATUS_SUCCESS) {
+		switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_ERROR, "callconsent: cannot watch DTMF events; agents on loopback/ cannot use their codes\n");
+	}
 	return SWITCH_STATUS_SUCCESS;
 }
 
@@ -480,6 +530,7 @@ switch_status_t cc_fs_module_shutdown(void)
 {
 	cc_module = NULL;
 	switch_event_unbind(&bridge_node);
+	switch_event_unbind(&dtmf_node);
 	switch_console_set_complete("del callconsent");
 	cc_rs_fs_unload();
 	switch_event_free_subclass(CC_STATE_SUBCLASS);

@@ -45,6 +45,9 @@ void cc_rs_fs_tick(void *call);
 void cc_rs_fs_close(void *call);
 /* A session joined a bridge (CHANNEL_BRIDGE event). */
 void cc_rs_fs_bridged(const char *uuid);
+/* An agent's key that a loopback leg bridged to the watched caller `uuid` has already relayed to
+ * it past every DTMF hook (send_dtmf on the loopback's far side): seen from the DTMF event. */
+void cc_rs_fs_agent_relayed(const char *uuid, int digit);
 /* The `callconsent` API command; output one line at a time. Returns 0, or -1 on a usage error. */
 int cc_rs_fs_api(const char *cmd, cc_line_writer out, void *ctx);
 /* A configuration entry (see cc_fs_config_read): category "general" for <settings>, the profile's

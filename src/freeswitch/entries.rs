@@ -210,6 +210,15 @@ entry! {
         }
     }
 
+    /// An agent's key a loopback leg has already relayed to the watched caller `uuid` (the DTMF
+    /// event): its codes act; it cannot be held back any more.
+    fn cc_rs_fs_agent_relayed(uuid: String = *const c_char, digit: c_int = c_int), on_error () => {
+        let Some(rt) = runtime() else { return };
+        let Some(slot) = rt.calls().get(&uuid) else { return };
+        let digit = char::from(digit.clamp(0, 127) as u8);
+        rt.frame(&slot, &FsChannel { uuid }, Frame::AgentKeyRelayed { digit });
+    }
+
     /// A read frame while the call asks for clock ticks (held digits, automatic resume).
     fn cc_rs_fs_tick(call: Ctx = *mut c_void), on_error () => {
         let slot: &Arc<Slot> = ffi::hook_data(call);

@@ -83,6 +83,13 @@ pub enum Event {
     Tick {
         now_ms: u64,
     },
+    /// A key of the agent's side that the PBX already passed on to the caller without asking the
+    /// module (FreeSWITCH's loopback endpoint relays `send_dtmf` keys past every DTMF hook and
+    /// reports them only afterwards): its codes act, but it can be neither held nor swallowed.
+    AgentKeyRelayed {
+        digit: char,
+        now_ms: u64,
+    },
     /// A desktop or dialplan control; `actor` names who acted (the channel the control named or
     /// ran on), for the audit line.
     Control {
@@ -392,6 +399,10 @@ pub struct Call {
     /// most every 45 ms and lets voice overtake a key it holds back), so what the agent says just
     /// after `*1` must already be muted when `*` arrives. Unmuted if the keys were no code.
     code_muted: bool,
+    /// The agent's keys already relayed to the caller that begin a code (`AgentKeyRelayed`), and
+    /// when the first came.
+    relayed: String,
+    relayed_since_ms: u64,
     /// Who is acting, while a control is being handled (for its audit line).
     actor: Option<String>,
     /// The new agent of a transfer whose cap is being checked while the recording is muted.
@@ -466,6 +477,8 @@ impl Call {
             confirm_at_bridge: false,
             join_muted: false,
             code_muted: false,
+            relayed: String::new(),
+            relayed_since_ms: 0,
             actor: None,
             transfer_check: None,
             number_hash: None,
@@ -494,6 +507,7 @@ impl Call {
     pub fn wants_ticks(&self) -> bool {
         (self.paused() && self.profile.pause_max_seconds > 0)
             || !self.held.is_empty()
+            || !self.relayed.is_empty()
             || self.secure.is_some()
     }
     /// Whether a secure card entry runs (the caller's keys are the card's).
@@ -578,6 +592,12 @@ impl Call {
                     Dir::Caller => self.caller_key(press, digit, len_ms, now_ms, &mut out),
                     Dir::Agent => self.agent_key(press, digit, now_ms, &mut out),
                 }
+            }
+            Event::AgentKeyRelayed { digit, now_ms } => {
+                self.expire_held(now_ms, &mut out);
+                self.secure_timeout(now_ms, &mut out);
+                self.agent_key_relayed(digit, now_ms, &mut out);
+                Verdict::Pass
             }
             Event::Tick { now_ms } => {
                 self.expire_held(now_ms, &mut out);
@@ -985,6 +1005,43 @@ impl Call {
             out.push(Action::SendToCaller(std::mem::take(&mut self.held)));
             self.settle_code_mute(out);
         }
+        if !self.relayed.is_empty()
+            && now_ms.saturating_sub(self.relayed_since_ms) >= self.profile.code_timeout_ms
+        {
+            self.relayed.clear();
+            self.settle_code_mute(out);
+        }
+    }
+
+    /// An agent's key the PBX has already passed on (`Event::AgentKeyRelayed`): the same codes as
+    /// `agent_key`, acted on at their last key, the recorder muted from their first; nothing is
+    /// held back or released (the caller has heard the keys already).
+    fn agent_key_relayed(&mut self, digit: char, now_ms: u64, out: &mut Vec<Action>) {
+        let profile = self.profile.clone();
+        let codes = self.codes(&profile);
+        let mut candidate = std::mem::take(&mut self.relayed);
+        candidate.push(digit);
+        if !codes.iter().any(|(c, _)| c.starts_with(&candidate)) {
+            // No code after all; this key may begin one.
+            self.settle_code_mute(out);
+            candidate = digit.to_string();
+            if !codes.iter().any(|(c, _)| c.starts_with(&candidate)) {
+                return;
+            }
+        }
+        if let Some(cmd) = codes.iter().find(|(c, _)| *c == candidate).map(|(_, cmd)| *cmd) {
+            self.command(cmd, Source::Keypad, now_ms, out);
+            self.settle_code_mute(out);
+            return;
+        }
+        if candidate.len() == 1 {
+            self.relayed_since_ms = now_ms;
+            if self.unmuted_recording() {
+                out.push(Action::Mute);
+                self.code_muted = true;
+            }
+        }
+        self.relayed = candidate;
     }
 
     /// Whether the recorder is recording and nothing holds it muted: a pause, a transfer being
@@ -1088,6 +1145,7 @@ impl Call {
         self.paused_at_ms = None;
         self.held.clear();
         self.code_muted = false;
+        self.relayed.clear();
         out.push(Action::Mute);
         out.push(Action::StopAndDelete { by });
         out.push(Action::Notify);
@@ -1222,6 +1280,7 @@ impl Call {
         self.held.clear();
         // The entry's own mute takes over from a code's (its span is opened below).
         self.code_muted = false;
+        self.relayed.clear();
         self.secure =
             Some(Secure { since_ms: now_ms, source, digits: SecretDigits::new(), muted: false });
         // Muted unless it already is (a pause, a transfer being checked): then it stays muted.

@@ -48,6 +48,8 @@ pub enum Frame {
     Dtmf { dir: Dir, press: Press, digit: char, len_ms: u32 },
     /// Audio: a clock tick (only while the core asks for ticks).
     Voice,
+    /// An agent's key the PBX has already relayed to the caller, past the module's hooks.
+    AgentKeyRelayed { digit: char },
 }
 
 /// What a desktop or dialplan control asks for.
@@ -340,6 +342,7 @@ impl Runtime {
         let now_ms = slot.now_ms();
         let ev = match frame {
             Frame::Voice => Event::Tick { now_ms },
+            Frame::AgentKeyRelayed { digit } => Event::AgentKeyRelayed { digit, now_ms },
             Frame::Dtmf { dir, press, digit, len_ms } => {
                 Event::Dtmf { dir, press, digit, len_ms, now_ms }
             }

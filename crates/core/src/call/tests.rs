@@ -1256,3 +1256,39 @@ proptest! {
         }
     }
 }
+
+/// Issue 23: an agent behind FreeSWITCH's loopback endpoint (`send_dtmf *1`): the keys reach
+/// the module only once relayed to the caller. The codes still act, muted from their first key,
+/// and nothing is held back or sent again.
+#[test]
+fn relayed_agent_keys_act_as_codes_and_are_never_sent_again() {
+    let relayed =
+        |c: &mut Call, digit: char, now_ms: u64| c.on(Event::AgentKeyRelayed { digit, now_ms });
+    let mut c = in_state("recording");
+    let (v, a) = relayed(&mut c, '*', 0);
+    assert_eq!((v, a), (Verdict::Pass, vec![Action::Mute]), "muted at the code's first key");
+    assert!(c.wants_ticks());
+    let (_, a) = relayed(&mut c, '1', 60);
+    assert!(c.paused() && events(&a).contains(&"paused"), "{a:?}");
+    assert!(!a.contains(&Action::Unmute), "{a:?}");
+    let (_, a) = relayed(&mut c, '*', 1000);
+    assert!(a.is_empty(), "paused: the '*' changes nothing: {a:?}");
+    let (_, a) = relayed(&mut c, '2', 1060);
+    assert!(!c.paused() && a.contains(&Action::Unmute) && events(&a).contains(&"resumed"), "{a:?}");
+    // No code: the audio comes back, nothing is sent to the caller (it heard the keys).
+    let (_, a) = relayed(&mut c, '*', 2000);
+    assert_eq!(a, vec![Action::Mute]);
+    let (_, a) = relayed(&mut c, '5', 2060);
+    assert_eq!(a, vec![Action::Unmute]);
+    // A lone '*': unmuted when the code times out, nothing released.
+    relayed(&mut c, '*', 3000);
+    let (_, a) = c.on(Event::Tick { now_ms: 3000 + 2500 });
+    assert_eq!(a, vec![Action::Unmute]);
+    assert!(!c.wants_ticks());
+    // A key that ends a non-code may begin a code: '*', '*', '3' deletes.
+    relayed(&mut c, '*', 6000);
+    relayed(&mut c, '*', 6050);
+    let (_, a) = relayed(&mut c, '3', 6100);
+    assert!(a.contains(&Action::StopAndDelete { by: By::Agent }), "{a:?}");
+    assert!(!a.iter().any(|x| matches!(x, Action::SendToCaller(_))), "{a:?}");
+}
