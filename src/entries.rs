@@ -291,11 +291,21 @@ entry! {
     }
 
     /// `CALLCONSENT(state|profile|paused|file)` on the caller's or the agent's channel.
-    fn cc_rs_function(chan: Chan<'_> = *mut sys::cc_chan, field: String = *const c_char, out: WriterFn = sys::cc_line_writer, ctx: Opaque = *mut c_void) -> c_int, on_error -1 => {
+    fn cc_rs_function(chan: Chan<'_> = *mut sys::cc_chan, field: String = *const c_char, external: c_int = c_int, out: WriterFn = sys::cc_line_writer, ctx: Opaque = *mut c_void) -> c_int, on_error -1 => {
         let out = Writer::new(out, ctx);
         let Some(rt) = runtime() else { return -1 };
         let Some((slot, _)) = find_call(&rt, &chan.uniqueid()) else { return 0 };
         if field.trim().eq_ignore_ascii_case("secure_digits") {
+            // Only the dialplan reads the card (issue 24): an AMI Getvar, ARI or any other
+            // external interface is refused whatever live_dangerously says, and the digits stay
+            // for the payment gosub (a desktop reading first would make the payment fail).
+            if external != 0 {
+                log::warn!(
+                    "callconsent: CALLCONSENT(secure_digits) read on {} from an external interface (AMI, ARI or HTTP): refused; only the dialplan on the caller's channel reads the digits",
+                    chan.name()
+                );
+                return -1;
+            }
             // Once: the read takes them (wiped when `digits` drops). Only on the caller's own
             // channel, where the payment gosub runs; never logged here.
             if slot.uniqueid == chan.uniqueid() {

@@ -288,18 +288,43 @@ fn a_card_entry_reaches_the_payment_extension_once() {
     const PAY: &str = r#"
 <extension name="pay">
   <condition field="destination_number" expression="^pay$">
+    <action application="sleep" data="2500"/>
     <action application="log" data="INFO secure payment md5 ${md5(${callconsent(secure_digits ${uuid})})} again [${callconsent(secure_digits ${uuid})}]"/>
   </condition>
 </extension>
 "#;
     let xml = conf("<param name=\"secure_gosub\" value=\"public,pay,1\"/>\n<param name=\"start_tone\" value=\"off\"/>");
     let fs = Fs::builder("fs-secure").conf_xml(&xml).dialplan(&format!("{PAY}{INBOUND}")).start();
-    let audit = call(
-        &fs,
-        &[Part::Silence { ms: 4500 }, Part::Digits(format!("{CARD}#")), Part::Silence { ms: 1500 }],
-        &[Part::Silence { ms: 2000 }, Part::Digits("*4".into()), Part::Silence { ms: 10000 }],
-        11500,
-    );
+    let audit = std::thread::scope(|s| {
+        let placed = s.spawn(|| {
+            call(
+                &fs,
+                &[
+                    Part::Silence { ms: 4500 },
+                    Part::Digits(format!("{CARD}#")),
+                    Part::Silence { ms: 4500 },
+                ],
+                &[
+                    Part::Silence { ms: 2000 },
+                    Part::Digits("*4".into()),
+                    Part::Silence { ms: 13000 },
+                ],
+                14500,
+            )
+        });
+        // While the payment extension waits, a desktop asks for the digits over ESL and fs_cli
+        // (issue 24): refused, and the digits stay for the extension.
+        let ended = fs.wait_event("secure_entry_ended", 1, Duration::from_secs(20));
+        let uuid = ended[0]["call"].as_str().unwrap_or("").to_string();
+        for asked in [
+            fs.api(&format!("callconsent secure_digits {uuid}")),
+            fs.fs_cli(&format!("callconsent secure_digits {uuid}")),
+        ] {
+            assert!(asked.contains("-ERR") && asked.contains("refused"), "{asked}");
+            assert!(!asked.contains(CARD) && !asked.contains("4111"), "{asked}");
+        }
+        placed.join().expect("the call")
+    });
     let ended = audit
         .iter()
         .find(|v| v["event"] == "secure_entry_ended")

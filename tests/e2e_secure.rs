@@ -365,3 +365,70 @@ fn a_card_keyed_100_ms_apart_reaches_the_gosub_whole_local_agent() {
 fn a_card_keyed_500_ms_apart_reaches_the_gosub_whole_pjsip_agent() {
     card_keyed_at_a_human_pace("secure-pace-500-pjsip", false, 500);
 }
+
+/// Issue 24 (1): an agent desktop or CTI connector holds AMI access; while the payment gosub
+/// waits, it asks for `CALLCONSENT(secure_digits)` on the caller's channel with `Getvar`: refused
+/// (no digit in the answer, a warning naming the channel and never the digits), and the gosub
+/// still gets the whole card afterwards.
+#[test]
+fn ami_getvar_cannot_read_the_card_digits() {
+    let pay = PAY.replace("exten => s,1,Set(", "exten => s,1,Wait(3)\n same => n,Set(");
+    let dialplan = format!(
+        "[test]\nexten => in,1,Answer()\n same => n,CallConsent(sec)\n same => n,Dial(Local/agent@test)\n same => n,Hangup()\n\
+         exten => agent,1,Answer()\n same => n,Wait(3)\n same => n,SendDTMF(*4)\n same => n,Wait(30)\n\n{pay}"
+    );
+    let pbx = Pbx::builder("secure-getvar")
+        .sip()
+        .file("pjsip.conf", PJSIP)
+        .file("callconsent.conf", &conf(""))
+        .file("extensions.conf", &dialplan)
+        .as_asterisk_user()
+        .start();
+    let mut ami = pbx.ami();
+    let caller = rtp_pcap(&[
+        Part::Silence { ms: 5000 },
+        Part::Keys { digits: format!("{CARD_9}#"), len_ms: 140, every_ms: 300 },
+        Part::Silence { ms: 6000 },
+    ]);
+    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
+        .expect("write the caller's capture");
+    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
+        .expect("read the caller's scenario")
+        .replace("{PLAY_MS}", "16500");
+    std::thread::scope(|s| {
+        let call = s.spawn(|| pbx.sipp(&scenario, &[]));
+        pbx.wait_event("secure_entry_ended", 1, Duration::from_secs(20));
+        let out = pbx.rx("core show channels concise");
+        let chan = out
+            .lines()
+            .filter_map(|l| l.split('!').next())
+            .find(|c| c.starts_with("PJSIP/sipp-"))
+            .expect("the caller's channel")
+            .to_string();
+        let r =
+            ami.action("Getvar", &[("Channel", &chan), ("Variable", "CALLCONSENT(secure_digits)")]);
+        let value = r.get("Value").cloned().unwrap_or_default();
+        assert!(!value.contains("4929") && value.len() < 4, "AMI read the card: {r:?}");
+        pbx.wait_log("the refusal", Duration::from_secs(5), |l| {
+            l.contains("CALLCONSENT(secure_digits) read on PJSIP/sipp-")
+                && l.contains("external interface")
+        });
+        let out = call.join().expect("the caller");
+        assert!(out.status.success(), "sipp: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    let paid = pbx.wait_log("the payment gosub", Duration::from_secs(5), |l| {
+        l.contains("secure payment sha1")
+    });
+    assert!(
+        paid.contains(&format!("sha1 {} again 0", sha1_hex(CARD_9))),
+        "the gosub got another number: {paid}"
+    );
+    for f in ["log", "spool", "db", "run"].iter().flat_map(|d| files_under(&pbx.path(d))) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !bytes.windows(CARD_9.len()).any(|w| w == CARD_9.as_bytes()),
+            "{} holds the card number",
+            f.display()
+        );
+    }
+}

@@ -518,6 +518,19 @@ static void func_line(void *ctx, const char *line)
 	ast_copy_string(o->buf, line, o->len);
 }
 
+/* Whether this thread serves one of Asterisk's external interfaces rather than a channel's
+ * dialplan: every TCP/TLS session thread (AMI, ARI and HTTP) inhibits privilege escalations
+ * (main/tcptls.c), the mark Asterisk's dangerous functions are refused by. Read by swapping the
+ * mark in and putting back what was there. */
+static int external_thread(void)
+{
+	int was = ast_thread_inhibit_escalations_swap(1);
+	if (was <= 0) {
+		ast_thread_inhibit_escalations_swap(0);
+	}
+	return was > 0;
+}
+
 static int func_read(struct ast_channel *chan, const char *cmd, char *data, char *buf, size_t len)
 {
 	struct func_out o = { buf, len };
@@ -525,7 +538,7 @@ static int func_read(struct ast_channel *chan, const char *cmd, char *data, char
 		return -1;
 	}
 	buf[0] = '\0';
-	return cc_rs_function((cc_chan *) chan, data ? data : "", func_line, &o);
+	return cc_rs_function((cc_chan *) chan, data ? data : "", external_thread(), func_line, &o);
 }
 
 static struct ast_custom_function callconsent_function = {

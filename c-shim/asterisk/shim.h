@@ -51,7 +51,9 @@ int cc_rs_control(const char *channel, int control, int source, cc_line_writer o
 /* CLI: what (enum cc_show); arg is the channel for CC_SHOW_CALL. */
 void cc_rs_show(int what, const char *arg, cc_line_writer out, void *ctx);
 /* CALLCONSENT(field) on a channel: 0 and the value as one line, or -1. */
-int cc_rs_function(cc_chan *chan, const char *field, cc_line_writer out, void *ctx);
+/* `external`: the read comes from an external interface's thread (AMI Getvar, ARI, HTTP), not
+ * from the channel's dialplan. */
+int cc_rs_function(cc_chan *chan, const char *field, int external, cc_line_writer out, void *ctx);
 /* A configuration entry (see cc_config_read) and a text value (see cc_chan_getvar). */
 void cc_rs_config_entry(void *ctx, const char *category, const char *name, const char *value,
 	const char *file, int line);

@@ -474,7 +474,8 @@ static void stream_text(void *ctx, const char *line)
 SWITCH_STANDARD_API(callconsent_api)
 {
 	const char *c = cmd ? cmd : "";
-	cc_rs_fs_api(c, strncmp(c, "secure_digits ", 14) ? stream_line : stream_text, stream);
+	cc_rs_fs_api(c, session ? switch_core_session_get_uuid(session) : "",
+		strncmp(c, "secure_digits ", 14) ? stream_line : stream_text, stream);
 	return SWITCH_STATUS_SUCCESS;
 }
 

@@ -49,7 +49,9 @@ void cc_rs_fs_bridged(const char *uuid);
  * it past every DTMF hook (send_dtmf on the loopback's far side): seen from the DTMF event. */
 void cc_rs_fs_agent_relayed(const char *uuid, int digit);
 /* The `callconsent` API command; output one line at a time. Returns 0, or -1 on a usage error. */
-int cc_rs_fs_api(const char *cmd, cc_line_writer out, void *ctx);
+/* `session_uuid`: the session the command runs on (a dialplan's ${callconsent(...)}), or ""
+ * when it comes from fs_cli or ESL's api/bgapi. */
+int cc_rs_fs_api(const char *cmd, const char *session_uuid, cc_line_writer out, void *ctx);
 /* A configuration entry (see cc_fs_config_read): category "general" for <settings>, the profile's
  * name for a <profile>; name NULL opens a category. */
 void cc_rs_fs_config_entry(void *ctx, const char *category, const char *name, const char *value,

@@ -91,7 +91,9 @@ fn find_call(rt: &Runtime, uuid: &str) -> Option<Arc<Slot>> {
 const USAGE: &str = "usage: callconsent pause|resume|delete|secure|status|secure_digits <uuid> | show calls|profiles|status | reload";
 
 /// The `callconsent` API command: its output lines, or the error line.
-fn api(cmd: &str) -> Result<Vec<String>, String> {
+/// `on`: the session the command runs on (a dialplan's `${callconsent(...)}`), None from fs_cli
+/// or ESL.
+fn api(cmd: &str, on: Option<&str>) -> Result<Vec<String>, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     match words.as_slice() {
         ["reload"] => {
@@ -116,6 +118,15 @@ fn api(cmd: &str) -> Result<Vec<String>, String> {
         // The payment extension's read of a secure entry's digits: once, on the caller's session.
         ["secure_digits", uuid] => {
             let rt = runtime().ok_or("callconsent is not loaded")?;
+            // Only the dialplan running on that session reads the card (issue 24): fs_cli, ESL's
+            // api/bgapi and other sessions are refused, and the digits stay for it.
+            if on != Some(*uuid) {
+                log::warn!(
+                    "callconsent: secure_digits of {uuid} asked {}: refused; only the payment extension on that session reads them",
+                    on.map_or("from fs_cli or ESL".to_string(), |s| format!("on another session ({s})"))
+                );
+                return Err(format!("secure_digits of {uuid}: refused; only the dialplan on that session reads them (${{callconsent(secure_digits ${{uuid}})}})"));
+            }
             let slot = rt.calls().get(uuid).ok_or_else(|| format!("no call watched by callconsent on session {uuid} (secure_digits is read on the caller's)"))?;
             Ok(slot
                 .take_secure_digits()
@@ -160,7 +171,7 @@ entry! {
 
     /// Not used by the shim today (reload goes through the API command); kept for symmetry.
     fn cc_rs_fs_reload() -> c_int, on_error -1 => {
-        match api("reload") {
+        match api("reload", None) {
             Ok(_) => 0,
             Err(e) => {
                 log::error!("callconsent: {e}");
@@ -245,9 +256,10 @@ entry! {
     }
 
     /// `callconsent ...` from fs_cli or ESL.
-    fn cc_rs_fs_api(cmd: String = *const c_char, out: WriterFn = sys::cc_line_writer, ctx: Opaque = *mut c_void) -> c_int, on_error -1 => {
+    fn cc_rs_fs_api(cmd: String = *const c_char, session_uuid: String = *const c_char, out: WriterFn = sys::cc_line_writer, ctx: Opaque = *mut c_void) -> c_int, on_error -1 => {
         let out = Writer::new(out, ctx);
-        match api(&cmd) {
+        let on = Some(session_uuid.as_str()).filter(|s| !s.is_empty());
+        match api(&cmd, on) {
             Ok(lines) => {
                 out.lines(&lines);
                 0
