@@ -166,6 +166,7 @@ fn sign_in_sessions_csrf_lockout_and_roles() {
             && !c1.contains("Secure"),
         "{c1}"
     );
+    assert!(!head.to_ascii_lowercase().contains("strict-transport-security"), "{head}");
     assert!(
         head.to_ascii_lowercase().contains("content-security-policy: default-src 'none'"),
         "{head}"
@@ -328,7 +329,45 @@ fn with_a_certificate_it_serves_https_and_the_cookies_are_secure() {
             && cookie.contains("samesite=strict"),
         "{cookie}"
     );
+    // HSTS under TLS (issue 24); never on plain HTTP (the other tests' console).
+    assert!(out.contains("strict-transport-security: max-age=31536000"), "{out}");
     // Plain HTTP to the HTTPS port gets no page.
     let (st, _, _) = http(c.1, "GET", "/signin", "", "");
     assert_ne!(st, 200);
+}
+
+/// Issue 24 (5): 40 wrong passwords for one name sent at once, then the right one, with
+/// `max_failed_signins = 2`: at most two of them are checked, the name is locked, and the right
+/// password does not get in. An unknown name is answered as a wrong password is (same status,
+/// same page), after a password check of its own.
+#[test]
+fn concurrent_wrong_sign_ins_lock_the_name_before_the_right_one() {
+    let (_dir, conf) = setup("concurrent");
+    let c = start(&conf);
+    let port = c.1;
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                s.spawn(move || {
+                    let (st, _, body) = sign_in(port, "marc", &format!("wrong-{i}"));
+                    (st, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a sign-in")).collect()
+    });
+    let checked = answers.iter().filter(|(st, _)| *st == 401).count();
+    assert!(checked <= 2, "{checked} wrong passwords were checked with max_failed_signins = 2");
+    assert!(answers.iter().all(|(st, b)| *st == 401 || (*st == 403 && b.contains("locked"))));
+    let (st, head, body) = sign_in(port, "marc", "marc-pw");
+    assert!(st == 403 && body.contains("locked"), "the right password got in: {st} {head}");
+    assert!(set_cookie(&head, "cc_session").is_none());
+    // Unknown and known names fail alike.
+    let (st_unknown, _, b_unknown) = sign_in(port, "nobody-here", "x");
+    let (st_known, _, b_known) = sign_in(port, "claire", "x");
+    assert_eq!((st_unknown, st_known), (401, 401));
+    let reason = |b: &str| {
+        b.split("id=reason>").nth(1).map(|r| r.split('<').next().unwrap_or("").to_string())
+    };
+    assert_eq!(reason(&b_unknown), reason(&b_known));
 }

@@ -80,9 +80,16 @@ pub struct App {
     pub tls: bool,
     pub exports: PathBuf,
     pub sessions: auth::Sessions,
+    /// Password checks running at once (each holds argon2's 19 MiB buffer).
+    pub verifying: Arc<tokio::sync::Semaphore>,
+    /// Checked for unknown names (see `auth::dummy_hash`).
+    pub dummy_hash: String,
     /// Audio released by a logged listen, for the session that asked: token -> (session, bytes, until).
     pub plays: Mutex<HashMap<String, Play>>,
 }
+
+/// Password checks at once: one per core of the machines the console runs on (2 here).
+pub const VERIFYING: usize = 2;
 
 pub fn run(a: ConsoleArgs) -> ExitCode {
     if let Some(ConsoleCommand::Password { name }) = &a.command {
@@ -119,6 +126,8 @@ pub fn run(a: ConsoleArgs) -> ExitCode {
         tls: tls.is_some(),
         exports: PathBuf::from(&a.exports),
         sessions: auth::Sessions::default(),
+        verifying: Arc::new(tokio::sync::Semaphore::new(VERIFYING)),
+        dummy_hash: auth::dummy_hash(),
         plays: Mutex::new(HashMap::new()),
     });
     let rt =

@@ -27,6 +27,7 @@ use crate::access::{self, Ctx, Denied, Released};
 type Params = HashMap<String, String>;
 
 pub fn router(app: Arc<App>) -> Router {
+    let tls = app.tls;
     Router::new()
         .route("/", get(home))
         .route("/signin", get(signin_page).post(signin))
@@ -42,6 +43,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/record", get(record))
         .route("/requests", get(requests).post(request_action))
         .with_state(app)
+        // Under TLS the browser is told to come back over HTTPS only (issue 24).
+        .layer(axum::middleware::map_response(move |mut r: Response| async move {
+            if tls {
+                r.headers_mut().insert(
+                    header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=31536000"),
+                );
+            }
+            r
+        }))
 }
 
 /// The signed-in person, as the configuration lists them now.
@@ -216,23 +227,32 @@ async fn signin(
     let name = f.get("name").map(|s| s.trim().to_string()).unwrap_or_default();
     let pw = f.get("password").cloned().unwrap_or_default();
     let c = &ctx.cfg.console;
-    if let Some(left) = app.sessions.locked(&name) {
+    let lockout = Duration::from_secs(c.lockout_seconds);
+    // Checked and counted in one step (issue 24): attempts sent at once for one name are refused
+    // once `max_failed_signins` of them are failed or being checked.
+    if let Err(auth::Refused::Locked(left)) =
+        app.sessions.begin(&name, c.max_failed_signins, lockout)
+    {
         eprintln!("callconsent: console: sign-in of {name:?} refused: locked out");
         return signin_form(&app, &format!("<p class=refused id=reason>Too many failed sign-ins for this name: locked for {left} more second(s).</p>"), StatusCode::FORBIDDEN);
     }
-    let hash = ctx.cfg.access.person(&name).and_then(|p| p.password_hash.clone());
-    let ok = match hash {
-        Some(h) => {
-            tokio::task::spawn_blocking(move || auth::verify(&pw, &h)).await.unwrap_or(false)
-        }
-        None => false,
-    };
+    // An unknown name is checked against a hash no password matches: the same time, the same
+    // answer. At most VERIFYING checks run at once (each holds argon2's 19 MiB); others wait.
+    let known = ctx.cfg.access.person(&name).and_then(|p| p.password_hash.clone());
+    let is_known = known.is_some();
+    let h = known.unwrap_or_else(|| app.dummy_hash.clone());
+    let ok = match app.verifying.clone().acquire_owned().await {
+        Ok(permit) => tokio::task::spawn_blocking(move || {
+            let ok = auth::verify(&pw, &h);
+            drop(permit);
+            ok
+        })
+        .await
+        .unwrap_or(false),
+        Err(_) => false,
+    } && is_known;
     if !ok {
-        let locked = app.sessions.failed(
-            &name,
-            c.max_failed_signins,
-            Duration::from_secs(c.lockout_seconds),
-        );
+        let locked = app.sessions.failed(&name, c.max_failed_signins, lockout);
         eprintln!(
             "callconsent: console: failed sign-in for {name:?}{}",
             if locked { " (now locked out)" } else { "" }
