@@ -205,7 +205,9 @@ entry! {
 
     /// A DTMF or voice frame of a watched call (the media path).
     fn cc_rs_frame(data: Ctx = *mut c_void, chan: Chan<'_> = *mut sys::cc_chan, dir: c_int = c_int, kind: c_int = c_int, digit: c_int = c_int, len_ms: c_long = c_long) -> c_int, on_error 0 => {
-        let slot: &Arc<Slot> = ffi::hook_data(data);
+        // SAFETY: the shim hands back the Box<Arc<Slot>> given at attach; its destroy/close
+        // callback, which takes it back, has not run (the host calls no callback after it).
+        let slot: &Arc<Slot> = unsafe { ffi::hook_data(data) };
         let Some(rt) = runtime() else { return 0 };
         answer(rt.frame(slot, &chan, frame_of(dir, kind, digit, len_ms)))
     }
@@ -219,7 +221,8 @@ entry! {
 
     /// The framehook is destroyed: the call hung up.
     fn cc_rs_hook_destroy(data: Ctx = *mut c_void), on_error () => {
-        let slot: Box<Arc<Slot>> = ffi::hook_data_take(data);
+        // SAFETY: the destroy/close callback runs once per attach, after every other callback.
+        let slot: Box<Arc<Slot>> = unsafe { ffi::hook_data_take(data) };
         if let Some(rt) = runtime() {
             rt.hangup(&slot);
         }
@@ -331,7 +334,8 @@ entry! {
 
     /// One entry of callconsent.conf, from Asterisk's parser (see `ffi::config_read`).
     fn cc_rs_config_entry(ctx: Ctx = *mut c_void, category: String = *const c_char, name: Option<String> = *const c_char, value: String = *const c_char, file: String = *const c_char, line: c_int = c_int), on_error () => {
-        ffi::push_entry(ctx, Entry { category, name, value, file, line: line.max(0) as u32 });
+        // SAFETY: the shim calls this entry only inside config_read, with its collector.
+        unsafe { ffi::push_entry(ctx, Entry { category, name, value, file, line: line.max(0) as u32 }) };
     }
 
     /// A text value the shim hands back (see `Chan::getvar`).

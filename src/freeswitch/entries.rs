@@ -232,7 +232,9 @@ entry! {
 
     /// A read frame while the call asks for clock ticks (held digits, automatic resume).
     fn cc_rs_fs_tick(call: Ctx = *mut c_void), on_error () => {
-        let slot: &Arc<Slot> = ffi::hook_data(call);
+        // SAFETY: the shim hands back the Box<Arc<Slot>> given at attach; its destroy/close
+        // callback, which takes it back, has not run (the host calls no callback after it).
+        let slot: &Arc<Slot> = unsafe { ffi::hook_data(call) };
         if let Some(rt) = runtime() {
             rt.frame(slot, &FsChannel { uuid: slot.uniqueid.clone() }, Frame::Voice);
         }
@@ -240,7 +242,8 @@ entry! {
 
     /// The watcher's media bug closed: the call hung up.
     fn cc_rs_fs_close(call: Ctx = *mut c_void), on_error () => {
-        let slot: Box<Arc<Slot>> = ffi::hook_data_take(call);
+        // SAFETY: the destroy/close callback runs once per attach, after every other callback.
+        let slot: Box<Arc<Slot>> = unsafe { ffi::hook_data_take(call) };
         if let Some(rt) = runtime() {
             rt.hangup(&slot);
         }
@@ -273,7 +276,8 @@ entry! {
 
     /// One `<param>` of callconsent.conf, from the XML registry (see `ffi::config_read`).
     fn cc_rs_fs_config_entry(ctx: Ctx = *mut c_void, category: String = *const c_char, name: Option<String> = *const c_char, value: String = *const c_char, file: String = *const c_char, line: c_int = c_int), on_error () => {
-        ffi::push_entry(ctx, Entry { category, name, value, file, line: line.max(0) as u32 });
+        // SAFETY: the shim calls this entry only inside config_read, with its collector.
+        unsafe { ffi::push_entry(ctx, Entry { category, name, value, file, line: line.max(0) as u32 }) };
     }
 
     /// A text value the shim hands back.

@@ -191,8 +191,12 @@ pub fn config_read() -> Result<Vec<Entry>, i32> {
 }
 
 /// Where `cc_rs_fs_config_entry` puts an entry.
-pub fn push_entry(ctx: Ctx, e: Entry) {
-    callconsent_guard::c::push(ctx, e);
+///
+/// # Safety
+/// `ctx` is the collector `config_read` handed to the shim, during that call.
+pub unsafe fn push_entry(ctx: Ctx, e: Entry) {
+    // SAFETY: the caller's contract: config_read's collector, still collecting.
+    unsafe { callconsent_guard::c::push(ctx, e) };
 }
 
 /// The `log` crate, bridged to FreeSWITCH's logger.

@@ -519,26 +519,7 @@ impl Fs {
 
     /// The audit log's lines; a last line without its newline (being written) is left out.
     pub fn audit(&self) -> Vec<Value> {
-        let text = fs::read_to_string(self.audit_path()).unwrap_or_default();
-        let complete = match text.rfind('\n') {
-            Some(i) => &text[..i],
-            None => "",
-        };
-        let mut out = vec![];
-        let lines: Vec<&str> = complete.lines().filter(|l| !l.trim().is_empty()).collect();
-        for l in lines {
-            out.push(
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}")),
-            );
-        }
-        // A torn last line may also end in a newline only once complete: try it, never fail on it.
-        if let Some(rest) = text.get(complete.len()..).map(str::trim).filter(|r| !r.is_empty()) {
-            if let Ok(v) = serde_json::from_str(rest) {
-                out.push(v);
-            }
-        }
-        out
+        audit_lines(&self.audit_path())
     }
 
     pub fn events(&self) -> Vec<String> {

@@ -83,3 +83,43 @@ pub fn tone_share_ms(samples: &[i16], freq: f32, share: f32) -> u64 {
     }
     hits * 5
 }
+
+/// The audit log's lines as the DPO reads them, for both harnesses: the files rotated at
+/// midnight (`audit-YYYY-MM-DD.jsonl`, oldest first) then the live `audit.jsonl`, so a test
+/// that runs across midnight still finds its call's lines. A torn last line (the writer
+/// mid-write) is left out until it is complete; any other line that is not JSON fails the test.
+pub fn audit_lines(live: &std::path::Path) -> Vec<serde_json::Value> {
+    let stem = live.file_stem().and_then(|s| s.to_str()).unwrap_or("audit").to_string();
+    let dir = live.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(&format!("{stem}-"))
+                    .and_then(|r| r.strip_suffix(".jsonl"))
+                    .is_some_and(|d| d.len() == 10 && d.as_bytes()[4] == b'-')
+            })
+        })
+        .collect();
+    rotated.sort();
+    let mut out = vec![];
+    for f in rotated.iter().chain(std::iter::once(&live.to_path_buf())) {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |i| &text[..i]);
+        for l in complete.lines().filter(|l| !l.trim().is_empty()) {
+            out.push(serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!("{}: an audit line is not JSON ({e}): {l}", f.display())
+            }));
+        }
+        // A last line without its newline yet: taken when it parses, never a failure.
+        if let Some(rest) = text.get(complete.len()..).map(str::trim).filter(|r| !r.is_empty()) {
+            if let Ok(v) = serde_json::from_str(rest) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}

@@ -489,15 +489,7 @@ impl Pbx {
     }
 
     pub fn audit(&self) -> Vec<Value> {
-        fs::read_to_string(self.audit_path())
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {l}"))
-            })
-            .collect()
+        audit_lines(&self.audit_path())
     }
 
     pub fn events(&self) -> Vec<String> {

@@ -219,16 +219,23 @@ pub mod c {
     }
 
     /// A watcher's data: the boxed call the adapter attached, borrowed on every callback.
-    pub fn hook_data<'a, T>(ctx: Ctx) -> &'a T {
-        // SAFETY: ctx is the Box<T> given to the attach call, alive until the destroy/close
-        // callback, which is the shim's contract.
+    ///
+    /// # Safety
+    /// `ctx` must be the pointer of a `Box<T>` (of this very `T`) given to the host's attach
+    /// call, and the host must not have called its destroy/close callback yet: the borrow
+    /// lasts as long as the callback that received `ctx`.
+    pub unsafe fn hook_data<'a, T>(ctx: Ctx) -> &'a T {
+        // SAFETY: the caller's contract above: a live Box<T>.
         unsafe { &*ctx.ptr().cast::<T>() }
     }
 
-    /// Takes a watcher's data back at its destroy/close callback (exactly once, by the shim's
-    /// contract).
-    pub fn hook_data_take<T>(ctx: Ctx) -> Box<T> {
-        // SAFETY: ctx came from Box::into_raw at attach and destroy runs once.
+    /// Takes a watcher's data back at its destroy/close callback.
+    ///
+    /// # Safety
+    /// `ctx` must come from `Box::<T>::into_raw` at attach, and this must run exactly once for
+    /// it (the host's destroy/close callback), after every other callback of that watcher.
+    pub unsafe fn hook_data_take<T>(ctx: Ctx) -> Box<T> {
+        // SAFETY: the caller's contract above: the raw Box<T>, taken back once.
         unsafe { Box::from_raw(ctx.ptr().cast::<T>()) }
     }
 
@@ -241,8 +248,12 @@ pub mod c {
     }
 
     /// Where a collector entry puts a value.
-    pub fn push<T>(ctx: Ctx, value: T) {
-        // SAFETY: ctx is the `&mut Vec<T>` collect passed for this very call, still on its stack.
+    ///
+    /// # Safety
+    /// `ctx` must be the pointer `collect::<T>` handed to the shim, during that `collect` call
+    /// (the `Vec<T>` is on its stack).
+    pub unsafe fn push<T>(ctx: Ctx, value: T) {
+        // SAFETY: the caller's contract above: collect's live `&mut Vec<T>`.
         unsafe { (*ctx.ptr().cast::<Vec<T>>()).push(value) };
     }
 

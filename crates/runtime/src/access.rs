@@ -182,6 +182,15 @@ pub fn recordings(lines: &[Line]) -> Vec<Recording> {
 
 /// Where the logs and recordings are, from the configuration, and the installation secret when
 /// it can be read (lines the tool writes then carry the keyed MAC, as the module's do).
+/// The listening bound's lock (see `Store::bound_lock`), released on drop.
+pub struct BoundLock(std::fs::File);
+
+impl Drop for BoundLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 pub struct Store {
     pub audit_log: PathBuf,
     pub access_log: PathBuf,
@@ -240,6 +249,35 @@ impl Store {
         self.append(&self.access_log, &[m])
             .map(|h| h.into_iter().next().unwrap_or_default())
             .map_err(|e| format!("{e} (no access without its line)"))
+    }
+
+    /// Held across a listen's count, its decryption and its access line (issue 24): two
+    /// listens at once on this machine cannot both pass a bound that has room for one. A lock
+    /// file of its own beside the access log (`<access log>.lock`, never rotated); the access
+    /// line's own append locks the log file itself.
+    pub fn bound_lock(&self) -> Result<BoundLock, String> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let mut name = self.access_log.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir);
+        }
+        // flock needs no write access: a file another user made is locked through a read.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&path)
+            .or_else(|_| std::fs::File::open(&path))
+            .map_err(|e| {
+                format!("{}: cannot open the listening bound's lock: {e}", path.display())
+            })?;
+        file.lock()
+            .map_err(|e| format!("{}: cannot lock the listening bound: {e}", path.display()))?;
+        Ok(BoundLock(file))
     }
 
     /// Appends lines to the module's audit log, chained after its last line.

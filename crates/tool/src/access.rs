@@ -274,6 +274,8 @@ pub fn access_audio(
 ) -> Result<Released, Denied> {
     let ask =
         Ask { person, purpose, event, identity: identity.map(fingerprints).unwrap_or_default() };
+    // Count, decrypt and log under one lock: a bound with room for one lets one through.
+    let _bound = ctx.store.bound_lock().map_err(Denied::Failed)?;
     let facts = access::check(&ctx.cfg, &ctx.store, &ask, rec, &path.display().to_string())
         .map_err(Denied::Refused)?;
     let (bytes, duration_ms) = open_checked(rec, path, identity).map_err(Denied::Failed)?;

@@ -436,3 +436,37 @@ fn a_callers_calls_are_found_exported_and_erased_by_number() {
     );
     let _ = std::fs::remove_dir_all(&site.dir);
 }
+
+/// Issue 24 (6): with room for one listen of anna's calls, six listens of the coach sent at once
+/// let exactly one through (the count, the decryption and the access line are one step).
+#[test]
+fn listens_sent_at_once_cannot_race_past_the_bound() {
+    let site = site("race", 1);
+    let id = site.identity.to_str().unwrap();
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|i| {
+                let site = &site;
+                s.spawn(move || {
+                    let rec = if i % 2 == 0 {
+                        "cc-1764590000.1.opus.age"
+                    } else {
+                        "cc-1764590000.3.opus.age"
+                    };
+                    run(
+                        site,
+                        &["listen", rec, "--identity", id, "--as", "marc", "--purpose", "coaching"],
+                    )
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("a listen")).collect()
+    });
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    let said: Vec<_> = outs.iter().map(|o| String::from_utf8_lossy(&o.stderr)).collect();
+    assert_eq!(ok, 1, "{said:?}");
+    let lines = access_lines(&site);
+    let listens = lines.iter().filter(|l| l["event"] == "listen").count();
+    let refused = lines.iter().filter(|l| l["event"] == "listen_refused").count();
+    assert_eq!((listens, refused), (1, 5), "{lines:?}");
+}

@@ -371,3 +371,29 @@ fn concurrent_wrong_sign_ins_lock_the_name_before_the_right_one() {
     };
     assert_eq!(reason(&b_unknown), reason(&b_known));
 }
+
+/// Issue 24 (10): a session ends when its person's password changes in `[access]` (the
+/// configuration is read again on every request), as when the person is removed.
+#[test]
+fn a_password_change_ends_the_sessions_opened_with_the_old_one() {
+    let (_dir, conf) = setup("pwchange");
+    let c = start(&conf);
+    let port = c.1;
+    let (st, head, _) = sign_in(port, "claire", "claire-pw");
+    assert_eq!(st, 303, "{head}");
+    let cookie =
+        format!("cc_session={}", value(&set_cookie(&head, "cc_session").expect("a session")));
+    assert_eq!(http(port, "GET", "/requests", &cookie, "").0, 200);
+    let text = std::fs::read_to_string(&conf).expect("read the config");
+    let old = text
+        .lines()
+        .find(|l| l.starts_with("password = claire:"))
+        .expect("claire's line")
+        .to_string();
+    std::fs::write(&conf, text.replace(&old, &password_line("claire", "a-new-password")))
+        .expect("write");
+    let (st, head, _) = http(port, "GET", "/requests", &cookie, "");
+    assert!(st == 303 && head.to_ascii_lowercase().contains("location: /signin"), "{st} {head}");
+    // The new password opens a new session.
+    assert_eq!(sign_in(port, "claire", "a-new-password").0, 303);
+}

@@ -39,7 +39,14 @@ pub struct Session {
     pub person: String,
     pub csrf: String,
     pub last: Instant,
+    /// When it was opened: no session outlives `SESSION_MAX_AGE`, however busy.
+    pub created: Instant,
+    /// The password hash it was opened with: a changed password ends it (issue 24).
+    pub password_hash: String,
 }
+
+/// The absolute lifetime of a session (issue 24): a working day, whatever its activity.
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 
 /// A hash no password matches (its salt and the password it was made from are thrown away):
 /// verified when the name is unknown, so an unknown name takes as long as a known one (names
@@ -73,19 +80,27 @@ pub enum Refused {
 }
 
 impl Sessions {
-    pub fn open(&self, person: &str) -> (String, Session) {
+    pub fn open(&self, person: &str, password_hash: &str) -> (String, Session) {
         let id = token();
-        let s = Session { person: person.to_string(), csrf: token(), last: Instant::now() };
+        let now = Instant::now();
+        let s = Session {
+            person: person.to_string(),
+            csrf: token(),
+            last: now,
+            created: now,
+            password_hash: password_hash.to_string(),
+        };
         if let Ok(mut m) = self.sessions.lock() {
             m.insert(id.clone(), s.clone());
         }
         (id, s)
     }
 
-    /// The live session of this id (its idle time under `idle`); refreshes it.
-    pub fn get(&self, id: &str, idle: Duration) -> Option<Session> {
+    /// The live session of this id (its idle time under `idle`, its age under `max_age`);
+    /// refreshes it.
+    pub fn get(&self, id: &str, idle: Duration, max_age: Duration) -> Option<Session> {
         let mut m = self.sessions.lock().ok()?;
-        m.retain(|_, s| s.last.elapsed() < idle);
+        m.retain(|_, s| s.last.elapsed() < idle && s.created.elapsed() < max_age);
         let s = m.get_mut(id)?;
         s.last = Instant::now();
         Some(s.clone())
@@ -258,11 +273,14 @@ mod tests {
     #[test]
     fn sessions_expire_and_tokens_differ() {
         let s = Sessions::default();
-        let (id, sess) = s.open("claire");
+        let (id, sess) = s.open("claire", "$argon2id$x");
         assert_ne!(id, sess.csrf);
         assert_eq!(id.len(), 64);
-        assert!(s.get(&id, Duration::from_secs(60)).is_some());
-        assert!(s.get(&id, Duration::ZERO).is_none());
+        let minute = Duration::from_secs(60);
+        assert!(s.get(&id, minute, SESSION_MAX_AGE).is_some());
+        assert!(s.get(&id, minute, Duration::ZERO).is_none(), "an absolute lifetime, however busy");
+        let (id, _) = s.open("claire", "$argon2id$x");
+        assert!(s.get(&id, Duration::ZERO, SESSION_MAX_AGE).is_none());
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
     }
 }

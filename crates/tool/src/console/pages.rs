@@ -155,8 +155,14 @@ fn me(app: &App, headers: &HeaderMap) -> Result<(Ctx, Me), Response> {
     })?;
     let idle = Duration::from_secs(ctx.cfg.console.session_minutes.max(1) * 60);
     let sid = cookie(headers, "cc_session").ok_or_else(|| redirect("/signin"))?;
-    let s = app.sessions.get(&sid, idle).ok_or_else(|| redirect("/signin"))?;
-    let Some(p) = ctx.cfg.access.person(&s.person) else {
+    let s =
+        app.sessions.get(&sid, idle, auth::SESSION_MAX_AGE).ok_or_else(|| redirect("/signin"))?;
+    // Gone from [access], or its password changed since the sign-in: the session ends.
+    let Some(p) =
+        ctx.cfg.access.person(&s.person).filter(|p| {
+            p.password_hash.as_deref().is_some_and(|h| auth::same(h, &s.password_hash))
+        })
+    else {
         app.sessions.close(&sid);
         return Err(redirect("/signin"));
     };
@@ -240,7 +246,7 @@ async fn signin(
     // answer. At most VERIFYING checks run at once (each holds argon2's 19 MiB); others wait.
     let known = ctx.cfg.access.person(&name).and_then(|p| p.password_hash.clone());
     let is_known = known.is_some();
-    let h = known.unwrap_or_else(|| app.dummy_hash.clone());
+    let h = known.clone().unwrap_or_else(|| app.dummy_hash.clone());
     let ok = match app.verifying.clone().acquire_owned().await {
         Ok(permit) => tokio::task::spawn_blocking(move || {
             let ok = auth::verify(&pw, &h);
@@ -265,7 +271,7 @@ async fn signin(
         return signin_form(&app, &msg, StatusCode::UNAUTHORIZED);
     }
     app.sessions.succeeded(&name);
-    let (sid, _) = app.sessions.open(&name);
+    let (sid, _) = app.sessions.open(&name, known.as_deref().unwrap_or(""));
     eprintln!("callconsent: console: {name} signed in");
     let mut r = redirect("/");
     set_cookie(&app, &mut r, "cc_session", &sid, c.session_minutes.max(1) * 60);
