@@ -14,7 +14,10 @@ use callconsent_runtime::{
 };
 
 use crate::channel::Asterisk;
-use crate::ffi::{self, sys, AstDir, Chan, ChanRef, Ctx, Opaque, Writer, WriterFn};
+use crate::ffi::{
+    self, sys, AstDir, Chan, ChanRef, Collector, Hooked, Opaque, TextSlot, Unhooked, Writer,
+    WriterFn,
+};
 
 pub const CONFIG_FILE: &str = "callconsent.conf";
 
@@ -204,10 +207,8 @@ entry! {
     }
 
     /// A DTMF or voice frame of a watched call (the media path).
-    fn cc_rs_frame(data: Ctx = *mut c_void, chan: Chan<'_> = *mut sys::cc_chan, dir: c_int = c_int, kind: c_int = c_int, digit: c_int = c_int, len_ms: c_long = c_long) -> c_int, on_error 0 => {
-        // SAFETY: the shim hands back the Box<Arc<Slot>> given at attach; its destroy/close
-        // callback, which takes it back, has not run (the host calls no callback after it).
-        let slot: &Arc<Slot> = unsafe { ffi::hook_data(data) };
+    fn cc_rs_frame(slot: Hooked<'_, Arc<Slot>> = *mut c_void, chan: Chan<'_> = *mut sys::cc_chan, dir: c_int = c_int, kind: c_int = c_int, digit: c_int = c_int, len_ms: c_long = c_long) -> c_int, on_error 0 => {
+        let slot: &Arc<Slot> = &slot;
         let Some(rt) = runtime() else { return 0 };
         answer(rt.frame(slot, &chan, frame_of(dir, kind, digit, len_ms)))
     }
@@ -220,9 +221,8 @@ entry! {
     }
 
     /// The framehook is destroyed: the call hung up.
-    fn cc_rs_hook_destroy(data: Ctx = *mut c_void), on_error () => {
-        // SAFETY: the destroy/close callback runs once per attach, after every other callback.
-        let slot: Box<Arc<Slot>> = unsafe { ffi::hook_data_take(data) };
+    fn cc_rs_hook_destroy(slot: Unhooked<Arc<Slot>> = *mut c_void), on_error () => {
+        let slot: Box<Arc<Slot>> = slot.0;
         if let Some(rt) = runtime() {
             rt.hangup(&slot);
         }
@@ -333,13 +333,12 @@ entry! {
     }
 
     /// One entry of callconsent.conf, from Asterisk's parser (see `ffi::config_read`).
-    fn cc_rs_config_entry(ctx: Ctx = *mut c_void, category: String = *const c_char, name: Option<String> = *const c_char, value: String = *const c_char, file: String = *const c_char, line: c_int = c_int), on_error () => {
-        // SAFETY: the shim calls this entry only inside config_read, with its collector.
-        unsafe { ffi::push_entry(ctx, Entry { category, name, value, file, line: line.max(0) as u32 }) };
+    fn cc_rs_config_entry(ctx: Collector<'_, Entry> = *mut c_void, category: String = *const c_char, name: Option<String> = *const c_char, value: String = *const c_char, file: String = *const c_char, line: c_int = c_int), on_error () => {
+        ctx.push(Entry { category, name, value, file, line: line.max(0) as u32 });
     }
 
     /// A text value the shim hands back (see `Chan::getvar`).
-    fn cc_rs_take_text(ctx: Ctx = *mut c_void, text: String = *const c_char), on_error () => {
-        ffi::put_text(ctx, text);
+    fn cc_rs_take_text(ctx: TextSlot<'_> = *mut c_void, text: String = *const c_char), on_error () => {
+        ctx.put(text);
     }
 }

@@ -11,7 +11,10 @@ use callconsent_guard::entry;
 use callconsent_runtime::{show, CallChannel, CallIds, ControlRequest, Frame, Runtime, Slot};
 
 use crate::channel::{FreeSwitch, FsChannel};
-use crate::ffi::{self, by_uuid, sys, Ctx, FsDir, Opaque, Session, Writer, WriterFn};
+use crate::ffi::{
+    self, by_uuid, sys, Collector, FsDir, Hooked, Opaque, Session, TextSlot, Unhooked, Writer,
+    WriterFn,
+};
 
 static RUNTIME: RwLock<Option<Arc<Runtime>>> = RwLock::new(None);
 
@@ -231,19 +234,16 @@ entry! {
     }
 
     /// A read frame while the call asks for clock ticks (held digits, automatic resume).
-    fn cc_rs_fs_tick(call: Ctx = *mut c_void), on_error () => {
-        // SAFETY: the shim hands back the Box<Arc<Slot>> given at attach; its destroy/close
-        // callback, which takes it back, has not run (the host calls no callback after it).
-        let slot: &Arc<Slot> = unsafe { ffi::hook_data(call) };
+    fn cc_rs_fs_tick(call: Hooked<'_, Arc<Slot>> = *mut c_void), on_error () => {
+        let slot: &Arc<Slot> = &call;
         if let Some(rt) = runtime() {
             rt.frame(slot, &FsChannel { uuid: slot.uniqueid.clone() }, Frame::Voice);
         }
     }
 
     /// The watcher's media bug closed: the call hung up.
-    fn cc_rs_fs_close(call: Ctx = *mut c_void), on_error () => {
-        // SAFETY: the destroy/close callback runs once per attach, after every other callback.
-        let slot: Box<Arc<Slot>> = unsafe { ffi::hook_data_take(call) };
+    fn cc_rs_fs_close(call: Unhooked<Arc<Slot>> = *mut c_void), on_error () => {
+        let slot: Box<Arc<Slot>> = call.0;
         if let Some(rt) = runtime() {
             rt.hangup(&slot);
         }
@@ -275,13 +275,12 @@ entry! {
     }
 
     /// One `<param>` of callconsent.conf, from the XML registry (see `ffi::config_read`).
-    fn cc_rs_fs_config_entry(ctx: Ctx = *mut c_void, category: String = *const c_char, name: Option<String> = *const c_char, value: String = *const c_char, file: String = *const c_char, line: c_int = c_int), on_error () => {
-        // SAFETY: the shim calls this entry only inside config_read, with its collector.
-        unsafe { ffi::push_entry(ctx, Entry { category, name, value, file, line: line.max(0) as u32 }) };
+    fn cc_rs_fs_config_entry(ctx: Collector<'_, Entry> = *mut c_void, category: String = *const c_char, name: Option<String> = *const c_char, value: String = *const c_char, file: String = *const c_char, line: c_int = c_int), on_error () => {
+        ctx.push(Entry { category, name, value, file, line: line.max(0) as u32 });
     }
 
     /// A text value the shim hands back.
-    fn cc_rs_fs_take_text(ctx: Ctx = *mut c_void, text: String = *const c_char), on_error () => {
-        ffi::put_text(ctx, text);
+    fn cc_rs_fs_take_text(ctx: TextSlot<'_> = *mut c_void, text: String = *const c_char), on_error () => {
+        ctx.put(text);
     }
 }

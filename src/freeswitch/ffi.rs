@@ -11,7 +11,7 @@ use callconsent_core::config::Entry;
 use callconsent_guard::FromC;
 
 pub use callconsent_guard::c::{
-    cstring, hook_data, hook_data_take, put_text, Ctx, Opaque, Writer, WriterFn,
+    cstring, Collector, Hooked, Opaque, TextSlot, Unhooked, Writer, WriterFn,
 };
 use callconsent_guard::c::{take_text, text};
 
@@ -188,15 +188,6 @@ pub fn config_read() -> Result<Vec<Entry>, i32> {
     } else {
         Err(rc)
     }
-}
-
-/// Where `cc_rs_fs_config_entry` puts an entry.
-///
-/// # Safety
-/// `ctx` is the collector `config_read` handed to the shim, during that call.
-pub unsafe fn push_entry(ctx: Ctx, e: Entry) {
-    // SAFETY: the caller's contract: config_read's collector, still collecting.
-    unsafe { callconsent_guard::c::push(ctx, e) };
 }
 
 /// The `log` crate, bridged to FreeSWITCH's logger.

@@ -212,31 +212,59 @@ pub mod c {
         out
     }
 
-    /// Where a shim's `take_text` entry puts a value.
-    pub fn put_text(ctx: Ctx, value: String) {
-        // SAFETY: ctx is the `&mut String` take_text passed for this very call, still on its stack.
-        unsafe { *ctx.ptr().cast::<String>() = value };
+    /// The text slot of one `take_text` call, as a `take_text` entry receives it: `put` stores
+    /// the value there.
+    pub struct TextSlot<'a>(NonNull<String>, PhantomData<&'a mut String>);
+
+    impl FromC<*mut c_void> for TextSlot<'_> {
+        /// # Safety
+        /// `raw` is the `&mut String` that `take_text` handed the shim for this very call (the
+        /// shim's contract: a take_text entry is called only inside it).
+        unsafe fn from_c(raw: *mut c_void) -> Option<Self> {
+            NonNull::new(raw.cast::<String>()).map(|p| TextSlot(p, PhantomData))
+        }
     }
 
-    /// A watcher's data: the boxed call the adapter attached, borrowed on every callback.
-    ///
-    /// # Safety
-    /// `ctx` must be the pointer of a `Box<T>` (of this very `T`) given to the host's attach
-    /// call, and the host must not have called its destroy/close callback yet: the borrow
-    /// lasts as long as the callback that received `ctx`.
-    pub unsafe fn hook_data<'a, T>(ctx: Ctx) -> &'a T {
-        // SAFETY: the caller's contract above: a live Box<T>.
-        unsafe { &*ctx.ptr().cast::<T>() }
+    impl TextSlot<'_> {
+        pub fn put(self, value: String) {
+            // SAFETY: from_c's contract: take_text's String, on its stack during this entry.
+            unsafe { *self.0.as_ptr() = value };
+        }
     }
 
-    /// Takes a watcher's data back at its destroy/close callback.
-    ///
-    /// # Safety
-    /// `ctx` must come from `Box::<T>::into_raw` at attach, and this must run exactly once for
-    /// it (the host's destroy/close callback), after every other callback of that watcher.
-    pub unsafe fn hook_data_take<T>(ctx: Ctx) -> Box<T> {
-        // SAFETY: the caller's contract above: the raw Box<T>, taken back once.
-        unsafe { Box::from_raw(ctx.ptr().cast::<T>()) }
+    /// A watcher's data, borrowed for one callback: the `Box<T>` the adapter gave the host's
+    /// attach call comes back as each callback's data argument.
+    pub struct Hooked<'a, T>(&'a T);
+
+    impl<T> FromC<*mut c_void> for Hooked<'_, T> {
+        /// # Safety
+        /// `raw` is the pointer of the `Box<T>` (this very `T`) given at attach, and its
+        /// destroy/close callback has not run yet (the host calls none after it): the shim's
+        /// contract for every watcher callback.
+        unsafe fn from_c(raw: *mut c_void) -> Option<Self> {
+            // SAFETY: the contract above: a live Box<T>, borrowed for this callback only.
+            NonNull::new(raw.cast::<T>()).map(|p| Hooked(unsafe { p.as_ref() }))
+        }
+    }
+
+    impl<T> std::ops::Deref for Hooked<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0
+        }
+    }
+
+    /// A watcher's data taken back at its destroy/close callback.
+    pub struct Unhooked<T>(pub Box<T>);
+
+    impl<T> FromC<*mut c_void> for Unhooked<T> {
+        /// # Safety
+        /// `raw` comes from `Box::<T>::into_raw` at attach, and the callback that receives it
+        /// (destroy/close) runs exactly once, after every other callback of that watcher.
+        unsafe fn from_c(raw: *mut c_void) -> Option<Self> {
+            // SAFETY: the contract above: the raw Box<T>, taken back once.
+            NonNull::new(raw.cast::<T>()).map(|p| Unhooked(unsafe { Box::from_raw(p.as_ptr()) }))
+        }
     }
 
     /// Collects the values a shim hands, one call each, to a collector entry during `f`; with
@@ -247,14 +275,24 @@ pub mod c {
         (out, rc)
     }
 
-    /// Where a collector entry puts a value.
-    ///
-    /// # Safety
-    /// `ctx` must be the pointer `collect::<T>` handed to the shim, during that `collect` call
-    /// (the `Vec<T>` is on its stack).
-    pub unsafe fn push<T>(ctx: Ctx, value: T) {
-        // SAFETY: the caller's contract above: collect's live `&mut Vec<T>`.
-        unsafe { (*ctx.ptr().cast::<Vec<T>>()).push(value) };
+    /// Where a collector entry puts its value, as the entry receives it.
+    pub struct Collector<'a, T>(NonNull<Vec<T>>, PhantomData<&'a mut Vec<T>>);
+
+    impl<T> FromC<*mut c_void> for Collector<'_, T> {
+        /// # Safety
+        /// `raw` is the pointer `collect::<T>` handed the shim, during that `collect` call (the
+        /// shim's contract: a collector entry is called only inside it).
+        unsafe fn from_c(raw: *mut c_void) -> Option<Self> {
+            NonNull::new(raw.cast::<Vec<T>>()).map(|p| Collector(p, PhantomData))
+        }
+    }
+
+    impl<T> Collector<'_, T> {
+        pub fn push(&self, value: T) {
+            // SAFETY: from_c's contract: collect's Vec<T>, on its stack during this entry, and
+            // no other reference to it is used meanwhile (collect waits for the shim).
+            unsafe { (*self.0.as_ptr()).push(value) };
+        }
     }
 
     /// The `log` crate, bridged to a shim's log function (its text an argument, never a format).
