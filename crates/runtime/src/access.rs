@@ -96,13 +96,36 @@ pub struct Recording {
     /// The files as the module named them: the kept WAVs, then the archives that replaced them.
     pub files: Vec<String>,
     pub archives: Vec<String>,
+    /// Each archive's SHA-256 as its `recording_archived` line holds it (the bytes on disk,
+    /// checkable without the identity): (file, hex).
+    pub archive_sha256: Vec<(String, String)>,
     /// The recipients' fingerprints, when it is encrypted.
     pub encrypted_to: Vec<String>,
     /// The event that removed it (`recording_deleted`, `recording_expired`, `recording_erased`).
     pub removed_by: Option<String>,
 }
 
+/// SHA-256 of bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Recording {
+    /// An archive of it whose bytes on disk are not those its `recording_archived` line
+    /// describes (replaced or altered since): Err names it. Files without a known SHA-256
+    /// (WAVs, archives of a version that did not write it) pass.
+    pub fn check_archive_bytes(&self, path: &Path, on_disk: &[u8]) -> Result<(), String> {
+        let shown = path.display().to_string();
+        let known = self.archive_sha256.iter().find(|(f, _)| *f == shown || Path::new(f) == path);
+        match known {
+            Some((_, h)) if *h != sha256_hex(on_disk) => Err(format!(
+                "{shown}: its SHA-256 is not the one its recording_archived line holds: the archive was replaced or altered after it was written"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Its files that are on disk now.
     pub fn present(&self) -> Vec<String> {
         self.archives
@@ -141,6 +164,7 @@ pub fn recordings(lines: &[Line]) -> Vec<Recording> {
                     kept_line: line_hash(&l.text),
                     files,
                     archives: vec![],
+                    archive_sha256: vec![],
                     encrypted_to: v["encrypted_to"]
                         .as_array()
                         .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
@@ -154,6 +178,9 @@ pub fn recordings(lines: &[Line]) -> Vec<Recording> {
                     out.iter_mut().rev().find(|r| r.call == s(v, "call") && r.files.contains(&from))
                 {
                     r.archives.push(s(v, "file"));
+                    if let Some(h) = v["sha256"].as_str() {
+                        r.archive_sha256.push((s(v, "file"), h.to_string()));
+                    }
                 }
             }
             Some(

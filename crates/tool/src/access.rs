@@ -117,6 +117,9 @@ pub fn open_checked(
         Some(i) => identities(i)?,
         None => vec![],
     };
+    // The bytes on disk first: what the module's encoder wrote, or refused (issue 24).
+    let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    rec.check_archive_bytes(path, &raw)?;
     let bytes = archive::open_bytes(path, &ids)?;
     let a = archive::read_archive_bytes(&bytes, &path.display().to_string())?;
     if a.tag("CALLCONSENT_CALL") != Some(rec.call.as_str()) {
@@ -127,12 +130,20 @@ pub fn open_checked(
             rec.call
         ));
     }
-    if let Some(h) = a.tag("CALLCONSENT_AUDIT") {
-        if h != rec.kept_line {
+    match a.tag("CALLCONSENT_AUDIT") {
+        Some(h) if h == rec.kept_line => {}
+        Some(_) => {
             return Err(format!(
                 "{}: CALLCONSENT_AUDIT is not the hash of the recording_kept line",
                 path.display()
-            ));
+            ))
+        }
+        // Every archive the module writes carries it: one without is not the module's.
+        None => {
+            return Err(format!(
+                "{}: no CALLCONSENT_AUDIT tag: not an archive the module wrote for this call",
+                path.display()
+            ))
         }
     }
     Ok((bytes, a.duration_ms))

@@ -807,8 +807,41 @@ fn verify_archive(file: &str, audits: &[&str], identity: Option<&str>) -> Result
                     a.duration_ms
                 ));
             }
+            // The bytes on disk are those the encoder wrote (issue 24): its recording_archived
+            // line holds their SHA-256.
+            let archive_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let archived = audits
+                .iter()
+                .filter_map(|f| std::fs::read_to_string(f).ok())
+                .flat_map(|t| {
+                    t.lines()
+                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        .collect::<Vec<_>>()
+                })
+                .find(|v| {
+                    v["event"] == AuditEvent::RecordingArchived.as_str()
+                        && v["call"] == call.as_str()
+                        && v["file"]
+                            .as_str()
+                            .is_some_and(|p| p.ends_with(&format!("/{archive_name}")))
+                });
+            let sha = match archived.as_ref().and_then(|v| v["sha256"].as_str()) {
+                Some(h) => {
+                    let raw = std::fs::read(path).map_err(|e| e.to_string())?;
+                    if callconsent_runtime::access::sha256_hex(&raw) != h {
+                        return Err("its SHA-256 is not the one its recording_archived line holds: the archive was replaced or altered after it was written".into());
+                    }
+                    ", SHA-256 as written"
+                }
+                None if archived.is_none() => {
+                    return Err(format!(
+                        "no recording_archived line names {archive_name}: not an archive the module's encoder wrote (or its line is missing)"
+                    ))
+                }
+                None => "",
+            };
             return Ok(format!(
-                "{file}: {} ms, tags match the audit log (call {call}, line hash {hash})",
+                "{file}: {} ms, tags match the audit log (call {call}, line hash {hash}){sha}",
                 a.duration_ms
             ));
         }

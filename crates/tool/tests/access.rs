@@ -117,6 +117,8 @@ fn site(name: &str, max: u64) -> Site {
         let mut f = serde_json::Map::new();
         f.insert("file".into(), json!(out.display().to_string()));
         f.insert("from".into(), json!(w.display().to_string()));
+        let sha = callconsent_runtime::access::sha256_hex(&std::fs::read(&out).unwrap());
+        f.insert("sha256".into(), json!(sha));
         log.sender().send(record(call, "PJSIP/caller-0001", AuditEvent::RecordingArchived, f));
     }
     drop(log);
@@ -469,4 +471,48 @@ fn listens_sent_at_once_cannot_race_past_the_bound() {
     let listens = lines.iter().filter(|l| l["event"] == "listen").count();
     let refused = lines.iter().filter(|l| l["event"] == "listen_refused").count();
     assert_eq!((listens, refused), (1, 5), "{lines:?}");
+}
+
+/// Issue 24 (9): an archive replaced after it was written, by one that decrypts and whose tags
+/// all match (the same audio encoded again, with the same tags), is refused by `listen`: its
+/// bytes are not those its `recording_archived` line holds the SHA-256 of.
+#[test]
+fn a_replaced_archive_is_refused_by_its_sha256() {
+    let site = site("replaced", 5);
+    let id = site.identity.to_str().unwrap();
+    let rec = "cc-1764590000.1.opus.age";
+    let archive = site.dir.join("kept").join(rec);
+    let kept = std::fs::read_to_string(site.dir.join("log/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("\"recording_kept\"") && l.contains("1764590000.1"))
+        .map(callconsent_runtime::audit::line_hash)
+        .expect("the kept line");
+    let wav_path = site.dir.join("kept/cc-1764590000.1.wav");
+    wav(&wav_path, 2);
+    let recipient = {
+        let text = std::fs::read_to_string(&site.identity).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().to_string()
+    };
+    let replacement = site.dir.join("replacement.opus.age");
+    callconsent_runtime::archive::encode(
+        &wav_path,
+        &replacement,
+        &[
+            ("CALLCONSENT_CALL".to_string(), "1764590000.1".to_string()),
+            ("CALLCONSENT_AUDIT".to_string(), kept),
+        ],
+        16000,
+        std::slice::from_ref(&recipient),
+    )
+    .unwrap();
+    std::fs::remove_file(&wav_path).unwrap();
+    std::fs::rename(&replacement, &archive).unwrap();
+    let o = run(&site, &["listen", rec, "--identity", id, "--as", "claire", "--purpose", "audit"]);
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("SHA-256"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
