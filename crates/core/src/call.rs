@@ -380,6 +380,9 @@ pub struct Call {
     held_since_ms: u64,
     /// Digits whose BEGIN was dropped: their END is dropped too.
     swallowing: Vec<(Dir, char)>,
+    /// A caller's key whose BEGIN went on to the agent before a secure entry began: its END
+    /// goes on too (the agent's phone would sound it forever otherwise), and it is no card digit.
+    end_passes: Option<char>,
     pauses: u32,
     /// Paused spans in ms from the recording's start (end `None` while paused).
     spans: Vec<(u64, Option<u64>)>,
@@ -467,6 +470,7 @@ impl Call {
             held: String::new(),
             held_since_ms: 0,
             swallowing: Vec::new(),
+            end_passes: None,
             caller_pace: Pacer::default(),
             pauses: 0,
             spans: Vec::new(),
@@ -1281,6 +1285,11 @@ impl Call {
         // The entry's own mute takes over from a code's (its span is opened below).
         self.code_muted = false;
         self.relayed.clear();
+        // A key the caller holds as the entry starts began before it: its END is no card digit,
+        // and the pacer must not wait for it (it would drop every later key of the call).
+        let (down, dropping) = self.caller_pace.abandon(now_ms);
+        self.end_passes = down;
+        self.swallowing.extend(dropping.into_iter().map(|d| (Dir::Caller, d)));
         self.secure =
             Some(Secure { since_ms: now_ms, source, digits: SecretDigits::new(), muted: false });
         // Muted unless it already is (a pause, a transfer being checked): then it stays muted.
@@ -1305,6 +1314,10 @@ impl Call {
         out: &mut Vec<Action>,
     ) -> Verdict {
         // A key is acted on at its first frame: BEGIN, or END when no BEGIN came.
+        if press == Press::End && self.end_passes == Some(digit) {
+            self.end_passes = None;
+            return Verdict::Pass;
+        }
         if press == Press::End {
             if let Some(i) = self.swallowing.iter().position(|s| *s == (Dir::Caller, digit)) {
                 self.swallowing.remove(i);

@@ -68,6 +68,22 @@ impl Pacer {
     }
 }
 
+impl Pacer {
+    /// The keys under way when a secure card entry takes the caller's keys: (the key let
+    /// through and still down, the keys being dropped). Their ENDs are the entry's to handle,
+    /// and the pacer waits for none of them; the key let through keeps the PBX busy for its
+    /// least relay.
+    pub fn abandon(&mut self, now_ms: u64) -> (Option<char>, Vec<char>) {
+        let dropping = std::mem::take(&mut self.dropping);
+        let down = self.down.take().map(|(d, began)| {
+            let relayed_until = (began + KEY_RELAY_MIN_MS).max(now_ms);
+            self.busy_until_ms = self.busy_until_ms.max(relayed_until + KEY_RELAY_GAP_MS);
+            d
+        });
+        (down, dropping)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

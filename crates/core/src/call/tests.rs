@@ -1292,3 +1292,42 @@ fn relayed_agent_keys_act_as_codes_and_are_never_sent_again() {
     assert!(a.contains(&Action::StopAndDelete { by: By::Agent }), "{a:?}");
     assert!(!a.iter().any(|x| matches!(x, Action::SendToCaller(_))), "{a:?}");
 }
+
+/// A caller's key held down as the agent starts a secure entry (its BEGIN before `*4`, its END
+/// after): its END goes on to the agent (who heard its BEGIN), it is no card digit, and the
+/// pacer is free afterwards. Then a card keyed at 100, 250 and 500 ms reaches the gosub whole.
+/// Failed before: the gosub got "5" and the card, and every later caller key but 9 was dropped.
+#[test]
+fn a_key_spanning_the_start_of_an_entry_is_no_card_digit_and_frees_the_pacer() {
+    let card = "4111119111111111";
+    for gap in [100u64, 250, 500] {
+        let len = 140.min(gap - 40);
+        let mut c = recording_secure_call(100);
+        let dtmf = |c: &mut Call, press, d, len_ms, now_ms| {
+            c.on(Event::Dtmf { dir: Dir::Caller, press, digit: d, len_ms, now_ms })
+        };
+        assert_eq!(dtmf(&mut c, Press::Begin, '5', 0, 2000).0, Verdict::Pass);
+        c.on(Event::Control {
+            cmd: Command::Secure,
+            source: Source::Ami,
+            actor: String::new(),
+            now_ms: 2050,
+        });
+        assert!(c.in_secure_entry());
+        assert_eq!(dtmf(&mut c, Press::End, '5', 140, 2140).0, Verdict::Pass, "its END goes on");
+        let (mut t, mut last) = (2300, vec![]);
+        for d in card.chars().chain(['#']) {
+            let (v1, a1) = dtmf(&mut c, Press::Begin, d, 0, t);
+            let (v2, a2) = dtmf(&mut c, Press::End, d, len as u32, t + len);
+            assert_eq!((v1, v2), (Verdict::Drop, Verdict::Drop), "{d} at {gap} ms");
+            last = [a1, a2].concat();
+            t += gap;
+        }
+        assert_eq!(secure_digits(&last).as_deref(), Some(card), "keys {gap} ms apart");
+        t += 500;
+        for d in "123".chars() {
+            assert_eq!(key(&mut c, Dir::Caller, d, t).0, Verdict::Pass, "{d} after the entry");
+            t += 300;
+        }
+    }
+}
