@@ -356,10 +356,35 @@ int cc_tones_to_peer(cc_chan *c, const char *tones)
 	return res;
 }
 
+/* One half of a key to a channel from a worker thread, as ast_write sends keys: under the
+ * channel's lock, and only while the channel is up. ast_senddigit_external calls the channel
+ * driver without the lock, and after a hangup chan_pjsip's tech_pvt is NULL: a key released
+ * as the call ends crashed Asterisk (chan_pjsip_digit_begin, seen in the DTMF flood test). */
+static int send_digit_locked(struct ast_channel *chan, char digit, int end, unsigned int ms)
+{
+	int res = -1;
+
+	ast_channel_lock(chan);
+	if (!ast_check_hangup(chan) && ast_channel_tech_pvt(chan)) {
+		res = end ? ast_senddigit_end(chan, digit, ms) : ast_senddigit_begin(chan, digit);
+	}
+	ast_channel_unlock(chan);
+	return res;
+}
+
 int cc_send_digits_external(cc_chan *c, const char *digits)
 {
+	struct ast_channel *chan = chan_of(c);
+	const unsigned int ms = 100;
+
 	for (; digits && *digits; digits++) {
-		if (ast_senddigit_external(chan_of(c), *digits, 100)) {
+		if (ast_channel_tech(chan)->send_digit_begin) {
+			if (send_digit_locked(chan, *digits, 0, ms)) {
+				return -1;
+			}
+			usleep(ms * 1000);
+		}
+		if (send_digit_locked(chan, *digits, 1, ms)) {
 			return -1;
 		}
 	}
