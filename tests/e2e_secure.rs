@@ -79,6 +79,15 @@ impl Capture {
     }
 }
 
+/// The SIP caller of these tests: sipp plays `pcap` from the answer (RFC 4733 keys in it) and
+/// hangs up `play_ms` later; returns the scenario for `Pbx::sipp`.
+fn sip_caller(pbx: &Pbx, pcap: &[u8], play_ms: u32) -> String {
+    std::fs::write(pbx.path("sounds/flood-caller.pcap"), pcap).expect("write the caller's capture");
+    std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
+        .expect("read the caller's scenario")
+        .replace("{PLAY_MS}", &play_ms.to_string())
+}
+
 fn alaw_decode(a: u8) -> i16 {
     let a = a ^ 0x55;
     let seg = (a & 0x70) >> 4;
@@ -139,11 +148,7 @@ fn a_card_keyed_during_a_secure_entry_reaches_only_the_payment_gosub() {
         Part::Tone { freq: CALLER_HZ, ms: 1000 },
         Part::Silence { ms: 1500 },
     ]);
-    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
-        .expect("write the caller's capture");
-    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
-        .expect("read the caller's scenario")
-        .replace("{PLAY_MS}", "18000");
+    let scenario = sip_caller(&pbx, &caller, 18000);
     let out = pbx.sipp(&scenario, &[]);
     assert!(out.status.success(), "sipp: {}\n{}", String::from_utf8_lossy(&out.stderr), pbx.logs());
     let _ = phone.wait(Duration::from_secs(10));
@@ -301,12 +306,7 @@ fn card_keyed_at_a_human_pace(name: &str, local_agent: bool, every_ms: u32) {
         Part::Tone { freq: CALLER_HZ, ms: 1000 },
         Part::Silence { ms: 1000 },
     ]);
-    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
-        .expect("write the caller's capture");
-    let play_ms = 5000 + keying_ms + 3500;
-    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
-        .expect("read the caller's scenario")
-        .replace("{PLAY_MS}", &play_ms.to_string());
+    let scenario = sip_caller(&pbx, &caller, 5000 + keying_ms + 3500);
     let out = pbx.sipp(&scenario, &[]);
     assert!(out.status.success(), "sipp: {}\n{}", String::from_utf8_lossy(&out.stderr), pbx.logs());
     pbx.wait_settled(1, Duration::from_secs(30));
@@ -390,11 +390,7 @@ fn ami_getvar_cannot_read_the_card_digits() {
         Part::Keys { digits: format!("{CARD_9}#"), len_ms: 140, every_ms: 300 },
         Part::Silence { ms: 6000 },
     ]);
-    std::fs::write(pbx.path("sounds/flood-caller.pcap"), caller)
-        .expect("write the caller's capture");
-    let scenario = std::fs::read_to_string(project_dir().join("tests/sipp/flood-dtmf-caller.xml"))
-        .expect("read the caller's scenario")
-        .replace("{PLAY_MS}", "16500");
+    let scenario = sip_caller(&pbx, &caller, 16500);
     std::thread::scope(|s| {
         let call = s.spawn(|| pbx.sipp(&scenario, &[]));
         pbx.wait_event("secure_entry_ended", 1, Duration::from_secs(20));

@@ -773,8 +773,12 @@ fn verify_archive(file: &str, audits: &[&str], identity: Option<&str>) -> Result
     let tag = |k: &str| a.tag(k).map(str::to_string).ok_or(format!("no {k} tag"));
     let (call, name, hash) =
         (tag("CALLCONSENT_CALL")?, tag("CALLCONSENT_FILE")?, tag("CALLCONSENT_AUDIT")?);
-    for f in audits {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
+    // Each audit file read once: the kept line is searched here, the archived line below.
+    let texts = audits
+        .iter()
+        .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}")))
+        .collect::<Result<Vec<String>, String>>()?;
+    for text in &texts {
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
             if v["event"] != AuditEvent::RecordingKept.as_str()
@@ -810,14 +814,10 @@ fn verify_archive(file: &str, audits: &[&str], identity: Option<&str>) -> Result
             // The bytes on disk are those the encoder wrote (issue 24): its recording_archived
             // line holds their SHA-256.
             let archive_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let archived = audits
+            let archived = texts
                 .iter()
-                .filter_map(|f| std::fs::read_to_string(f).ok())
-                .flat_map(|t| {
-                    t.lines()
-                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|t| t.lines())
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .find(|v| {
                     v["event"] == AuditEvent::RecordingArchived.as_str()
                         && v["call"] == call.as_str()
